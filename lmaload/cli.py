@@ -73,16 +73,20 @@ def _hex_input(text: str) -> bytes:
     return bytes.fromhex(cleaned)
 
 
-def _pcap_records(path: Path, config: WireConfig) -> Iterator[tuple[dict[str, Any], bytes]]:
-    """Per Mobility Header frame: its capture metadata, and its payload decoded later."""
+def _decode_capture(path: Path, config: WireConfig) -> Iterator[dict[str, Any] | str]:
+    """Per Mobility Header frame of a capture: its description (frame metadata first), or a
+    one-line error for a frame whose MH does not decode."""
     from lmaload.pcap import find_mobility, read_packets
 
     for packet in read_packets(path):
         found = find_mobility(packet)
         if found is None:
             continue
-        meta: dict[str, Any] = {"frame": packet.number, "time": packet.time}
-        meta["transport"] = found.transport
+        meta: dict[str, Any] = {
+            "frame": packet.number,
+            "time": packet.time,
+            "transport": found.transport,
+        }
         if found.transport == "udp":
             meta.update(
                 outer_src=str(found.src),
@@ -90,11 +94,16 @@ def _pcap_records(path: Path, config: WireConfig) -> Iterator[tuple[dict[str, An
                 sport=found.sport,
                 dport=found.dport,
             )
-            v6 = found.src.version == 6
-            meta["_addresses"] = (found.src, found.dst) if v6 else (None, None)
-        else:
-            meta["_addresses"] = (found.src, found.dst)
-        yield meta, found.payload
+        # A bare MH over UDP/IPv4 has no IPv6 addresses to check its checksum against.
+        v6 = found.src.version == 6
+        try:
+            decoded = decode_datagram(
+                found.payload, found.src if v6 else None, found.dst if v6 else None, config
+            )
+        except WireError as exc:
+            yield f"frame {packet.number}: invalid Mobility Header: {exc}"
+            continue
+        yield {**meta, **describe_packet(decoded, config)}
 
 
 @main.command()
@@ -135,9 +144,6 @@ def decode(
         raise click.UsageError("--src and --dst go together")
     config = _wire_config(wire_settings)
 
-    def emit(described: dict[str, Any]) -> None:
-        click.echo(json.dumps(described) if as_json else format_text(described))
-
     if hex_data is not None:
         text = sys.stdin.read() if hex_data == "-" else hex_data
         try:
@@ -145,23 +151,22 @@ def decode(
         except WireError as exc:
             _fail(f"invalid input: {exc}")
             sys.exit(EXIT_INVALID_INPUT)
-        emit(describe_packet(packet, config))
+        described = describe_packet(packet, config)
+        click.echo(json.dumps(described) if as_json else format_text(described))
         return
 
     from lmaload.pcap import PcapError
 
     failures = 0
     try:
-        for meta, payload in _pcap_records(pcap_path, config):
-            addr_src, addr_dst = meta.pop("_addresses")
-            try:
-                packet = decode_datagram(payload, addr_src, addr_dst, config)
-            except WireError as exc:
+        for item in _decode_capture(pcap_path, config):
+            if isinstance(item, str):
                 failures += 1
-                _fail(f"frame {meta['frame']}: invalid Mobility Header: {exc}")
-                continue
-            described = describe_packet(packet, config)
-            emit({**meta, **described} if as_json else described)
+                _fail(item)
+            elif as_json:
+                click.echo(json.dumps(item))
+            else:
+                click.echo(f"frame {item['frame']} ({item['transport']}): {format_text(item)}")
     except PcapError as exc:
         _fail(f"{pcap_path}: {exc}")
         sys.exit(EXIT_INVALID_INPUT)

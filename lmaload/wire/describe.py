@@ -163,6 +163,7 @@ def format_text(described: dict[str, Any]) -> str:
         f"checksum 0x{described['checksum']:04x}{check}"
     )
     skip = {"mh_type", "name", "length", "checksum", "checksum_ok", "options"}
+    skip |= {"frame", "time", "transport"}  # capture metadata, shown by the caller
     lines = [f"{head}: {_text_fields(described, skip)}"]
     for opt in described["options"]:
         lines.append(f"    {opt['name']} ({opt['type']}): {_text_fields(opt, {'type', 'name'})}")
