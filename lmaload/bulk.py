@@ -1,0 +1,381 @@
+"""Bulk codec API over the population: many messages per call, into one contiguous buffer plus an
+offsets array (message ``i`` is ``buf[offsets[i]:offsets[i + 1]]``), and batches of received
+datagrams decoded into numpy columns.
+
+Each function has a pure-Python twin (prefix ``py_``) built on the reference codec in
+``lmaload.wire``; it defines what the compiled version in ``lmaload._ext.bulk`` must produce
+octet for octet, and is what the tests and the benchmark compare it with. The public names use
+the compiled version when it is built, the twin otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+import numpy as np
+
+from lmaload.population import Population
+from lmaload.wire import (
+    AccessTechnologyType,
+    BindingAck,
+    BindingUpdate,
+    HandoffIndicator,
+    Heartbeat,
+    HomeNetworkPrefix,
+    IPv4CareOfAddress,
+    IPv4HomeAddressRequest,
+    LinkLocalAddress,
+    LmaFailureIndication,
+    MobileNodeIdentifier,
+    MobileNodeLinkLayerIdentifier,
+    Option,
+    ProxyBindingCacheInformation,
+    RestartCounter,
+    StateSync,
+    Timestamp,
+    WireConfig,
+    WireError,
+    decode_datagram,
+    encode_mh,
+)
+from lmaload.wire import codepoints as cp
+from lmaload.wire.codepoints import DEFAULT_CONFIG
+from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH
+
+ALL_ZERO = IPv6Address(0)
+NO_MN_ID = 0xFFFFFFFF  # mn_id column of a decoded PBA whose NAI is not mn{digits}@...
+
+
+@dataclass(frozen=True)
+class PbuOptions:
+    """The options of every PBU in a bulk batch, always in this order:
+    HNP, MN-ID, [Timestamp], HI, ATT, [MN LL-ID], [Link-local Address], [IPv4 HoA Request],
+    [IPv4 CoA], [LMA Failure Indication].
+
+    - HNP is the row's prefix when ``request_prefix``, else ALL_ZERO ::/0 (the LMA assigns one).
+    - Timestamp is the row's ``ts`` column; HI the row's ``hi``; ATT the row's ``att``.
+    - MN LL-ID goes only into rows whose ``ll_len`` is non-zero.
+    - The Link-local Address is ALL_ZERO (the MAG asks the LMA for one).
+    - IPv4 HoA Request carries the row's ``ipv4_hoa`` (0.0.0.0: allocate), prefix length 0.
+    - IPv4 CoA is the IPv4 address of the row's MAG.
+    - ``lfi`` names the failed LMA, for failover PBUs to a standby.
+    """
+
+    timestamp: bool = True
+    request_prefix: bool = False
+    link_layer_id: bool = False
+    link_local: bool = False
+    ipv4_hoa_request: bool = False
+    ipv4_coa: bool = False
+    lfi: LmaFailureIndication | None = None
+
+
+def pbu_message(
+    pop: Population, row: int, flags: int, lifetime: int, options: PbuOptions
+) -> BindingUpdate:
+    """The reference PBU for one row (sequence, timestamp, HI from the row's columns)."""
+    mn = pop.mns[row]
+    prefix, length = pop.prefix(row) if options.request_prefix else (ALL_ZERO, 0)
+    opts: list[Option] = [HomeNetworkPrefix(prefix, length), MobileNodeIdentifier(pop.nai(row))]
+    if options.timestamp:
+        opts.append(Timestamp(int(mn["ts"])))
+    opts += [HandoffIndicator(int(mn["hi"])), AccessTechnologyType(int(mn["att"]))]
+    if options.link_layer_id and mn["ll_len"]:
+        opts.append(MobileNodeLinkLayerIdentifier(mn["ll_id"][: mn["ll_len"]].tobytes()))
+    if options.link_local:
+        opts.append(LinkLocalAddress(ALL_ZERO))
+    if options.ipv4_hoa_request:
+        opts.append(IPv4HomeAddressRequest(IPv4Address(mn["ipv4_hoa"].tobytes()), 0))
+    if options.ipv4_coa:
+        opts.append(IPv4CareOfAddress(pop.mag_address4(int(mn["mag"]))))
+    if options.lfi is not None:
+        opts.append(options.lfi)
+    return BindingUpdate(int(mn["seq"]), lifetime, flags, tuple(opts))
+
+
+def _pack(messages: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(messages) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(m) for m in messages])
+    return np.frombuffer(b"".join(messages), dtype=np.uint8).copy(), offsets
+
+
+def py_encode_pbus(
+    pop: Population,
+    rows: np.ndarray,
+    lma: IPv6Address,
+    flags: int = cp.PBU_DEFAULT_FLAGS,
+    lifetime: int = 0,
+    options: PbuOptions = PbuOptions(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled."""
+    return _pack(
+        [
+            encode_mh(
+                pbu_message(pop, int(row), flags, lifetime, options),
+                pop.mag_address6(int(pop.mns["mag"][row])),
+                lma,
+            )
+            for row in rows
+        ]
+    )
+
+
+def py_encode_heartbeats(
+    pop: Population, mags: np.ndarray, lmas: np.ndarray, sequences: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Heartbeat requests from MAG ``mags[i]`` to the LMA whose address is ``lmas[i]`` (a row of
+    a (n, 16) uint8 array) with sequence number ``sequences[i]``."""
+    return _pack(
+        [
+            encode_mh(Heartbeat(int(seq)), pop.mag_address6(int(mag)), IPv6Address(lma.tobytes()))
+            for mag, lma, seq in zip(mags, lmas, sequences, strict=True)
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    """State Synchronization replies holding a run of sessions (``encode_state_sync``):
+    message ``i`` carries sessions ``first[i]`` to ``first[i + 1] - 1`` of the selection."""
+
+    buf: np.ndarray
+    offsets: np.ndarray
+    first: np.ndarray
+
+
+def sync_session_options(
+    pop: Population,
+    row: int,
+    flags: int,
+    lifetime: int,
+    tunnel_interface_id: int,
+    timestamp: bool,
+) -> tuple[Option, ...]:
+    """One session of an SS-REP (spec-digest §8.1): PBCI, then MN-ID, HNP, [Timestamp], ATT,
+    [MN LL-ID when the row has one]. The PBCI's sequence is the row's ``seq``, its Proxy-CoA
+    the row's MAG, its lifetime ``lifetime`` (remaining, 4-s units; 0 = deleted)."""
+    mn = pop.mns[row]
+    prefix, length = pop.prefix(row)
+    opts: list[Option] = [
+        ProxyBindingCacheInformation(
+            flags, int(mn["seq"]), lifetime, tunnel_interface_id, pop.mag_address6(int(mn["mag"]))
+        ),
+        MobileNodeIdentifier(pop.nai(row)),
+        HomeNetworkPrefix(prefix, length),
+    ]
+    if timestamp:
+        opts.append(Timestamp(int(mn["ts"])))
+    opts.append(AccessTechnologyType(int(mn["att"])))
+    if mn["ll_len"]:
+        opts.append(MobileNodeLinkLayerIdentifier(mn["ll_id"][: mn["ll_len"]].tobytes()))
+    return tuple(opts)
+
+
+def py_encode_state_sync(
+    pop: Population,
+    rows: np.ndarray,
+    src: IPv6Address,
+    dst: IPv6Address,
+    identifier: int,
+    identifier_step: int = 0,
+    ack: bool = False,
+    flags: int = cp.PBU_DEFAULT_FLAGS,
+    lifetimes: np.ndarray | None = None,
+    tunnel_interface_ids: np.ndarray | None = None,
+    timestamp: bool = True,
+    max_length: int = cp.MH_MAX_LENGTH,
+    config: WireConfig = DEFAULT_CONFIG,
+) -> SyncBatch:
+    """SS-REPs carrying the sessions of ``rows`` in order, each message filled greedily up to
+    ``max_length`` octets; M on all but the last message, A when ``ack``. Message ``k`` has
+    Identifier ``identifier + k * identifier_step`` (mod 2^16; step 0 for the parts of one
+    solicited reply, 1 for unsolicited ones that are each acknowledged). Per session: lifetime
+    ``lifetimes[i]`` (default the row's ``lifetime``) and tunnel id (default 0)."""
+    sessions = [
+        sync_session_options(
+            pop,
+            int(row),
+            flags,
+            int(lifetimes[i]) if lifetimes is not None else int(pop.mns["lifetime"][row]),
+            int(tunnel_interface_ids[i]) if tunnel_interface_ids is not None else 0,
+            timestamp,
+        )
+        for i, row in enumerate(rows)
+    ]
+
+    def message(k: int, opts: tuple[Option, ...], more: bool) -> StateSync:
+        bits = (cp.SS_FLAG_A if ack else 0) | (cp.SS_FLAG_M if more else 0)
+        ident = (identifier + k * identifier_step) & 0xFFFF
+        return StateSync(cp.SS_REPLY, ident, bits, opts)
+
+    def fits(opts: tuple[Option, ...]) -> bool:
+        try:
+            return len(encode_mh(message(0, opts, True), config=config)) <= max_length
+        except ValueError:  # over the 2048-octet MH limit
+            return False
+
+    groups: list[tuple[int, tuple[Option, ...]]] = []  # (first session, options)
+    for i, session in enumerate(sessions):
+        if groups and fits((*groups[-1][1], *session)):
+            groups[-1] = (groups[-1][0], (*groups[-1][1], *session))
+            continue
+        if not fits(session):
+            raise ValueError(f"session of row {int(rows[i])} alone exceeds {max_length} octets")
+        groups.append((i, session))
+    encoded = [
+        encode_mh(message(k, opts, k < len(groups) - 1), src, dst, config)
+        for k, (_, opts) in enumerate(groups)
+    ]
+    buf, offsets = _pack(encoded)
+    first = np.array([g[0] for g in groups] + [len(sessions)], dtype=np.int64)
+    return SyncBatch(buf, offsets, first)
+
+
+# Decoded columns. ``error`` is 0 for a datagram that decoded as the expected message, 1 when
+# the reference decoder raises WireError, 2 when it decoded as another message (or SS type).
+# ``checksum_ok`` is 1/0, or -1 when the datagram had no IPv6 header to check it against.
+DECODE_OK, DECODE_MALFORMED, DECODE_OTHER_MESSAGE = 0, 1, 2
+
+PBA_DTYPE = np.dtype(
+    [
+        ("error", "u1"),
+        ("checksum_ok", "i1"),
+        ("status", "u1"),
+        ("flags", "u1"),
+        ("seq", "<u2"),
+        ("lifetime", "<u2"),
+        ("mn_id", "<u4"),  # from the first MN-ID option's NAI mn{digits}@...; else NO_MN_ID
+        ("hnp", "u1", (16,)),  # first HNP option (zeros, length 0, when none)
+        ("hnp_len", "u1"),
+        ("has_ts", "u1"),
+        ("ts", "<u8"),  # first Timestamp option
+    ],
+    align=False,
+)
+HEARTBEAT_DTYPE = np.dtype(
+    [
+        ("error", "u1"),
+        ("checksum_ok", "i1"),
+        ("flags", "u1"),
+        ("seq", "<u4"),
+        ("has_restart_counter", "u1"),
+        ("restart_counter", "<u4"),  # first Restart Counter option
+    ],
+    align=False,
+)
+SS_ACK_DTYPE = np.dtype(
+    [("error", "u1"), ("checksum_ok", "i1"), ("identifier", "<u2")], align=False
+)
+
+
+def _mn_id_from_nai(identifier: bytes) -> int:
+    """The id of an NAI ``mn{digits}@...`` (digits without leading zeros, < 2^32); else NO_MN_ID."""
+    head, at, _ = identifier.partition(b"@")
+    digits = head[2:]
+    if (
+        not at
+        or not head.startswith(b"mn")
+        or not digits.isdigit()
+        or not digits.isascii()
+        or (len(digits) > 1 and digits[0:1] == b"0")
+        or int(digits) >= NO_MN_ID
+    ):
+        return NO_MN_ID
+    return int(digits)
+
+
+def _decode_each(buf: np.ndarray, offsets: np.ndarray, framing: str, config: WireConfig):
+    """Reference decode of each datagram: yields (record view, decoded packet or None)."""
+    if framing not in ("ipv6", "mh"):
+        raise ValueError("framing is 'ipv6' (inner IPv6 header, RFC 5844) or 'mh' (bare)")
+    data = buf.tobytes()
+    for i in range(len(offsets) - 1):
+        datagram = data[offsets[i] : offsets[i + 1]]
+        if framing == "ipv6" and (len(datagram) < IPV6_HEADER_LENGTH or datagram[0] >> 4 != 6):
+            yield i, None
+            continue
+        if framing == "mh" and datagram[:1] != bytes([cp.PAYLOAD_PROTO_NONE]):
+            yield i, None
+            continue
+        try:
+            yield i, decode_datagram(datagram, config=config)
+        except WireError:
+            yield i, None
+
+
+def _first(options: tuple[Option, ...], kind: type[Option]) -> Option | None:
+    return next((o for o in options if isinstance(o, kind)), None)
+
+
+def py_decode_pbas(
+    buf: np.ndarray, offsets: np.ndarray, framing: str = "ipv6", config: WireConfig = DEFAULT_CONFIG
+) -> np.ndarray:
+    """PBA_DTYPE columns for a batch of received datagrams (``framing``: see _decode_each)."""
+    out = np.zeros(len(offsets) - 1, dtype=PBA_DTYPE)
+    for i, packet in _decode_each(buf, offsets, framing, config):
+        rec = out[i : i + 1]
+        rec["mn_id"] = NO_MN_ID
+        if packet is None:
+            rec["error"] = DECODE_MALFORMED
+            continue
+        rec["checksum_ok"] = -1 if packet.mh.checksum_ok is None else int(packet.mh.checksum_ok)
+        msg = packet.mh.message
+        if not isinstance(msg, BindingAck):
+            rec["error"] = DECODE_OTHER_MESSAGE
+            continue
+        rec["status"], rec["flags"], rec["seq"], rec["lifetime"] = (
+            msg.status, msg.flags, msg.sequence, msg.lifetime,
+        )  # fmt: skip
+        mnid = _first(msg.options, MobileNodeIdentifier)
+        if mnid is not None and mnid.subtype == cp.MNID_SUBTYPE_NAI:
+            rec["mn_id"] = _mn_id_from_nai(mnid.identifier)
+        hnp = _first(msg.options, HomeNetworkPrefix)
+        if hnp is not None:
+            rec["hnp"] = np.frombuffer(hnp.prefix.packed, dtype=np.uint8)
+            rec["hnp_len"] = hnp.prefix_length
+        ts = _first(msg.options, Timestamp)
+        if ts is not None:
+            rec["has_ts"], rec["ts"] = 1, ts.value
+    return out
+
+
+def py_decode_heartbeats(
+    buf: np.ndarray, offsets: np.ndarray, framing: str = "ipv6", config: WireConfig = DEFAULT_CONFIG
+) -> np.ndarray:
+    """HEARTBEAT_DTYPE columns for a batch of received datagrams."""
+    out = np.zeros(len(offsets) - 1, dtype=HEARTBEAT_DTYPE)
+    for i, packet in _decode_each(buf, offsets, framing, config):
+        rec = out[i : i + 1]
+        if packet is None:
+            rec["error"] = DECODE_MALFORMED
+            continue
+        rec["checksum_ok"] = -1 if packet.mh.checksum_ok is None else int(packet.mh.checksum_ok)
+        msg = packet.mh.message
+        if not isinstance(msg, Heartbeat):
+            rec["error"] = DECODE_OTHER_MESSAGE
+            continue
+        rec["flags"], rec["seq"] = msg.flags, msg.sequence
+        counter = _first(msg.options, RestartCounter)
+        if counter is not None:
+            rec["has_restart_counter"], rec["restart_counter"] = 1, counter.counter
+    return out
+
+
+def py_decode_ss_acks(
+    buf: np.ndarray, offsets: np.ndarray, framing: str = "ipv6", config: WireConfig = DEFAULT_CONFIG
+) -> np.ndarray:
+    """SS_ACK_DTYPE columns for a batch of received datagrams (SS-REQ/REP count as other)."""
+    out = np.zeros(len(offsets) - 1, dtype=SS_ACK_DTYPE)
+    for i, packet in _decode_each(buf, offsets, framing, config):
+        rec = out[i : i + 1]
+        if packet is None:
+            rec["error"] = DECODE_MALFORMED
+            continue
+        rec["checksum_ok"] = -1 if packet.mh.checksum_ok is None else int(packet.mh.checksum_ok)
+        msg = packet.mh.message
+        if not isinstance(msg, StateSync) or msg.ss_type != cp.SS_ACK:
+            rec["error"] = DECODE_OTHER_MESSAGE
+            continue
+        rec["identifier"] = msg.identifier
+    return out
