@@ -10,6 +10,8 @@ the compiled version when it is built, the twin otherwise.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
@@ -379,3 +381,19 @@ def py_decode_ss_acks(
             continue
         rec["identifier"] = msg.identifier
     return out
+
+
+def _compiled(module: str, name: str, reference: Callable) -> Callable:
+    """``lmaload._ext.<module>.<name>`` when built, else the reference twin."""
+    try:
+        return getattr(importlib.import_module(f"lmaload._ext.{module}"), name)
+    except (ImportError, AttributeError):
+        return reference
+
+
+encode_pbus = _compiled("bulk", "encode_pbus", py_encode_pbus)
+encode_heartbeats = _compiled("bulk", "encode_heartbeats", py_encode_heartbeats)
+decode_pbas = _compiled("bulk", "decode_pbas", py_decode_pbas)
+decode_heartbeats = _compiled("bulk", "decode_heartbeats", py_decode_heartbeats)
+decode_ss_acks = _compiled("bulk", "decode_ss_acks", py_decode_ss_acks)
+encode_state_sync = _compiled("sync", "encode_state_sync", py_encode_state_sync)
