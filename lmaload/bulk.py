@@ -29,6 +29,7 @@ from lmaload.wire import (
     IPv4HomeAddressRequest,
     LinkLocalAddress,
     LmaFailureIndication,
+    Message,
     MobileNodeIdentifier,
     MobileNodeLinkLayerIdentifier,
     Option,
@@ -287,100 +288,118 @@ def _mn_id_from_nai(identifier: bytes) -> int:
     return int(digits)
 
 
-def _decode_each(buf: np.ndarray, offsets: np.ndarray, framing: str, config: WireConfig):
-    """Reference decode of each datagram: yields (record view, decoded packet or None)."""
+def _decode_batch(
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    framing: str,
+    config: WireConfig,
+    dtype: np.dtype,
+    wanted: Callable[[Message], bool],
+    fill: Callable[[np.ndarray, Message], None],
+) -> np.ndarray:
+    """Reference decode of each datagram into a ``dtype`` record: ``error`` and ``checksum_ok``
+    here, the message's own columns by ``fill`` when it is a ``wanted`` message."""
     if framing not in ("ipv6", "mh"):
         raise ValueError("framing is 'ipv6' (inner IPv6 header, RFC 5844) or 'mh' (bare)")
     data = buf.tobytes()
-    for i in range(len(offsets) - 1):
+    out = np.zeros(len(offsets) - 1, dtype=dtype)
+    for i in range(len(out)):
         datagram = data[offsets[i] : offsets[i + 1]]
-        if framing == "ipv6" and (len(datagram) < IPV6_HEADER_LENGTH or datagram[0] >> 4 != 6):
-            yield i, None
-            continue
-        if framing == "mh" and datagram[:1] != bytes([cp.PAYLOAD_PROTO_NONE]):
-            yield i, None
-            continue
+        rec = out[i : i + 1]
+        framed = (
+            len(datagram) >= IPV6_HEADER_LENGTH and datagram[0] >> 4 == 6
+            if framing == "ipv6"
+            else datagram[:1] == bytes([cp.PAYLOAD_PROTO_NONE])
+        )
         try:
-            yield i, decode_datagram(datagram, config=config)
+            if not framed:
+                raise WireError(0, f"not a datagram of {framing} framing")
+            packet = decode_datagram(datagram, config=config)
         except WireError:
-            yield i, None
+            rec["error"] = DECODE_MALFORMED
+            continue
+        rec["checksum_ok"] = -1 if packet.mh.checksum_ok is None else int(packet.mh.checksum_ok)
+        if wanted(packet.mh.message):
+            fill(rec, packet.mh.message)
+        else:
+            rec["error"] = DECODE_OTHER_MESSAGE
+    return out
 
 
 def _first(options: tuple[Option, ...], kind: type[Option]) -> Option | None:
     return next((o for o in options if isinstance(o, kind)), None)
 
 
+def _fill_pba(rec: np.ndarray, msg: BindingAck) -> None:
+    rec["status"], rec["flags"], rec["seq"], rec["lifetime"] = (
+        msg.status,
+        msg.flags,
+        msg.sequence,
+        msg.lifetime,
+    )
+    mnid = _first(msg.options, MobileNodeIdentifier)
+    nai = mnid is not None and mnid.subtype == cp.MNID_SUBTYPE_NAI
+    rec["mn_id"] = _mn_id_from_nai(mnid.identifier) if nai else NO_MN_ID
+    hnp = _first(msg.options, HomeNetworkPrefix)
+    if hnp is not None:
+        rec["hnp"] = np.frombuffer(hnp.prefix.packed, dtype=np.uint8)
+        rec["hnp_len"] = hnp.prefix_length
+    ts = _first(msg.options, Timestamp)
+    if ts is not None:
+        rec["has_ts"], rec["ts"] = 1, ts.value
+
+
 def py_decode_pbas(
     buf: np.ndarray, offsets: np.ndarray, framing: str = "ipv6", config: WireConfig = DEFAULT_CONFIG
 ) -> np.ndarray:
-    """PBA_DTYPE columns for a batch of received datagrams (``framing``: see _decode_each)."""
-    out = np.zeros(len(offsets) - 1, dtype=PBA_DTYPE)
-    for i, packet in _decode_each(buf, offsets, framing, config):
-        rec = out[i : i + 1]
-        rec["mn_id"] = NO_MN_ID
-        if packet is None:
-            rec["error"] = DECODE_MALFORMED
-            continue
-        rec["checksum_ok"] = -1 if packet.mh.checksum_ok is None else int(packet.mh.checksum_ok)
-        msg = packet.mh.message
-        if not isinstance(msg, BindingAck):
-            rec["error"] = DECODE_OTHER_MESSAGE
-            continue
-        rec["status"], rec["flags"], rec["seq"], rec["lifetime"] = (
-            msg.status, msg.flags, msg.sequence, msg.lifetime,
-        )  # fmt: skip
-        mnid = _first(msg.options, MobileNodeIdentifier)
-        if mnid is not None and mnid.subtype == cp.MNID_SUBTYPE_NAI:
-            rec["mn_id"] = _mn_id_from_nai(mnid.identifier)
-        hnp = _first(msg.options, HomeNetworkPrefix)
-        if hnp is not None:
-            rec["hnp"] = np.frombuffer(hnp.prefix.packed, dtype=np.uint8)
-            rec["hnp_len"] = hnp.prefix_length
-        ts = _first(msg.options, Timestamp)
-        if ts is not None:
-            rec["has_ts"], rec["ts"] = 1, ts.value
+    """PBA_DTYPE columns for a batch of received datagrams: ``framing`` "ipv6" for datagrams
+    that start with the RFC 5844 inner IPv6 header, "mh" for bare Mobility Headers."""
+    out = _decode_batch(
+        buf, offsets, framing, config, PBA_DTYPE, lambda m: isinstance(m, BindingAck), _fill_pba
+    )
+    out["mn_id"][out["error"] != DECODE_OK] = NO_MN_ID
     return out
+
+
+def _fill_heartbeat(rec: np.ndarray, msg: Heartbeat) -> None:
+    rec["flags"], rec["seq"] = msg.flags, msg.sequence
+    counter = _first(msg.options, RestartCounter)
+    if counter is not None:
+        rec["has_restart_counter"], rec["restart_counter"] = 1, counter.counter
 
 
 def py_decode_heartbeats(
     buf: np.ndarray, offsets: np.ndarray, framing: str = "ipv6", config: WireConfig = DEFAULT_CONFIG
 ) -> np.ndarray:
     """HEARTBEAT_DTYPE columns for a batch of received datagrams."""
-    out = np.zeros(len(offsets) - 1, dtype=HEARTBEAT_DTYPE)
-    for i, packet in _decode_each(buf, offsets, framing, config):
-        rec = out[i : i + 1]
-        if packet is None:
-            rec["error"] = DECODE_MALFORMED
-            continue
-        rec["checksum_ok"] = -1 if packet.mh.checksum_ok is None else int(packet.mh.checksum_ok)
-        msg = packet.mh.message
-        if not isinstance(msg, Heartbeat):
-            rec["error"] = DECODE_OTHER_MESSAGE
-            continue
-        rec["flags"], rec["seq"] = msg.flags, msg.sequence
-        counter = _first(msg.options, RestartCounter)
-        if counter is not None:
-            rec["has_restart_counter"], rec["restart_counter"] = 1, counter.counter
-    return out
+    return _decode_batch(
+        buf,
+        offsets,
+        framing,
+        config,
+        HEARTBEAT_DTYPE,
+        lambda m: isinstance(m, Heartbeat),
+        _fill_heartbeat,
+    )
+
+
+def _fill_ss_ack(rec: np.ndarray, msg: StateSync) -> None:
+    rec["identifier"] = msg.identifier
 
 
 def py_decode_ss_acks(
     buf: np.ndarray, offsets: np.ndarray, framing: str = "ipv6", config: WireConfig = DEFAULT_CONFIG
 ) -> np.ndarray:
     """SS_ACK_DTYPE columns for a batch of received datagrams (SS-REQ/REP count as other)."""
-    out = np.zeros(len(offsets) - 1, dtype=SS_ACK_DTYPE)
-    for i, packet in _decode_each(buf, offsets, framing, config):
-        rec = out[i : i + 1]
-        if packet is None:
-            rec["error"] = DECODE_MALFORMED
-            continue
-        rec["checksum_ok"] = -1 if packet.mh.checksum_ok is None else int(packet.mh.checksum_ok)
-        msg = packet.mh.message
-        if not isinstance(msg, StateSync) or msg.ss_type != cp.SS_ACK:
-            rec["error"] = DECODE_OTHER_MESSAGE
-            continue
-        rec["identifier"] = msg.identifier
-    return out
+    return _decode_batch(
+        buf,
+        offsets,
+        framing,
+        config,
+        SS_ACK_DTYPE,
+        lambda m: isinstance(m, StateSync) and m.ss_type == cp.SS_ACK,
+        _fill_ss_ack,
+    )
 
 
 def _compiled(module: str, name: str, reference: Callable) -> Callable:

@@ -130,34 +130,32 @@ class HomeNetworkPrefix(Option):
         return cls(IPv6Address(body[2:]), body[1])
 
 
+class _OctetOption(Option):
+    """Layout shared by HI and ATT (RFC 5213 §8.4-8.5): a reserved octet, then the value."""
+
+    value: int
+
+    def pack(self) -> bytes:
+        return bytes([0, self.value])
+
+    @classmethod
+    def unpack(cls, body: bytes, offset: int) -> Option:
+        _expect_length(cls, body, offset, 2)
+        return cls(body[1])
+
+
 @dataclass(frozen=True)
-class HandoffIndicator(Option):
+class HandoffIndicator(_OctetOption):
     value: int
     NAME: ClassVar[str] = "Handoff Indicator"
     TYPE: ClassVar[int] = cp.OPT_HANDOFF_INDICATOR
 
-    def pack(self) -> bytes:
-        return bytes([0, self.value])
-
-    @classmethod
-    def unpack(cls, body: bytes, offset: int) -> HandoffIndicator:
-        _expect_length(cls, body, offset, 2)
-        return cls(body[1])
-
 
 @dataclass(frozen=True)
-class AccessTechnologyType(Option):
+class AccessTechnologyType(_OctetOption):
     value: int
     NAME: ClassVar[str] = "Access Technology Type"
     TYPE: ClassVar[int] = cp.OPT_ACCESS_TECHNOLOGY_TYPE
-
-    def pack(self) -> bytes:
-        return bytes([0, self.value])
-
-    @classmethod
-    def unpack(cls, body: bytes, offset: int) -> AccessTechnologyType:
-        _expect_length(cls, body, offset, 2)
-        return cls(body[1])
 
 
 @dataclass(frozen=True)
