@@ -1,0 +1,1 @@
+"""Measurement: exact mergeable histograms, rate and lag accounting, results documents."""
