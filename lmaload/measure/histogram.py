@@ -38,12 +38,12 @@ class Layout:
 
     @property
     def unit_magnitude(self) -> int:
-        return int(math.floor(math.log2(self.lowest)))
+        return self.lowest.bit_length() - 1
 
     @property
     def sub_bucket_half_count_magnitude(self) -> int:
         single_unit_resolution = 2 * 10**self.digits
-        return max(int(math.ceil(math.log2(single_unit_resolution))), 1) - 1
+        return max(math.ceil(math.log2(single_unit_resolution)), 1) - 1
 
     @property
     def sub_bucket_half_count(self) -> int:
