@@ -175,6 +175,14 @@ def sync_session_options(
     return tuple(opts)
 
 
+def sync_identifier(identifier: int, k: int, step: int) -> int:
+    """Identifier of the ``k``-th SS-REP of a batch: ``identifier`` when ``step`` is 0, else
+    ``identifier + k * step`` counted through 1..65535, never 0 (an SS-ACK cannot match 0, R14)."""
+    if step == 0:
+        return identifier & 0xFFFF
+    return (identifier - 1 + k * step) % 0xFFFF + 1
+
+
 def py_encode_state_sync(
     pop: Population,
     rows: np.ndarray,
@@ -191,10 +199,14 @@ def py_encode_state_sync(
     config: WireConfig = DEFAULT_CONFIG,
 ) -> SyncBatch:
     """SS-REPs carrying the sessions of ``rows`` in order, each message filled greedily up to
-    ``max_length`` octets; M on all but the last message, A when ``ack``. Message ``k`` has
-    Identifier ``identifier + k * identifier_step`` (mod 2^16; step 0 for the parts of one
-    solicited reply, 1 for unsolicited ones that are each acknowledged). Per session: lifetime
-    ``lifetimes[i]`` (default the row's ``lifetime``) and tunnel id (default 0)."""
+    ``max_length`` octets; M on all but the last message, A when ``ack``. With
+    ``identifier_step`` 0 every message has Identifier ``identifier`` (the parts of one
+    solicited reply); otherwise message ``k`` has ``sync_identifier(identifier, k, step)``, a
+    counter that skips 0 so each acknowledged message can be matched (R14). Per session: lifetime
+    ``lifetimes[i]`` (the remaining lifetime, R6; default the row's ``lifetime`` column) and
+    tunnel id (default 0)."""
+    if not (0 <= identifier <= 0xFFFF and 0 <= identifier_step <= 0xFFFF):
+        raise ValueError("identifier and identifier_step are 16-bit values")
     sessions = [
         sync_session_options(
             pop,
@@ -209,8 +221,7 @@ def py_encode_state_sync(
 
     def message(k: int, opts: tuple[Option, ...], more: bool) -> StateSync:
         bits = (cp.SS_FLAG_A if ack else 0) | (cp.SS_FLAG_M if more else 0)
-        ident = (identifier + k * identifier_step) & 0xFFFF
-        return StateSync(cp.SS_REPLY, ident, bits, opts)
+        return StateSync(cp.SS_REPLY, sync_identifier(identifier, k, identifier_step), bits, opts)
 
     def fits(opts: tuple[Option, ...]) -> bool:
         try:
