@@ -1,0 +1,169 @@
+"""The LMA binding cache (RFC 5213 §5.1, spec-digest §3.6), columnar.
+
+Fixed-size fields live in one numpy structured array, one row per binding cache entry, grown by
+doubling; freed rows are reused. The variable-size fields — MN identifier, the set of home network
+prefixes, MN link-layer identifier — are Python lists indexed by row. Three indexes find rows: by
+MN identifier, by home network prefix, and by Proxy-CoA (the MAG).
+
+Each row has a ``state``: the entry is served here (ACTIVE), de-registered and waiting
+MinDelayBeforeBCEDelete (DEREGISTERED), a copy synchronised from the LMA in ``anchor`` (SYNCED),
+or was served here until its MAG switched over to another LMA (MOVED, spec-digest §8.8).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+import numpy as np
+
+
+class BceState(IntEnum):
+    FREE = 0
+    ACTIVE = 1
+    DEREGISTERED = 2
+    SYNCED = 3
+    MOVED = 4
+
+
+BCE_DTYPE = np.dtype(
+    [
+        ("state", "u1"),
+        ("flags", "<u2"),  # flag word of the last accepted PBU
+        ("seq", "<u2"),  # sequence number of the last accepted PBU
+        ("lifetime", "<u2"),  # granted lifetime, 4-second units
+        ("expires", "<f8"),  # end of the lifetime; for DEREGISTERED the deletion time
+        ("ts", "<u8"),  # last accepted Timestamp option (48.16), 0 under the sequence scheme
+        ("att", "u1"),
+        ("hi", "u1"),  # handoff indicator of the last accepted PBU
+        ("tunnel", "<u4"),  # tunnel interface id (local, opaque, R4)
+        ("proxy_coa", "u1", (16,)),
+        ("lla", "u1", (16,)),  # MAG link-local address (all zero: none)
+        ("anchor", "u1", (16,)),  # address of the LMA serving the session
+    ],
+    align=False,
+)
+ADDRESS_FIELDS = frozenset({"proxy_coa", "lla", "anchor"})
+INITIAL_CAPACITY = 64
+
+
+class BindingCache:
+    """Rows of BCE_DTYPE plus the variable-size columns and the lookup indexes."""
+
+    def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
+        self.rows = np.zeros(capacity, dtype=BCE_DTYPE)
+        self.mn_ids: list[bytes] = [b""] * capacity
+        self.prefixes: list[tuple[IPv6Network, ...]] = [()] * capacity
+        self.ll_ids: list[bytes | None] = [None] * capacity
+        self._free = list(range(capacity - 1, -1, -1))
+        self._by_mn: dict[bytes, set[int]] = {}
+        self._by_prefix: dict[IPv6Network, int] = {}
+        self._by_mag: dict[IPv6Address, set[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows) - len(self._free)
+
+    # --- lookups -------------------------------------------------------------------------------
+
+    def by_prefix(self, prefix: IPv6Network) -> int | None:
+        return self._by_prefix.get(prefix)
+
+    def by_mn(self, mn_id: bytes) -> set[int]:
+        return self._by_mn.get(mn_id, set())
+
+    def by_mag(self, mag: IPv6Address) -> set[int]:
+        return self._by_mag.get(mag, set())
+
+    def mags(self) -> list[IPv6Address]:
+        return list(self._by_mag)
+
+    def prefix_in_use(self, prefix: IPv6Network) -> bool:
+        return prefix in self._by_prefix
+
+    def live_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.rows["state"] != BceState.FREE)
+
+    def count(self, state: BceState) -> int:
+        return int(np.count_nonzero(self.rows["state"] == state))
+
+    # --- field access --------------------------------------------------------------------------
+
+    def get(self, row: int, name: str) -> Any:
+        value = self.rows[name][row]
+        if name in ADDRESS_FIELDS:
+            return IPv6Address(value.tobytes())
+        return value.item()
+
+    def state(self, row: int) -> BceState:
+        return BceState(int(self.rows["state"][row]))
+
+    def set(self, row: int, **fields: Any) -> None:
+        """Assign fields of ``row``; IPv6Address values go to the address columns."""
+        if "proxy_coa" in fields:
+            old = self.get(row, "proxy_coa")
+            new = fields["proxy_coa"]
+            if old != new and self.rows["state"][row] != BceState.FREE:
+                self._unindex_mag(row, old)
+                self._by_mag.setdefault(new, set()).add(row)
+        for name, value in fields.items():
+            if name in ADDRESS_FIELDS:
+                self.rows[name][row] = np.frombuffer(value.packed, dtype=np.uint8)
+            else:
+                self.rows[name][row] = value
+
+    # --- insertion and deletion ----------------------------------------------------------------
+
+    def insert(
+        self,
+        mn_id: bytes,
+        prefixes: tuple[IPv6Network, ...],
+        ll_id: bytes | None,
+        **fields: Any,
+    ) -> int:
+        """A new entry with ``fields`` (must include ``state`` and ``proxy_coa``); its row."""
+        if not self._free:
+            self._grow()
+        row = self._free.pop()
+        self.rows[row] = np.zeros((), dtype=BCE_DTYPE)
+        self.mn_ids[row] = mn_id
+        self.prefixes[row] = prefixes
+        self.ll_ids[row] = ll_id
+        self.set(row, **fields)
+        self._by_mn.setdefault(mn_id, set()).add(row)
+        for prefix in prefixes:
+            self._by_prefix[prefix] = row
+        self._by_mag.setdefault(self.get(row, "proxy_coa"), set()).add(row)
+        return row
+
+    def delete(self, row: int) -> None:
+        mn_id = self.mn_ids[row]
+        rows = self._by_mn[mn_id]
+        rows.discard(row)
+        if not rows:
+            del self._by_mn[mn_id]
+        for prefix in self.prefixes[row]:
+            del self._by_prefix[prefix]
+        self._unindex_mag(row, self.get(row, "proxy_coa"))
+        self.rows["state"][row] = BceState.FREE
+        self.mn_ids[row] = b""
+        self.prefixes[row] = ()
+        self.ll_ids[row] = None
+        self._free.append(row)
+
+    def _unindex_mag(self, row: int, mag: IPv6Address) -> None:
+        rows = self._by_mag.get(mag)
+        if rows is not None:
+            rows.discard(row)
+            if not rows:
+                del self._by_mag[mag]
+
+    def _grow(self) -> None:
+        old = len(self.rows)
+        rows = np.zeros(old * 2, dtype=BCE_DTYPE)
+        rows[:old] = self.rows
+        self.rows = rows
+        self.mn_ids += [b""] * old
+        self.prefixes += [()] * old
+        self.ll_ids += [None] * old
+        self._free.extend(range(2 * old - 1, old - 1, -1))

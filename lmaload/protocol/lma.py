@@ -1,0 +1,1007 @@
+"""The reference LMA engine, sans-IO: RFC 5213 PBU processing over a columnar binding cache, the
+RFC 5847 heartbeat responder and originator, and the redundancy layer of the seed draft (HA-HELLO,
+State Synchronization, per-MAG hard switch, HA Switch fan-out, virtual switch).
+
+The engine never reads a clock and owns no socket: a driver (or ``lmaload.sim``) hands it batches
+of received datagrams with ``receive(batch, now)``, calls ``handle_timer(now)`` when
+``next_timer()`` is due, and sends what ``datagrams_to_send()`` returns. ``now`` is Unix time in
+seconds; Timestamp options are checked against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+from lmaload.protocol.binding_cache import BceState, BindingCache
+from lmaload.protocol.config import LmaConfig
+from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.events import Counters, Event, Role
+from lmaload.protocol.pmip import ALL_ZERO, ProxyBindingUpdate, build_pba, serial_newer
+from lmaload.protocol.prefix_pool import PrefixPool
+from lmaload.protocol.redundancy import (
+    HaSwitch,
+    Peer,
+    SyncedSession,
+    Takeover,
+    pack_sessions,
+    session_options,
+)
+from lmaload.protocol.timers import Timers
+from lmaload.wire import (
+    BindingError,
+    BindingUpdate,
+    Heartbeat,
+    HomeAgentControl,
+    HomeAgentHello,
+    HomeAgentSwitch,
+    HomeNetworkPrefix,
+    LmaFailureIndication,
+    MagAddress,
+    Message,
+    MobileNodeIdentifier,
+    Option,
+    ProxyBindingCacheInformation,
+    RestartCounter,
+    StateSync,
+    Timestamp,
+    UnknownMessage,
+    WireError,
+    decode_mh,
+    encode_mh,
+)
+from lmaload.wire import codepoints as cp
+
+HAC_SWITCH_STATUS_TAKE_OVER = frozenset({0, 130})  # spec-digest §8.5 policy table
+MAX_SYNC_REQUEST_TIMEOUT = 30.0
+
+
+@dataclass
+class MagHeartbeat:
+    """Heartbeat state towards one MAG (RFC 5847 §3.1, R23)."""
+
+    seq: int = 0
+    outstanding: bool = False
+    missing: int = 0
+    unreachable: bool = False
+
+
+@dataclass
+class SyncChange:
+    """A binding change waiting for the next SS-REP batch, with the PBAs it withholds."""
+
+    options: list[Option]
+    pbas: list[Datagram] = field(default_factory=list)
+
+
+@dataclass
+class PendingSync:
+    """An SS-REP sent with A=1 and not yet acknowledged by every peer in ``waiting``."""
+
+    data: dict[IPv6Address, bytes]
+    waiting: set[IPv6Address]
+    pbas: list[Datagram]
+    interval: float
+    retransmissions: int = 0
+
+
+class LmaEngine:
+    """One LMA. See the module docstring for the driving interface and ``LmaConfig`` for what
+    the sync modes guarantee."""
+
+    def __init__(self, config: LmaConfig, now: float) -> None:
+        self.config = config
+        self.cache = BindingCache()
+        self.counters = Counters()
+        self.events: list[Event] = []
+        self.role = Role(config.role)
+        self.owns_lmaa = config.mode == "hard" or self.role is Role.ACTIVE
+        self._lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
+        self._wire = config.wire
+        self._pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.prefix_in_use)
+        self._timers = Timers()
+        self._out = Datagrams()
+        # Restart Counter advertised for the LMAA: in virtual mode the group's, synced (R30).
+        self._lmaa_restart_counter = config.restart_counter
+        self._peers = {a: Peer(a, hello_interval=config.hello_interval) for a in config.peers}
+        self._hello_seq = 0
+        self._taken: set[IPv6Address] = set()  # MAGs this LMA took over (partial switchover)
+        self._moved: dict[IPv6Address, IPv6Address] = {}  # MAG → the LMA it switched over to
+        self._recovered: set[IPv6Address] = set()  # MAGs taken over from another LMA
+        self._takeovers: dict[IPv6Address, Takeover] = {}
+        self._ha_switches: dict[IPv6Address, HaSwitch] = {}
+        self._tunnels: dict[IPv6Address, int] = {}
+        self._hb_seq = 0
+        self._heartbeats: dict[IPv6Address, MagHeartbeat] = {}
+        self._sync_changes: dict[tuple[bytes, IPv6Network], SyncChange] = {}
+        self._sync_queue: deque[Datagram] = deque()
+        self._sync_next_send = now
+        self._sync_id = 0
+        self._sync_pending: dict[int, PendingSync] = {}
+        self._sync_requests: dict[IPv6Address, tuple[int, float]] = {}  # peer → (Id, interval)
+        self._rng = random.Random(int(config.address))
+        self._timers.arm(("hello",), now)
+        self._timers.arm(("heartbeat",), now + config.heartbeat_interval)
+        self._event(now, "role", role=self.role.value, reason="start")
+
+    # --- driving interface ---------------------------------------------------------------------
+
+    def receive(self, datagrams: Datagrams, now: float) -> None:
+        """Process a batch of received Mobility Headers."""
+        for data, src, dst in datagrams:
+            self._receive_one(data, src, dst, now)
+        self._flush_sync(now)
+
+    def datagrams_to_send(self) -> Datagrams:
+        """Everything the engine has to send; the engine forgets it."""
+        out, self._out = self._out, Datagrams()
+        return out
+
+    def next_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called (Unix seconds), or None."""
+        return self._timers.next()
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer due at ``now``."""
+        while (key := self._timers.pop_due(now)) is not None:
+            kind, *args = key  # type: ignore[misc]
+            getattr(self, f"_timer_{kind}")(now, *args)
+        self._flush_sync(now)
+
+    @property
+    def bce_count(self) -> int:
+        """Binding cache entries this LMA serves."""
+        return self.cache.count(BceState.ACTIVE)
+
+    # --- receive dispatch ----------------------------------------------------------------------
+
+    def _receive_one(self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float) -> None:
+        if dst != self.config.address and not (dst == self._lmaa and self.owns_lmaa):
+            self._drop("not_local")
+            return
+        try:
+            decoded = decode_mh(data, src, dst, self._wire)
+        except WireError:
+            self._drop("malformed")
+            return
+        if decoded.checksum_ok is False:
+            self._drop("checksum")
+            return
+        msg = decoded.message
+        if isinstance(msg, BindingUpdate):
+            self._on_pbu(msg, src, dst, now)
+        elif isinstance(msg, Heartbeat):
+            self._on_heartbeat(msg, src, dst, now)
+        elif isinstance(msg, UnknownMessage):
+            self.counters.binding_errors_sent += 1
+            self._drop("unknown_type")
+            self._send(BindingError(2), dst, src)
+        elif isinstance(msg, HomeAgentControl) and src not in self._peers:
+            if msg.hac_type == cp.HAC_SWITCHOVER_REQUEST:
+                self._send(
+                    HomeAgentControl(cp.HAC_SWITCHOVER_REPLY, 132, msg.mag_address), dst, src
+                )
+            self._drop("unknown_peer")
+        elif isinstance(msg, StateSync | HomeAgentControl | HomeAgentHello):
+            if src not in self._peers:
+                self._drop("unknown_peer")
+            elif isinstance(msg, StateSync):
+                self._on_state_sync(msg, src, now)
+            elif isinstance(msg, HomeAgentControl):
+                self._on_ha_control(msg, src, now)
+            else:
+                self._on_hello(msg, src, now)
+        else:
+            self._drop("unexpected_type")
+
+    # --- PBU processing (RFC 5213 §5.3, spec-digest §3.2) ---------------------------------------
+
+    def _on_pbu(self, msg: BindingUpdate, src: IPv6Address, dst: IPv6Address, now: float) -> None:
+        self.counters.pbu_processed += 1
+        if not msg.flags & cp.BU_FLAG_P:
+            self._drop("not_proxy")
+            return
+        pbu = ProxyBindingUpdate.parse(msg, src, dst)
+        mag = pbu.proxy_coa
+        if mag in self._ha_switches:  # the PBU is the HA Switch's acknowledgement (§1.3)
+            del self._ha_switches[mag]
+            self._timers.cancel(("has", mag))
+        status = self._admit(pbu)
+        if status is not None:
+            self._reject(pbu, status, now)
+        elif self._serves(mag, dst):
+            self._process(pbu, now, now)
+        elif pbu.lfi is not None and self.config.mode == "hard":
+            self._queue_takeover(pbu, pbu.lfi, now)
+        else:
+            self._reject(pbu, cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE, now)
+
+    def _admit(self, pbu: ProxyBindingUpdate) -> int | None:
+        """Steps 4-8: MN-ID present, MAG and MN authorised, proxy registration enabled.
+
+        Deviation: the "not serving this MAG" check (153, or the hard-switch takeover) runs after
+        step 8 so that a PBU refused by policy never opens a takeover.
+        """
+        policy = self.config.policy
+        if pbu.mn_id is None:
+            return cp.STATUS_MISSING_MN_IDENTIFIER_OPTION
+        if policy.authorized_mags is not None and pbu.proxy_coa not in policy.authorized_mags:
+            return cp.STATUS_MAG_NOT_AUTHORIZED_FOR_PROXY_REG
+        mn = pbu.mn_id.identifier
+        if policy.authorized_mns is not None and mn not in policy.authorized_mns:
+            return cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE
+        if mn in policy.pmip_disabled_mns:
+            return cp.STATUS_PROXY_REG_NOT_ENABLED
+        return None
+
+    def _process(self, pbu: ProxyBindingUpdate, now: float, arrival: float) -> None:
+        """Steps 9-14 for an admitted PBU this LMA serves. ``arrival`` is when it was received
+        (a PBU queued during a takeover is checked against the window at its arrival)."""
+        row, lookup_status = self._lookup(pbu)
+        status = self._check_order(pbu, row, arrival)
+        if status is not None:
+            if status == cp.STATUS_SEQUENCE_OUT_OF_WINDOW:
+                self._reject(pbu, status, now, sequence=self.cache.get(row, "seq"))
+            else:
+                self._reject(pbu, status, now, timestamp=Timestamp.from_unix(now))
+            return
+        for missing, code in (
+            (not pbu.prefixes, cp.STATUS_MISSING_HOME_NETWORK_PREFIX_OPTION),
+            (pbu.hi is None, cp.STATUS_MISSING_HANDOFF_INDICATOR_OPTION),
+            (pbu.att is None, cp.STATUS_MISSING_ACCESS_TECH_TYPE_OPTION),
+        ):
+            if missing:
+                self._reject(pbu, code, now)
+                return
+        if lookup_status is not None:
+            self._reject(pbu, lookup_status, now)
+        elif pbu.message.lifetime == 0:
+            self._deregister(pbu, row, now)
+        elif row is not None:
+            self._accept(pbu, row, now)
+        elif self._is_recovery(pbu) and self.config.no_synced_state == "reject":
+            self._event(now, "no_synced_state", mag=str(pbu.proxy_coa), mn=pbu.mn_id.identifier)  # type: ignore[union-attr]
+            self._reject(pbu, cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE, now)
+        else:
+            self._new_session(pbu, now)
+
+    def _lookup(self, pbu: ProxyBindingUpdate) -> tuple[int | None, int | None]:
+        """The BCE the PBU is about (spec-digest §3.2.1), or None for a new session; and the
+        rejection (155, 159) the lookup calls for."""
+        mn = pbu.mn_id.identifier  # type: ignore[union-attr]
+        explicit = pbu.explicit_prefixes()
+        if explicit:
+            rows = {self.cache.by_prefix(p) for p in explicit} - {None}
+            if not rows:
+                return None, None
+            if len(rows) > 1:
+                return None, cp.STATUS_BCE_PBU_PREFIX_SET_DO_NOT_MATCH
+            row = rows.pop()
+            assert row is not None
+            if self.cache.mn_ids[row] != mn:
+                return None, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX
+            if set(self.cache.prefixes[row]) != set(explicit):
+                return row, cp.STATUS_BCE_PBU_PREFIX_SET_DO_NOT_MATCH
+            return row, None
+        candidates = [
+            r
+            for r in self.cache.by_mn(mn)
+            if pbu.ll_id is None
+            or (self.cache.ll_ids[r] == pbu.ll_id and self.cache.get(r, "att") == pbu.att)
+        ]
+        if len(candidates) != 1:
+            return None, None
+        # Deviation: HI 4 updates the BCE at once instead of waiting MaxDelayBeforeNewBCEAssign
+        # for the previous MAG's de-registration.
+        if pbu.message.lifetime == 0 or pbu.hi in (
+            cp.HI_HANDOFF_BETWEEN_INTERFACES,
+            cp.HI_HANDOFF_BETWEEN_MAGS,
+            cp.HI_UNKNOWN,
+        ):
+            return candidates[0], None
+        return None, None
+
+    def _check_order(self, pbu: ProxyBindingUpdate, row: int | None, arrival: float) -> int | None:
+        """Step 9, spec-digest §3.4: Timestamp (156, 157) or sequence number (135)."""
+        ts = pbu.timestamp
+        if ts is not None:
+            if abs(ts.seconds - arrival) > self.config.timestamp_validity_window:
+                return cp.STATUS_TIMESTAMP_MISMATCH
+            if row is not None and ts.value <= self.cache.get(row, "ts"):
+                return cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+            return None
+        if row is not None and not serial_newer(pbu.message.sequence, self.cache.get(row, "seq")):
+            return cp.STATUS_SEQUENCE_OUT_OF_WINDOW
+        return None
+
+    def _is_recovery(self, pbu: ProxyBindingUpdate) -> bool:
+        """A PBU re-registering a session that should have been synced (spec-digest §8.5): it
+        carries an LFI, or it is a re-registration (HI 5) from a MAG taken over."""
+        return pbu.lfi is not None or (
+            pbu.hi == cp.HI_NOT_CHANGED and pbu.proxy_coa in self._recovered
+        )
+
+    def _new_session(self, pbu: ProxyBindingUpdate, now: float) -> None:
+        """RFC 5213 §5.3.2: the requested prefixes if authorised (else 155), or one allocated
+        for an ALL_ZERO HNP (none left: 130)."""
+        explicit = pbu.explicit_prefixes()
+        if explicit:
+            networks = self.config.home_networks
+            if not all(any(p.subnet_of(n) for n in networks) for p in explicit):
+                self._reject(pbu, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, now)
+                return
+            prefixes = explicit
+        else:
+            prefix = self._pool.allocate()
+            if prefix is None:
+                self._reject(pbu, cp.STATUS_INSUFFICIENT_RESOURCES, now)
+                return
+            prefixes = (prefix,)
+        mn = pbu.mn_id.identifier  # type: ignore[union-attr]
+        row = self.cache.insert(
+            mn,
+            prefixes,
+            pbu.ll_id,
+            state=BceState.ACTIVE,
+            proxy_coa=pbu.proxy_coa,
+            anchor=self.config.address,
+        )
+        self._accept(pbu, row, now)
+
+    def _accept(self, pbu: ProxyBindingUpdate, row: int, now: float) -> None:
+        """Create, refresh (HI 5, same Proxy-CoA), hand off (new Proxy-CoA), revive or adopt a
+        synced entry, and answer PBA 0."""
+        msg = pbu.message
+        mag = pbu.proxy_coa
+        lla = self.cache.get(row, "lla")
+        if pbu.lla is not None and lla == ALL_ZERO:
+            lla = pbu.lla if pbu.lla != ALL_ZERO else _link_local(self.cache.mn_ids[row])
+        expires = now + 4 * msg.lifetime
+        self.cache.set(
+            row,
+            state=BceState.ACTIVE,
+            anchor=self.config.address,
+            flags=msg.flags,
+            seq=msg.sequence,
+            lifetime=msg.lifetime,
+            expires=expires,
+            ts=pbu.timestamp.value if pbu.timestamp is not None else 0,
+            att=pbu.att,
+            hi=pbu.hi,
+            proxy_coa=mag,
+            lla=lla,
+            tunnel=self._tunnels.setdefault(mag, len(self._tunnels) + 1),
+        )
+        self._timers.arm(("bce", row), expires)
+        pba = build_pba(
+            pbu,
+            cp.STATUS_ACCEPTED,
+            lifetime=msg.lifetime,
+            prefixes=self.cache.prefixes[row],
+            lla=lla,
+        )
+        self._record_change(row, now, deleted=False, pba=self._pba_datagram(pbu, pba))
+
+    def _deregister(self, pbu: ProxyBindingUpdate, row: int | None, now: float) -> None:
+        """Lifetime 0: ignored unless it comes from the registered Proxy-CoA; the entry is kept
+        MinDelayBeforeBCEDelete, and a valid PBU meanwhile revives it (§3.2)."""
+        if row is None or self.cache.get(row, "proxy_coa") != pbu.proxy_coa:
+            self._drop("deregistration_ignored")
+            return
+        msg = pbu.message
+        expires = now + self.config.min_delay_before_bce_delete
+        self.cache.set(
+            row,
+            state=BceState.DEREGISTERED,
+            flags=msg.flags,
+            seq=msg.sequence,
+            lifetime=0,
+            expires=expires,
+            ts=pbu.timestamp.value if pbu.timestamp is not None else 0,
+            hi=pbu.hi,
+        )
+        self._timers.arm(("bce", row), expires)
+        lla = self.cache.get(row, "lla")
+        pba = build_pba(pbu, cp.STATUS_ACCEPTED, prefixes=self.cache.prefixes[row], lla=lla)
+        self._record_change(row, now, deleted=True, pba=self._pba_datagram(pbu, pba))
+
+    def _reject(
+        self,
+        pbu: ProxyBindingUpdate,
+        status: int,
+        now: float,
+        *,
+        sequence: int | None = None,
+        timestamp: Timestamp | None = None,
+    ) -> None:
+        pba = build_pba(pbu, status, sequence=sequence, timestamp=timestamp)
+        self._out.extend([self._pba_datagram(pbu, pba)])
+
+    def _pba_datagram(self, pbu: ProxyBindingUpdate, pba: Message) -> Datagram:
+        self.counters.pba_status[pba.status] += 1  # type: ignore[attr-defined]
+        return Datagram(encode_mh(pba, pbu.dst, pbu.src, self._wire), pbu.dst, pbu.src)
+
+    def _delete(self, row: int) -> None:
+        self._timers.cancel(("bce", row))
+        for prefix in self.cache.prefixes[row]:
+            self._pool.release(prefix)
+        self.cache.delete(row)
+
+    def _timer_bce(self, now: float, row: int) -> None:
+        """The end of a lifetime, or of MinDelayBeforeBCEDelete after a de-registration."""
+        state = self.cache.state(row)
+        if state is BceState.ACTIVE:
+            self.counters.bce_expired += 1
+            self._record_change(row, now, deleted=True, pba=None)
+        if state is not BceState.FREE:
+            self._delete(row)
+
+    def _serves(self, mag: IPv6Address, dst: IPv6Address) -> bool:
+        """Whether PBUs from ``mag`` sent to ``dst`` are this LMA's to answer (spec-digest §8.8:
+        per-MAG ownership after a partial switchover)."""
+        if self.config.mode == "virtual":
+            return self.owns_lmaa and dst == self._lmaa and mag not in self._moved
+        if mag in self._taken:
+            return True
+        return mag not in self._moved and self.role is Role.ACTIVE
+
+    # --- heartbeat (RFC 5847, spec-digest §4) ---------------------------------------------------
+
+    def _on_heartbeat(self, msg: Heartbeat, src: IPv6Address, dst: IPv6Address, now: float) -> None:
+        if msg.is_response:
+            state = self._heartbeats.get(src)
+            if msg.flags & cp.HB_FLAG_U or state is None or state.seq != msg.sequence:
+                self._drop("unmatched_heartbeat")
+                return
+            self.counters.heartbeat_responses_received += 1
+            state.outstanding = False
+            state.missing = 0
+            if state.unreachable:
+                state.unreachable = False
+                self._event(now, "mag_reachable", mag=str(src))
+            return
+        counter = self._lmaa_restart_counter if dst == self._lmaa else self.config.restart_counter
+        self.counters.heartbeat_requests_answered += 1
+        self._send(Heartbeat(msg.sequence, cp.HB_FLAG_R, (RestartCounter(counter),)), dst, src)
+
+    def _timer_heartbeat(self, now: float) -> None:
+        """Probe every MAG this LMA has bindings with. Losing one is only recorded: an LMA must
+        not start a failover on heartbeat loss (spec-digest §4, last bullet)."""
+        served = self._served_mags()
+        for mag in set(self._heartbeats) - served:
+            del self._heartbeats[mag]
+        for mag in sorted(served):
+            state = self._heartbeats.setdefault(mag, MagHeartbeat())
+            if state.outstanding:
+                state.missing += 1
+                if state.missing > self.config.missing_heartbeats_allowed and not state.unreachable:
+                    state.unreachable = True
+                    self._event(now, "mag_unreachable", mag=str(mag), missing=state.missing)
+            self._hb_seq = (self._hb_seq + 1) & 0xFFFFFFFF
+            state.seq = self._hb_seq
+            state.outstanding = True
+            self.counters.heartbeat_requests_sent += 1
+            self._send(Heartbeat(state.seq), self._lmaa, mag)
+        self._timers.arm(("heartbeat",), now + self.config.heartbeat_interval)
+
+    def _served_mags(self) -> set[IPv6Address]:
+        if not self.owns_lmaa:
+            return set()
+        rows = self.cache.rows
+        active = rows["proxy_coa"][rows["state"] == BceState.ACTIVE]
+        return {IPv6Address(bytes(a)) for a in {a.tobytes() for a in active}}
+
+    # --- HA-HELLO and peer liveness (spec-digest §7.4, §8.6) ------------------------------------
+
+    def _timer_hello(self, now: float) -> None:
+        first = self.counters.hello_sent == 0
+        self._send_hello(list(self._peers), request=first)
+        self._timers.arm(("hello",), now + self.config.hello_interval)
+
+    def _send_hello(self, to: list[IPv6Address], request: bool = False) -> None:
+        flags = cp.HELLO_FLAG_A if self.role is Role.ACTIVE or self._taken else 0
+        if request:
+            flags |= cp.HELLO_FLAG_R
+        cfg = self.config
+        for peer in to:
+            hello = HomeAgentHello(
+                self._hello_seq,
+                cfg.preference,
+                cfg.hello_lifetime,
+                cfg.hello_interval,
+                cfg.group_id,
+                flags,
+            )
+            self.counters.hello_sent += 1
+            self._send(hello, cfg.address, peer)
+        self._hello_seq = (self._hello_seq + 1) & 0xFFFF
+
+    def _on_hello(self, msg: HomeAgentHello, src: IPv6Address, now: float) -> None:
+        peer = self._peers[src]
+        if msg.group_id != self.config.group_id:
+            self._drop("other_group")
+            return
+        if (
+            peer.alive
+            and peer.last_seq is not None
+            and not serial_newer(msg.sequence, peer.last_seq)
+        ):
+            self._drop("stale_hello")
+            return
+        self.counters.hello_received += 1
+        was_alive, was_active = peer.alive, peer.active
+        peer.last_seq = msg.sequence
+        peer.preference = msg.preference
+        peer.hello_interval = max(1, msg.hello_interval)
+        peer.active = bool(msg.flags & cp.HELLO_FLAG_A)
+        if msg.lifetime == 0:  # goodbye (R22)
+            peer.alive = True
+            self._peer_dead(peer, now, "lifetime 0")
+            return
+        peer.alive = True
+        self._timers.arm(
+            ("dead", src), now + self.config.dead_interval_factor * peer.hello_interval
+        )
+        if not was_alive:
+            self._event(now, "peer_up", peer=str(src), active=peer.active)
+        if msg.flags & cp.HELLO_FLAG_R:
+            self._send_hello([src])
+        if peer.active and not (was_alive and was_active):
+            self._send_sync_request(src, now, self.config.sync_request_timeout)
+
+    def _timer_dead(self, now: float, address: IPv6Address) -> None:
+        self._peer_dead(self._peers[address], now, "hello timeout")
+
+    def _peer_dead(self, peer: Peer, now: float, reason: str) -> None:
+        """A peer stopped (dead interval, R=0 goodbye): stop syncing to it, finish takeovers
+        waiting on it (R19), and if this LMA is the best survivor take over what it served —
+        virtual: own the LMAA; hard: HA Switch to each of its MAGs (§8.6, R28)."""
+        if not peer.alive:
+            return
+        was_active = peer.active
+        peer.alive = peer.active = False
+        self._timers.cancel(("dead", peer.address))
+        self._timers.cancel(("ssreq", peer.address))
+        self._sync_requests.pop(peer.address, None)
+        self._event(now, "peer_dead", peer=str(peer.address), reason=reason, active=was_active)
+        for ident, pending in list(self._sync_pending.items()):
+            pending.waiting.discard(peer.address)
+            if not pending.waiting:
+                self._finish_sync(ident)
+        for mag, takeover in list(self._takeovers.items()):
+            if takeover.current == peer.address:
+                self._complete_takeover(mag, now, "current LMA dead")
+        mine = (self.config.preference, int(self.config.address))
+        if any((p.preference, int(p.address)) > mine for p in self._peers.values() if p.alive):
+            return
+        anchored = self._rows_anchored_at(peer.address)
+        if self.config.mode == "virtual":
+            if was_active and not self.owns_lmaa:
+                self._become_active(now, f"peer {peer.address} dead")
+                for row in anchored:
+                    self.cache.set(int(row), state=BceState.ACTIVE, anchor=self.config.address)
+            return
+        if was_active and self.role is Role.STANDBY:
+            self._become_active(now, f"peer {peer.address} dead")
+        mags = sorted({self.cache.get(int(r), "proxy_coa") for r in anchored})
+        for i, mag in enumerate(mags):
+            self._moved.pop(mag, None)
+            self._recovered.add(mag)
+            self._ha_switches[mag] = HaSwitch(
+                mag, peer.address, self.config.ha_switch_initial_timeout
+            )
+            self._timers.arm(("has", mag), now + i / self.config.ha_switch_pacing_rate)
+        if mags:
+            self._event(now, "ha_switch_fanout", failed=str(peer.address), mags=len(mags))
+
+    def _rows_anchored_at(self, lma: IPv6Address) -> list[int]:
+        rows = self.cache.rows
+        synced = rows["state"] == BceState.SYNCED
+        anchored = (rows["anchor"] == list(lma.packed)).all(axis=1)
+        return [int(r) for r in (synced & anchored).nonzero()[0]]
+
+    def _become_active(self, now: float, reason: str) -> None:
+        self.role = Role.ACTIVE
+        self._event(now, "role", role=Role.ACTIVE.value, reason=reason)
+        if self.config.mode == "virtual" and not self.owns_lmaa:
+            self.owns_lmaa = True
+            self._event(now, "lmaa_acquired", lmaa=str(self._lmaa))
+        self._send_hello(list(self._peers))
+
+    def _timer_has(self, now: float, mag: IPv6Address) -> None:
+        """(Re)send the HA Switch to ``mag``: 5 s doubling to 20 s, while sessions of the failed
+        LMA at that MAG are still waiting to be re-registered."""
+        switch = self._ha_switches.get(mag)
+        if switch is None:
+            return
+        if not self.cache.by_mag(mag) & set(self._rows_anchored_at(switch.failed)):
+            del self._ha_switches[mag]
+            return
+        has = HomeAgentSwitch((self._lmaa,), 0, (LmaFailureIndication(switch.failed),))
+        self.counters.ha_switch_sent += 1
+        self._send(has, self._lmaa, mag)
+        self._timers.arm(("has", mag), now + switch.interval)
+        switch.interval = min(2 * switch.interval, self.config.ha_switch_max_timeout)
+
+    # --- hard switch per MAG (seed Figure 3, spec-digest §8.5, R16, R17, R29) ------------------
+
+    def _queue_takeover(
+        self, pbu: ProxyBindingUpdate, lfi: LmaFailureIndication, now: float
+    ) -> None:
+        """Hold a PBU+LFI; the first one of a MAG sends the SO-REQ naming that MAG."""
+        mag = pbu.proxy_coa
+        takeover = self._takeovers.get(mag)
+        if takeover is not None:
+            takeover.queued.append((pbu, now))
+            return
+        current = self._current_lma_of(mag, lfi.lmaa)
+        takeover = Takeover(mag, current, [(pbu, now)], self.config.switchover_initial_timeout)
+        self._takeovers[mag] = takeover
+        self._event(now, "switchover_started", mag=str(mag), current=str(current))
+        if not self._peers[current].alive:
+            self._complete_takeover(mag, now, "current LMA not alive")
+            return
+        self._send_switchover_request(takeover)
+        self._timers.arm(("so", mag), now + takeover.interval)
+
+    def _current_lma_of(self, mag: IPv6Address, named: IPv6Address) -> IPv6Address:
+        """The LMA to ask: the one the LFI names if it is a peer, else the anchor of the MAG's
+        synced sessions, else the first peer."""
+        if named in self._peers:
+            return named
+        for row in self.cache.by_mag(mag):
+            anchor = self.cache.get(row, "anchor")
+            if anchor in self._peers:
+                return anchor
+        return next(iter(self._peers))
+
+    def _send_switchover_request(self, takeover: Takeover) -> None:
+        self.counters.so_req_sent += 1
+        request = HomeAgentControl(cp.HAC_SWITCHOVER_REQUEST, 0, takeover.mag)
+        self._send(request, self.config.address, takeover.current)
+
+    def _timer_so(self, now: float, mag: IPv6Address) -> None:
+        takeover = self._takeovers[mag]
+        if takeover.interval < self.config.switchover_max_timeout:
+            takeover.interval *= 2
+            self._send_switchover_request(takeover)
+            self._timers.arm(("so", mag), now + takeover.interval)
+        elif self.config.takeover_on_so_timeout:
+            self._complete_takeover(mag, now, "no SO-REP")
+        else:
+            self._refuse_takeover(mag, now, "no SO-REP")
+
+    def _complete_takeover(self, mag: IPv6Address, now: float, reason: str) -> None:
+        """Serve the MAG from now on: answer its queued PBUs, then SW-COMP (R11)."""
+        takeover = self._takeovers.pop(mag)
+        self._timers.cancel(("so", mag))
+        was_advertising = self.role is Role.ACTIVE or bool(self._taken)
+        self._taken.add(mag)
+        self._moved.pop(mag, None)
+        self._recovered.add(mag)
+        self._event(
+            now, "switchover_done", mag=str(mag), reason=reason, queued=len(takeover.queued)
+        )
+        for pbu, arrival in takeover.queued:
+            self._process(pbu, now, arrival)
+        current = self._peers[takeover.current]
+        if self.config.send_switch_complete and current.alive:
+            complete = HomeAgentControl(cp.HAC_SWITCH_COMPLETE, 0, mag)
+            self._send(complete, self.config.address, current.address)
+        if not was_advertising:
+            self._send_hello(list(self._peers))
+
+    def _refuse_takeover(self, mag: IPv6Address, now: float, reason: str) -> None:
+        takeover = self._takeovers.pop(mag)
+        self._timers.cancel(("so", mag))
+        self._event(now, "switchover_refused", mag=str(mag), reason=reason)
+        for pbu, _ in takeover.queued:
+            self._reject(pbu, cp.STATUS_ADMINISTRATIVELY_PROHIBITED, now)
+
+    def _on_ha_control(self, msg: HomeAgentControl, src: IPv6Address, now: float) -> None:
+        mag = msg.mag_address
+        if msg.hac_type == cp.HAC_SWITCHOVER_REQUEST:
+            status = self._switchover_requested(mag, src, now)
+            reply = HomeAgentControl(cp.HAC_SWITCHOVER_REPLY, status, mag)
+            self._send(reply, self.config.address, src)
+        elif msg.hac_type == cp.HAC_SWITCHOVER_REPLY:
+            takeover = self._takeovers.get(mag) if mag is not None else None
+            if takeover is None or takeover.current != src:
+                self._drop("unsolicited_so_rep")
+            elif msg.status in HAC_SWITCH_STATUS_TAKE_OVER:
+                self._complete_takeover(mag, now, f"SO-REP {msg.status}")  # type: ignore[arg-type]
+            else:
+                self._refuse_takeover(mag, now, f"SO-REP {msg.status}")  # type: ignore[arg-type]
+        elif msg.hac_type == cp.HAC_SWITCH_COMPLETE and mag is not None:
+            for row in list(self.cache.by_mag(mag)):
+                if self.cache.state(row) is BceState.MOVED:
+                    self._delete(row)
+            self._event(now, "switch_complete", mag=str(mag), by=str(src))
+        else:
+            self._drop("unsupported_ha_control")
+
+    def _switchover_requested(self, mag: IPv6Address | None, src: IPv6Address, now: float) -> int:
+        """SO-REQ at the current LMA: with a MAG Address, yield that MAG only (R17) — keep
+        serving the others; without, the base HA-rel full switchover."""
+        if mag is None:
+            if self.role is not Role.ACTIVE:
+                return 130
+            self.role = Role.STANDBY
+            self.owns_lmaa = self.config.mode == "hard"
+            self._event(now, "role", role=Role.STANDBY.value, reason=f"SO-REQ from {src}")
+            return 0
+        if self._moved.get(mag) == src:
+            return 0  # a retransmitted SO-REQ
+        if not self._serves(mag, self._lmaa):
+            return 130
+        if not self.config.accept_partial_switchover:
+            return 129
+        self._moved[mag] = src
+        self._taken.discard(mag)
+        for row in self.cache.by_mag(mag):
+            if self.cache.state(row) is BceState.ACTIVE:
+                self.cache.set(row, state=BceState.MOVED)
+        heartbeat = self._heartbeats.get(mag)
+        self._event(
+            now,
+            "partial_switchover",
+            mag=str(mag),
+            to=str(src),
+            heartbeat_lost=bool(heartbeat and heartbeat.unreachable),
+        )
+        return 0
+
+    # --- State Synchronization (spec-digest §7.2, §8.1, R14, R15, R27) --------------------------
+
+    def _record_change(self, row: int, now: float, deleted: bool, pba: Datagram | None) -> None:
+        """Queue a binding change for the next SS-REP batch; in before-ack mode the PBA waits
+        for the standby's SS-ACK, otherwise it goes now."""
+        key = (self.cache.mn_ids[row], self.cache.prefixes[row][0])
+        change = self._sync_changes.setdefault(key, SyncChange([]))
+        change.options = session_options(self.cache, row, now, deleted)
+        if pba is None:
+            return
+        if self.config.sync == "before-ack" and self._sync_targets():
+            change.pbas.append(pba)
+        else:
+            self._out.extend([pba])
+
+    def _sync_targets(self) -> list[IPv6Address]:
+        return [p.address for p in self._peers.values() if p.alive]
+
+    def _lead_options(self) -> list[Option]:
+        """Options before the first PBCI of every SS-REP: our Restart Counter, so that a
+        virtual-switch standby answers heartbeats with the group's value (R30). Deviation: HA-rel
+        puts nothing outside a session; receivers that do not know this skip it."""
+        return [RestartCounter(self._lmaa_restart_counter)]
+
+    def _flush_sync(self, now: float) -> None:
+        if self._sync_changes:
+            changes = list(self._sync_changes.values())
+            self._sync_changes.clear()
+            targets = self._sync_targets()
+            if not targets:
+                for change in changes:
+                    self._out.extend(change.pbas)
+            else:
+                self._send_sync_batch(changes, targets, now)
+        self._timer_pace(now)
+
+    def _send_sync_batch(
+        self, changes: list[SyncChange], targets: list[IPv6Address], now: float
+    ) -> None:
+        messages = pack_sessions(self._lead_options(), [c.options for c in changes])
+        for options, carried in messages:
+            self._sync_id = self._sync_id % 0xFFFF + 1  # non-zero (R14)
+            ident = self._sync_id
+            rep = StateSync(cp.SS_REPLY, ident, cp.SS_FLAG_A, tuple(options))
+            data = {t: encode_mh(rep, self.config.address, t, self._wire) for t in targets}
+            pbas = [p for i in carried for p in changes[i].pbas]
+            pending = PendingSync(data, set(targets), pbas, self.config.sync_ack_timeout)
+            self._sync_pending[ident] = pending
+            for target in targets:
+                self._enqueue_sync(data[target], target)
+            self.counters.sessions_synced_out += len(carried)
+            delay = len(self._sync_queue) / self.config.sync_pacing_rate
+            self._timers.arm(("ssrep", ident), now + delay + pending.interval)
+            if pbas:
+                self._timers.arm(("hold", ident), now + self.config.before_ack_timeout)
+
+    def _enqueue_sync(self, data: bytes, dst: IPv6Address) -> None:
+        self.counters.ss_rep_sent += 1
+        self._sync_queue.append(Datagram(data, self.config.address, dst))
+
+    def _timer_pace(self, now: float) -> None:
+        """Release queued SS-REPs at ``sync_pacing_rate`` (R26)."""
+        self._sync_next_send = max(self._sync_next_send, now)
+        step = 1.0 / self.config.sync_pacing_rate
+        while self._sync_queue and self._sync_next_send <= now:
+            self._out.extend([self._sync_queue.popleft()])
+            self._sync_next_send += step
+        if self._sync_queue:
+            self._timers.arm(("pace",), self._sync_next_send)
+
+    def _timer_ssrep(self, now: float, ident: int) -> None:
+        pending = self._sync_pending.get(ident)
+        if pending is None:
+            return
+        if pending.retransmissions >= self.config.sync_max_retransmissions:
+            self.counters.sync_gave_up += 1
+            self._finish_sync(ident)
+            return
+        pending.retransmissions += 1
+        pending.interval *= 2
+        for target in sorted(pending.waiting):
+            self.counters.ss_rep_retransmitted += 1
+            self._enqueue_sync(pending.data[target], target)
+        self._timers.arm(("ssrep", ident), now + pending.interval)
+
+    def _timer_hold(self, now: float, ident: int) -> None:
+        """before-ack: the standby did not acknowledge in time — answer the MAGs anyway."""
+        pending = self._sync_pending.get(ident)
+        if pending is not None and pending.pbas:
+            self.counters.pba_sync_timeout += len(pending.pbas)
+            self._out.extend(pending.pbas)
+            pending.pbas = []
+
+    def _finish_sync(self, ident: int) -> None:
+        pending = self._sync_pending.pop(ident)
+        self._timers.cancel(("ssrep", ident))
+        self._timers.cancel(("hold", ident))
+        self._out.extend(pending.pbas)
+
+    def _send_sync_request(self, peer: IPv6Address, now: float, interval: float) -> None:
+        """SS-REQ for all sessions: one ALL_ZERO HNP of length 0 (R27); random non-zero Id."""
+        ident = self._rng.randrange(1, 0x10000)
+        self._sync_requests[peer] = (ident, interval)
+        request = StateSync(cp.SS_REQUEST, ident, 0, (HomeNetworkPrefix(ALL_ZERO, 0),))
+        self.counters.ss_req_sent += 1
+        self._send(request, self.config.address, peer)
+        self._timers.arm(("ssreq", peer), now + interval)
+
+    def _timer_ssreq(self, now: float, peer: IPv6Address) -> None:
+        _, interval = self._sync_requests[peer]
+        self._send_sync_request(peer, now, min(2 * interval, MAX_SYNC_REQUEST_TIMEOUT))
+
+    def _on_state_sync(self, msg: StateSync, src: IPv6Address, now: float) -> None:
+        if msg.ss_type == cp.SS_REQUEST:
+            self._answer_sync_request(msg, src, now)
+        elif msg.ss_type == cp.SS_REPLY:
+            self._on_sync_reply(msg, src, now)
+        elif msg.ss_type == cp.SS_ACK:
+            pending = self._sync_pending.get(msg.identifier)
+            if pending is None or src not in pending.waiting:
+                self._drop("unmatched_ss_ack")
+                return
+            self.counters.ss_ack_received += 1
+            pending.waiting.discard(src)
+            if not pending.waiting:
+                self._finish_sync(msg.identifier)
+        else:
+            self._drop("unknown_ss_type")
+
+    def _answer_sync_request(self, msg: StateSync, src: IPv6Address, now: float) -> None:
+        """Full (ALL_ZERO HNP), per-MN, per-prefix or per-MAG sync of the sessions served here,
+        split at 2048 octets with M on all but the last SS-REP (R15, R27)."""
+        served = [r for r in self.cache.live_rows() if self.cache.state(int(r)) is BceState.ACTIVE]
+        wanted: set[int] = set()
+        for opt in msg.options:
+            if isinstance(opt, HomeNetworkPrefix) and opt.prefix_length == 0:
+                wanted.update(int(r) for r in served)
+            elif isinstance(opt, HomeNetworkPrefix):
+                row = self.cache.by_prefix(IPv6Network((opt.prefix, opt.prefix_length)))
+                wanted.update({row} if row is not None else set())
+            elif isinstance(opt, MobileNodeIdentifier):
+                wanted.update(self.cache.by_mn(opt.identifier))
+            elif isinstance(opt, MagAddress):
+                wanted.update(self.cache.by_mag(opt.address))
+        rows = sorted(r for r in wanted if self.cache.state(r) is BceState.ACTIVE)
+        sessions = [session_options(self.cache, r, now, deleted=False) for r in rows]
+        messages = pack_sessions(self._lead_options(), sessions)
+        for i, (options, _) in enumerate(messages):
+            flags = cp.SS_FLAG_M if i < len(messages) - 1 else 0
+            rep = StateSync(cp.SS_REPLY, msg.identifier, flags, tuple(options))
+            self._enqueue_sync(encode_mh(rep, self.config.address, src, self._wire), src)
+        self.counters.sessions_synced_out += len(rows)
+
+    def _on_sync_reply(self, msg: StateSync, src: IPv6Address, now: float) -> None:
+        self.counters.ss_rep_received += 1
+        lead = next(
+            (
+                o
+                for o in msg.options
+                if isinstance(o, RestartCounter | ProxyBindingCacheInformation)
+            ),
+            None,
+        )
+        if isinstance(lead, RestartCounter) and not self.owns_lmaa:
+            self._lmaa_restart_counter = lead.counter
+        for pbci, options in msg.sessions():
+            session = (
+                SyncedSession.parse(pbci, options)
+                if isinstance(pbci, ProxyBindingCacheInformation)
+                else None
+            )
+            if session is None:
+                self._drop("bad_synced_session")
+            else:
+                self._apply_synced(session, src, now)
+        if msg.flags & cp.SS_FLAG_A:
+            self._send(StateSync(cp.SS_ACK, msg.identifier), self.config.address, src)
+        request = self._sync_requests.get(src)
+        if request is not None and request[0] == msg.identifier and not msg.flags & cp.SS_FLAG_M:
+            del self._sync_requests[src]
+            self._timers.cancel(("ssreq", src))
+            self._event(now, "sync_complete", peer=str(src))
+
+    def _apply_synced(self, session: SyncedSession, sender: IPv6Address, now: float) -> None:
+        """Store a session the sender serves (state SYNCED, anchor = sender); lifetime 0 deletes
+        it. A copy older than ours (by Timestamp, else sequence number) is ignored, so reordered
+        or retransmitted SS-REPs cannot roll a session back."""
+        cache = self.cache
+        pbci = session.pbci
+        row = cache.by_prefix(session.prefixes[0])
+        if row is not None and (
+            cache.mn_ids[row] != session.mn_id or set(cache.prefixes[row]) != set(session.prefixes)
+        ):
+            self._delete(row)
+            row = None
+        if row is not None and self._is_stale(row, session):
+            self._drop("stale_sync")
+            return
+        if pbci.lifetime == 0:
+            if row is not None and cache.state(row) in (BceState.SYNCED, BceState.MOVED):
+                self._delete(row)
+            return
+        if row is None:
+            row = cache.insert(
+                session.mn_id,
+                session.prefixes,
+                session.ll_id,
+                state=BceState.SYNCED,
+                proxy_coa=pbci.proxy_coa,
+            )
+        expires = now + 4 * pbci.lifetime
+        cache.set(
+            row,
+            state=BceState.SYNCED,
+            anchor=sender,
+            flags=pbci.flags,
+            seq=pbci.sequence,
+            lifetime=pbci.lifetime,
+            expires=expires,
+            ts=session.timestamp,
+            att=session.att,
+            proxy_coa=pbci.proxy_coa,
+            lla=session.lla or ALL_ZERO,
+            tunnel=pbci.tunnel_interface_id,
+        )
+        self._timers.arm(("bce", row), expires)
+        self.counters.sessions_synced_in += 1
+
+    def _is_stale(self, row: int, session: SyncedSession) -> bool:
+        ts = self.cache.get(row, "ts")
+        if ts and session.timestamp:
+            return session.timestamp < ts
+        return serial_newer(self.cache.get(row, "seq"), session.pbci.sequence)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _send(self, msg: Message, src: IPv6Address, dst: IPv6Address) -> None:
+        self._out.append(encode_mh(msg, src, dst, self._wire), src, dst)
+
+    def _drop(self, reason: str) -> None:
+        self.counters.drops[reason] += 1
+
+    def _event(self, now: float, kind: str, **detail: Any) -> None:
+        self.events.append(Event(now, kind, detail))
+
+
+def _link_local(mn_id: bytes) -> IPv6Address:
+    """A stable MAG link-local address for a session whose PBU asked for one (RFC 5213 §6.8)."""
+    iid = int.from_bytes(hashlib.blake2b(mn_id, digest_size=8).digest(), "big") & ~(1 << 57)
+    return IPv6Address((0xFE80 << 112) | iid)
