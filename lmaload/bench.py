@@ -1,5 +1,5 @@
 """Micro-benchmarks of the engine room, behind ``lmaload bench``: bulk codec rates next to the
-reference codec, batched UDP I/O next to a plain socket loop, and population memory.
+reference codec, batched UDP I/O next to plain Python socket loops, and population memory.
 
 Every rate is measured in this one run, so comparisons between them (ratios) hold on a noisy
 shared machine even where the absolute figures move. Rates are per second of wall time on one
@@ -10,6 +10,9 @@ CPU time of the same interval instead.
 from __future__ import annotations
 
 import gc
+import multiprocessing as mp
+import os
+import socket
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -20,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from lmaload import bulk
+from lmaload._ext import mmsg
 from lmaload.population import PopulationSpec, generate
+from lmaload.transport.batch import BatchSocket
 from lmaload.wire import (
     AccessTechnologyType,
     BindingAck,
@@ -33,6 +38,7 @@ from lmaload.wire import (
 
 LMA = IPv6Address("fd00:6c6d:6100::1")
 LMA2 = IPv6Address("fd00:6c6d:6100::2")
+UDP_MODES = ("batched", "sendmsg_pktinfo", "sendto")
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,91 @@ def bench_pba_decode(count: int, reference_count: int, repeat: int) -> dict[str,
     return out
 
 
+def _udp_receiver(port_queue: mp.Queue, done: Any, result_queue: mp.Queue) -> None:
+    """Drain datagrams on the other core until the sender is done and the socket is quiet."""
+    _pin(1)
+    rx = BatchSocket.udp("127.0.0.1", 0, rcvbuf=64 << 20, max_size=256)
+    port_queue.put(rx.local_address[1])
+    received = 0
+    while True:
+        batch = rx.recv(timeout=0.5)
+        received += batch.count
+        if batch.count == 0 and done.is_set():
+            break
+    result_queue.put((received, rx.drops))
+
+
+def _pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {cpu})
+
+
+def _udp_run(mode: str, total: int, batch: int, size: int, mags: int) -> dict[str, Any]:
+    """Send ``total`` datagrams from ``mags`` rotating 127.1/16 sources, one of three ways:
+    "batched" (BatchSocket: sendmmsg, a source per datagram), "sendmsg_pktinfo" (a Python loop
+    of sendmsg with a per-datagram IP_PKTINFO source) or "sendto" (a plain loop, one source)."""
+    ctx = mp.get_context("fork")
+    port_queue, result_queue, done = ctx.Queue(), ctx.Queue(), ctx.Event()
+    receiver = ctx.Process(target=_udp_receiver, args=(port_queue, done, result_queue))
+    receiver.start()
+    port = port_queue.get()
+    _pin(0)
+    buf = np.zeros(batch * size, dtype=np.uint8)
+    offsets = np.arange(batch + 1, dtype=np.int64) * size
+    hosts = (127 << 24 | 1 << 16) + 1 + np.arange(mags, dtype=np.uint32)
+    sources = hosts.astype(">u4").view(np.uint8).reshape(mags, 4)
+    per_datagram = sources[np.arange(batch) % mags]
+    payload, target = bytes(size), ("127.0.0.1", port)
+    with BatchSocket.udp("0.0.0.0", 0, sndbuf=4 << 20) as tx:
+        t0, c0 = time.perf_counter(), time.process_time()
+        if mode == "batched":
+            for first in range(0, total, batch):
+                k = min(batch, total - first)
+                sent = 0
+                while sent < k:
+                    step = tx.send(buf, offsets[: k + 1], "127.0.0.1", port, per_datagram[:k], sent)
+                    if step == 0:
+                        tx.wait_writable(1.0)
+                    sent += step
+        elif mode == "sendmsg_pktinfo":
+            sock = tx.sock
+            sock.setblocking(True)
+            controls = [
+                [(socket.IPPROTO_IP, mmsg.IP_PKTINFO, bytes(4) + src.tobytes() + bytes(4))]
+                for src in sources
+            ]
+            for i in range(total):
+                sock.sendmsg([payload], controls[i % mags], 0, target)
+        else:
+            sock = tx.sock
+            sock.setblocking(True)
+            for _ in range(total):
+                sock.sendto(payload, target)
+        timing = Timing(time.perf_counter() - t0, time.process_time() - c0)
+    done.set()
+    received, drops = result_queue.get()
+    receiver.join()
+    return {
+        **_rate(total, timing),
+        "sent": total,
+        "received": received,
+        "lost": total - received,
+        "kernel_drops": max(drops, 0),
+    }
+
+
+def bench_udp_send(total: int) -> dict[str, Any]:
+    """UDP loopback datagrams/s, sender on one core and receiver on the other (72-octet
+    datagrams from 1 000 source addresses), batched vs per-datagram Python loops."""
+    runs = {mode: _udp_run(mode, total, 1024, 72, 1000) for mode in UDP_MODES}
+    return {
+        **runs,
+        "ratio_vs_sendmsg_pktinfo": runs["batched"]["per_second"]
+        / runs["sendmsg_pktinfo"]["per_second"],
+        "ratio_vs_sendto": runs["batched"]["per_second"] / runs["sendto"]["per_second"],
+    }
+
+
 def bench_population(mns: int) -> dict[str, Any]:
     """Memory of a population: array bytes, and what tracemalloc saw retained, per node."""
     tracemalloc.start()
@@ -166,6 +257,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "pbu_encode": bench_pbu_encode(n, 5_000 if quick else 20_000, repeat),
         "state_sync": bench_state_sync(n, 1_000 if quick else 5_000, repeat),
         "pba_decode": bench_pba_decode(n, 5_000 if quick else 20_000, repeat),
+        "udp_send": bench_udp_send(n),
         "population": bench_population(n),
     }
 
@@ -173,7 +265,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 def format_report(results: dict[str, Any]) -> str:
     """The human-readable table of ``lmaload bench``."""
     pbu, sync, pba = results["pbu_encode"], results["state_sync"], results["pba_decode"]
-    pop = results["population"]
+    udp, pop = results["udp_send"], results["population"]
     lines = [
         f"PBU encode       {pbu['bulk']['per_second'] / 1e6:8.2f} M msgs/s   reference "
         f"{pbu['reference']['per_second'] / 1e3:8.1f} k msgs/s   ratio {pbu['ratio']:8.0f}x",
@@ -182,6 +274,11 @@ def format_report(results: dict[str, Any]) -> str:
         f"sessions/message   ratio {sync['ratio']:6.0f}x",
         f"PBA decode       {pba['bulk']['per_second'] / 1e6:8.2f} M msgs/s   reference "
         f"{pba['reference']['per_second'] / 1e3:8.1f} k msgs/s   ratio {pba['ratio']:8.0f}x",
+        f"UDP send         {udp['batched']['per_second'] / 1e6:8.2f} M dgrams/s  lost "
+        f"{udp['batched']['lost']}   sendmsg+pktinfo loop "
+        f"{udp['sendmsg_pktinfo']['per_second'] / 1e6:.2f} M/s "
+        f"({udp['ratio_vs_sendmsg_pktinfo']:.2f}x), sendto loop "
+        f"{udp['sendto']['per_second'] / 1e6:.2f} M/s",
         f"Population       {pop['array_bytes_per_node']:8.1f} B/node (arrays), "
         f"{pop['traced_bytes_per_node']:.1f} B/node retained at {pop['nodes']:,} nodes",
     ]
