@@ -219,6 +219,15 @@ def test_explicit_authorised_prefix_is_accepted():
     assert ack.status == 0 and hnps(ack) == [wanted]
 
 
+def test_prefix_with_stray_host_bits_is_masked_not_a_crash():
+    lma = engine()
+    stray = HomeNetworkPrefix(IPv6Address("2001:db8:8000:42::1"), 64)
+    ack = pba(lma, 1, hnp=stray)
+    assert ack.status == 0
+    assert hnps(ack) == [HomeNetworkPrefix(IPv6Address("2001:db8:8000:42::"), 64)]
+    assert pba(lma, 1, mn=b"mn2@example.com", hnp=HomeNetworkPrefix(POOL[1], 0)).status == 155
+
+
 def test_refresh_handoff_and_alternate_coa():
     lma = engine()
     hnp = hnps(pba(lma, 1))[0]

@@ -80,9 +80,10 @@ class ProxyBindingUpdate:
         )
 
     def explicit_prefixes(self) -> tuple[IPv6Network, ...]:
-        """The requested prefixes other than ALL_ZERO, as networks."""
+        """The requested prefixes other than ALL_ZERO, as networks. Bits beyond the prefix
+        length should be zero (RFC 5213 §8.3); a sender's stray host bits are masked off."""
         return tuple(
-            IPv6Network((p.prefix, p.prefix_length))
+            IPv6Network((p.prefix, p.prefix_length), strict=False)
             for p in self.prefixes
             if p.prefix != ALL_ZERO or p.prefix_length != 0
         )
