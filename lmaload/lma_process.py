@@ -1,0 +1,314 @@
+"""One reference LMA process (``lmaload lma``): settings from the command line turned into an
+``LmaConfig`` and a transport, the event loop run until SIGTERM/SIGINT, role changes and
+switchovers logged, metrics served.
+
+Addresses. The engine speaks IPv6: its own individual address (``address``), the LMAA, and the
+peers' individual addresses are *inner* addresses. With the UDP transport each has an *outer*
+socket address too; an endpoint is written ``[INNER@]HOST[:PORT]`` (IPv6 hosts in brackets when a
+port follows), the inner address defaulting to HOST itself for IPv6 and to HOST IPv4-mapped
+(``::ffff:a.b.c.d``) for IPv4, the port to 5436. With the raw transport inner and outer are the
+same and endpoints are plain IPv6 addresses.
+
+Only local outer addresses are accepted unless ``allow_remote``: loopback, link-local, unique
+local (fc00::/7), their IPv4-mapped forms, and the unspecified address for listening.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
+from pathlib import Path
+from typing import Literal
+
+from lmaload.metrics import LmaMetrics
+from lmaload.protocol import LmaConfig, LmaEngine, Policy
+from lmaload.protocol.events import Event
+from lmaload.transport.engine_loop import EngineLoop
+from lmaload.transport.raw_mh import RawTransport
+from lmaload.transport.udp5436 import PMIP6_CNTL_PORT, UdpTransport, mapped
+
+log = logging.getLogger("lmaload.lma")
+
+UNIQUE_LOCAL = IPv6Network("fc00::/7")
+# Socket buffers: room for bursts of a few thousand PBUs (past net.core.rmem_max as root).
+SOCKET_BUFFER = 4 << 20
+POLICY_KEYS = frozenset({"authorized_mags", "authorized_mns", "pmip_disabled_mns", "home_networks"})
+LOGGED_EVENTS = frozenset(
+    {
+        "role",
+        "lmaa_acquired",
+        "peer_up",
+        "peer_dead",
+        "switchover_done",
+        "switchover_refused",
+        "partial_switchover",
+        "ha_switch_fanout",
+        "switch_complete",
+    }
+)
+
+
+class StartupError(Exception):
+    """The LMA cannot start (address in use, unreachable peer, ...): one line for the user."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An engine address and the socket address it is reached at."""
+
+    inner: IPv6Address
+    host: IPv4Address | IPv6Address
+    port: int = PMIP6_CNTL_PORT
+
+    @property
+    def outer(self) -> tuple[str, int]:
+        return str(self.host), self.port
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if self.host.version == 6 else str(self.host)
+        return f"{self.inner}@{host}:{self.port}"
+
+
+def parse_host_port(text: str, default_port: int = PMIP6_CNTL_PORT) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``IPV6``, or ``[IPV6]:PORT`` → (host, port); ValueError."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: expected [IPV6]:PORT")
+        port = rest[1:] or str(default_port)
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, str(default_port)
+    ip_address(host)
+    if not port.isdigit() or not 0 <= int(port) <= 0xFFFF:
+        raise ValueError(f"{text!r}: bad port {port!r}")
+    return host, int(port)
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``[INNER@]HOST[:PORT]`` (see the module docstring); ValueError."""
+    inner_text, sep, outer = text.rpartition("@")
+    host, port = parse_host_port(outer)
+    address = ip_address(host)
+    inner = IPv6Address(inner_text) if sep else mapped(address)
+    return Endpoint(inner, address, port)
+
+
+def is_local(address: IPv4Address | IPv6Address) -> bool:
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return is_local(address.ipv4_mapped)
+    if address.is_loopback or address.is_link_local:
+        return True
+    return isinstance(address, IPv6Address) and address in UNIQUE_LOCAL
+
+
+def load_policy(path: Path) -> Policy:
+    """A Policy from JSON: ``authorized_mags`` (IPv6 or IPv4 addresses — IPv4 stands for its
+    IPv4-mapped form), ``authorized_mns`` and ``pmip_disabled_mns`` (MN identifiers as UTF-8
+    strings), ``home_networks`` (IPv6 prefixes). An absent list authorises everyone.
+    ValueError on anything else."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError("the policy is a JSON object")
+    unknown = set(data) - POLICY_KEYS
+    if unknown:
+        raise ValueError(f"unknown policy keys: {', '.join(sorted(unknown))}")
+
+    def strings(key: str) -> list[str] | None:
+        value = data.get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise ValueError(f"{key} is a list of strings")
+        return value
+
+    mags, mns = strings("authorized_mags"), strings("authorized_mns")
+    networks = strings("home_networks")
+    return Policy(
+        authorized_mags=None if mags is None else frozenset(mapped(ip_address(m)) for m in mags),
+        authorized_mns=None if mns is None else frozenset(m.encode() for m in mns),
+        pmip_disabled_mns=frozenset(m.encode() for m in strings("pmip_disabled_mns") or ()),
+        home_networks=None if networks is None else tuple(IPv6Network(n) for n in networks),
+    )
+
+
+@dataclass(frozen=True)
+class LmaSettings:
+    """Everything ``lmaload lma`` takes. ``lmaa`` is set in virtual mode only."""
+
+    role: Literal["active", "standby"]
+    listen: tuple[str, int]
+    address: IPv6Address
+    peers: tuple[Endpoint, ...]
+    transport: Literal["udp", "raw"]
+    mode: Literal["hard", "virtual"]
+    lmaa: Endpoint | None
+    prefix_pool: IPv6Network
+    sync: Literal["async", "before-ack"]
+    hello_interval: int
+    heartbeat_interval: float
+    missing_heartbeats: int
+    restart_counter: int
+    policy: Policy
+    metrics_port: int | None = None
+
+    def engine_config(self) -> LmaConfig:
+        return LmaConfig(
+            address=self.address,
+            lmaa=self.lmaa.inner if self.lmaa is not None else None,
+            peers=tuple(p.inner for p in self.peers),
+            mode=self.mode,
+            role=self.role,
+            prefix_pool=self.prefix_pool,
+            policy=self.policy,
+            restart_counter=self.restart_counter,
+            heartbeat_interval=self.heartbeat_interval,
+            missing_heartbeats_allowed=self.missing_heartbeats,
+            hello_interval=self.hello_interval,
+            sync=self.sync,
+        )
+
+    def check_families(self) -> None:
+        """ValueError when a UDP peer or LMAA is not of the listening socket's family."""
+        if self.transport == "raw":
+            return
+        version = ip_address(self.listen[0]).version
+        for endpoint in (*self.peers, *([self.lmaa] if self.lmaa else [])):
+            if endpoint.host.version != version:
+                raise ValueError(f"{endpoint.host} is not IPv{version} like --listen")
+
+    def remote_addresses(self) -> list[IPv4Address | IPv6Address]:
+        """The outer addresses that are not local (see ``is_local``)."""
+        listen = ip_address(self.listen[0])
+        found = [] if listen.is_unspecified or is_local(listen) else [listen]
+        endpoints = [*self.peers, *([self.lmaa] if self.lmaa else [])]
+        if self.transport == "raw":
+            found += [a for a in (self.address, *(e.inner for e in endpoints)) if not is_local(a)]
+        else:
+            found += [e.host for e in endpoints if not is_local(e.host)]
+        return found
+
+
+def open_transport(settings: LmaSettings) -> UdpTransport | RawTransport:
+    """The engine's sockets; StartupError with the reason when they cannot be had."""
+    if settings.transport == "raw":
+        bind = settings.address if settings.mode == "hard" else None
+        try:
+            return RawTransport(bind, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        except OSError as exc:
+            reason = exc.strerror
+            raise StartupError(f"cannot open a raw Mobility Header socket: {reason}") from None
+    lmaa = (settings.lmaa.inner, settings.lmaa.outer) if settings.lmaa is not None else None
+    try:
+        transport = UdpTransport(
+            settings.listen,
+            routes={p.inner: p.outer for p in settings.peers},
+            lmaa=lmaa,
+            rcvbuf=SOCKET_BUFFER,
+            sndbuf=SOCKET_BUFFER,
+        )
+    except OSError as exc:
+        host, port = settings.listen
+        raise StartupError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+    if settings.lmaa is not None and settings.role == "active":
+        host, port = settings.lmaa.outer
+        try:
+            bound = transport.update(True)
+        except OSError as exc:
+            transport.close()
+            reason = exc.strerror
+            raise StartupError(f"cannot listen on the LMAA {host} port {port}: {reason}") from None
+        if not bound:
+            transport.close()
+            raise StartupError(f"cannot listen on the LMAA {host} port {port}: address in use")
+    return transport
+
+
+def check_peers(settings: LmaSettings) -> None:
+    """StartupError for a peer without a route (a connect() sends nothing)."""
+    for peer in settings.peers:
+        family = socket.AF_INET6 if peer.host.version == 6 else socket.AF_INET
+        target = peer.outer if settings.transport == "udp" else (str(peer.inner), 0)
+        if settings.transport == "raw":
+            family = socket.AF_INET6
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect(target)
+            except OSError as exc:
+                raise StartupError(f"peer {peer} is unreachable: {exc.strerror}") from None
+
+
+def describe(event: Event) -> str:
+    d = event.detail
+    texts = {
+        "role": lambda: f"role {d.get('role')} ({d.get('reason')})",
+        "lmaa_acquired": lambda: f"switchover: acquired the LMAA {d.get('lmaa')}",
+        "peer_up": lambda: f"peer {d.get('peer')} up (active={d.get('active')})",
+        "peer_dead": lambda: f"peer {d.get('peer')} dead ({d.get('reason')})",
+        "switchover_started": lambda: (
+            f"switchover of MAG {d.get('mag')} started: SO-REQ to {d.get('current')}"
+        ),
+        "switchover_done": lambda: (
+            f"switchover: took over MAG {d.get('mag')} ({d.get('reason')}), "
+            f"{d.get('queued')} PBUs answered"
+        ),
+        "switchover_refused": lambda: (
+            f"switchover of MAG {d.get('mag')} refused ({d.get('reason')})"
+        ),
+        "partial_switchover": lambda: f"switchover: handed MAG {d.get('mag')} to {d.get('to')}",
+        "ha_switch_fanout": lambda: (
+            f"switchover: peer {d.get('failed')} failed, HA Switch to {d.get('mags')} MAGs"
+        ),
+        "switch_complete": lambda: f"switch complete for MAG {d.get('mag')} from {d.get('by')}",
+    }
+    return texts[event.kind]() if event.kind in texts else f"{event.kind} {d}"
+
+
+def log_event(event: Event) -> None:
+    level = logging.INFO if event.kind in LOGGED_EVENTS else logging.DEBUG
+    log.log(level, "%s", describe(event))
+
+
+def run(settings: LmaSettings) -> None:
+    """Serve until SIGTERM or SIGINT. StartupError when it cannot start."""
+    check_peers(settings)
+    metrics = LmaMetrics()
+    if settings.metrics_port is not None:
+        host = settings.listen[0]
+        try:
+            metrics.serve(settings.metrics_port, host)
+        except OSError as exc:
+            where = f"{host} port {settings.metrics_port}"
+            raise StartupError(f"cannot serve metrics on {where}: {exc.strerror}") from None
+    transport = open_transport(settings)
+    config = settings.engine_config()
+
+    def on_event(event: Event) -> None:
+        metrics.on_event(event)
+        log_event(event)
+
+    loop = EngineLoop(
+        LmaEngine(config, time.time()), transport, on_event=on_event, on_tick=metrics.observe
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: loop.stop())
+    if isinstance(transport, UdpTransport):
+        where = f"udp {transport.main.local_address[0]} port {transport.main.local_address[1]}"
+    else:
+        where = "raw IPv6 Mobility Header"
+    log.info(
+        "LMA %s (%s mode, %s sync) on %s, %d peer(s)",
+        config.address,
+        config.mode,
+        config.sync,
+        where,
+        len(config.peers),
+    )
+    loop.run()
+    log.info("stopped")

@@ -1,0 +1,260 @@
+"""The UDP/5436 transport of RFC 5844 (spec-digest §6): each UDP payload is an inner IPv6 header
+(next header 135) followed by the Mobility Header, whose checksum uses the inner addresses.
+
+``UdpTransport`` carries an engine's datagrams over it. The engine speaks IPv6 (the inner
+addresses); the outer addresses are IPv4 or IPv6 socket addresses, mapped from the inner ones:
+
+- learnt from every well-formed datagram received (inner source → outer source address and
+  port), so replies, heartbeats and HA Switch messages go back to where a MAG sends from;
+- configured for the peer LMAs (``routes``);
+- otherwise derived: an IPv4-mapped inner address ``::ffff:a.b.c.d`` goes to a.b.c.d (IPv4
+  sockets), any other to itself (IPv6 sockets), at port 5436.
+
+In virtual mode the shared LMAA has an outer address of its own: the transport binds a second
+socket there once the engine owns the LMAA (``update``), and sends what the engine sends from the
+LMAA through it. Until the bind succeeds (the failed active may still hold the port) it retries
+on every ``update``.
+
+``SignallingSocket`` is the other end for tests and tools: a plain blocking UDP socket that sends
+messages with the inner header and decodes what comes back.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+from collections import Counter
+from ipaddress import IPv4Address, IPv6Address
+
+import numpy as np
+
+from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.transport.batch import BatchSocket
+from lmaload.wire import Message, WireError, decode_mh, encode_mh
+from lmaload.wire import codepoints as cp
+from lmaload.wire.ipv6 import DEFAULT_HOP_LIMIT, IPV6_HEADER_LENGTH
+
+PMIP6_CNTL_PORT = 5436
+SEND_WAIT = 0.05  # seconds to wait for a full send buffer before counting the rest as dropped
+
+OuterAddress = tuple[str, int]
+
+
+def frame(mh: bytes, src: IPv6Address, dst: IPv6Address) -> bytes:
+    """A UDP/5436 payload: the inner IPv6 header for ``src`` → ``dst``, then ``mh``."""
+    header = struct.pack("!IHBB", 6 << 28, len(mh), cp.IPPROTO_MH, DEFAULT_HOP_LIMIT)
+    return header + src.packed + dst.packed + mh
+
+
+def unframe(payload: bytes) -> Datagram:
+    """The Mobility Header of a UDP/5436 payload with its inner addresses; WireError when the
+    inner IPv6 header is missing or wrong (version, payload length, next header)."""
+    if len(payload) < IPV6_HEADER_LENGTH:
+        raise WireError(len(payload), "shorter than an inner IPv6 header")
+    if payload[0] >> 4 != 6:
+        raise WireError(0, f"inner IP version {payload[0] >> 4}")
+    if int.from_bytes(payload[4:6], "big") != len(payload) - IPV6_HEADER_LENGTH:
+        raise WireError(4, "inner Payload Length does not match the datagram")
+    if payload[6] != cp.IPPROTO_MH:
+        raise WireError(6, f"inner Next Header {payload[6]}")
+    return Datagram(
+        payload[IPV6_HEADER_LENGTH:], IPv6Address(payload[8:24]), IPv6Address(payload[24:40])
+    )
+
+
+def mapped(address: IPv4Address | IPv6Address) -> IPv6Address:
+    """The inner IPv6 address standing for an outer address: IPv4-mapped for IPv4."""
+    if isinstance(address, IPv4Address):
+        return IPv6Address(f"::ffff:{address}")
+    return address
+
+
+def default_outer(inner: IPv6Address, family: int) -> OuterAddress | None:
+    """Where to send ``inner`` when nothing was learnt or configured (None: no way)."""
+    if family == socket.AF_INET:
+        return (str(inner.ipv4_mapped), PMIP6_CNTL_PORT) if inner.ipv4_mapped else None
+    return None if inner.ipv4_mapped else (str(inner), PMIP6_CNTL_PORT)
+
+
+class UdpTransport:
+    """One engine's sockets on UDP/5436 (see the module docstring).
+
+    ``listen`` is the outer address of the individual socket, ``lmaa`` the inner and outer
+    LMAA of virtual mode (None in hard mode), ``routes`` the configured inner → outer map of the
+    peers. ``drops`` counts datagrams dropped here, by reason.
+    """
+
+    def __init__(
+        self,
+        listen: OuterAddress,
+        *,
+        routes: dict[IPv6Address, OuterAddress] | None = None,
+        lmaa: tuple[IPv6Address, OuterAddress] | None = None,
+        rcvbuf: int | None = None,
+        sndbuf: int | None = None,
+    ) -> None:
+        self.drops: Counter[str] = Counter()
+        self._buffers = (rcvbuf, sndbuf)
+        self.main = BatchSocket.udp(*listen, rcvbuf=rcvbuf, sndbuf=sndbuf)
+        self.family = self.main.family
+        self._lmaa = lmaa
+        self.lmaa_socket: BatchSocket | None = None
+        self._want_lmaa = False
+        self._routes: dict[IPv6Address, tuple[bytes, int]] = {}
+        for inner, outer in (routes or {}).items():
+            self._routes[inner] = self._packed(outer)
+
+    def _packed(self, outer: OuterAddress) -> tuple[bytes, int]:
+        packed = ipaddress.ip_address(outer[0]).packed
+        if len(packed) != (4 if self.family == socket.AF_INET else 16):
+            raise ValueError(f"{outer[0]} is not of the listening socket's address family")
+        return packed, outer[1]
+
+    @property
+    def sockets(self) -> list[BatchSocket]:
+        return [self.main] if self.lmaa_socket is None else [self.main, self.lmaa_socket]
+
+    @property
+    def waiting_for_lmaa(self) -> bool:
+        """The engine owns the LMAA but its port could not be bound yet."""
+        return self._want_lmaa and self.lmaa_socket is None
+
+    def update(self, owns_lmaa: bool) -> bool:
+        """Follow the engine's ownership of a virtual LMAA; True when ``sockets`` changed."""
+        if self._lmaa is None:
+            return False
+        self._want_lmaa = owns_lmaa
+        if owns_lmaa and self.lmaa_socket is None:
+            try:
+                self.lmaa_socket = BatchSocket.udp(
+                    *self._lmaa[1], rcvbuf=self._buffers[0], sndbuf=self._buffers[1]
+                )
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                return False
+            return True
+        if not owns_lmaa and self.lmaa_socket is not None:
+            self.lmaa_socket.close()
+            self.lmaa_socket = None
+            return True
+        return False
+
+    def receive(self, sock: BatchSocket, max_datagrams: int | None = None) -> Datagrams:
+        """What is queued on ``sock``, inner headers stripped; learns the outer addresses."""
+        batch = sock.recv(max_datagrams)
+        if batch.truncated:
+            self.drops["too_long"] += batch.truncated
+        out = Datagrams()
+        routes = self._routes
+        buf, offsets, src, sport = batch.buf, batch.offsets, batch.src, batch.sport
+        for i in range(batch.count):
+            try:
+                datagram = unframe(buf[offsets[i] : offsets[i + 1]].tobytes())
+            except WireError:
+                self.drops["bad_inner_header"] += 1
+                continue
+            routes[datagram.src] = (src[i].tobytes(), int(sport[i]))
+            out.extend((datagram,))
+        return out
+
+    def send(self, datagrams: Datagrams) -> None:
+        """Frame and send, each from the socket of its source address (the LMAA's or ours)."""
+        lmaa = self._lmaa[0] if self.lmaa_socket is not None else None  # type: ignore[index]
+        by_socket: dict[BatchSocket, list[tuple[bytes, bytes, int]]] = {}
+        for data, src, dst in datagrams:
+            outer = self._routes.get(dst)
+            if outer is None:
+                fallback = default_outer(dst, self.family)
+                if fallback is None:
+                    self.drops["no_route"] += 1
+                    continue
+                outer = self._packed(fallback)
+            sock = self.lmaa_socket if src == lmaa else self.main
+            by_socket.setdefault(sock, []).append((frame(data, src, dst), *outer))  # type: ignore[arg-type]
+        for sock, items in by_socket.items():
+            self._send_all(sock, items)
+
+    def _send_all(self, sock: BatchSocket, items: list[tuple[bytes, bytes, int]]) -> None:
+        width = 4 if self.family == socket.AF_INET else 16
+        payloads = [p for p, _, _ in items]
+        offsets = np.zeros(len(items) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in payloads], out=offsets[1:])
+        buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+        dst = np.frombuffer(b"".join(a for _, a, _ in items), dtype=np.uint8).reshape(-1, width)
+        ports = np.array([p for _, _, p in items], dtype=np.uint16)
+        send_batch(sock, buf, offsets, dst, ports, self.drops)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+def send_batch(
+    sock: BatchSocket,
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    dst: np.ndarray,
+    ports: np.ndarray | int,
+    drops: Counter[str],
+    src: np.ndarray | None = None,
+) -> None:
+    """Send every datagram of (buf, offsets), waiting briefly on a full socket buffer; a
+    datagram the kernel refuses, or that still finds the buffer full, is counted in ``drops``."""
+    n = len(offsets) - 1
+    start = 0
+    while start < n:
+        try:
+            start += sock.send(buf, offsets, dst, ports, src, start)
+        except OSError:
+            drops["send_error"] += 1
+            start += 1
+            continue
+        if start < n and not sock.wait_writable(SEND_WAIT):
+            drops["send_buffer_full"] += n - start
+            return
+
+
+class SignallingSocket:
+    """A blocking UDP/5436 endpoint speaking for ``inner`` from ``host``:``port`` (tests, tools)."""
+
+    def __init__(self, host: str, port: int = 0, inner: IPv6Address | None = None) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.inner = inner or mapped(ipaddress.ip_address(host))
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def send(self, message: Message, dst: IPv6Address, outer: OuterAddress) -> None:
+        self.send_raw(frame(encode_mh(message, self.inner, dst), self.inner, dst), outer)
+
+    def send_raw(self, payload: bytes, outer: OuterAddress) -> None:
+        self.sock.sendto(payload, outer)
+
+    def receive(self, timeout: float) -> tuple[Message, IPv6Address, IPv6Address] | None:
+        """The next message (with its inner source and destination), or None on timeout.
+        Payloads that do not decode with a valid checksum raise WireError."""
+        self.sock.settimeout(timeout)
+        try:
+            payload = self.sock.recv(65535)
+        except TimeoutError:
+            return None
+        data, src, dst = unframe(payload)
+        decoded = decode_mh(data, src, dst)
+        if decoded.checksum_ok is False:
+            raise WireError(4, "bad checksum")
+        return decoded.message, src, dst
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> SignallingSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
