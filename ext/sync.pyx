@@ -14,6 +14,7 @@ import struct
 
 import numpy as np
 
+from lmaload.bulk_types import SyncBatch
 from lmaload.wire import codepoints as cp
 from lmaload.wire.codepoints import DEFAULT_CONFIG
 
@@ -329,9 +330,6 @@ def encode_state_sync(
     config: WireConfig = DEFAULT_CONFIG,
 ) -> SyncBatch:
     """Same octets, ``first`` and ``offsets`` as ``lmaload.bulk.py_encode_state_sync``."""
-    # Imported here: lmaload.bulk imports this module while it is being initialised.
-    from lmaload.bulk import SyncBatch
-
     if not (0 <= identifier <= 0xFFFF and 0 <= identifier_step <= 0xFFFF):
         raise ValueError("identifier and identifier_step are 16-bit values")
     row_array = np.ascontiguousarray(rows, dtype=np.int64)

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
+from lmaload.bulk_types import (
+    DECODE_MALFORMED,
+    DECODE_OK,
+    DECODE_OTHER_MESSAGE,
+    DEFAULT_PBU_OPTIONS,
+    HEARTBEAT_DTYPE,
+    NO_MN_ID,
+    PBA_DTYPE,
+    SS_ACK_DTYPE,
+    PbuOptions,
+    SyncBatch,
+)
 from lmaload.population import Population
 from lmaload.wire import (
     AccessTechnologyType,
@@ -28,7 +39,6 @@ from lmaload.wire import (
     IPv4CareOfAddress,
     IPv4HomeAddressRequest,
     LinkLocalAddress,
-    LmaFailureIndication,
     Message,
     MobileNodeIdentifier,
     MobileNodeLinkLayerIdentifier,
@@ -47,31 +57,6 @@ from lmaload.wire.codepoints import DEFAULT_CONFIG
 from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH
 
 ALL_ZERO = IPv6Address(0)
-NO_MN_ID = 0xFFFFFFFF  # mn_id column of a decoded PBA whose NAI is not mn{digits}@...
-
-
-@dataclass(frozen=True)
-class PbuOptions:
-    """The options of every PBU in a bulk batch, always in this order:
-    HNP, MN-ID, [Timestamp], HI, ATT, [MN LL-ID], [Link-local Address], [IPv4 HoA Request],
-    [IPv4 CoA], [LMA Failure Indication].
-
-    - HNP is the row's prefix when ``request_prefix``, else ALL_ZERO ::/0 (the LMA assigns one).
-    - Timestamp is the row's ``ts`` column; HI the row's ``hi``; ATT the row's ``att``.
-    - MN LL-ID goes only into rows whose ``ll_len`` is non-zero.
-    - The Link-local Address is ALL_ZERO (the MAG asks the LMA for one).
-    - IPv4 HoA Request carries the row's ``ipv4_hoa`` (0.0.0.0: allocate), prefix length 0.
-    - IPv4 CoA is the IPv4 address of the row's MAG.
-    - ``lfi`` names the failed LMA, for failover PBUs to a standby.
-    """
-
-    timestamp: bool = True
-    request_prefix: bool = False
-    link_layer_id: bool = False
-    link_local: bool = False
-    ipv4_hoa_request: bool = False
-    ipv4_coa: bool = False
-    lfi: LmaFailureIndication | None = None
 
 
 def pbu_message(
@@ -109,15 +94,18 @@ def py_encode_pbus(
     lma: IPv6Address,
     flags: int = cp.PBU_DEFAULT_FLAGS,
     lifetime: int = 0,
-    options: PbuOptions = PbuOptions(),
+    options: PbuOptions = DEFAULT_PBU_OPTIONS,
+    config: WireConfig = DEFAULT_CONFIG,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled."""
+    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled
+    (``config`` gives the LMA Failure Indication's type code)."""
     return _pack(
         [
             encode_mh(
                 pbu_message(pop, int(row), flags, lifetime, options),
                 pop.mag_address6(int(pop.mns["mag"][row])),
                 lma,
+                config,
             )
             for row in rows
         ]
@@ -135,16 +123,6 @@ def py_encode_heartbeats(
             for mag, lma, seq in zip(mags, lmas, sequences, strict=True)
         ]
     )
-
-
-@dataclass(frozen=True)
-class SyncBatch:
-    """State Synchronization replies holding a run of sessions (``encode_state_sync``):
-    message ``i`` carries sessions ``first[i]`` to ``first[i + 1] - 1`` of the selection."""
-
-    buf: np.ndarray
-    offsets: np.ndarray
-    first: np.ndarray
 
 
 def sync_session_options(
@@ -246,52 +224,15 @@ def py_encode_state_sync(
     return SyncBatch(buf, offsets, first)
 
 
-# Decoded columns. ``error`` is 0 for a datagram that decoded as the expected message, 1 when
-# the reference decoder raises WireError, 2 when it decoded as another message (or SS type).
-# ``checksum_ok`` is 1/0, or -1 when the datagram had no IPv6 header to check it against.
-DECODE_OK, DECODE_MALFORMED, DECODE_OTHER_MESSAGE = 0, 1, 2
-
-PBA_DTYPE = np.dtype(
-    [
-        ("error", "u1"),
-        ("checksum_ok", "i1"),
-        ("status", "u1"),
-        ("flags", "u1"),
-        ("seq", "<u2"),
-        ("lifetime", "<u2"),
-        ("mn_id", "<u4"),  # from the first MN-ID option's NAI mn{digits}@...; else NO_MN_ID
-        ("hnp", "u1", (16,)),  # first HNP option (zeros, length 0, when none)
-        ("hnp_len", "u1"),
-        ("has_ts", "u1"),
-        ("ts", "<u8"),  # first Timestamp option
-    ],
-    align=False,
-)
-HEARTBEAT_DTYPE = np.dtype(
-    [
-        ("error", "u1"),
-        ("checksum_ok", "i1"),
-        ("flags", "u1"),
-        ("seq", "<u4"),
-        ("has_restart_counter", "u1"),
-        ("restart_counter", "<u4"),  # first Restart Counter option
-    ],
-    align=False,
-)
-SS_ACK_DTYPE = np.dtype(
-    [("error", "u1"), ("checksum_ok", "i1"), ("identifier", "<u2")], align=False
-)
-
-
 def _mn_id_from_nai(identifier: bytes) -> int:
-    """The id of an NAI ``mn{digits}@...`` (digits without leading zeros, < 2^32); else NO_MN_ID."""
+    """The id of an NAI ``mn{digits}@...`` (ASCII digits without leading zeros, below NO_MN_ID,
+    2^32 - 1); else NO_MN_ID."""
     head, at, _ = identifier.partition(b"@")
     digits = head[2:]
     if (
         not at
         or not head.startswith(b"mn")
         or not digits.isdigit()
-        or not digits.isascii()
         or (len(digits) > 1 and digits[0:1] == b"0")
         or int(digits) >= NO_MN_ID
     ):
@@ -416,9 +357,10 @@ def py_decode_ss_acks(
 def _compiled(module: str, name: str, reference: Callable) -> Callable:
     """``lmaload._ext.<module>.<name>`` when built, else the reference twin."""
     try:
-        return getattr(importlib.import_module(f"lmaload._ext.{module}"), name)
-    except (ImportError, AttributeError):
+        compiled = importlib.import_module(f"lmaload._ext.{module}")
+    except ImportError:
         return reference
+    return getattr(compiled, name)
 
 
 encode_pbus = _compiled("bulk", "encode_pbus", py_encode_pbus)

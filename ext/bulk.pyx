@@ -1,0 +1,937 @@
+# cython: language_level=3
+"""Compiled twins of the bulk codec in lmaload/bulk.py: PBU and Heartbeat encoders writing many
+messages into one buffer, and PBA / Heartbeat / SS-ACK decoders filling numpy records.
+
+Each function has the signature of its ``py_`` twin and must give the same octets and records
+for every input, malformed ones included. The per-message loops run without the GIL and create
+no Python objects; everything that depends only on the call's arguments is prepared once.
+
+Checksums are built from parts instead of re-reading each message. Two facts make that work
+(RFC 1071): 2^16 = 1 (mod 0xFFFF), so a big-endian field of value v ending at an even MH offset
+adds v (mod 0xFFFF) to the sum, and one ending at an odd offset adds 256 * v; and a word loaded
+in native (little-endian) order is the big-endian word times 256. The code keeps two sums, ``a``
+(weight 1) and ``b`` (weight 256), and combines them once per message.
+"""
+
+import functools
+import struct
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int8_t, int32_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcpy, memset
+
+from lmaload import bulk_types
+from lmaload.bulk_types import DEFAULT_PBU_OPTIONS, HEARTBEAT_DTYPE, PBA_DTYPE, SS_ACK_DTYPE
+from lmaload.population import MAG_DTYPE, MN_DTYPE
+from lmaload.wire import codepoints as cp
+from lmaload.wire import messages as wm
+from lmaload.wire import options as wo
+from lmaload.wire.codepoints import DEFAULT_CONFIG
+
+include "checksum.pxi"
+include "population.pxi"
+
+cnp.import_array()
+
+
+cdef extern from *:
+    void prefetch "__builtin_prefetch"(const void*) noexcept nogil
+    uint16_t bswap16 "__builtin_bswap16"(uint16_t) noexcept nogil
+    uint32_t bswap32 "__builtin_bswap32"(uint32_t) noexcept nogil
+    uint64_t bswap64 "__builtin_bswap64"(uint64_t) noexcept nogil
+
+
+cdef enum:
+    IPV6_HEADER = 40
+    MH_HEADER = 6
+    MAX_OPTION = 255
+
+# The reference's code points, as C values for the loops without the GIL.
+cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
+cdef uint8_t PAYLOAD_PROTO_NONE = cp.PAYLOAD_PROTO_NONE
+cdef uint8_t MH_BINDING_UPDATE = cp.MH_BINDING_UPDATE
+cdef uint8_t MH_HEARTBEAT = cp.MH_HEARTBEAT
+cdef uint8_t OPT_PAD1 = cp.OPT_PAD1
+cdef uint8_t OPT_PADN = cp.OPT_PADN
+cdef uint8_t MNID_SUBTYPE_NAI = cp.MNID_SUBTYPE_NAI
+cdef uint8_t SS_ACK = cp.SS_ACK
+cdef uint8_t PBCI_FIXED_LENGTH = wo.PBCI_FIXED_LENGTH
+cdef uint32_t NO_MN_ID = bulk_types.NO_MN_ID
+
+
+# ---------------------------------------------------------------------------------------------
+# Checksum and octet helpers
+
+cdef inline uint64_t load64(const uint8_t* p) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+
+cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef inline uint64_t halves(uint64_t v) noexcept nogil:
+    """v's two 32-bit halves added: the same sum of 16-bit words, modulo 0xFFFF."""
+    return <uint32_t>v + (v >> 32)
+
+
+cdef inline uint64_t fold16(uint64_t s) noexcept nogil:
+    """s reduced to 16 bits with end-around carries (same value modulo 0xFFFF)."""
+    s = <uint32_t>s + (s >> 32)
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return (s & 0xFFFF) + (s >> 16)
+
+
+cdef inline uint16_t finish(uint64_t a, uint64_t b) noexcept nogil:
+    """The checksum field for the weight-1 sum a and the weight-256 sum b."""
+    b = fold16(b)
+    return csum_fold(a + (((b << 8) | (b >> 8)) & 0xFFFF))
+
+
+cdef inline void store_be16(uint8_t* p, uint16_t v) noexcept nogil:
+    v = bswap16(v)
+    memcpy(p, &v, 2)
+
+
+cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+
+cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
+    return bswap32(load32(p))
+
+
+cdef object c_array(arr, dtype):
+    """arr as a C-contiguous array of dtype, whose layout a packed struct here mirrors (checked
+    once at import: a typed memoryview per call costs more than a small batch's work)."""
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype != dtype:
+        raise TypeError(f"expected an array of {dtype}, got {arr.dtype}")
+    return arr
+
+
+cdef inline Py_ssize_t wrap_index(int64_t i, Py_ssize_t n) noexcept nogil:
+    """numpy's index semantics: negative counts from the end; -1 when out of range."""
+    if i < 0:
+        i += n
+    return i if 0 <= i < n else -1
+
+
+# "00".."99": two decimal digits per table lookup; DIGIT_SUM[k] is the pair as a big-endian word.
+cdef char DIGITS[200]
+cdef uint16_t DIGIT_SUM[100]
+for _k in range(100):
+    DIGITS[2 * _k] = 48 + _k // 10
+    DIGITS[2 * _k + 1] = 48 + _k % 10
+    DIGIT_SUM[_k] = ((48 + _k // 10) << 8) | (48 + _k % 10)
+
+
+cdef inline int decimal_length(uint32_t v) noexcept nogil:
+    return (1 + (v >= 10) + (v >= 100) + (v >= 1000) + (v >= 10000) + (v >= 100000)
+            + (v >= 1000000) + (v >= 10000000) + (v >= 100000000) + (v >= 1000000000))
+
+
+cdef inline uint64_t write_decimal(uint8_t* end, uint32_t v) noexcept nogil:
+    """Write v's decimal digits so that they end just before ``end``; return their big-endian
+    word sum modulo 0xFFFF, counted from the last digit (the pairs from the end are whole words,
+    and a lone leading digit is the low octet of one)."""
+    cdef uint64_t s = 0
+    cdef uint32_t r
+    while v >= 100:
+        r = v % 100
+        v //= 100
+        end -= 2
+        memcpy(end, &DIGITS[2 * r], 2)
+        s += DIGIT_SUM[r]
+    if v >= 10:
+        memcpy(end - 2, &DIGITS[2 * v], 2)
+        return s + DIGIT_SUM[v]
+    end -= 1
+    end[0] = 48 + v
+    return s + 48 + v
+
+
+# ---------------------------------------------------------------------------------------------
+# PBU encoder
+#
+# Everything in a PBU is fixed by the call except per-row fields, the length of the NAI's digits
+# (1..10) and the MN LL-ID's length (0..8). Those two fix the layout (padding depends on where
+# the MN-ID option ends), so each (digits, LL-ID length) pair gets a template: the whole message
+# with zeros in the per-row fields, where they go, and the checksum sum of its constant octets.
+
+cdef enum:
+    NAI_DIGITS_AT = 37    # after HNP (12..31) and MN-ID Type, Length, Subtype, "mn" (32..36)
+    MAX_TEMPLATE = 1024   # > 289 (MN-ID's end, data <= 255) + 356 (padded tail options)
+    MAX_TAIL = 8
+
+cdef enum:  # per-row field carried by a tail option's data
+    F_NONE, F_TS, F_HI, F_ATT, F_LL, F_HOA, F_COA
+
+
+cdef struct tail_option_t:
+    uint8_t x, y          # alignment xn+y of the Type octet
+    uint8_t type
+    uint8_t length        # option data length (F_LL: without the identifier)
+    uint8_t field
+    uint8_t data[MAX_OPTION]
+
+
+cdef struct template_t:
+    uint8_t ok            # 0: the MN-ID option data would exceed 255 octets
+    int32_t length
+    int32_t ts_at, hi_at, att_at, ll_at, hoa_at, coa_at   # MH offsets of per-row fields, -1
+    uint32_t hi_shift, att_shift   # 8 for a one-octet field at an even offset
+    uint64_t sum          # constant octets and the pseudo-header length, weight 1
+    uint8_t data[MAX_TEMPLATE]
+
+
+cdef inline int pad(uint8_t* p, int pos, int x, int y) noexcept nogil:
+    """Pad1 or PadN from MH offset pos up to the next offset o with o % x == y; returns o."""
+    cdef int n = (y - pos) % x
+    if n < 0:
+        n += x
+    if n == 1:
+        p[pos] = OPT_PAD1
+    elif n > 1:
+        p[pos] = OPT_PADN
+        p[pos + 1] = n - 2
+        memset(p + pos + 2, 0, n - 2)
+    return pos + n
+
+
+cdef enum:
+    ERR_ROW = 1
+    ERR_MAG = 2
+    ERR_NAI = 3
+    PREFETCH_AHEAD = 32   # rows; found by measurement (sequential and random rows)
+    COPY_BLOCK = 96       # see copy_template
+    MIN_PBU = 48
+    LAYOUTS = 10 * 9      # NAI digits 1..10 by LL-ID length 0..8 (the ll_id column's size)
+
+
+cdef struct pbu_batch_t:
+    const int64_t* rows
+    Py_ssize_t n
+    const mn_t* mns
+    Py_ssize_t n_mns
+    const mag_t* mags
+    Py_ssize_t n_mags
+    const uint64_t* mag_sum      # pseudo-header sum per MAG
+    bint request_prefix
+    bint link_layer_id
+    uint8_t head[NAI_DIGITS_AT]  # MH header to the NAI's digits, per-row fields zero
+    const uint8_t* realm
+    int realm_length
+    tail_option_t tail[MAX_TAIL]  # the options after the MN-ID
+    int tail_count
+    template_t* templates        # [digits - 1][LL-ID length], built when first needed
+    uint8_t built[LAYOUTS]
+    uint8_t* out
+    int64_t* offsets
+    Py_ssize_t failed            # index of the row that raised the error
+
+
+cdef int add_tail_option(
+    pbu_batch_t* c, int x, int y, int type_code, bytes data, int field
+) except -1:
+    cdef tail_option_t* o = &c.tail[c.tail_count]
+    if len(data) > MAX_OPTION:
+        raise ValueError(f"option type {type_code} data is {len(data)} octets, over 255")
+    o.x, o.y, o.type, o.length, o.field = x, y, type_code, len(data), field
+    memcpy(o.data, <const char*>data, len(data))
+    c.tail_count += 1
+    return 0
+
+
+cdef void build_template(
+    template_t* t, const pbu_batch_t* c, int digits, int ll_length
+) noexcept nogil:
+    """The encode_options algorithm (spec-digest §1.2) from MH offset 12, for one layout."""
+    cdef uint8_t* p = t.data
+    cdef int mnid_length = 1 + 2 + digits + 1 + c.realm_length
+    cdef int pos, k, length, at
+    cdef const tail_option_t* o
+    t.ts_at = t.hi_at = t.att_at = t.ll_at = t.hoa_at = t.coa_at = -1
+    t.ok = mnid_length <= MAX_OPTION
+    if not t.ok:
+        return
+    memcpy(p, c.head, NAI_DIGITS_AT)
+    p[33] = mnid_length
+    pos = NAI_DIGITS_AT + digits
+    memset(p + NAI_DIGITS_AT, 0, digits)
+    p[pos] = 64  # "@"
+    memcpy(p + pos + 1, c.realm, c.realm_length)
+    pos += 1 + c.realm_length
+    for k in range(c.tail_count):
+        o = &c.tail[k]
+        if o.field == F_LL and ll_length == 0:
+            continue
+        pos = pad(p, pos, o.x, o.y)
+        length = o.length + (ll_length if o.field == F_LL else 0)
+        p[pos] = o.type
+        p[pos + 1] = length
+        memcpy(p + pos + 2, o.data, o.length)
+        memset(p + pos + 2 + o.length, 0, length - o.length)
+        # Where the per-row value goes: after Type and Length, and a reserved octet or two.
+        at = pos + 2
+        if o.field == F_TS:
+            t.ts_at = at
+        elif o.field == F_HI:
+            t.hi_at = at + 1
+        elif o.field == F_ATT:
+            t.att_at = at + 1
+        elif o.field == F_LL:
+            t.ll_at = at + 2
+        elif o.field == F_HOA:
+            t.hoa_at = at + 2
+        elif o.field == F_COA:
+            t.coa_at = at + 2
+        pos += 2 + length
+    pos = pad(p, pos, 8, 0)
+    p[1] = pos // 8 - 1
+    t.length = pos
+    t.hi_shift = 8 if t.hi_at % 2 == 0 else 0
+    t.att_shift = 8 if t.att_at % 2 == 0 else 0
+    t.sum = csum_add(p, pos) + pos
+    if pos < COPY_BLOCK:
+        memset(p + pos, 0, COPY_BLOCK - pos)
+
+
+cdef inline void copy_template(uint8_t* p, const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    """s[0:n] to p. The first COPY_BLOCK octets go as six 16-octet moves (GCC makes a longer
+    or variable-length copy a ``rep movs`` or a call to memcpy, both slow for one message);
+    that writes up to COPY_BLOCK - MIN_PBU octets past n, which the next message overwrites."""
+    memcpy(p, s, 16)
+    memcpy(p + 16, s + 16, 16)
+    memcpy(p + 32, s + 32, 16)
+    memcpy(p + 48, s + 48, 16)
+    memcpy(p + 64, s + 64, 16)
+    memcpy(p + 80, s + 80, 16)
+    if n > COPY_BLOCK:
+        memcpy(p + COPY_BLOCK, s + COPY_BLOCK, n - COPY_BLOCK)
+
+
+cdef int encode_pbu_rows(pbu_batch_t* c) noexcept nogil:
+    """Write the PBUs of c.rows; returns 0, or an ERR_ code for row c.failed."""
+    # Locals, not c's fields: every store through the uint8_t output may alias them.
+    cdef const int64_t* rows = c.rows
+    cdef const mn_t* mns = c.mns
+    cdef const mag_t* mags = c.mags
+    cdef const uint64_t* mag_sum = c.mag_sum
+    cdef template_t* templates = c.templates
+    cdef int64_t* offsets = c.offsets
+    cdef Py_ssize_t n = c.n, n_mns = c.n_mns, n_mags = c.n_mags
+    cdef bint request_prefix = c.request_prefix, link_layer_id = c.link_layer_id
+    cdef uint8_t* p = c.out
+    cdef Py_ssize_t i, row, mag, length, total = 0
+    cdef const mn_t* mn
+    cdef template_t* t
+    cdef int d, l, layout
+    cdef uint32_t mn_id
+    cdef uint16_t seq
+    cdef uint8_t hi, att
+    cdef int32_t ts_at, hi_at, att_at
+    cdef uint64_t a, b, v, ts
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            prefetch(<const uint8_t*>(mns + rows[i + PREFETCH_AHEAD]))
+            prefetch(<const uint8_t*>(mns + rows[i + PREFETCH_AHEAD]) + 63)
+        c.failed = i
+        row = wrap_index(rows[i], n_mns)
+        if row < 0:
+            return ERR_ROW
+        mn = &mns[row]
+        mag = mn.mag
+        if mag >= n_mags:
+            return ERR_MAG
+        mn_id, seq, hi, att, ts = mn.mn_id, mn.seq, mn.hi, mn.att, mn.ts
+        d = decimal_length(mn_id)
+        l = min(mn.ll_len, 8) if link_layer_id else 0
+        layout = (d - 1) * 9 + l
+        t = &templates[layout]
+        if not c.built[layout]:
+            build_template(t, c, d, l)
+            c.built[layout] = 1
+        if not t.ok:
+            return ERR_NAI
+        length, ts_at, hi_at, att_at = t.length, t.ts_at, t.hi_at, t.att_at
+        a = t.sum + mag_sum[mag] + seq
+        a += (<uint64_t>hi << t.hi_shift) + (<uint64_t>att << t.att_shift)
+        b = 0
+        copy_template(p, t.data, length)
+        store_be16(p + 6, seq)
+        # The digits end at 37 + d: an even offset (weight 1) when d is odd.
+        v = write_decimal(p + NAI_DIGITS_AT + d, mn_id)
+        if d & 1:
+            a += v
+        else:
+            b += v
+        if ts_at >= 0:
+            v = bswap64(ts)
+            memcpy(p + ts_at, &v, 8)
+            a += halves(ts)
+        p[hi_at] = hi
+        p[att_at] = att
+        if request_prefix:
+            p[15] = mn.hnp_len
+            memcpy(p + 16, mn.hnp, 16)
+            a += mn.hnp_len
+            b += halves(load64(mn.hnp)) + halves(load64(mn.hnp + 8))
+        if l:
+            memcpy(p + t.ll_at, mn.ll_id, l)
+            b += halves(load64(mn.ll_id) & (~(<uint64_t>0) >> (64 - 8 * l)))
+        if t.hoa_at >= 0:
+            memcpy(p + t.hoa_at, mn.ipv4_hoa, 4)
+            b += load32(mn.ipv4_hoa)
+        if t.coa_at >= 0:
+            memcpy(p + t.coa_at, mags[mag].addr4, 4)
+        store_be16(p + 4, finish(a, b))
+        p += length
+        total += length
+        offsets[i + 1] = total
+    return 0
+
+
+def encode_pbus(
+    pop,
+    rows,
+    lma,
+    flags=cp.PBU_DEFAULT_FLAGS,
+    lifetime=0,
+    options=DEFAULT_PBU_OPTIONS,
+    config=DEFAULT_CONFIG,
+):
+    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled
+    (``config`` gives the LMA Failure Indication's type code)."""
+    rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+    cdef Py_ssize_t n = len(rows_a)
+    cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint8), offsets
+    struct.pack("!HH", flags, lifetime)  # the reference's struct.error for out-of-range values
+    mns_a = c_array(pop.mns, MN_DTYPE)
+    mags_a = c_array(pop.mags, MAG_DTYPE)
+    cdef const mag_t* mags = <const mag_t*>cnp.PyArray_DATA(<cnp.ndarray>mags_a)
+    cdef Py_ssize_t n_mags = len(mags_a)
+    cdef bytes realm = pop.realm.encode()
+    cdef bytes lma_packed = lma.packed
+    cdef pbu_batch_t* c = <pbu_batch_t*>malloc(sizeof(pbu_batch_t))
+    cdef template_t* templates = <template_t*>malloc(LAYOUTS * sizeof(template_t))
+    cdef uint64_t* mag_sum = <uint64_t*>malloc(max(n_mags, 1) * sizeof(uint64_t))
+    cdef int error, k
+    cdef Py_ssize_t m, longest
+    cdef uint64_t pseudo
+    cdef cnp.ndarray out
+    try:
+        if not c or not templates or not mag_sum:
+            raise MemoryError()
+        # MH header, fixed part, HNP (ALL_ZERO ::/0 unless per row), MN-ID up to the digits.
+        memset(c.head, 0, NAI_DIGITS_AT)
+        c.head[0] = PAYLOAD_PROTO_NONE
+        c.head[2] = MH_BINDING_UPDATE
+        store_be16(c.head + 8, int(flags))
+        store_be16(c.head + 10, int(lifetime))
+        c.head[12] = cp.OPT_HOME_NETWORK_PREFIX
+        c.head[13] = 18
+        c.head[32] = cp.OPT_MN_IDENTIFIER
+        c.head[34] = MNID_SUBTYPE_NAI
+        memcpy(c.head + 35, b"mn", 2)
+        c.realm = realm
+        c.realm_length = len(realm)
+        c.link_layer_id = bool(options.link_layer_id)
+        c.request_prefix = bool(options.request_prefix)
+        c.tail_count = 0
+        if options.timestamp:
+            add_tail_option(c, 8, 2, cp.OPT_TIMESTAMP, bytes(8), F_TS)
+        add_tail_option(c, 1, 0, cp.OPT_HANDOFF_INDICATOR, bytes(2), F_HI)
+        add_tail_option(c, 1, 0, cp.OPT_ACCESS_TECHNOLOGY_TYPE, bytes(2), F_ATT)
+        if c.link_layer_id:
+            add_tail_option(c, 2, 0, cp.OPT_MN_LINK_LAYER_ID, bytes(2), F_LL)
+        if options.link_local:  # ALL_ZERO: the LMA supplies one
+            add_tail_option(c, 8, 6, cp.OPT_LINK_LOCAL_ADDRESS, bytes(16), F_NONE)
+        if options.ipv4_hoa_request:
+            add_tail_option(c, 4, 0, cp.OPT_IPV4_HOA_REQUEST, bytes(6), F_HOA)
+        if options.ipv4_coa:
+            add_tail_option(c, 4, 0, cp.OPT_IPV4_COA, bytes(6), F_COA)
+        if options.lfi is not None:
+            x, y = options.lfi.ALIGN
+            code = options.lfi.type_code(config)
+            add_tail_option(c, x, y, code, options.lfi.pack(), F_NONE)
+        memset(c.built, 0, LAYOUTS)
+        c.templates = templates
+
+        # Pseudo-header per MAG (its Proxy-CoA, the LMA, next header), plus its IPv4 CoA option
+        # data, which always sits at an even offset.
+        pseudo = csum_add(lma_packed, 16) + IPPROTO_MH
+        for m in range(n_mags):
+            mag_sum[m] = pseudo + csum_add(mags[m].addr6, 16)
+            if options.ipv4_coa:
+                mag_sum[m] += csum_add(mags[m].addr4, 4)
+
+        # Room for the longest layout (10 digits, widest padding) per message and for
+        # copy_template's overrun; trimmed after.
+        longest = NAI_DIGITS_AT + 10 + 1 + c.realm_length + 7
+        for k in range(c.tail_count):
+            longest += c.tail[k].x + 1 + c.tail[k].length + (8 if c.tail[k].field == F_LL else 0)
+        out = np.empty(n * longest + COPY_BLOCK - MIN_PBU, dtype=np.uint8)
+        c.rows = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>rows_a)
+        c.n = n
+        c.mns = <const mn_t*>cnp.PyArray_DATA(<cnp.ndarray>mns_a)
+        c.n_mns = len(mns_a)
+        c.mags = mags
+        c.n_mags = n_mags
+        c.mag_sum = mag_sum
+        c.out = <uint8_t*>cnp.PyArray_DATA(out)
+        c.offsets = <int64_t*>cnp.PyArray_DATA(offsets)
+        with nogil:
+            error = encode_pbu_rows(c)
+        m = c.failed
+    finally:
+        free(c)
+        free(templates)
+        free(mag_sum)
+    if error == ERR_ROW:
+        raise IndexError(f"index {rows_a[m]} is out of bounds for axis 0 with size {len(pop.mns)}")
+    if error == ERR_MAG:
+        mag = pop.mns["mag"][rows_a[m]]
+        raise IndexError(f"index {mag} is out of bounds for axis 0 with size {len(pop.mags)}")
+    if error == ERR_NAI:
+        length = 1 + len(pop.nai(rows_a[m]))
+        raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
+    out.resize(offsets[n], refcheck=False)  # shrinks in place (realloc)
+    return out, offsets
+
+
+def encode_heartbeats(pop, mags, lmas, sequences):
+    """Heartbeat requests from MAG ``mags[i]`` to the LMA whose address is ``lmas[i]`` (a row of
+    a (n, 16) uint8 array) with sequence number ``sequences[i]``."""
+    cdef const int64_t[::1] mags_v = np.ascontiguousarray(mags, dtype=np.int64).reshape(-1)
+    lma_a = np.ascontiguousarray(lmas, dtype=np.uint8)
+    seq_a = np.asarray(sequences).reshape(-1)
+    cdef Py_ssize_t n = mags_v.shape[0]
+    if len(lma_a) != n or len(seq_a) != n:
+        raise ValueError("mags, lmas and sequences differ in length")
+    cdef cnp.ndarray offsets_a = np.arange(0, 16 * (n + 1), 16, dtype=np.int64)
+    cdef cnp.ndarray out = np.zeros(16 * n, dtype=np.uint8)
+    if n == 0:
+        return out, offsets_a
+    if lma_a.shape[1:] != (16,):
+        raise ValueError("lmas must be a (n, 16) array of IPv6 addresses")
+    if int(seq_a.min()) < 0 or int(seq_a.max()) > 0xFFFFFFFF:
+        raise struct.error("Heartbeat sequence numbers are 32-bit")
+    cdef const uint8_t[:, ::1] lma_v = lma_a
+    cdef const uint32_t[::1] seq_v = seq_a.astype(np.uint32)
+    mags_a = c_array(pop.mags, MAG_DTYPE)
+    cdef const mag_t* mag_table = <const mag_t*>cnp.PyArray_DATA(<cnp.ndarray>mags_a)
+    cdef Py_ssize_t n_mags = len(mags_a)
+    cdef uint8_t* p = <uint8_t*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t i, mag = 0
+    cdef uint64_t a, b
+    cdef uint32_t seq
+    # 16 octets: header, Reserved, Flags 0, Sequence, PadN(4); constant words plus the length.
+    cdef uint64_t constant = (PAYLOAD_PROTO_NONE << 8) + 1 + (MH_HEARTBEAT << 8) + 0x0102
+    constant += 16 + IPPROTO_MH
+    with nogil:
+        for i in range(n):
+            mag = wrap_index(mags_v[i], n_mags)
+            if mag < 0:
+                break
+            p[0] = PAYLOAD_PROTO_NONE
+            p[1] = 1
+            p[2] = MH_HEARTBEAT
+            seq = seq_v[i]
+            store_be16(p + 8, seq >> 16)
+            store_be16(p + 10, seq & 0xFFFF)
+            p[12] = OPT_PADN
+            p[13] = 2
+            a = constant + seq
+            b = (halves(load64(mag_table[mag].addr6)) + halves(load64(mag_table[mag].addr6 + 8))
+                 + halves(load64(&lma_v[i, 0])) + halves(load64(&lma_v[i, 8])))
+            store_be16(p + 4, finish(a, b))
+            p += 16
+    if mag < 0:
+        raise IndexError(f"index {mags_v[i]} is out of bounds for axis 0 with size {len(pop.mags)}")
+    return out, offsets_a
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoders: the validity rules of decode_datagram (ipv6.py, messages.py, options.py), as tables
+# of message and option kinds per type number under the call's WireConfig.
+
+cdef enum:  # message kinds, each with its fixed-part rule
+    M_UNKNOWN, M_BU, M_BA, M_BE, M_HAS, M_HB, M_SS, M_HAC, M_HELLO
+
+cdef enum:  # option kinds, each with its Length rule (O_ANY: unknown types too)
+    O_ANY, O_LEN2, O_LEN6, O_LEN16, O_MNID, O_HNP, O_LLID, O_TS, O_RC, O_BCI, O_PBCI, O_LFI
+
+_MESSAGE_KIND = {
+    wm.BindingUpdate: M_BU,
+    wm.BindingAck: M_BA,
+    wm.BindingError: M_BE,
+    wm.HomeAgentSwitch: M_HAS,
+    wm.Heartbeat: M_HB,
+    wm.StateSync: M_SS,
+    wm.HomeAgentControl: M_HAC,
+    wm.HomeAgentHello: M_HELLO,
+}
+_OPTION_KIND = {
+    wo.AlternateCareOfAddress: O_LEN16,
+    wo.MobileNodeIdentifier: O_MNID,
+    wo.VendorSpecific: O_ANY,
+    wo.HomeNetworkPrefix: O_HNP,
+    wo.HandoffIndicator: O_LEN2,
+    wo.AccessTechnologyType: O_LEN2,
+    wo.MobileNodeLinkLayerIdentifier: O_LLID,
+    wo.LinkLocalAddress: O_LEN16,
+    wo.Timestamp: O_TS,
+    wo.RestartCounter: O_RC,
+    wo.IPv4CareOfAddress: O_LEN6,
+    wo.IPv4DefaultRouterAddress: O_LEN6,
+    wo.IPv4HomeAddressRequest: O_LEN6,
+    wo.IPv4HomeAddressReply: O_LEN6,
+    wo.IPv4DhcpSupportMode: O_LEN2,
+    wo.BindingCacheInformation: O_BCI,
+    wo.ProxyBindingCacheInformation: O_PBCI,
+    wo.LmaFailureIndication: O_LFI,
+    wo.MagAddress: O_LEN16,
+}
+
+
+cdef struct wire_t:
+    uint8_t message_kind[256]
+    uint8_t option_kind[256]
+    bint hac_literal
+
+
+cdef struct found_t:
+    # MH offsets of the data of the first MN-ID, HNP, Timestamp and Restart Counter options
+    int32_t mnid, hnp, ts, rc
+
+
+@functools.lru_cache(maxsize=16)
+def _kind_tables(config):
+    """Message kind per MH type, then option kind per option type, under ``config``."""
+    kinds = bytearray(512)
+    for code, cls in wm.message_classes(config).items():
+        kinds[code] = _MESSAGE_KIND[cls]
+    for code, cls in wo.option_classes(config).items():
+        kinds[256 + code] = _OPTION_KIND[cls]
+    return bytes(kinds)
+
+
+cdef bint options_ok(
+    const uint8_t* mh, Py_ssize_t off, Py_ssize_t end, const wire_t* w, bint inside_pbci,
+    found_t* f,
+) noexcept nogil:
+    """decode_options' checks on mh[off:end], noting the first options the records need."""
+    cdef uint8_t kind, length, k
+    cdef Py_ssize_t body
+    while off < end:
+        kind = mh[off]
+        if kind == OPT_PAD1:
+            off += 1
+            continue
+        if off + 2 > end:
+            return False
+        length = mh[off + 1]
+        body = off + 2
+        off = body + length
+        if off > end:
+            return False
+        if kind == OPT_PADN:
+            continue
+        k = w.option_kind[kind]
+        if k == O_ANY:
+            pass
+        elif k == O_LEN2:
+            if length != 2:
+                return False
+        elif k == O_LEN6:
+            if length != 6:
+                return False
+        elif k == O_LEN16:
+            if length != 16:
+                return False
+        elif k == O_MNID:
+            if length < 1:
+                return False
+            if f.mnid < 0:
+                f.mnid = body
+        elif k == O_HNP:
+            if length != 18 or mh[body + 1] > 128:
+                return False
+            if f.hnp < 0:
+                f.hnp = body
+        elif k == O_LLID:
+            if length < 2:
+                return False
+        elif k == O_TS:
+            if length != 8:
+                return False
+            if f.ts < 0:
+                f.ts = body
+        elif k == O_RC:
+            if length != 4:
+                return False
+            if f.rc < 0:
+                f.rc = body
+        elif k == O_BCI:
+            if inside_pbci or length != 40:
+                return False
+        elif k == O_PBCI:
+            # A longer PBCI nests its session's options, which may not hold another (P)BCI.
+            if inside_pbci or length < PBCI_FIXED_LENGTH:
+                return False
+            if not options_ok(mh, body + PBCI_FIXED_LENGTH, off, w, True, f):
+                return False
+        elif k == O_LFI:
+            if length != 16 and length != 20:
+                return False
+    return True
+
+
+cdef struct decoded_t:
+    const uint8_t* mh
+    uint8_t kind
+    int8_t checksum_ok
+    found_t found
+
+
+cdef bint decode_datagram(
+    const uint8_t* d, Py_ssize_t n, bint ipv6, const wire_t* w, decoded_t* out
+) noexcept nogil:
+    """True when decode_datagram would accept d[0:n] (framed as the batch says)."""
+    cdef const uint8_t* mh = d
+    cdef Py_ssize_t length = n, fixed, k
+    cdef uint64_t b
+    if ipv6:
+        if n < IPV6_HEADER or d[0] >> 4 != 6 or d[6] != IPPROTO_MH:
+            return False
+        if be16(d + 4) != n - IPV6_HEADER:  # Payload Length
+            return False
+        mh += IPV6_HEADER
+        length -= IPV6_HEADER
+    if length < 8 or mh[0] != PAYLOAD_PROTO_NONE or (mh[1] + 1) * 8 != length:
+        return False
+    out.mh = mh
+    out.kind = w.message_kind[mh[2]]
+    out.found.mnid = out.found.hnp = out.found.ts = out.found.rc = -1
+    if out.kind != M_UNKNOWN:
+        if out.kind == M_BE:
+            fixed = 18
+        elif out.kind == M_HAS:
+            fixed = 2 + 16 * mh[6]
+        elif out.kind == M_SS:
+            fixed = 4
+        elif out.kind == M_HAC:
+            fixed = 18 if w.hac_literal else 2
+        elif out.kind == M_HELLO:
+            fixed = 10
+        else:
+            fixed = 6
+        if length < MH_HEADER + fixed:
+            return False
+        if not options_ok(mh, MH_HEADER + fixed, length, w, False, &out.found):
+            return False
+    if not ipv6:
+        out.checksum_ok = -1
+        return True
+    # Pseudo-header addresses and the MH (a multiple of 8 octets) in native 64-bit words.
+    b = 0
+    for k in range(8, IPV6_HEADER, 8):
+        b += halves(load64(d + k))
+    for k in range(0, length, 8):
+        b += halves(load64(mh + k))
+    out.checksum_ok = finish(length + IPPROTO_MH, b) == 0
+    return True
+
+
+cdef inline uint32_t nai_mn_id(const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    """_mn_id_from_nai: ``mn{digits}@...``, ASCII digits without leading zeros, < 2^32 - 1."""
+    cdef const uint8_t* at = <const uint8_t*>memchr(s, 64, n)
+    cdef Py_ssize_t digits, k
+    cdef uint64_t v = 0
+    if at == NULL:
+        return NO_MN_ID
+    digits = at - s - 2
+    if digits < 1 or digits > 10 or s[0] != 109 or s[1] != 110 or (digits > 1 and s[2] == 48):
+        return NO_MN_ID
+    for k in range(2, 2 + digits):
+        if not 48 <= s[k] <= 57:
+            return NO_MN_ID
+        v = v * 10 + s[k] - 48
+    return <uint32_t>v if v < NO_MN_ID else NO_MN_ID
+
+
+cdef struct batch_t:
+    wire_t wire
+    bint ipv6             # framing "ipv6", else "mh"
+    const uint8_t* data
+    Py_ssize_t size
+    const int64_t* offsets
+
+
+cdef object open_batch(batch_t* g, buf, offsets, framing, config, dtype):
+    """Fill g for a batch (the checks of _decode_batch first); returns the zeroed records and
+    the arrays g points into, which must outlive the decoding."""
+    if framing not in ("ipv6", "mh"):
+        raise ValueError("framing is 'ipv6' (inner IPv6 header, RFC 5844) or 'mh' (bare)")
+    cdef bytes table = _kind_tables(config)
+    memcpy(g.wire.message_kind, <const char*>table, 256)
+    memcpy(g.wire.option_kind, <const char*>table + 256, 256)
+    g.wire.hac_literal = config.hac_mag_encoding == "literal"
+    g.ipv6 = framing == "ipv6"
+    data = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)  # buf.tobytes()'s octets
+    offs = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
+    out = np.zeros(len(offs) - 1, dtype=dtype)
+    g.data = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>data)
+    g.size = len(data)
+    g.offsets = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>offs)
+    return out, (data, offs)
+
+
+cdef inline Py_ssize_t clamp(int64_t i, Py_ssize_t n) noexcept nogil:
+    """A Python slice bound of a sequence of length n."""
+    if i < 0:
+        i += n
+        return 0 if i < 0 else i
+    return n if i > n else i
+
+
+cdef inline bint next_datagram(const batch_t* g, Py_ssize_t i, decoded_t* out) noexcept nogil:
+    """Decode datagram i, sliced as data[offsets[i]:offsets[i + 1]] would be."""
+    cdef Py_ssize_t start = clamp(g.offsets[i], g.size), end = clamp(g.offsets[i + 1], g.size)
+    return decode_datagram(g.data + start, max(end - start, 0), g.ipv6, &g.wire, out)
+
+
+cdef packed struct pba_t:
+    uint8_t error
+    int8_t checksum_ok
+    uint8_t status
+    uint8_t flags
+    uint16_t seq
+    uint16_t lifetime
+    uint32_t mn_id
+    uint8_t hnp[16]
+    uint8_t hnp_len
+    uint8_t has_ts
+    uint64_t ts
+
+
+cdef packed struct heartbeat_t:
+    uint8_t error
+    int8_t checksum_ok
+    uint8_t flags
+    uint32_t seq
+    uint8_t has_restart_counter
+    uint32_t restart_counter
+
+
+cdef packed struct ss_ack_t:
+    uint8_t error
+    int8_t checksum_ok
+    uint16_t identifier
+
+
+cdef enum:
+    DECODE_MALFORMED = 1
+    DECODE_OTHER_MESSAGE = 2
+
+
+cdef int check_layouts() except -1:
+    """The packed structs must match the dtypes field for field; a typed memoryview checks."""
+    cdef const mn_t[::1] mn = np.zeros(1, dtype=MN_DTYPE)
+    cdef const mag_t[::1] mag = np.zeros(1, dtype=MAG_DTYPE)
+    cdef const pba_t[::1] pba = np.zeros(1, dtype=PBA_DTYPE)
+    cdef const heartbeat_t[::1] heartbeat = np.zeros(1, dtype=HEARTBEAT_DTYPE)
+    cdef const ss_ack_t[::1] ss_ack = np.zeros(1, dtype=SS_ACK_DTYPE)
+    return 0
+
+
+check_layouts()
+
+
+def decode_pbas(buf, offsets, framing="ipv6", config=DEFAULT_CONFIG):
+    """PBA_DTYPE columns for a batch of received datagrams: ``framing`` "ipv6" for datagrams
+    that start with the RFC 5844 inner IPv6 header, "mh" for bare Mobility Headers."""
+    cdef batch_t g
+    cdef decoded_t m
+    out, keep = open_batch(&g, buf, offsets, framing, config, PBA_DTYPE)
+    cdef pba_t* rec = <pba_t*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t i, body, count = len(out)
+    with nogil:
+        for i in range(count):
+            rec[i].mn_id = NO_MN_ID
+            if not next_datagram(&g, i, &m):
+                rec[i].error = DECODE_MALFORMED
+                continue
+            rec[i].checksum_ok = m.checksum_ok
+            if m.kind != M_BA:
+                rec[i].error = DECODE_OTHER_MESSAGE
+                continue
+            rec[i].status = m.mh[6]
+            rec[i].flags = m.mh[7]
+            rec[i].seq = be16(m.mh + 8)
+            rec[i].lifetime = be16(m.mh + 10)
+            body = m.found.mnid
+            if body >= 0 and m.mh[body] == MNID_SUBTYPE_NAI:
+                rec[i].mn_id = nai_mn_id(m.mh + body + 1, m.mh[body - 1] - 1)
+            if m.found.hnp >= 0:
+                rec[i].hnp_len = m.mh[m.found.hnp + 1]
+                memcpy(rec[i].hnp, m.mh + m.found.hnp + 2, 16)
+            if m.found.ts >= 0:
+                rec[i].has_ts = 1
+                rec[i].ts = bswap64(load64(m.mh + m.found.ts))
+    return out
+
+
+def decode_heartbeats(buf, offsets, framing="ipv6", config=DEFAULT_CONFIG):
+    """HEARTBEAT_DTYPE columns for a batch of received datagrams."""
+    cdef batch_t g
+    cdef decoded_t m
+    out, keep = open_batch(&g, buf, offsets, framing, config, HEARTBEAT_DTYPE)
+    cdef heartbeat_t* rec = <heartbeat_t*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t i, count = len(out)
+    with nogil:
+        for i in range(count):
+            if not next_datagram(&g, i, &m):
+                rec[i].error = DECODE_MALFORMED
+                continue
+            rec[i].checksum_ok = m.checksum_ok
+            if m.kind != M_HB:
+                rec[i].error = DECODE_OTHER_MESSAGE
+                continue
+            rec[i].flags = m.mh[7]
+            rec[i].seq = be32(m.mh + 8)
+            if m.found.rc >= 0:
+                rec[i].has_restart_counter = 1
+                rec[i].restart_counter = be32(m.mh + m.found.rc)
+    return out
+
+
+def decode_ss_acks(buf, offsets, framing="ipv6", config=DEFAULT_CONFIG):
+    """SS_ACK_DTYPE columns for a batch of received datagrams (SS-REQ/REP count as other)."""
+    cdef batch_t g
+    cdef decoded_t m
+    out, keep = open_batch(&g, buf, offsets, framing, config, SS_ACK_DTYPE)
+    cdef ss_ack_t* rec = <ss_ack_t*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t i, count = len(out)
+    with nogil:
+        for i in range(count):
+            if not next_datagram(&g, i, &m):
+                rec[i].error = DECODE_MALFORMED
+                continue
+            rec[i].checksum_ok = m.checksum_ok
+            if m.kind != M_SS or m.mh[6] != SS_ACK:
+                rec[i].error = DECODE_OTHER_MESSAGE
+                continue
+            rec[i].identifier = be16(m.mh + 8)
+    return out

@@ -1,0 +1,87 @@
+"""What the bulk codec takes and gives: the PBU option set, the State Synchronization batch, and
+the dtypes of decoded columns. Shared by lmaload.bulk and its compiled twins in ext/, which import
+this module rather than lmaload.bulk so that neither depends on the other being loaded first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmaload.wire import LmaFailureIndication
+
+NO_MN_ID = 0xFFFFFFFF  # mn_id column of a decoded PBA whose NAI is not mn{digits}@...
+
+
+@dataclass(frozen=True)
+class PbuOptions:
+    """The options of every PBU in a bulk batch, always in this order:
+    HNP, MN-ID, [Timestamp], HI, ATT, [MN LL-ID], [Link-local Address], [IPv4 HoA Request],
+    [IPv4 CoA], [LMA Failure Indication].
+
+    - HNP is the row's prefix when ``request_prefix``, else ALL_ZERO ::/0 (the LMA assigns one).
+    - Timestamp is the row's ``ts`` column; HI the row's ``hi``; ATT the row's ``att``.
+    - MN LL-ID goes only into rows whose ``ll_len`` is non-zero.
+    - The Link-local Address is ALL_ZERO (the MAG asks the LMA for one).
+    - IPv4 HoA Request carries the row's ``ipv4_hoa`` (0.0.0.0: allocate), prefix length 0.
+    - IPv4 CoA is the IPv4 address of the row's MAG.
+    - ``lfi`` names the failed LMA, for failover PBUs to a standby.
+    """
+
+    timestamp: bool = True
+    request_prefix: bool = False
+    link_layer_id: bool = False
+    link_local: bool = False
+    ipv4_hoa_request: bool = False
+    ipv4_coa: bool = False
+    lfi: LmaFailureIndication | None = None
+
+
+DEFAULT_PBU_OPTIONS = PbuOptions()
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    """State Synchronization replies holding a run of sessions (``encode_state_sync``):
+    message ``i`` carries sessions ``first[i]`` to ``first[i + 1] - 1`` of the selection."""
+
+    buf: np.ndarray
+    offsets: np.ndarray
+    first: np.ndarray
+
+
+# Decoded columns. ``error`` is 0 for a datagram that decoded as the expected message, 1 when
+# the reference decoder raises WireError, 2 when it decoded as another message (or SS type).
+# ``checksum_ok`` is 1/0, or -1 when the datagram had no IPv6 header to check it against.
+DECODE_OK, DECODE_MALFORMED, DECODE_OTHER_MESSAGE = 0, 1, 2
+
+PBA_DTYPE = np.dtype(
+    [
+        ("error", "u1"),
+        ("checksum_ok", "i1"),
+        ("status", "u1"),
+        ("flags", "u1"),
+        ("seq", "<u2"),
+        ("lifetime", "<u2"),
+        ("mn_id", "<u4"),  # from the first MN-ID option's NAI mn{digits}@...; else NO_MN_ID
+        ("hnp", "u1", (16,)),  # first HNP option (zeros, length 0, when none)
+        ("hnp_len", "u1"),
+        ("has_ts", "u1"),
+        ("ts", "<u8"),  # first Timestamp option
+    ],
+    align=False,
+)
+HEARTBEAT_DTYPE = np.dtype(
+    [
+        ("error", "u1"),
+        ("checksum_ok", "i1"),
+        ("flags", "u1"),
+        ("seq", "<u4"),
+        ("has_restart_counter", "u1"),
+        ("restart_counter", "<u4"),  # first Restart Counter option
+    ],
+    align=False,
+)
+SS_ACK_DTYPE = np.dtype(
+    [("error", "u1"), ("checksum_ok", "i1"), ("identifier", "<u2")], align=False
+)
