@@ -202,8 +202,15 @@ def open_transport(settings: LmaSettings) -> UdpTransport | RawTransport:
         try:
             return RawTransport(bind, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
         except OSError as exc:
+            # Name the address: the default one (--listen 127.0.0.1, IPv4-mapped) cannot be bound
+            # by a raw IPv6 socket, and "Cannot assign requested address" alone does not say so.
+            where = f" on {bind}" if bind is not None else ""
+            if bind is not None and bind.ipv4_mapped is not None:
+                where += f" (IPv4-mapped {bind.ipv4_mapped}: give --address an IPv6 address)"
             reason = exc.strerror
-            raise StartupError(f"cannot open a raw Mobility Header socket: {reason}") from None
+            raise StartupError(
+                f"cannot open a raw Mobility Header socket{where}: {reason}"
+            ) from None
     lmaa = (settings.lmaa.inner, settings.lmaa.outer) if settings.lmaa is not None else None
     try:
         transport = UdpTransport(
@@ -241,7 +248,9 @@ def check_peers(settings: LmaSettings) -> None:
             try:
                 probe.connect(target)
             except OSError as exc:
-                raise StartupError(f"peer {peer} is unreachable: {exc.strerror}") from None
+                # A raw peer is its IPv6 address alone (its Endpoint's port is a placeholder 0).
+                name = peer.inner if settings.transport == "raw" else peer
+                raise StartupError(f"peer {name} is unreachable: {exc.strerror}") from None
 
 
 def describe(event: Event) -> str:

@@ -48,7 +48,9 @@ class Batch:
 
     ``truncated`` counts datagrams longer than the socket's ``max_size``: they are left out of
     the batch. ``drops`` is the kernel's count of datagrams it dropped on the socket since it
-    opened (receive buffer full, bad checksum), as far as this socket has learnt it.
+    opened (receive buffer full, bad checksum), as far as this socket has learnt it, and
+    ``new_drops`` how much of that this receive learnt (the kernel reports the count only along
+    with later datagrams, SO_RXQ_OVFL).
     """
 
     buf: np.ndarray
@@ -59,6 +61,7 @@ class Batch:
     count: int
     truncated: int
     drops: int
+    new_drops: int
 
     def datagram(self, i: int) -> bytes:
         return self.buf[self.offsets[i] : self.offsets[i + 1]].tobytes()
@@ -240,8 +243,9 @@ class BatchSocket:
         buf, offsets, src, sport, dst, truncated, drops = self._receiver.recv(
             self._fd, timeout, copy, max_datagrams
         )
-        self.drops = max(self.drops, drops)
-        return Batch(buf, offsets, src, sport, dst, len(offsets) - 1, truncated, self.drops)
+        learnt = max(drops - self.drops, 0)
+        self.drops += learnt
+        return Batch(buf, offsets, src, sport, dst, len(offsets) - 1, truncated, self.drops, learnt)
 
     def wait_writable(self, timeout: float | None = None) -> bool:
         """Whether the socket can take more datagrams, waiting up to ``timeout`` seconds."""

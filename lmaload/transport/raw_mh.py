@@ -48,6 +48,11 @@ class RawTransport:
         batch = sock.recv(max_datagrams)
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
+        # The kernel verifies the MH checksum and drops a bad one before we see it (where the UDP
+        # transport lets the engine count it as "checksum"), and drops what overflows the
+        # receive buffer: count both, so a raw LMA's drops are not silent.
+        if batch.new_drops:
+            self.drops["kernel"] += batch.new_drops
         return Datagrams(
             Datagram(
                 batch.datagram(i),

@@ -147,6 +147,8 @@ class UdpTransport:
         batch = sock.recv(max_datagrams)
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
+        if batch.new_drops:  # the receive buffer overflowed
+            self.drops["kernel"] += batch.new_drops
         out = Datagrams()
         routes = self._routes
         buf, offsets, src, sport = batch.buf, batch.offsets, batch.src, batch.sport
