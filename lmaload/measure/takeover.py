@@ -1,0 +1,111 @@
+"""What a failover cost, per MAG: when the MAG noticed, when its sessions were back, and how many
+survived.
+
+The driver (or a test) names the failure instant (``mark_failure``); from then on the MAG engine
+reports heartbeat DOWN transitions, accepted and rejected PBAs and restart-counter invalidations
+here. Definitions (the main job's):
+
+* detection time — failure instant to the first DOWN the MAG declared for any LMA (R23);
+* takeover time — failure instant to the last accepted PBA *from the taking-over LMA* (hard switch:
+  an LMA other than the session's anchor at the failure; virtual switch: the shared LMAA) for the
+  MAG's sessions, once none of them is still pending;
+* kept — acknowledged before the failure and accepted again by the taking-over LMA with the same
+  prefix; lost — rejected by it, given a different prefix, or invalidated by a Restart Counter
+  change (RFC 5847 §3.4, R30).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNAFFECTED, PENDING, KEPT, LOST = 0, 1, 2, 3
+
+
+class TakeoverMeter:
+    """Fate of each session at risk in one failure, and per-MAG detection/takeover times."""
+
+    def __init__(self, session_mags: np.ndarray, n_mags: int) -> None:
+        self._mags = session_mags.astype(np.int64)
+        self._n_mags = n_mags
+        self.failure_at: float | None = None
+        self.fate = np.zeros(len(session_mags), dtype=np.int8)
+        self._anchor = np.full(len(session_mags), -1, dtype=np.int16)
+        self._recovered_at = np.full(len(session_mags), np.nan)
+        self._detected_at = np.full(n_mags, np.nan)
+
+    def mark_failure(self, when: float, at_risk: np.ndarray, anchors: np.ndarray) -> None:
+        """Sessions ``at_risk`` (bool per session) anchored at ``anchors`` are measured from
+        ``when`` on; a previous failure's measurements are discarded."""
+        self.failure_at = when
+        self.fate[:] = np.where(at_risk, PENDING, UNAFFECTED)
+        self._anchor[:] = anchors
+        self._recovered_at[:] = np.nan
+        self._detected_at[:] = np.nan
+
+    def detected(self, mags: np.ndarray, now: float) -> None:
+        """The MAGs ``mags`` declared an LMA unreachable at ``now``."""
+        if self.failure_at is None or now < self.failure_at:
+            return
+        first = np.isnan(self._detected_at[mags])
+        self._detected_at[mags[first]] = now
+
+    def _moved(self, rows: np.ndarray, lmas: np.ndarray, any_lma: bool, now: float) -> np.ndarray:
+        if self.failure_at is None or now < self.failure_at:
+            return np.zeros(len(rows), dtype=bool)
+        moved = np.ones(len(rows), dtype=bool) if any_lma else lmas != self._anchor[rows]
+        return moved & (self.fate[rows] == PENDING)
+
+    def accepted(
+        self,
+        rows: np.ndarray,
+        lmas: np.ndarray,
+        prefix_changed: np.ndarray,
+        now: float,
+        any_lma: bool,
+    ) -> None:
+        """PBA 0 at ``now`` from LMA ``lmas[i]`` for session ``rows[i]``. ``any_lma``: every LMA
+        counts as the taking-over one (virtual switch)."""
+        sel = self._moved(rows, lmas, any_lma, now)
+        self.fate[rows[sel]] = np.where(prefix_changed[sel], LOST, KEPT)
+        self._recovered_at[rows[sel]] = now
+
+    def rejected(self, rows: np.ndarray, lmas: np.ndarray, now: float, any_lma: bool) -> None:
+        """A final rejection (≥128) of the taking-over LMA."""
+        self.fate[rows[self._moved(rows, lmas, any_lma, now)]] = LOST
+
+    def invalidated(self, rows: np.ndarray) -> None:
+        """Sessions dropped because their LMA's Restart Counter changed."""
+        rows = rows[self.fate[rows] == PENDING]
+        self.fate[rows] = LOST
+
+    # --- results, one value per MAG ----------------------------------------------------------
+
+    def _per_mag(self, fate: int) -> np.ndarray:
+        return np.bincount(self._mags[self.fate == fate], minlength=self._n_mags)
+
+    @property
+    def kept(self) -> np.ndarray:
+        return self._per_mag(KEPT)
+
+    @property
+    def lost(self) -> np.ndarray:
+        return self._per_mag(LOST)
+
+    @property
+    def pending(self) -> np.ndarray:
+        return self._per_mag(PENDING)
+
+    @property
+    def detection(self) -> np.ndarray:
+        """Seconds from the failure to detection per MAG (NaN: not detected)."""
+        return self._detected_at - (self.failure_at if self.failure_at is not None else np.nan)
+
+    @property
+    def takeover(self) -> np.ndarray:
+        """Seconds from the failure to the MAG's last recovering PBA (NaN: nothing at risk, or
+        sessions still pending)."""
+        last = np.full(self._n_mags, -np.inf)
+        done = np.isfinite(self._recovered_at)
+        np.maximum.at(last, self._mags[done], self._recovered_at[done])
+        last[(self.pending > 0) | ~np.isfinite(last)] = np.nan
+        return last - (self.failure_at if self.failure_at is not None else np.nan)

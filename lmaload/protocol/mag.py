@@ -1,0 +1,529 @@
+"""The emulated MAGs, sans-IO and vectorised: every mobile node of a population is one row of
+numpy columns (``population.MN_DTYPE``), PBUs and heartbeats are encoded and PBAs decoded in bulk
+(``lmaload.bulk``); there is no Python object per session.
+
+Per session (spec-digest §8.8, ``state`` column): ``IDLE → REGISTERING`` (PBU at the intended
+send time of the open-loop schedule; retransmitted with a new sequence number and Timestamp after
+INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TIMEOUT 32 s, §3.7) ``→ REGISTERED`` (the
+assigned prefix from the PBA in ``hnp``/``hnp_len``) ``→ REFRESHING`` (HI 5, ``refresh_margin``
+before expiry) ``→ REGISTERED``. PBA status reactions (§3.4): 157 re-register; 156 resynchronise
+the clock and retry; 155 retry with ALL_ZERO; 153 to a failover PBU (the standby has no synced
+state, §8.5) start a new session there; 152 and every other code ≥128 end in ``FAILED``, counted
+by status. A PBA is matched to its session by the MN-ID's ``mn_id``, the sequence number of the
+outstanding PBU and the LMA it was sent to; anything else (stale, duplicate) is ignored.
+
+Per (MAG, LMA): RFC 5847 heartbeats (``HeartbeatTable``, R23); a changed Restart Counter
+invalidates the sessions anchored at that LMA, which register again from scratch (lost).
+
+Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, each of them sends a
+PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
+Switch (MH 12, §8.6, R28) does the same towards the address it carries, for the sessions anchored
+at the LMA its LFI names (without LFI: every session not already there). Virtual switch (§8.7):
+one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted.
+
+Measurements: latency from the *intended* send time (open loop, no coordinated omission) per PBU
+kind, the generator's lag behind its schedule, PBA status counts, heartbeat RTT, and the failover
+measurements of ``lmaload.measure.takeover`` for the instant a driver names with
+``mark_failure``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv6Address
+
+import numpy as np
+
+from lmaload.bulk import NO_MN_ID, decode_heartbeats, decode_pbas, encode_heartbeats, encode_pbus
+from lmaload.measure.histogram import Histogram
+from lmaload.measure.schedule import LagMeter
+from lmaload.measure.takeover import TakeoverMeter
+from lmaload.population import Population
+from lmaload.population import SessionState as S
+from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.events import Event
+from lmaload.protocol.mag_config import MagConfig
+from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
+from lmaload.protocol.mag_timers import RowTimers
+from lmaload.wire import (
+    Heartbeat,
+    HomeAgentSwitch,
+    LmaFailureIndication,
+    RestartCounter,
+    WireError,
+    decode_mh,
+    encode_mh,
+)
+from lmaload.wire import codepoints as cp
+
+SLACK_NS = 1_000  # a due time this close to ``now`` is due (float seconds → ns round trips)
+NO_LFI = -1
+BOUND = (S.REGISTERED, S.REFRESHING)  # the LMA holds a binding the MAG knows about
+AWAITING_PBA = (S.REGISTERING, S.REFRESHING, S.FAILOVER, S.DEREGISTERING)
+MOVABLE = (S.REGISTERING, S.REGISTERED, S.REFRESHING, S.FAILOVER)  # may switch LMA
+RETRY_NOW = (
+    cp.STATUS_TIMESTAMP_MISMATCH,
+    cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED,
+    cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+)
+MAX_IMMEDIATE_RETRIES = 3  # 155/156/157 answered again and again: give the session up
+LATENCY_KIND = {S.REGISTERING: "register", S.REFRESHING: "refresh", S.FAILOVER: "failover"}
+
+
+def _ns(t: float) -> int:
+    return round(t * 1e9)
+
+
+@dataclass
+class MagCounters:
+    """Monotonic counters of a MAG engine."""
+
+    pbu_sent: int = 0
+    pbu_retransmitted: int = 0
+    pba_received: int = 0
+    pba_ignored: int = 0  # malformed, unknown MN or LMA, stale or duplicate
+    pba_status: Counter[int] = field(default_factory=Counter)
+    failed: Counter[int] = field(default_factory=Counter)  # sessions given up, by status
+    heartbeat_requests_sent: int = 0
+    heartbeat_responses_received: int = 0
+    heartbeat_requests_answered: int = 0
+    ha_switch_received: int = 0
+    sessions_invalidated: int = 0
+
+
+class MagEngine:
+    """All MAGs of ``population`` (each with its Proxy-CoA ``mags['addr6']``), driven like
+    ``LmaEngine``: ``receive(batch, now)``, ``handle_timer(now)`` when ``next_timer()`` is due,
+    ``datagrams_to_send()``. The engine owns the population's signalling columns."""
+
+    def __init__(self, population: Population, config: MagConfig, now: float) -> None:
+        self.pop = population
+        self.config = config
+        mns = population.mns
+        n_mags = len(population.mags)
+        self._lmas = list(config.lmas)
+        self._lma_index = {a: i for i, a in enumerate(self._lmas)}
+        self._lma_packed = np.array([list(a.packed) for a in self._lmas], dtype=np.uint8)
+        self._mag_addrs = [population.mag_address6(m) for m in range(n_mags)]
+        self._mag_index = {a: i for i, a in enumerate(self._mag_addrs)}
+        self._id_order = np.argsort(mns["mn_id"], kind="stable")
+        self._ids_sorted = mns["mn_id"][self._id_order]
+        self._mag_order = np.argsort(mns["mag"], kind="stable")
+        self._mag_start = np.searchsorted(mns["mag"][self._mag_order], np.arange(n_mags + 1))
+        self._lfi = np.full(len(mns), NO_LFI, dtype=np.int8)  # LMA named in the failover PBU
+        self._clock_offset = config.clock_offset
+        self._out = Datagrams()
+        self._deregister_at = config.deregister_at
+        self._timers = RowTimers(mns["t_due"])
+
+        self.counters = MagCounters()
+        self.events: list[Event] = []
+        self.latency = {kind: Histogram() for kind in LATENCY_KIND.values()}  # µs
+        self.lag = LagMeter(config.lag_tolerance)
+        self.takeover = TakeoverMeter(mns["mag"], n_mags)
+        self.heartbeats = HeartbeatTable(
+            n_mags,
+            len(self._lmas),
+            config.heartbeat_interval,
+            config.missing_heartbeats_allowed,
+            now,
+        )
+
+        # The open-loop schedule: IDLE rows in row order, intended times from ``now``.
+        self._scheduled = np.flatnonzero(mns["state"] == S.IDLE)
+        self._intended = _ns(now) + np.rint(
+            config.schedule.offsets(len(self._scheduled)) * 1e9
+        ).astype(np.int64)
+        self._cursor = 0
+        mns["t_send"][self._scheduled] = self._intended
+        if not config.pbu.request_prefix:
+            self._clear_prefix(self._scheduled)
+
+    # --- driving interface ---------------------------------------------------------------------
+
+    def receive(self, datagrams: Datagrams, now: float) -> None:
+        """Process a batch of received Mobility Headers (PBAs, heartbeats, HA Switch)."""
+        pbas: list[tuple[bytes, IPv6Address]] = []
+        heartbeats: list[Datagram] = []
+        for datagram in datagrams:
+            data = datagram.data
+            if len(data) < 8 or data[0] != cp.PAYLOAD_PROTO_NONE:
+                continue
+            if data[2] == cp.MH_BINDING_ACK:
+                pbas.append((data, datagram.src))
+            elif data[2] == cp.MH_HEARTBEAT:
+                heartbeats.append(datagram)
+            elif data[2] == cp.MH_HOME_AGENT_SWITCH:
+                self._on_ha_switch(datagram, now)
+        if pbas:
+            self._on_pbas(pbas, now)
+        if heartbeats:
+            self._on_heartbeats(heartbeats, now)
+
+    def datagrams_to_send(self) -> Datagrams:
+        """Everything the engine has to send; the engine forgets it."""
+        out, self._out = self._out, Datagrams()
+        return out
+
+    def next_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called (Unix seconds), or None."""
+        times = []
+        if self._cursor < len(self._intended):
+            times.append(int(self._intended[self._cursor]) / 1e9)
+        due = self._timers.next()
+        if due is not None:
+            times.append(due / 1e9)
+        hb = self.heartbeats.next_due()
+        if hb is not None:
+            times.append(hb)
+        if self._deregister_at is not None:
+            times.append(self._deregister_at)
+        return min(times, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Send what the schedule, the session timers, the heartbeats and the de-registration
+        time call for at ``now``."""
+        limit = _ns(now) + SLACK_NS
+        self._send_scheduled(now, limit)
+        while (due := self.heartbeats.next_due()) is not None and due <= now + TIME_SLACK:
+            self._heartbeat_tick(now)
+        self._session_timers(now, limit)
+        if self._deregister_at is not None and self._deregister_at <= now + TIME_SLACK:
+            self._deregister_at = None
+            self._deregister_all(now)
+
+    # --- what a driver reads or sets -----------------------------------------------------------
+
+    def mark_failure(self, when: float) -> None:
+        """Measure a failover from ``when``: sessions bound and acknowledged by then are at risk
+        (``takeover`` holds the results)."""
+        mns = self.pop.mns
+        at_risk = np.isin(mns["state"], BOUND) & (mns["t_acked"] <= _ns(when))
+        self.takeover.mark_failure(when, at_risk, mns["lma"])
+
+    @property
+    def behind_schedule(self) -> float:
+        """Fraction of scheduled registrations sent later than ``lag_tolerance``."""
+        return self.lag.behind_schedule
+
+    def count(self, state: int) -> int:
+        """Sessions in ``state`` (a ``SessionState``)."""
+        return int((self.pop.mns["state"] == state).sum())
+
+    def rows_of(self, mag: int) -> np.ndarray:
+        """The session rows of MAG ``mag``."""
+        return self._mag_order[self._mag_start[mag] : self._mag_start[mag + 1]]
+
+    # --- sending PBUs --------------------------------------------------------------------------
+
+    def _send_scheduled(self, now: float, limit: int) -> None:
+        """Initial registrations whose intended time has come (all of them, however late: the
+        lag is recorded, never hidden)."""
+        end = int(np.searchsorted(self._intended, limit, side="right"))
+        if end <= self._cursor:
+            return
+        rows = self._scheduled[self._cursor : end]
+        self.lag.record((_ns(now) - self._intended[self._cursor : end]) / 1e9)
+        self._cursor = end
+        mns = self.pop.mns
+        mns["state"][rows] = S.REGISTERING
+        mns["hi"][rows] = cp.HI_ATTACH_NEW_INTERFACE
+        mns["retries"][rows] = 0
+        mns["lma"][rows] = 0
+        self._lfi[rows] = NO_LFI
+        self._transmit(rows, now)
+
+    def _session_timers(self, now: float, limit: int) -> None:
+        """Refreshes due, retransmissions due, de-registrations timed out."""
+        mns = self.pop.mns
+        due = self._timers.pop_due(limit)
+        if not due.size:
+            return
+        state = mns["state"][due]
+        done = due[state == S.DEREGISTERING]  # no PBA within INITIAL_BINDACK_TIMEOUT: forget
+        mns["state"][done] = S.IDLE
+        self._timers.disarm(done)
+        retransmit = due[np.isin(state, (S.REGISTERING, S.REFRESHING, S.FAILOVER))]
+        mns["retries"][retransmit] = np.minimum(
+            mns["retries"][retransmit].astype(np.int64) + 1, 255
+        )
+        self.counters.pbu_retransmitted += len(retransmit)
+        refresh = due[state == S.REGISTERED]
+        mns["state"][refresh] = S.REFRESHING
+        mns["hi"][refresh] = cp.HI_NOT_CHANGED
+        mns["retries"][refresh] = 0
+        mns["t_send"][refresh] = mns["t_due"][refresh]  # intended: when the refresh fell due
+        self._transmit(np.concatenate([retransmit, refresh]), now)
+
+    def _transmit(self, rows: np.ndarray, now: float) -> None:
+        """(Re)send the PBU of each row: a new sequence number and Timestamp (§3.7), the
+        retransmission timer armed, one bulk encode per (LMA, LFI, de-registration) group."""
+        if not rows.size:
+            return
+        cfg = self.config
+        mns = self.pop.mns
+        now_ns = _ns(now)
+        mns["seq"][rows] += np.uint16(1)
+        clock = np.uint64(round((now + self._clock_offset) * 65536))
+        mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
+        state = mns["state"][rows]
+        dereg = state == S.DEREGISTERING
+        retries = mns["retries"][rows].astype(np.float64)
+        timeout = np.minimum(cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout)
+        timeout[dereg] = cfg.initial_bindack_timeout
+        self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
+        self.counters.pbu_sent += len(rows)
+        lma = mns["lma"][rows].astype(np.int64)
+        key = (lma * 256 + self._lfi[rows] + 1) * 2 + dereg
+        for k in np.unique(key).tolist():
+            group = rows[key == k]
+            lma_i, lfi_i, is_dereg = k // 512, (k // 2) % 256 - 1, k % 2
+            options = replace(
+                cfg.pbu,
+                request_prefix=True,
+                lfi=LmaFailureIndication(self._lmas[lfi_i]) if lfi_i != NO_LFI else None,
+            )
+            lifetime = 0 if is_dereg else cfg.lifetime_units
+            buf, offsets = encode_pbus(
+                self.pop, group, self._lmas[lma_i], lifetime=lifetime, options=options
+            )
+            self._emit(buf, offsets, mns["mag"][group], [self._lmas[lma_i]] * len(group))
+
+    def _emit(
+        self, buf: np.ndarray, offsets: np.ndarray, mags: np.ndarray, dsts: list[IPv6Address]
+    ) -> None:
+        data = buf.tobytes()
+        o = offsets.tolist()
+        srcs = self._mag_addrs
+        self._out.extend(
+            Datagram(data[o[i] : o[i + 1]], srcs[m], dst)
+            for i, (m, dst) in enumerate(zip(mags.tolist(), dsts, strict=True))
+        )
+
+    def _clear_prefix(self, rows: np.ndarray) -> None:
+        """Ask the LMA for a prefix next time (ALL_ZERO HNP)."""
+        self.pop.mns["hnp"][rows] = 0
+        self.pop.mns["hnp_len"][rows] = 0
+
+    def _restart_sessions(self, rows: np.ndarray, now: float) -> None:
+        """Register ``rows`` again as new sessions (HI 1), now."""
+        mns = self.pop.mns
+        mns["state"][rows] = S.REGISTERING
+        mns["hi"][rows] = cp.HI_ATTACH_NEW_INTERFACE
+        mns["retries"][rows] = 0
+        mns["t_send"][rows] = _ns(now)
+        self._lfi[rows] = NO_LFI
+        if not self.config.pbu.request_prefix:
+            self._clear_prefix(rows)
+        self._transmit(rows, now)
+
+    def _fail_over(self, rows: np.ndarray, to: int, failed: np.ndarray, now: float) -> None:
+        """Seed Figure 2 step 8: PBU + LFI(failed LMA) to LMA ``to`` for each row; bound sessions
+        keep their prefix with HI 5 (R33), unacknowledged ones keep registering there."""
+        mns = self.pop.mns
+        bound = np.isin(mns["state"][rows], BOUND) | (mns["hi"][rows] == cp.HI_NOT_CHANGED)
+        mns["hi"][rows[bound]] = cp.HI_NOT_CHANGED
+        mns["state"][rows] = S.FAILOVER
+        mns["lma"][rows] = to
+        mns["retries"][rows] = 0
+        mns["t_send"][rows] = _ns(now)
+        self._lfi[rows] = failed
+        self._transmit(rows, now)
+
+    def _deregister_all(self, now: float) -> None:
+        """§8.8 ``any → DEREGISTERING`` (lifetime 0, HI 4); the schedule stops."""
+        mns = self.pop.mns
+        self._cursor = len(self._intended)
+        state = mns["state"]
+        unbound = np.flatnonzero(state == S.REGISTERING)
+        mns["state"][unbound] = S.IDLE
+        self._timers.disarm(unbound)
+        rows = np.flatnonzero(np.isin(state, (*BOUND, S.FAILOVER)))
+        mns["state"][rows] = S.DEREGISTERING
+        mns["hi"][rows] = cp.HI_UNKNOWN
+        mns["retries"][rows] = 0
+        self._lfi[rows] = NO_LFI
+        self._transmit(rows, now)
+
+    # --- PBAs ----------------------------------------------------------------------------------
+
+    def _on_pbas(self, pbas: list[tuple[bytes, IPv6Address]], now: float) -> None:
+        mns = self.pop.mns
+        self.counters.pba_received += len(pbas)
+        lengths = [len(d) for d, _ in pbas]
+        offsets = np.zeros(len(pbas) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths)
+        buf = np.frombuffer(b"".join(d for d, _ in pbas), dtype=np.uint8)
+        pba = decode_pbas(buf, offsets, framing="mh")
+        lma = np.array([self._lma_index.get(src, -1) for _, src in pbas], dtype=np.int64)
+        ids = pba["mn_id"]
+        pos = np.minimum(np.searchsorted(self._ids_sorted, ids), len(self._ids_sorted) - 1)
+        found = (ids != NO_MN_ID) & (self._ids_sorted[pos] == ids) if len(mns) else ids < 0
+        ok = np.flatnonzero((pba["error"] == 0) & found & (lma >= 0))
+        rows = self._id_order[pos[ok]]
+        match = (
+            np.isin(mns["state"][rows], AWAITING_PBA)
+            & (mns["seq"][rows] == pba["seq"][ok])
+            & (mns["lma"][rows] == lma[ok])
+        )
+        ok, rows = ok[match], rows[match]
+        rows, first = np.unique(rows, return_index=True)  # a duplicated PBA counts once
+        ok = ok[first]
+        self.counters.pba_ignored += len(pbas) - len(rows)
+        if not rows.size:
+            return
+        pba, lma = pba[ok], lma[ok]
+        status = pba["status"]
+        for code, n in zip(*np.unique(status, return_counts=True), strict=True):
+            self.counters.pba_status[int(code)] += int(n)
+
+        state = mns["state"][rows]
+        dereg = state == S.DEREGISTERING
+        mns["state"][rows[dereg]] = S.IDLE
+        self._timers.disarm(rows[dereg])
+        live = ~dereg
+        accepted = live & (status < 128)
+        self._accept(rows[accepted], lma[accepted], pba[accepted], state[accepted], now)
+
+        retry = live & np.isin(status, RETRY_NOW) & (mns["retries"][rows] < MAX_IMMEDIATE_RETRIES)
+        mismatch = retry & (status == cp.STATUS_TIMESTAMP_MISMATCH)
+        if mismatch.any():
+            self._clock_offset = 0.0
+            mns["ts"][rows[mismatch]] = 0  # never accepted: the next one comes from the clock
+        self._clear_prefix(
+            rows[live & (status == cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)]
+        )
+        no_state = (
+            live & (status == cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE) & (self._lfi[rows] != NO_LFI)
+        )
+        final = live & (status >= 128) & ~retry & ~no_state
+        lost = live & (status >= 128) & (status != cp.STATUS_TIMESTAMP_MISMATCH)
+        lost &= status != cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+        self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode == "virtual")
+        for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
+            self.counters.failed[int(code)] += int(n)
+        mns["state"][rows[final]] = S.FAILED
+        self._timers.disarm(rows[final])
+        mns["retries"][rows[retry]] += np.uint8(1)
+        self._transmit(rows[retry], now)
+        self._restart_sessions(rows[no_state], now)
+
+    def _accept(
+        self, rows: np.ndarray, lma: np.ndarray, pba: np.ndarray, state: np.ndarray, now: float
+    ) -> None:
+        cfg = self.config
+        mns = self.pop.mns
+        now_ns = _ns(now)
+        changed = (mns["hnp_len"][rows] != pba["hnp_len"]) | (mns["hnp"][rows] != pba["hnp"]).any(
+            axis=1
+        )
+        mns["hnp"][rows] = pba["hnp"]
+        mns["hnp_len"][rows] = pba["hnp_len"]
+        latency = (now_ns - mns["t_send"][rows]) // 1000
+        for kind_state, kind in LATENCY_KIND.items():
+            self.latency[kind].record(latency[state == kind_state])
+        self.takeover.accepted(rows, lma, changed, now, cfg.mode == "virtual")
+        granted = pba["lifetime"].astype(np.float64) * 4
+        refresh_in = np.maximum(
+            np.maximum(granted - cfg.refresh_margin, granted / 2), cfg.initial_bindack_timeout
+        )
+        mns["state"][rows] = S.REGISTERED
+        mns["hi"][rows] = cp.HI_NOT_CHANGED
+        mns["retries"][rows] = 0
+        mns["lifetime"][rows] = pba["lifetime"]
+        mns["t_acked"][rows] = now_ns
+        self._timers.arm(rows, now_ns + np.rint(refresh_in * 1e9).astype(np.int64))
+        self._lfi[rows] = NO_LFI
+
+    # --- heartbeats (RFC 5847, spec-digest §4) -------------------------------------------------
+
+    def _heartbeat_tick(self, now: float) -> None:
+        table = self.heartbeats
+        mags, down_mags, down_lmas = table.fire(now)
+        n_lmas = len(self._lmas)
+        pair_mags = np.repeat(mags, n_lmas)
+        pair_lmas = np.tile(np.arange(n_lmas), len(mags))
+        buf, offsets = encode_heartbeats(
+            self.pop, pair_mags, self._lma_packed[pair_lmas], table.seq[pair_mags, pair_lmas]
+        )
+        self._emit(buf, offsets, pair_mags, [self._lmas[i] for i in pair_lmas.tolist()])
+        self.counters.heartbeat_requests_sent += len(pair_mags)
+        if not down_mags.size:
+            return
+        self.takeover.detected(down_mags, now)
+        for mag, lma in zip(down_mags.tolist(), down_lmas.tolist(), strict=True):
+            self.events.append(Event(now, "lma_down", {"mag": mag, "lma": str(self._lmas[lma])}))
+            standby = 1 - lma
+            if self.config.mode == "hard" and n_lmas == 2 and table.up[mag, standby]:
+                rows = self.rows_of(mag)
+                mns = self.pop.mns
+                rows = rows[(mns["lma"][rows] == lma) & np.isin(mns["state"][rows], MOVABLE)]
+                self._fail_over(rows, standby, np.full(len(rows), lma), now)
+
+    def _on_heartbeats(self, datagrams: list[Datagram], now: float) -> None:
+        offsets = np.zeros(len(datagrams) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(d.data) for d in datagrams])
+        buf = np.frombuffer(b"".join(d.data for d in datagrams), dtype=np.uint8)
+        hb = decode_heartbeats(buf, offsets, framing="mh")
+        lma = np.array([self._lma_index.get(d.src, -1) for d in datagrams], dtype=np.int64)
+        mag = np.array([self._mag_index.get(d.dst, -1) for d in datagrams], dtype=np.int64)
+        ok = (hb["error"] == 0) & (lma >= 0) & (mag >= 0)
+        response = (hb["flags"] & cp.HB_FLAG_R) != 0
+        for i in np.flatnonzero(ok & ~response).tolist():  # LMA-originated probes: answer each
+            d = datagrams[i]
+            answer = Heartbeat(
+                int(hb["seq"][i]), cp.HB_FLAG_R, (RestartCounter(self.config.restart_counter),)
+            )
+            self._out.append(encode_mh(answer, d.dst, d.src), d.dst, d.src)
+            self.counters.heartbeat_requests_answered += 1
+        sel = ok & response
+        self.counters.heartbeat_responses_received += int(sel.sum())
+        h = hb[sel]
+        (up_m, up_l), (rs_m, rs_l) = self.heartbeats.on_responses(
+            mag[sel],
+            lma[sel],
+            h["seq"],
+            (h["flags"] & cp.HB_FLAG_U) != 0,
+            h["restart_counter"],
+            h["has_restart_counter"] != 0,
+            now,
+        )
+        for m, lm in zip(up_m.tolist(), up_l.tolist(), strict=True):
+            self.events.append(Event(now, "lma_up", {"mag": m, "lma": str(self._lmas[lm])}))
+        for m, lm in zip(rs_m.tolist(), rs_l.tolist(), strict=True):
+            self.events.append(Event(now, "lma_restarted", {"mag": m, "lma": str(self._lmas[lm])}))
+            rows = self.rows_of(m)
+            mns = self.pop.mns
+            rows = rows[
+                (mns["lma"][rows] == lm) & np.isin(mns["state"][rows], (*BOUND, S.FAILOVER))
+            ]
+            self.counters.sessions_invalidated += len(rows)
+            self.takeover.invalidated(rows)
+            self._restart_sessions(rows, now)
+
+    # --- HA Switch (RFC 5142, spec-digest §8.6, R28) -------------------------------------------
+
+    def _on_ha_switch(self, datagram: Datagram, now: float) -> None:
+        try:
+            msg = decode_mh(datagram.data, datagram.src, datagram.dst).message
+        except WireError:
+            return
+        mag = self._mag_index.get(datagram.dst)
+        if not isinstance(msg, HomeAgentSwitch) or not msg.addresses or mag is None:
+            return
+        to = self._lma_index.get(msg.addresses[0])
+        if to is None:  # not an LMA this MAG has a security association with
+            return
+        self.counters.ha_switch_received += 1
+        lfi = next((o for o in msg.options if isinstance(o, LmaFailureIndication)), None)
+        failed = self._lma_index.get(lfi.lmaa) if lfi is not None else None
+        self.events.append(
+            Event(now, "ha_switch", {"mag": mag, "to": str(msg.addresses[0]), "failed": failed})
+        )
+        mns = self.pop.mns
+        rows = self.rows_of(mag)
+        lma = mns["lma"][rows]
+        anchored = lma != to if failed is None else lma == failed
+        rows = rows[anchored & np.isin(mns["state"][rows], MOVABLE)]
+        self._fail_over(rows, to, mns["lma"][rows].astype(np.int8), now)

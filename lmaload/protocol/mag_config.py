@@ -1,0 +1,71 @@
+"""Configuration of the emulated MAGs: the LMAs they use, the switch mode, RFC 5213 / RFC 6275 /
+RFC 5847 timers (spec-digest §3.7, §4), the PBU options and the open-loop schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
+from typing import Literal
+
+from lmaload.bulk import PbuOptions
+from lmaload.measure.schedule import Schedule
+
+
+@dataclass(frozen=True)
+class MagConfig:
+    """What every emulated MAG of a population does.
+
+    * ``lmaa`` is the LMA the sessions register with; ``standby`` the hard-switch standby LMAA
+      (seed Figure 2). A virtual switch (§8.7) has one shared LMAA and no standby.
+    * ``lifetime`` is the requested binding lifetime (seconds, rounded up to 4-s units); a session
+      refreshes ``refresh_margin`` seconds before its granted lifetime ends (but not before half
+      of it).
+    * ``pbu`` are the options of every PBU; its ``request_prefix`` decides the *initial*
+      registration: True requests the population's prefix, False asks the LMA to assign one
+      (the engine clears the ``hnp`` column). Refreshes and failovers always request the assigned
+      prefix; the engine adds the LFI itself.
+    * ``schedule`` gives each initial registration its intended send time from the engine's
+      start; a send later than ``lag_tolerance`` counts as behind schedule.
+    * ``deregister_at`` (Unix seconds): de-register every bound session then (HI 4, lifetime 0).
+    * ``clock_offset`` is the error of the MAGs' clock in Timestamp options; a PBA 156 makes the
+      engine resynchronise (set it to 0, spec-digest §3.4).
+    """
+
+    lmaa: IPv6Address
+    standby: IPv6Address | None = None
+    mode: Literal["hard", "virtual"] = "hard"
+    lifetime: float = 3600.0
+    refresh_margin: float = 10.0
+    heartbeat_interval: float = 1.0
+    missing_heartbeats_allowed: int = 3
+    initial_bindack_timeout: float = 1.0
+    max_bindack_timeout: float = 32.0
+    pbu: PbuOptions = field(default_factory=PbuOptions)
+    schedule: Schedule = field(default_factory=lambda: Schedule.constant(1000.0))
+    lag_tolerance: float = 0.005
+    deregister_at: float | None = None
+    restart_counter: int = 1
+    clock_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode == "virtual" and self.standby is not None:
+            raise ValueError("a virtual switch shares one LMAA: no standby address")
+        if self.standby == self.lmaa:
+            raise ValueError("the standby must differ from the LMAA in hard mode")
+        if not 0 < self.lifetime <= 0xFFFF * 4:
+            raise ValueError("lifetime is 4 .. 262140 s")
+        if self.heartbeat_interval <= 0 or self.missing_heartbeats_allowed < 0:
+            raise ValueError("heartbeat interval must be positive")
+        if self.pbu.lfi is not None:
+            raise ValueError("the engine adds the LMA Failure Indication to failover PBUs")
+
+    @property
+    def lifetime_units(self) -> int:
+        """The requested lifetime in the PBU's 4-second units."""
+        return math.ceil(self.lifetime / 4)
+
+    @property
+    def lmas(self) -> tuple[IPv6Address, ...]:
+        """The LMA table: the ``lma`` column of a session indexes it."""
+        return (self.lmaa,) if self.standby is None else (self.lmaa, self.standby)
