@@ -73,6 +73,15 @@ def test_merge_is_exact() -> None:
         a.merge(Histogram(Layout(1, 1000, 2)))
 
 
+def test_small_and_large_batches_record_alike() -> None:
+    values = _values(LATENCY_LAYOUT, 5)
+    whole, pieces = Histogram(), Histogram()
+    whole.record(values)
+    for start in range(0, len(values), 7):
+        pieces.record(values[start : start + 7])
+    assert np.array_equal(pieces.counts, whole.counts)
+
+
 def test_out_of_range_values_are_counted_apart() -> None:
     h = Histogram()
     h.record(np.array([-5, 10, 60_000_001, 2**40]))

@@ -94,6 +94,7 @@ class Layout:
 
 
 LATENCY_LAYOUT = Layout(lowest=1, highest=60_000_000, digits=3)  # 1 µs .. 60 s
+SMALL_BATCH = 256
 
 
 class Histogram:
@@ -117,8 +118,11 @@ class Histogram:
         self.overflow += int(over.sum())
         self.underflow += int(under.sum())
         kept = values[~(over | under)]
-        if kept.size:
+        if kept.size > SMALL_BATCH:
             self.counts += np.bincount(self.layout.index_of(kept), minlength=len(self.counts))
+        elif kept.size:
+            # A full-length bincount costs as much as the counts array; a few values go in place.
+            np.add.at(self.counts, self.layout.index_of(kept), 1)
 
     def merge(self, other: Histogram) -> None:
         if other.layout != self.layout:
