@@ -1,0 +1,172 @@
+"""The embedded LMA pair of ``lmaload run``: two ``lmaload lma`` child processes on loopback, an
+active and a standby that know each other, watched through their /metrics endpoints.
+
+Hard mode: each LMA is reached at its own address (127.0.0.11, 127.0.0.12; inner addresses
+IPv4-mapped). Virtual mode: the MAGs talk to the shared LMAA 127.0.0.10, bound by the active and
+taken over by the standby. Every LMA writes its log to a file in ``log_dir`` (no pipe to fill).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from ipaddress import IPv6Address, ip_address
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from lmaload.transport.udp5436 import mapped
+
+ACTIVE_HOST, STANDBY_HOST, LMAA_HOST = "127.0.0.11", "127.0.0.12", "127.0.0.10"
+# Enough /64s for any population (the default /48 holds 65 536).
+PREFIX_POOL = "2001:db8:8000::/40"
+STOP_TIMEOUT = 10.0
+
+
+class LmaStartError(Exception):
+    """An LMA of the pair did not come up: one line for the user."""
+
+
+def free_port(host: str) -> int:
+    """A port free on ``host`` for UDP and for TCP (/metrics)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            try:
+                tcp.bind((host, port))
+            except OSError:
+                continue
+        return port
+
+
+@dataclass
+class LmaChild:
+    """One ``lmaload lma`` process."""
+
+    name: str
+    host: str
+    port: int
+    metrics_port: int
+    log: Path
+    proc: subprocess.Popen
+
+    @classmethod
+    def start(cls, name: str, host: str, port: int, log_dir: Path, args: list[str]) -> LmaChild:
+        metrics_port = free_port(host)
+        log = log_dir / f"{name}.log"
+        argv = ["--listen", f"{host}:{port}", "--metrics-port", str(metrics_port), *args]
+        with log.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lmaload", "lma", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        return cls(name, host, port, metrics_port, log, proc)
+
+    @property
+    def inner(self) -> IPv6Address:
+        return mapped(ip_address(self.host))
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the LMA's /metrics (None while it does not answer)."""
+        url = f"http://{self.host}:{self.metrics_port}/metrics"
+        try:
+            text = urllib.request.urlopen(url, timeout=1).read().decode()
+        except OSError:
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
+
+    def last_log_line(self) -> str:
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit status {self.proc.returncode}"
+
+    def kill(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        if self.running:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class EmbeddedPair:
+    """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``)."""
+
+    def __init__(self, mode: str, sync: str, log_dir: Path) -> None:
+        self.mode = mode
+        self.sync = sync
+        self.log_dir = log_dir
+        self.lmaa_port = free_port(LMAA_HOST) if mode == "virtual" else None
+        self.active: LmaChild | None = None
+        self.standby: LmaChild | None = None
+
+    def start(self) -> None:
+        common = ["--mode", self.mode, "--sync", self.sync, "--prefix-pool", PREFIX_POOL]
+        if self.lmaa_port is not None:
+            common += ["--lmaa", f"{LMAA_HOST}:{self.lmaa_port}"]
+        active_port, standby_port = free_port(ACTIVE_HOST), free_port(STANDBY_HOST)
+        self.active = LmaChild.start(
+            "active",
+            ACTIVE_HOST,
+            active_port,
+            self.log_dir,
+            [*common, "--peer", f"{STANDBY_HOST}:{standby_port}"],
+        )
+        self.standby = LmaChild.start(
+            "standby",
+            STANDBY_HOST,
+            standby_port,
+            self.log_dir,
+            [*common, "--role", "standby", "--peer", f"{ACTIVE_HOST}:{active_port}"],
+        )
+
+    @property
+    def children(self) -> list[LmaChild]:
+        return [c for c in (self.active, self.standby) if c is not None]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until each LMA sees its peer alive; LmaStartError when one exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        waiting = list(self.children)
+        while waiting:
+            for child in list(waiting):
+                if not child.running:
+                    raise LmaStartError(f"{child.name} LMA failed: {child.last_log_line()}")
+                if child.metric("lmaload_lma_peers_alive") == 1:
+                    waiting.remove(child)
+            if time.monotonic() > deadline:
+                names = " and ".join(c.name for c in waiting)
+                raise LmaStartError(f"{names} LMA did not see its peer within {timeout:g} s")
+            time.sleep(0.05)
+
+    def routes(self) -> dict[IPv6Address, tuple[str, int]]:
+        """Inner address → outer (host, port) of what the MAGs talk to."""
+        assert self.active is not None and self.standby is not None
+        if self.lmaa_port is not None:
+            return {mapped(ip_address(LMAA_HOST)): (LMAA_HOST, self.lmaa_port)}
+        return {c.inner: (c.host, c.port) for c in (self.active, self.standby)}
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()

@@ -1,0 +1,283 @@
+"""``lmaload run``: register a population with an LMA pair, kill the active, measure the failover.
+
+Phases: start the embedded pair (``lmaload.lma_pair``) and wait until each LMA sees the other;
+register every session open-loop at the target rate (the MAG engine's schedule); wait until the
+standby's binding cache shows the sessions synced (or ``SYNC_TIMEOUT``); mark the failure instant
+and SIGKILL the active; let the MAGs detect it (heartbeats) and fail over until every MAG's
+takeover is done (or ``failover_timeout``); stop the standby. A virtual switch ends once every
+MAG sees the LMAA answer again: its sessions would move at their next refresh, which this
+version does not wait for (they are reported as not taken over). The results are
+``lmaload.measure.results``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lmaload import __version__
+from lmaload.lma_pair import EmbeddedPair, LmaStartError
+from lmaload.measure import results as res
+from lmaload.measure.schedule import Schedule, Stage
+from lmaload.population import PopulationSpec, generate
+from lmaload.population import SessionState as S
+from lmaload.protocol.mag import MagEngine
+from lmaload.protocol.mag_config import MagConfig
+from lmaload.transport.mag_loop import MagLoop, MagTransport
+
+STARTUP_TIMEOUT = 15.0
+REGISTER_GRACE = 30.0  # after the last intended send, for retransmissions and late PBAs
+SYNC_TIMEOUT = 30.0
+FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
+SLICE = 0.1  # seconds of engine work between phase checks
+PROGRESS_INTERVAL = 0.5
+MAX_BEHIND_SCHEDULE = 0.01
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The options of ``lmaload run``."""
+
+    # What the embedded pair sustains on a 2-vCPU box with before-ack sync, in under a minute:
+    # the active paces SS-REPs at 1,000/s and sends one per receive batch, so PBUs arriving one
+    # by one at ~1,000/s or more build a sync queue; and the failover burst of every session
+    # at once must fit the standby's 0.3-s Timestamp window.
+    mns: int = 10_000
+    mags: int = 100
+    rate: float = 500.0
+    ramp: float = 0.0  # seconds from 0 to ``rate``
+    mode: Literal["hard", "virtual"] = "hard"
+    sync: Literal["async", "before-ack"] = "before-ack"
+    heartbeat_interval: float = 0.2
+    missing_heartbeats: int = 3
+    seed: int = 0
+    results: Path = Path("results.json")
+    allow_lag: bool = False
+
+    @property
+    def schedule(self) -> Schedule:
+        if self.ramp > 0:
+            return Schedule((Stage(self.ramp, self.rate),))
+        return Schedule.constant(self.rate)
+
+    @property
+    def failover_timeout(self) -> float:
+        return self.heartbeat_interval * (self.missing_heartbeats + 2) + FAILOVER_GRACE
+
+
+class RunError(Exception):
+    """The run could not be carried out: one line for the user."""
+
+
+class Progress:
+    """The one-line progress display on stderr: rewritten in place every PROGRESS_INTERVAL on a
+    terminal, a line every LOG_INTERVAL otherwise."""
+
+    LOG_INTERVAL = 5.0
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._next = 0.0
+        self._shown = False
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + (PROGRESS_INTERVAL if self._tty else self.LOG_INTERVAL)
+        return True
+
+    def show(self, line: str) -> None:
+        sys.stderr.write(f"\r\x1b[K{line}" if self._tty else f"{line}\n")
+        sys.stderr.flush()
+        self._shown = True
+
+    def done(self) -> None:
+        if self._tty and self._shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class Runner:
+    """One run against the embedded pair."""
+
+    def __init__(self, config: RunConfig, pair: EmbeddedPair) -> None:
+        self.config = config
+        self.pair = pair
+        self.progress = Progress()
+        self.phase = "start"
+        self.loop: MagLoop | None = None
+        self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        pop = generate(PopulationSpec(mns=cfg.mns, mags=cfg.mags, seed=cfg.seed))
+        self.progress.show("starting the LMA pair")
+        self.pair.start()
+        try:
+            self.pair.wait_ready(STARTUP_TIMEOUT)
+        except LmaStartError as exc:
+            raise RunError(str(exc)) from None
+        assert self.pair.active is not None and self.pair.standby is not None
+        if cfg.mode == "virtual":
+            (lmaa,) = self.pair.routes()
+            standby = None
+        else:
+            lmaa, standby = self.pair.active.inner, self.pair.standby.inner
+        mag_config = MagConfig(
+            lmaa=lmaa,
+            standby=standby,
+            mode=cfg.mode,
+            heartbeat_interval=cfg.heartbeat_interval,
+            missing_heartbeats_allowed=cfg.missing_heartbeats,
+            schedule=cfg.schedule,
+        )
+        start = time.time()
+        engine = MagEngine(pop, mag_config, start)
+        self.loop = loop = MagLoop(engine, MagTransport(pop, self.pair.routes()))
+        try:
+            registration = self._register(engine, start)
+            registration = replace(registration, sync_wait=self._wait_for_sync(engine))
+            self._fail_active(engine)
+            self.progress.show(self._status(engine))
+        finally:
+            self.progress.done()
+            loop.close()
+        return {
+            "schema_version": res.SCHEMA_VERSION,
+            "config": self._config_json(),
+            "registration": res.registration(registration, cfg.rate, cfg.mns),
+            "takeover": res.takeover(engine, registration),
+            "generator": res.generator(engine, loop),
+        }
+
+    # --- phases --------------------------------------------------------------------------------
+
+    def _serve(self, engine: MagEngine, until: float, done: Callable[[], bool]) -> bool:
+        """Drive the engine in slices until ``done()`` or ``until``; whether it got done."""
+        assert self.loop is not None
+        while not done():
+            now = time.time()
+            if now >= until:
+                return False
+            self.loop.run_until(min(now + SLICE, until))
+            if self.progress.due():
+                self.progress.show(self._status(engine))
+        return True
+
+    def _register(self, engine: MagEngine, start: float) -> res.RegistrationPhase:
+        self.phase = "register"
+        self._rate_mark = (time.monotonic(), 0)
+        cfg = self.config
+        last_intended = float(cfg.schedule.offsets(cfg.mns)[-1])
+        self._serve(
+            engine,
+            start + last_intended + REGISTER_GRACE,
+            lambda: engine.count(S.IDLE) + engine.count(S.REGISTERING) == 0,
+        )
+        return res.RegistrationPhase.snapshot(engine, start)
+
+    def _wait_for_sync(self, engine: MagEngine) -> float | None:
+        """Seconds until the standby's binding cache held every registered session as synced
+        (None: not within SYNC_TIMEOUT)."""
+        self.phase = "sync"
+        standby = self.pair.standby
+        assert standby is not None
+        target = engine.count(S.REGISTERED)
+        began = time.time()
+
+        def synced() -> bool:
+            value = standby.metric("lmaload_lma_binding_cache_entries", state="synced")
+            return value is not None and value >= target
+
+        return time.time() - began if self._serve(engine, began + SYNC_TIMEOUT, synced) else None
+
+    def _fail_active(self, engine: MagEngine) -> None:
+        """SIGKILL the active; serve until every MAG at risk detected it and took over (virtual
+        switch: sees the LMAA up again)."""
+        self.phase = "failover"
+        active = self.pair.active
+        assert active is not None
+        failure = time.time()
+        engine.mark_failure(failure)
+        active.kill()
+        meter = engine.takeover
+        at_risk = meter.pending > 0
+
+        def taken_over() -> bool:
+            if np.isnan(meter.detection[at_risk]).any():
+                return False
+            if self.config.mode == "virtual":
+                # Sessions move at their next refresh, not now: done once the LMAA answers again.
+                return bool(engine.heartbeats.up[at_risk].all())
+            return not meter.pending.any()
+
+        self._serve(engine, failure + self.config.failover_timeout, taken_over)
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def _status(self, engine: MagEngine) -> str:
+        cfg = self.config
+        if self.phase == "failover":
+            meter = engine.takeover
+            detected = int(np.isfinite(meter.detection).sum())
+            return (
+                f"failover  detected by {detected}/{cfg.mags} MAGs  kept {int(meter.kept.sum())}"
+                f"  lost {int(meter.lost.sum())}  pending {int(meter.pending.sum())}"
+            )
+        registered = int((engine.pop.mns["t_acked"] > 0).sum())
+        now = time.monotonic()
+        then, before = self._rate_mark
+        self._rate_mark = (now, registered)
+        rate = (registered - before) / (now - then) if now > then else 0.0
+        return (
+            f"{self.phase:<9} registered {registered}/{cfg.mns}  {rate:.0f}/s"
+            f" (target {cfg.rate:.0f}/s)  lag max {engine.lag.max * 1e3:.1f} ms"
+        )
+
+    def _config_json(self) -> dict[str, Any]:
+        config = asdict(self.config)
+        config["results"] = str(self.config.results)
+        config["versions"] = {
+            "lmaload": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        }
+        return config
+
+
+def exit_status(config: RunConfig, results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1."""
+    reasons = []
+    behind = results["generator"]["behind_schedule"]
+    if behind > MAX_BEHIND_SCHEDULE and not config.allow_lag:
+        reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
+    summary = results["takeover"]["summary"]
+    # A virtual switch moves sessions at their next refresh: pending ones are not lost then.
+    unrecovered = summary["lost"] + (summary["pending"] if config.mode == "hard" else 0)
+    if config.sync == "before-ack" and unrecovered:
+        reasons.append(f"{unrecovered} sessions lost with before-ack sync")
+    return (1 if reasons else 0), reasons
+
+
+def run(config: RunConfig) -> tuple[dict[str, Any], int, list[str]]:
+    """Carry out the run, write the results file; (results, exit status, reasons)."""
+    with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
+        pair = EmbeddedPair(config.mode, config.sync, Path(logs))
+        try:
+            results = Runner(config, pair).run()
+        finally:
+            pair.stop()
+    config.results.parent.mkdir(parents=True, exist_ok=True)
+    config.results.write_text(json.dumps(results, indent=2) + "\n")
+    status, reasons = exit_status(config, results)
+    return results, status, reasons

@@ -1,0 +1,134 @@
+"""All emulated MAGs of a population on one UDP/5436 socket (RFC 5844 framing).
+
+The socket is bound to the IPv4 wildcard, so it receives what is sent to any MAG's 127.1.x.y
+address (IP_PKTINFO says which). Each datagram the MAG engine emits leaves from the IPv4 address
+of the MAG whose Proxy-CoA is its inner source (per-datagram source, sendmmsg) towards the outer
+address of the LMA named by its inner destination. Received payloads lose their inner IPv6 header
+and go to the engine as Mobility Headers with the inner addresses.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from collections import Counter
+from ipaddress import IPv4Address, IPv6Address
+
+import numpy as np
+
+from lmaload.population import Population
+from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.mag import MagEngine
+from lmaload.transport.batch import BatchSocket
+from lmaload.transport.udp5436 import frame, send_batch, unframe
+from lmaload.wire import WireError
+
+SOCKET_BUFFER = 8 << 20
+MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
+
+
+class MagTransport:
+    """The MAGs' socket. ``lmas`` maps each LMA's inner address to its outer (host, port)."""
+
+    def __init__(self, population: Population, lmas: dict[IPv6Address, tuple[str, int]]) -> None:
+        self.drops: Counter[str] = Counter()
+        self.sock = BatchSocket.udp("0.0.0.0", 0, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        mags = population.mags
+        self._mag_addr4 = {IPv6Address(a6.tobytes()): a4.tobytes() for a6, a4 in mags}
+        self._lmas = {
+            inner: (IPv4Address(host).packed, port) for inner, (host, port) in lmas.items()
+        }
+
+    def send(self, datagrams: Datagrams) -> None:
+        payloads: list[bytes] = []
+        srcs: list[bytes] = []
+        dsts: list[bytes] = []
+        ports: list[int] = []
+        for data, src, dst in datagrams:
+            mag, lma = self._mag_addr4.get(src), self._lmas.get(dst)
+            if mag is None or lma is None:
+                self.drops["no_route"] += 1
+                continue
+            payloads.append(frame(data, src, dst))
+            srcs.append(mag)
+            dsts.append(lma[0])
+            ports.append(lma[1])
+        if not payloads:
+            return
+        offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in payloads], out=offsets[1:])
+        send_batch(
+            self.sock,
+            np.frombuffer(b"".join(payloads), dtype=np.uint8),
+            offsets,
+            np.frombuffer(b"".join(dsts), dtype=np.uint8).reshape(-1, 4),
+            np.array(ports, dtype=np.uint16),
+            self.drops,
+            np.frombuffer(b"".join(srcs), dtype=np.uint8).reshape(-1, 4),
+        )
+
+    def receive(self) -> Datagrams:
+        """What is queued (one recvmmsg), inner headers stripped."""
+        batch = self.sock.recv()
+        if batch.truncated:
+            self.drops["too_long"] += batch.truncated
+        if batch.new_drops:
+            self.drops["kernel"] += batch.new_drops
+        out: list[Datagram] = []
+        for i in range(batch.count):
+            try:
+                out.append(unframe(batch.datagram(i)))
+            except WireError:
+                self.drops["bad_inner_header"] += 1
+        return Datagrams(out)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class MagLoop:
+    """Drives a ``MagEngine`` over a ``MagTransport`` in the caller's thread, a slice at a time
+    (``run_until``), so the caller can change phases and show progress between slices."""
+
+    def __init__(self, engine: MagEngine, transport: MagTransport) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(transport.sock, selectors.EVENT_READ)
+
+    def run_until(self, deadline: float) -> None:
+        """Serve the engine until ``time.time() >= deadline``."""
+        engine = self.engine
+        while True:
+            now = time.time()
+            due = engine.next_timer()
+            if due is not None and due <= now:
+                engine.handle_timer(now)
+                self._flush()
+                continue
+            if now >= deadline:
+                return
+            timeout = deadline - now if due is None else min(due, deadline) - now
+            if self._selector.select(max(timeout, 0.0)):
+                self._receive()
+
+    def _receive(self) -> None:
+        for _ in range(MAX_BATCHES_PER_WAKEUP):
+            datagrams = self.transport.receive()
+            if not len(datagrams):
+                return
+            self.datagrams_received += len(datagrams)
+            self.engine.receive(datagrams, time.time())
+            self._flush()
+
+    def _flush(self) -> None:
+        out = self.engine.datagrams_to_send()
+        if len(out):
+            self.datagrams_sent += len(out)
+            self.transport.send(out)
+
+    def close(self) -> None:
+        self._selector.close()
+        self.transport.close()
