@@ -63,8 +63,12 @@ class LmaChild:
         log = log_dir / f"{name}.log"
         argv = ["--listen", f"{host}:{port}", "--metrics-port", str(metrics_port), *args]
         with log.open("wb") as err:
+            # Run from the log directory: "python -m" puts the working directory first on the
+            # path, and a source checkout there (no compiled extensions) would shadow the
+            # installed package.
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lmaload", "lma", *argv],
+                cwd=log_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
