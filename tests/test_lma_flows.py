@@ -279,7 +279,9 @@ def test_mag_detected_partial_switchover_keeps_the_other_mag_at_lma1(seed, link)
     assert mag_a.failed and mag_a.failed[0][1] == LMA1
     for mn, s in mag_a.sessions.items():
         assert s.lma == LMA2 and s.registered and s.prefix == before[mn], s
-    assert "partial_switchover" in kinds(lma1) and "switch_complete" in kinds(lma1)
+    assert "partial_switchover" in kinds(lma1)
+    if link.loss == 0:  # SW-COMP is sent once and never acknowledged (R11): a lossy link may eat it
+        assert "switch_complete" in kinds(lma1)
     assert "switchover_done" in kinds(lma2) and lma2.counters.so_req_sent >= 1
     assert lma1.role.value == "active" and lma2.role.value == "standby"
     assert lma2.bce_count == 4 and lma1.bce_count == 4  # each serves one MAG

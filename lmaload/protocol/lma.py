@@ -780,16 +780,18 @@ class LmaEngine:
         return [RestartCounter(self._lmaa_restart_counter)]
 
     def _flush_sync(self, now: float) -> None:
-        if self._sync_changes:
-            changes = list(self._sync_changes.values())
-            self._sync_changes.clear()
-            targets = self._sync_targets()
-            if not targets:
-                for change in changes:
-                    self._out.extend(change.pbas)
-            else:
-                self._send_sync_batch(changes, targets, now)
         self._timer_pace(now)
+
+    def _pack_changes(self, now: float) -> None:
+        """Every binding change recorded since the last pacing slot, into SS-REPs."""
+        changes = list(self._sync_changes.values())
+        self._sync_changes.clear()
+        targets = self._sync_targets()
+        if not targets:
+            for change in changes:
+                self._out.extend(change.pbas)
+            return
+        self._send_sync_batch(changes, targets, now)
 
     def _send_sync_batch(
         self, changes: list[SyncChange], targets: list[IPv6Address], now: float
@@ -816,13 +818,20 @@ class LmaEngine:
         self._sync_queue.append(Datagram(data, self.config.address, dst))
 
     def _timer_pace(self, now: float) -> None:
-        """Release queued SS-REPs at ``sync_pacing_rate`` (R26)."""
+        """Send one SS-REP per slot of ``sync_pacing_rate`` (R26): a queued one (retransmission,
+        full sync) if any, else all the changes recorded since the last slot, packed together.
+        Packing at the slot rather than per received batch lets a busy LMA fill its SS-REPs
+        (about 20 sessions each) instead of spending a slot on every session."""
         self._sync_next_send = max(self._sync_next_send, now)
         step = 1.0 / self.config.sync_pacing_rate
-        while self._sync_queue and self._sync_next_send <= now:
+        while self._sync_next_send <= now:
+            if not self._sync_queue and self._sync_changes:
+                self._pack_changes(now)
+            if not self._sync_queue:
+                break
             self._out.extend([self._sync_queue.popleft()])
             self._sync_next_send += step
-        if self._sync_queue:
+        if self._sync_queue or self._sync_changes:
             self._timers.arm(("pace",), self._sync_next_send)
 
     def _timer_ssrep(self, now: float, ident: int) -> None:
