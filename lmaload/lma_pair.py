@@ -46,6 +46,11 @@ def free_port(host: str) -> int:
         return port
 
 
+def url_host(host: str) -> str:
+    """``host`` as it goes before ``:port`` (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
 @dataclass
 class LmaChild:
     """One ``lmaload lma`` process."""
@@ -58,10 +63,21 @@ class LmaChild:
     proc: subprocess.Popen
 
     @classmethod
-    def start(cls, name: str, host: str, port: int, log_dir: Path, args: list[str]) -> LmaChild:
-        metrics_port = free_port(host)
+    def start(
+        cls,
+        name: str,
+        host: str,
+        port: int,
+        log_dir: Path,
+        args: list[str],
+        metrics_port: int | None = None,
+    ) -> LmaChild:
+        """``metrics_port`` defaults to one free on ``host`` (an IPv4 host); give it for IPv6."""
+        if metrics_port is None:
+            metrics_port = free_port(host)
         log = log_dir / f"{name}.log"
-        argv = ["--listen", f"{host}:{port}", "--metrics-port", str(metrics_port), *args]
+        listen = f"{url_host(host)}:{port}"
+        argv = ["--listen", listen, "--metrics-port", str(metrics_port), *args]
         with log.open("wb") as err:
             # Run from the log directory: "python -m" puts the working directory first on the
             # path, and a source checkout there (no compiled extensions) would shadow the
@@ -83,11 +99,14 @@ class LmaChild:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{url_host(self.host)}:{self.metrics_port}/metrics"
+
     def metric(self, name: str, **labels: str) -> float | None:
         """One sample of the LMA's /metrics (None while it does not answer)."""
-        url = f"http://{self.host}:{self.metrics_port}/metrics"
         try:
-            text = urllib.request.urlopen(url, timeout=1).read().decode()
+            text = urllib.request.urlopen(self.metrics_url, timeout=1).read().decode()
         except OSError:
             return None
         for family in text_string_to_metric_families(text):

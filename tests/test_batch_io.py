@@ -9,19 +9,15 @@ run by a child ``python3`` under ``ip netns exec``.
 from __future__ import annotations
 
 import errno
-import os
 import random
 import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -30,10 +26,9 @@ import pytest
 from lmaload._ext import mmsg
 from lmaload.transport.batch import Batch, BatchSocket, addresses
 from lmaload.wire import Heartbeat, WireError, decode_mh, encode_mh
+from tests.netns import IS_ROOT, namespace
+from tests.netns import run_in_netns as netns_run
 
-REPO = Path(__file__).resolve().parent.parent
-IS_ROOT = os.geteuid() == 0
-ANYIP_PREFIX = "fd00:6d61:6700::/64"
 BIG_RCVBUF = 4 << 20
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (raw sockets, namespaces)")
 
@@ -363,34 +358,13 @@ def test_raw_mh_without_kernel_checksum() -> None:
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh network namespace with lo up and an AnyIP route for the MAG prefix."""
-    if not IS_ROOT or shutil.which("ip") is None:
-        pytest.skip("network namespaces need root and iproute2")
-    name = f"lmaload-test-{uuid.uuid4().hex[:8]}"
-    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"ip netns add failed: {made.stderr.strip()}")
-    try:
-        for command in (
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "-6", "route", "add", "local", ANYIP_PREFIX, "dev", "lo"],
-        ):
-            subprocess.run(["ip", "netns", "exec", name, *command], check=True)
+    with namespace() as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def run_in_netns(name: str, function: str) -> None:
     """Run ``function`` of this module in a child process inside namespace ``name``."""
-    code = f"from tests.test_batch_io import {function}; {function}()"
-    child = subprocess.run(
-        ["ip", "netns", "exec", name, sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert child.returncode == 0, child.stderr
+    netns_run(name, "test_batch_io", function, timeout=60)
 
 
 def anyip_udp() -> None:

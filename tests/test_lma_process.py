@@ -13,14 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from ipaddress import IPv6Address, ip_address
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from lmaload.lma_pair import free_port
 from lmaload.transport.udp5436 import SignallingSocket, mapped
 from lmaload.wire import (
     AccessTechnologyType,
@@ -34,6 +33,7 @@ from lmaload.wire import (
     RestartCounter,
     Timestamp,
 )
+from tests.lma_children import LmaProcess, wait_for
 
 ACTIVE_HOST, STANDBY_HOST, LMAA_HOST = "127.0.0.11", "127.0.0.12", "127.0.0.10"
 MAG_HOSTS = [f"127.1.0.{i}" for i in range(1, 5)]
@@ -42,87 +42,17 @@ ZERO = HomeNetworkPrefix(IPv6Address("::"), 0)
 TIMEOUT = 30.0
 
 
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind((host, 0))
-        port = udp.getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:  # also free for /metrics
-        try:
-            tcp.bind((host, port))
-        except OSError:
-            return free_port(host)
-    return port
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class LmaProcess:
-    """``lmaload lma`` in a child process; stderr goes to a file (no pipe to fill)."""
-
-    def __init__(self, tmp: Path, name: str, host: str, port: int, *args: str) -> None:
-        self.host = host
-        self.port = port
-        self.metrics_port = free_port(host)
-        self.inner = mapped(ip_address(host))
-        self.log = tmp / f"{name}.log"
-        argv = [
-            *("--listen", f"{host}:{self.port}", "--metrics-port", str(self.metrics_port)),
-            *args,
-        ]
-        with self.log.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lmaload", "lma", *argv],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-
-    @property
-    def outer(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    def metrics(self) -> dict[tuple[str, tuple], float]:
-        """Samples by (name, sorted labels); empty while the endpoint is not up."""
-        url = f"http://{self.host}:{self.metrics_port}/metrics"
-        try:
-            text = urllib.request.urlopen(url, timeout=2).read().decode()
-        except OSError:
-            assert self.proc.poll() is None, self.log.read_text()
-            return {}
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT)
-
-
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., LmaProcess]]:
     started: list[LmaProcess] = []
 
     def factory(name: str, host: str, port: int, *args: str) -> LmaProcess:
-        started.append(LmaProcess(tmp_path, name, host, port, *args))
+        started.append(LmaProcess.spawn(tmp_path, name, host, port, *args))
         return started[-1]
 
     yield factory
     for lma in started:
-        lma.stop()
+        lma.kill()
 
 
 @pytest.fixture

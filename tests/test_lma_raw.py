@@ -13,22 +13,17 @@ messages — so replies are picked by source, destination and content.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
+import functools
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from lmaload.transport.batch import BatchSocket
 from lmaload.wire import (
@@ -47,10 +42,11 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from tests import lma_children
+from tests.lma_children import LmaProcess
+from tests.netns import namespace
+from tests.netns import run_in_netns as netns_run
 
-REPO = Path(__file__).resolve().parent.parent
-IS_ROOT = os.geteuid() == 0
-ANYIP_PREFIX = "fd00:6d61:6700::/64"
 ACTIVE = IPv6Address("fd00:6d61:6701::1")  # the LMAs' addresses, on lo of the namespace
 STANDBY = IPv6Address("fd00:6d61:6701::2")
 MAGS = [IPv6Address("fd00:6d61:6700::1") + i for i in range(4)]  # AnyIP
@@ -59,49 +55,26 @@ METRICS_PORT = 9100  # a fresh namespace has every port free
 POOL = IPv6Network("2001:db8:8000::/48")  # lmaload lma's default --prefix-pool
 ZERO = HomeNetworkPrefix(IPv6Address("::"), 0)
 TIMEOUT = 15.0
+# The child has 50 s in all: shorter waits than tests/test_lma_process.py.
+wait_for = functools.partial(lma_children.wait_for, timeout=TIMEOUT)
 
 # --- the parent: a namespace per test --------------------------------------------------------
 
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    """A fresh namespace: lo up, the LMAs' addresses on it, an AnyIP route for the MAGs."""
-    if not IS_ROOT or shutil.which("ip") is None:
-        pytest.skip("network namespaces and raw sockets need root and iproute2")
-    name = f"lmaload-test-{uuid.uuid4().hex[:8]}"
-    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"ip netns add failed: {made.stderr.strip()}")
-    try:
-        for command in (
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "-6", "addr", "add", f"{ACTIVE}/128", "dev", "lo", "nodad"],
-            ["ip", "-6", "addr", "add", f"{STANDBY}/128", "dev", "lo", "nodad"],
-            ["ip", "-6", "route", "add", "local", ANYIP_PREFIX, "dev", "lo"],
-        ):
-            subprocess.run(["ip", "netns", "exec", name, *command], check=True)
+    """A fresh namespace with the LMAs' addresses on lo (raw sockets need root too)."""
+    with namespace(
+        ["ip", "-6", "addr", "add", f"{ACTIVE}/128", "dev", "lo", "nodad"],
+        ["ip", "-6", "addr", "add", f"{STANDBY}/128", "dev", "lo", "nodad"],
+    ) as name:
         yield name
-    finally:
-        # The child kills its LMAs; should it have died first, kill what is left in the
-        # namespace (only processes this test started live there).
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def run_in_netns(name: str, function: str, tmp: Path) -> None:
-    """Run ``function(tmp)`` of this module in a child process inside namespace ``name``."""
-    code = f"from tests.test_lma_raw import {function}; {function}({str(tmp)!r})"
-    child = subprocess.run(
-        ["ip", "netns", "exec", name, sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert child.returncode == 0, child.stderr
+    """Run ``function(tmp)`` of this module in a child process inside namespace ``name``; the
+    LMAs it starts die with the namespace should it not kill them itself."""
+    netns_run(name, "test_lma_raw", function, str(tmp), timeout=50)
 
 
 def test_raw_lma_answers_pbus_and_heartbeats(netns: str, tmp_path: Path) -> None:
@@ -135,55 +108,10 @@ def test_raw_startup_errors_name_the_address(netns: str) -> None:
 # --- the child: runs inside the namespace ----------------------------------------------------
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class RawLma:
+def raw_lma(tmp: Path, name: str, address: IPv6Address, *args: str) -> LmaProcess:
     """``lmaload lma --transport raw`` at ``address``; /metrics on it, stderr to a file."""
-
-    _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def __init__(self, tmp: Path, name: str, address: IPv6Address, *args: str) -> None:
-        self.address = address
-        self.log = tmp / f"{name}.log"
-        argv = ["--transport", "raw", "--listen", f"[{address}]:5436"]
-        argv += ["--metrics-port", str(METRICS_PORT), "--log-level", "debug", *args]
-        with self.log.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lmaload", "lma", *argv],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-
-    def metrics(self) -> dict[tuple[str, tuple], float]:
-        """Samples by (name, sorted labels); empty while the endpoint is not up."""
-        url = f"http://[{self.address}]:{METRICS_PORT}/metrics"
-        try:
-            text = self._no_proxy.open(url, timeout=2).read().decode()
-        except OSError:
-            assert self.proc.poll() is None, self.log.read_text()
-            return {}
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT)
+    args = ("--transport", "raw", "--log-level", "debug", *args)
+    return LmaProcess.spawn(tmp, name, str(address), 5436, *args, metrics_port=METRICS_PORT)
 
 
 class Mags:
@@ -276,7 +204,7 @@ def register(mags: Mags, lma: IPv6Address, seq: int = 1, *extra: object, session
     return out
 
 
-def start(lma: RawLma, role: str = "active", peers: int = 0) -> None:
+def start(lma: LmaProcess, role: str = "active", peers: int = 0) -> None:
     def up() -> bool:
         samples = lma.metrics()
         return (
@@ -284,11 +212,11 @@ def start(lma: RawLma, role: str = "active", peers: int = 0) -> None:
             and samples.get(("lmaload_lma_peers_alive", ())) == peers
         )
 
-    wait_for(up, f"the {role} LMA at {lma.address}")
+    wait_for(up, f"the {role} LMA at {lma.host}")
 
 
 def pbus_heartbeat_and_bad_checksum(tmp: str) -> None:
-    lma = RawLma(Path(tmp), "lma", ACTIVE, "--restart-counter", "9")
+    lma = raw_lma(Path(tmp), "lma", ACTIVE, "--restart-counter", "9")
     mags = Mags()
     try:
         start(lma)
@@ -340,8 +268,8 @@ def pbus_heartbeat_and_bad_checksum(tmp: str) -> None:
 
 
 def hard_failover(tmp: str) -> None:
-    active = RawLma(Path(tmp), "active", ACTIVE, "--peer", str(STANDBY), "--sync", "before-ack")
-    standby = RawLma(Path(tmp), "standby", STANDBY, "--role", "standby", "--peer", str(ACTIVE))
+    active = raw_lma(Path(tmp), "active", ACTIVE, "--peer", str(STANDBY), "--sync", "before-ack")
+    standby = raw_lma(Path(tmp), "standby", STANDBY, "--role", "standby", "--peer", str(ACTIVE))
     mags = Mags()
     try:
         start(active, peers=1)
