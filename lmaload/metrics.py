@@ -73,7 +73,6 @@ class LmaMetrics(Collector):
     def __init__(self) -> None:
         self.snapshot = LmaSnapshot()
         self._switchovers: Counter[str] = Counter()
-        self._peers_alive: set[str] = set()
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -81,10 +80,6 @@ class LmaMetrics(Collector):
         kind = SWITCHOVER_KINDS.get(event.kind)
         if kind is not None:
             self._switchovers[kind] += 1
-        elif event.kind == "peer_up":
-            self._peers_alive.add(event.detail["peer"])
-        elif event.kind == "peer_dead":
-            self._peers_alive.discard(event.detail["peer"])
 
     def observe(self, loop: EngineLoop) -> None:
         """Take a new snapshot of ``loop``'s engine and transport (from the loop's thread)."""
@@ -97,14 +92,12 @@ class LmaMetrics(Collector):
         self.snapshot = LmaSnapshot(
             role=engine.role.value,
             owns_lmaa=engine.owns_lmaa,
-            peers_alive=len(self._peers_alive),
+            peers_alive=engine.peers_alive,
             bce={s.name.lower(): cache.count(s) for s in BceState if s is not BceState.FREE},
             pbu_processed=counters.pbu_processed,
             pba_status=dict(counters.pba_status),
             drops=dict(drops),
-            # The engine has no public view of its sync queue: SS-REPs waiting for pacing plus
-            # those waiting for an SS-ACK.
-            sync_backlog=len(engine._sync_queue) + len(engine._sync_pending),
+            sync_backlog=engine.sync_backlog,
             sync={name: getattr(counters, attr) for name, _, attr in SYNC_COUNTERS},
             switchovers=dict(self._switchovers),
             datagrams_received=loop.datagrams_received,

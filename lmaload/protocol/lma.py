@@ -157,6 +157,16 @@ class LmaEngine:
         """Binding cache entries this LMA serves."""
         return self.cache.count(BceState.ACTIVE)
 
+    @property
+    def peers_alive(self) -> int:
+        """Peer LMAs whose HA-HELLOs are current."""
+        return len(self._sync_targets())
+
+    @property
+    def sync_backlog(self) -> int:
+        """SS-REPs waiting for a pacing slot plus those waiting for an SS-ACK."""
+        return len(self._sync_queue) + len(self._sync_pending)
+
     # --- receive dispatch ----------------------------------------------------------------------
 
     def _receive_one(self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float) -> None:
