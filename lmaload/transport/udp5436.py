@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-import struct
 from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
 
@@ -33,8 +32,7 @@ import numpy as np
 from lmaload.protocol.datagrams import Datagram, Datagrams
 from lmaload.transport.batch import BatchSocket
 from lmaload.wire import Message, WireError, decode_mh, encode_mh
-from lmaload.wire import codepoints as cp
-from lmaload.wire.ipv6 import DEFAULT_HOP_LIMIT, IPV6_HEADER_LENGTH
+from lmaload.wire.ipv6 import ipv6_header, split_ipv6_mh
 
 PMIP6_CNTL_PORT = 5436
 SEND_WAIT = 0.05  # seconds to wait for a full send buffer before counting the rest as dropped
@@ -44,24 +42,14 @@ OuterAddress = tuple[str, int]
 
 def frame(mh: bytes, src: IPv6Address, dst: IPv6Address) -> bytes:
     """A UDP/5436 payload: the inner IPv6 header for ``src`` → ``dst``, then ``mh``."""
-    header = struct.pack("!IHBB", 6 << 28, len(mh), cp.IPPROTO_MH, DEFAULT_HOP_LIMIT)
-    return header + src.packed + dst.packed + mh
+    return ipv6_header(src, dst, len(mh)) + mh
 
 
 def unframe(payload: bytes) -> Datagram:
     """The Mobility Header of a UDP/5436 payload with its inner addresses; WireError when the
     inner IPv6 header is missing or wrong (version, payload length, next header)."""
-    if len(payload) < IPV6_HEADER_LENGTH:
-        raise WireError(len(payload), "shorter than an inner IPv6 header")
-    if payload[0] >> 4 != 6:
-        raise WireError(0, f"inner IP version {payload[0] >> 4}")
-    if int.from_bytes(payload[4:6], "big") != len(payload) - IPV6_HEADER_LENGTH:
-        raise WireError(4, "inner Payload Length does not match the datagram")
-    if payload[6] != cp.IPPROTO_MH:
-        raise WireError(6, f"inner Next Header {payload[6]}")
-    return Datagram(
-        payload[IPV6_HEADER_LENGTH:], IPv6Address(payload[8:24]), IPv6Address(payload[24:40])
-    )
+    src, dst, mh = split_ipv6_mh(payload)
+    return Datagram(mh, src, dst)
 
 
 def mapped(address: IPv4Address | IPv6Address) -> IPv6Address:

@@ -27,23 +27,17 @@ class DecodedPacket:
     mh: DecodedMH
 
 
-def encode_ipv6_mh(
-    message: Message,
-    src: IPv6Address,
-    dst: IPv6Address,
-    config: WireConfig = DEFAULT_CONFIG,
-    hop_limit: int = DEFAULT_HOP_LIMIT,
+def ipv6_header(
+    src: IPv6Address, dst: IPv6Address, payload_length: int, hop_limit: int = DEFAULT_HOP_LIMIT
 ) -> bytes:
-    """An IPv6 header (next header 135) followed by the MH of ``message``, checksum filled."""
-    mh = encode_mh(message, src, dst, config)
-    header = struct.pack("!IHBB", 6 << 28, len(mh), cp.IPPROTO_MH, hop_limit)
-    return header + src.packed + dst.packed + mh
+    """An IPv6 header with next header 135 for a Mobility Header of ``payload_length`` octets."""
+    fixed = struct.pack("!IHBB", 6 << 28, payload_length, cp.IPPROTO_MH, hop_limit)
+    return fixed + src.packed + dst.packed
 
 
-def decode_ipv6_mh(data: bytes, config: WireConfig = DEFAULT_CONFIG) -> DecodedPacket:
-    """Decode an IPv6 header with next header 135 and the MH after it; raises only WireError,
-    with offsets counted from the IPv6 header."""
-    data = bytes(data)
+def split_ipv6_mh(data: bytes) -> tuple[IPv6Address, IPv6Address, bytes]:
+    """The addresses and the MH octets behind an IPv6 header with next header 135; raises
+    WireError (offsets counted from the IPv6 header) when the header is missing or wrong."""
     if len(data) < IPV6_HEADER_LENGTH:
         raise WireError(len(data), f"an IPv6 header is 40 octets, got {len(data)}")
     if data[0] >> 4 != 6:
@@ -55,12 +49,30 @@ def decode_ipv6_mh(data: bytes, config: WireConfig = DEFAULT_CONFIG) -> DecodedP
         )
     if data[6] != cp.IPPROTO_MH:
         raise WireError(6, f"Next Header {data[6]}, expected {cp.IPPROTO_MH} (Mobility Header)")
-    src, dst = IPv6Address(data[8:24]), IPv6Address(data[24:40])
+    return IPv6Address(data[8:24]), IPv6Address(data[24:40]), data[IPV6_HEADER_LENGTH:]
+
+
+def encode_ipv6_mh(
+    message: Message,
+    src: IPv6Address,
+    dst: IPv6Address,
+    config: WireConfig = DEFAULT_CONFIG,
+    hop_limit: int = DEFAULT_HOP_LIMIT,
+) -> bytes:
+    """An IPv6 header (next header 135) followed by the MH of ``message``, checksum filled."""
+    mh = encode_mh(message, src, dst, config)
+    return ipv6_header(src, dst, len(mh), hop_limit) + mh
+
+
+def decode_ipv6_mh(data: bytes, config: WireConfig = DEFAULT_CONFIG) -> DecodedPacket:
+    """Decode an IPv6 header with next header 135 and the MH after it; raises only WireError,
+    with offsets counted from the IPv6 header."""
+    src, dst, mh = split_ipv6_mh(bytes(data))
     try:
-        mh = decode_mh(data[IPV6_HEADER_LENGTH:], src, dst, config)
+        decoded = decode_mh(mh, src, dst, config)
     except WireError as exc:
         raise WireError(exc.offset + IPV6_HEADER_LENGTH, exc.reason) from None
-    return DecodedPacket(src, dst, mh)
+    return DecodedPacket(src, dst, decoded)
 
 
 def decode_datagram(
