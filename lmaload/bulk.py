@@ -55,6 +55,7 @@ from lmaload.wire import (
 from lmaload.wire import codepoints as cp
 from lmaload.wire.codepoints import DEFAULT_CONFIG
 from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH
+from lmaload.wire.messages import pack_sessions
 
 ALL_ZERO = IPv6Address(0)
 
@@ -201,26 +202,20 @@ def py_encode_state_sync(
         bits = (cp.SS_FLAG_A if ack else 0) | (cp.SS_FLAG_M if more else 0)
         return StateSync(cp.SS_REPLY, sync_identifier(identifier, k, identifier_step), bits, opts)
 
-    def fits(opts: tuple[Option, ...]) -> bool:
-        try:
-            return len(encode_mh(message(0, opts, True), config=config)) <= max_length
-        except ValueError:  # over the 2048-octet MH limit
-            return False
-
-    groups: list[tuple[int, tuple[Option, ...]]] = []  # (first session, options)
     for i, session in enumerate(sessions):
-        if groups and fits((*groups[-1][1], *session)):
-            groups[-1] = (groups[-1][0], (*groups[-1][1], *session))
-            continue
-        if not fits(session):
+        try:
+            alone = len(encode_mh(message(0, tuple(session), True), config=config))
+        except ValueError:  # an option over 255 octets, or over the 2048-octet MH limit
+            alone = max_length + 1
+        if alone > max_length:
             raise ValueError(f"session of row {int(rows[i])} alone exceeds {max_length} octets")
-        groups.append((i, session))
+    groups = pack_sessions([], [list(s) for s in sessions], max_length) if sessions else []
     encoded = [
-        encode_mh(message(k, opts, k < len(groups) - 1), src, dst, config)
-        for k, (_, opts) in enumerate(groups)
+        encode_mh(message(k, tuple(opts), k < len(groups) - 1), src, dst, config)
+        for k, (opts, _) in enumerate(groups)
     ]
     buf, offsets = _pack(encoded)
-    first = np.array([g[0] for g in groups] + [len(sessions)], dtype=np.int64)
+    first = np.array([carried[0] for _, carried in groups] + [len(sessions)], dtype=np.int64)
     return SyncBatch(buf, offsets, first)
 
 

@@ -28,7 +28,6 @@ from lmaload.protocol.redundancy import (
     Peer,
     SyncedSession,
     Takeover,
-    pack_sessions,
     session_options,
 )
 from lmaload.protocol.timers import Timers
@@ -55,6 +54,7 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from lmaload.wire.messages import pack_sessions
 
 HAC_SWITCH_STATUS_TAKE_OVER = frozenset({0, 130})  # spec-digest §8.5 policy table
 MAX_SYNC_REQUEST_TIMEOUT = 30.0

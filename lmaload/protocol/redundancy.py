@@ -22,10 +22,7 @@ from lmaload.wire import (
     ProxyBindingCacheInformation,
     Timestamp,
 )
-from lmaload.wire.codepoints import MH_MAX_LENGTH
-from lmaload.wire.messages import MH_HEADER_LENGTH, StateSync
 
-SS_FIXED_END = MH_HEADER_LENGTH + StateSync.FIXED  # options of a State Sync start here
 ALL_ZERO = IPv6Address("::")
 
 
@@ -105,38 +102,6 @@ def session_options(cache: BindingCache, row: int, now: float, deleted: bool) ->
     if lla != ALL_ZERO:
         opts.append(LinkLocalAddress(lla))
     return opts
-
-
-def _advance(offset: int, options: Iterable[Option]) -> int:
-    """The MH offset after encoding ``options`` from ``offset`` (the padding rule of §1.2)."""
-    for opt in options:
-        x, y = opt.ALIGN
-        offset += (y - offset) % x + 2 + len(opt.pack())
-    return offset
-
-
-def pack_sessions(
-    lead: list[Option], sessions: list[list[Option]]
-) -> list[tuple[list[Option], list[int]]]:
-    """Split sessions into SS-REP option lists of at most 2048 octets each (R15), every list
-    starting with ``lead``; returns (options, indexes of the sessions it carries)."""
-    messages: list[tuple[list[Option], list[int]]] = []
-    start_offset = _advance(SS_FIXED_END, lead)
-    current: list[Option] = list(lead)
-    carried: list[int] = []
-    offset = start_offset
-    for index, opts in enumerate(sessions):
-        end = _advance(offset, opts)
-        if carried and end + (-end % 8) > MH_MAX_LENGTH:
-            messages.append((current, carried))
-            current, carried = list(lead), []
-            end = _advance(start_offset, opts)
-        current += opts
-        carried.append(index)
-        offset = end
-    if carried or not messages:
-        messages.append((current, carried))
-    return messages
 
 
 @dataclass

@@ -24,6 +24,7 @@ from lmaload.wire.options import (
     ProxyBindingCacheInformation,
     decode_options,
     encode_options,
+    options_end,
 )
 
 MH_HEADER_LENGTH = 6  # Payload Proto, Header Len, MH Type, Reserved, Checksum
@@ -229,6 +230,33 @@ class StateSync(Message):
         start = cls._require(mh, cls.FIXED)
         ss_type, flags, identifier = struct.unpack_from("!BBH", mh, 6)
         return cls(ss_type, identifier, flags, cls._options(mh, start, config))
+
+
+def pack_sessions(
+    lead: list[Option], sessions: list[list[Option]], max_length: int = cp.MH_MAX_LENGTH
+) -> list[tuple[list[Option], list[int]]]:
+    """Split State Synchronization sessions (each a (P)BCI and its MN options) into SS-REP
+    option lists filled greedily in order, each starting with ``lead`` and at most
+    ``max_length`` octets once encoded (R15). Returns (options, indexes of the sessions carried);
+    a session too long to share a message gets one of its own, and no sessions one with ``lead``
+    alone."""
+    start = options_end(lead, MH_HEADER_LENGTH + StateSync.FIXED)
+    messages: list[tuple[list[Option], list[int]]] = []
+    current: list[Option] = list(lead)
+    carried: list[int] = []
+    offset = start
+    for index, opts in enumerate(sessions):
+        end = options_end(opts, offset)
+        if carried and end + (-end % 8) > max_length:
+            messages.append((current, carried))
+            current, carried = list(lead), []
+            end = options_end(opts, start)
+        current += opts
+        carried.append(index)
+        offset = end
+    if carried or not messages:
+        messages.append((current, carried))
+    return messages
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ decoder skips them. Decoders enforce lengths, never alignment (a receiver accept
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
@@ -473,6 +474,15 @@ def padding(n: int) -> bytes:
     if n == 1:
         return b"\x00"
     return bytes([cp.OPT_PADN, n - 2]) + bytes(n - 2)
+
+
+def options_end(options: Iterable[Option], start: int) -> int:
+    """The MH offset where ``options`` encoded from ``start`` end, before the final padding to 8
+    (the same alignment rule as ``encode_options``)."""
+    for opt in options:
+        x, y = opt.ALIGN
+        start += (y - start) % x + 2 + len(opt.pack())
+    return start
 
 
 def encode_options(options: tuple[Option, ...], start: int, config: WireConfig) -> bytes:
