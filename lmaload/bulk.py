@@ -209,7 +209,8 @@ def py_encode_state_sync(
             alone = max_length + 1
         if alone > max_length:
             raise ValueError(f"session of row {int(rows[i])} alone exceeds {max_length} octets")
-    groups = pack_sessions([], [list(s) for s in sessions], max_length) if sessions else []
+    limit = min(max_length, cp.MH_MAX_LENGTH)
+    groups = pack_sessions([], [list(s) for s in sessions], limit) if sessions else []
     encoded = [
         encode_mh(message(k, tuple(opts), k < len(groups) - 1), src, dst, config)
         for k, (opts, _) in enumerate(groups)
