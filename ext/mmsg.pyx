@@ -65,6 +65,8 @@ cdef extern from "<sys/socket.h>" nogil:
         _SO_RCVBUFFORCE "SO_RCVBUFFORCE"
         _SO_SNDBUFFORCE "SO_SNDBUFFORCE"
         _SO_RXQ_OVFL "SO_RXQ_OVFL"
+        _SO_TIMESTAMPNS "SO_TIMESTAMPNS"
+        _SCM_TIMESTAMPNS "SCM_TIMESTAMPNS"
 
 
 cdef extern from "<netinet/in.h>" nogil:
@@ -122,13 +124,14 @@ IPV6_CHECKSUM: int = _IPV6_CHECKSUM
 SO_RCVBUFFORCE: int = _SO_RCVBUFFORCE
 SO_SNDBUFFORCE: int = _SO_SNDBUFFORCE
 SO_RXQ_OVFL: int = _SO_RXQ_OVFL
+SO_TIMESTAMPNS: int = _SO_TIMESTAMPNS
 
 cdef enum:
     # UIO_MAXIOV: the kernel moves at most this many datagrams per sendmmsg/recvmmsg call.
     MAX_BATCH = 1024
-    # Ancillary room per received datagram: a pktinfo and an SO_RXQ_OVFL counter need 60 octets;
-    # the rest is for options a caller adds (timestamps) so they do not truncate the pktinfo.
-    RECV_CONTROL = 128
+    # Ancillary room per received datagram: a pktinfo, an SO_RXQ_OVFL counter and an
+    # SO_TIMESTAMPNS timespec need 92 octets; the rest is slack so nothing truncates the pktinfo.
+    RECV_CONTROL = 160
 
 MAX_DATAGRAMS_PER_CALL: int = MAX_BATCH
 
@@ -360,12 +363,13 @@ cdef class BatchReceiver:
     cdef readonly Py_ssize_t max_size
     cdef readonly int family
     cdef int width
-    cdef object buf, offsets, src, sport, dst
+    cdef object buf, offsets, src, sport, dst, arrival
     cdef uint8_t* buf_p
     cdef int64_t* offsets_p
     cdef uint8_t* src_p
     cdef uint16_t* sport_p
     cdef uint8_t* dst_p
+    cdef int64_t* arrival_p
     cdef mmsghdr* msgs
     cdef iovec* iov
     cdef sockaddr_any* names
@@ -386,16 +390,19 @@ cdef class BatchReceiver:
         self.src = np.zeros((capacity, self.width), dtype=np.uint8)
         self.sport = np.zeros(capacity, dtype=np.uint16)
         self.dst = np.zeros((capacity, self.width), dtype=np.uint8)
+        self.arrival = np.zeros(capacity, dtype=np.int64)
         cdef uint8_t[::1] b = self.buf
         cdef int64_t[::1] o = self.offsets
         cdef uint8_t[:, ::1] s = self.src
         cdef uint16_t[::1] p = self.sport
         cdef uint8_t[:, ::1] d = self.dst
+        cdef int64_t[::1] a = self.arrival
         self.buf_p = &b[0]
         self.offsets_p = &o[0]
         self.src_p = &s[0, 0]
         self.sport_p = &p[0]
         self.dst_p = &d[0, 0]
+        self.arrival_p = &a[0]
         self.msgs = <mmsghdr*>calloc(capacity, sizeof(mmsghdr))
         self.iov = <iovec*>calloc(capacity, sizeof(iovec))
         self.names = <sockaddr_any*>calloc(capacity, sizeof(sockaddr_any))
@@ -422,13 +429,15 @@ cdef class BatchReceiver:
 
         ``timeout`` bounds the wait for the first datagram, in seconds: 0 does not wait
         (MSG_DONTWAIT), None waits as long as it takes. Returns
-        ``(buf, offsets, src, sport, dst, truncated, drops)``:
+        ``(buf, offsets, src, sport, dst, arrival, truncated, drops)``:
 
         - ``buf`` uint8 and ``offsets`` int64 (count + 1 entries) in the bulk codec's layout;
         - ``src`` (count, 4|16) uint8 and ``sport`` uint16: each datagram's source address and
           port (port 0 on raw sockets);
         - ``dst`` (count, 4|16) uint8: the address each datagram was sent to, from IP_PKTINFO /
           IPV6_PKTINFO; all zero when the socket does not ask for pktinfo;
+        - ``arrival`` int64: when the kernel received each datagram, Unix nanoseconds
+          (SO_TIMESTAMPNS); 0 when the socket does not ask for timestamps;
         - ``truncated``: datagrams longer than max_size, dropped from the batch and only counted;
         - ``drops``: the socket's SO_RXQ_OVFL counter (datagrams the kernel dropped on it since
           it opened: receive buffer full, bad checksum, ...) as of the latest datagram that
@@ -488,6 +497,7 @@ cdef class BatchReceiver:
             self.src[:count],
             self.sport[:count],
             self.dst[:count],
+            self.arrival[:count],
         )
         if copy:
             out = tuple(a.copy() for a in out)
@@ -515,10 +525,12 @@ cdef class BatchReceiver:
         cdef cmsghdr* cm
         cdef sockaddr_any* name
         cdef uint8_t* dst_row
+        cdef timespec* stamp
         for i in range(got):
             h = &self.msgs[i].msg_hdr
             dst_row = self.dst_p + count * w
             memset(dst_row, 0, w)
+            self.arrival_p[count] = 0
             cm = CMSG_FIRSTHDR(h)
             while cm != NULL:
                 if cm.cmsg_level == IPPROTO_IP and cm.cmsg_type == _IP_PKTINFO and w == 4:
@@ -527,6 +539,9 @@ cdef class BatchReceiver:
                     memcpy(dst_row, &(<in6_pktinfo*>CMSG_DATA(cm)).ipi6_addr, 16)
                 elif cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == _SO_RXQ_OVFL:
                     drops = (<uint32_t*>CMSG_DATA(cm))[0]
+                elif cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == _SCM_TIMESTAMPNS:
+                    stamp = <timespec*>CMSG_DATA(cm)
+                    self.arrival_p[count] = <int64_t>stamp.tv_sec * 1000000000 + stamp.tv_nsec
                 cm = CMSG_NXTHDR(h, cm)
             if h.msg_flags & MSG_TRUNC:
                 truncated += 1

@@ -443,3 +443,21 @@ def test_partial_send_with_a_tiny_send_buffer(netns: str) -> None:
     if shaped.returncode != 0:
         pytest.skip(f"no tbf qdisc: {shaped.stderr.strip()}")
     run_in_netns(netns, "partial_sends")
+
+
+def test_each_datagram_carries_its_kernel_arrival_time(
+    sender: BatchSocket, receiver: BatchSocket
+) -> None:
+    """SO_TIMESTAMPNS: stamped when the kernel took the datagram, not when recv ran."""
+    # The first socket of a system to ask for timestamps turns receive stamping on from a
+    # kernel work item; until it has run, datagrams are stamped when read.
+    time.sleep(0.05)
+    buf, offsets = pack(distinct_payloads(20))
+    before = time.time_ns()
+    assert sender.send(buf, offsets, "127.0.0.1", receiver.local_address[1]) == 20
+    sent = time.time_ns()
+    time.sleep(0.2)
+    batch = receiver.recv(timeout=1.0)
+    assert batch.count == 20 and batch.arrival.dtype == np.int64
+    assert (batch.arrival >= before).all() and (batch.arrival <= sent).all()
+    assert (np.diff(batch.arrival) >= 0).all()

@@ -119,7 +119,7 @@ class ScriptedMag:
                     self._send_pbu(session, now)
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
-        for data, src, dst in datagrams:
+        for data, src, dst, _ in datagrams:
             try:
                 msg = decode_mh(data, src, dst).message
             except WireError:
@@ -408,3 +408,22 @@ def test_sync_mode_at_a_crash_right_after_the_pbas(sync, seed, link):
     sim.run_for(10)  # and then the HELLO-detected switch re-registers everything at LMA2
     if link is CLEAN:
         assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())
+
+
+def test_takeover_holds_the_latest_pbu_of_each_session():
+    """While the SO-REQ goes unanswered (LMA1 unreachable from both the MAG and LMA2, until LMA2
+    declares it dead), the MAG retransmits its PBU+LFIs; LMA2 answers each session once, the
+    latest PBU, which is the one the MAG is waiting for."""
+    sim = Simulator(seed=0, default_link=CLEAN)
+    _lma1, lma2 = lma_pair(sim)
+    mag = ScriptedMag(MAG_A, [LMA1, LMA2], mns("r", 4), sim.now, missing_allowed=1)
+    sim.add_node("mag", mag, [MAG_A])
+    sim.run_for(5)
+    assert all(s.registered and s.lma == LMA1 for s in mag.sessions.values())
+    sim.cut([MAG_A, LMA2], [LMA1])
+    sim.run_for(15)
+    done = [e for e in lma2.events if e.kind == "switchover_done"]
+    assert len(done) == 1 and done[0].detail["queued"] == 4
+    assert lma2.counters.pba_status[0] == 4 and sum(lma2.counters.pba_status.values()) == 4
+    assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())
+    assert all(s.statuses[-1] == 0 for s in mag.sessions.values())

@@ -8,7 +8,7 @@ from ipaddress import IPv6Address, IPv6Network
 
 import pytest
 
-from lmaload.protocol import BceState, Datagrams, LmaConfig, LmaEngine, Policy
+from lmaload.protocol import BceState, Datagram, Datagrams, LmaConfig, LmaEngine, Policy
 from lmaload.wire import (
     AccessTechnologyType,
     AlternateCareOfAddress,
@@ -66,9 +66,9 @@ def pbu_options(
 def exchange(
     lma: LmaEngine, msg, now: float = T0, src: IPv6Address = MAG, dst: IPv6Address = LMA
 ) -> list:
-    lma.receive(Datagrams([(encode_mh(msg, src, dst), src, dst)]), now)
+    lma.receive(Datagrams([Datagram(encode_mh(msg, src, dst), src, dst)]), now)
     out = []
-    for data, s, d in lma.datagrams_to_send():
+    for data, s, d, _ in lma.datagrams_to_send():
         decoded = decode_mh(data, s, d)
         assert decoded.checksum_ok
         out.append((decoded.message, s, d))
@@ -160,6 +160,17 @@ def test_policy_rejections_152_153_154():
 def test_insufficient_resources_130_when_the_pool_is_exhausted():
     lma = engine(prefix_pool=IPv6Network("2001:db8:8000::/63"))
     assert [pba(lma, 1, mn=b"mn%d" % i).status for i in range(3)] == [0, 0, 130]
+
+
+def test_timestamp_window_is_checked_at_arrival_not_when_processed():
+    """A PBU that waited in the receive queue past the window is judged by when it arrived."""
+    pbu = BindingUpdate(1, 100, options=pbu_options(ts=T0))
+    late = T0 + 1.0
+    for arrival, status in ((T0, 0), (None, 156)):
+        lma = engine()
+        lma.receive(Datagrams([Datagram(encode_mh(pbu, MAG, LMA), MAG, LMA, arrival)]), late)
+        (reply,) = lma.datagrams_to_send()
+        assert decode_mh(reply.data, reply.src, reply.dst).message.status == status
 
 
 def test_timestamp_lower_than_previously_accepted_157():
@@ -297,6 +308,11 @@ def test_bad_checksum_malformed_and_foreign_destination_are_dropped():
     lma = engine()
     good = encode_mh(BindingUpdate(1, 100, options=pbu_options()), MAG, LMA)
     bad = good[:4] + bytes([good[4] ^ 0xFF]) + good[5:]
-    lma.receive(Datagrams([(bad, MAG, LMA), (good[:-8], MAG, LMA), (good, MAG, MAG2)]), T0)
+    lma.receive(
+        Datagrams(
+            [Datagram(bad, MAG, LMA), Datagram(good[:-8], MAG, LMA), Datagram(good, MAG, MAG2)]
+        ),
+        T0,
+    )
     assert list(lma.datagrams_to_send()) == []
     assert lma.counters.drops == {"checksum": 1, "malformed": 1, "not_local": 1}

@@ -15,11 +15,13 @@ from typing import NamedTuple
 
 
 class Datagram(NamedTuple):
-    """One Mobility Header and its pseudo-header addresses."""
+    """One Mobility Header and its pseudo-header addresses; ``arrival`` is when the kernel
+    received it (Unix seconds), None where unknown or for datagrams to send."""
 
     data: bytes
     src: IPv6Address
     dst: IPv6Address
+    arrival: float | None = None
 
 
 class Datagrams:
@@ -30,8 +32,10 @@ class Datagrams:
     def __init__(self, items: Iterable[Datagram] = ()) -> None:
         self._items: list[Datagram] = list(items)
 
-    def append(self, data: bytes, src: IPv6Address, dst: IPv6Address) -> None:
-        self._items.append(Datagram(data, src, dst))
+    def append(
+        self, data: bytes, src: IPv6Address, dst: IPv6Address, arrival: float | None = None
+    ) -> None:
+        self._items.append(Datagram(data, src, dst, arrival))
 
     def extend(self, other: Iterable[Datagram]) -> None:
         self._items.extend(other)

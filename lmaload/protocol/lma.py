@@ -132,8 +132,8 @@ class LmaEngine:
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
         """Process a batch of received Mobility Headers."""
-        for data, src, dst in datagrams:
-            self._receive_one(data, src, dst, now)
+        for data, src, dst, arrival in datagrams:
+            self._receive_one(data, src, dst, now, now if arrival is None else arrival)
         self._flush_sync(now)
 
     def datagrams_to_send(self) -> Datagrams:
@@ -169,7 +169,9 @@ class LmaEngine:
 
     # --- receive dispatch ----------------------------------------------------------------------
 
-    def _receive_one(self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float) -> None:
+    def _receive_one(
+        self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float, arrival: float
+    ) -> None:
         if dst != self.config.address and not (dst == self._lmaa and self.owns_lmaa):
             self._drop("not_local")
             return
@@ -183,7 +185,7 @@ class LmaEngine:
             return
         msg = decoded.message
         if isinstance(msg, BindingUpdate):
-            self._on_pbu(msg, src, dst, now)
+            self._on_pbu(msg, src, dst, now, arrival)
         elif isinstance(msg, Heartbeat):
             self._on_heartbeat(msg, src, dst, now)
         elif isinstance(msg, UnknownMessage):
@@ -210,7 +212,12 @@ class LmaEngine:
 
     # --- PBU processing (RFC 5213 §5.3, spec-digest §3.2) ---------------------------------------
 
-    def _on_pbu(self, msg: BindingUpdate, src: IPv6Address, dst: IPv6Address, now: float) -> None:
+    def _on_pbu(
+        self, msg: BindingUpdate, src: IPv6Address, dst: IPv6Address, now: float, arrival: float
+    ) -> None:
+        """``arrival``: the LMA clock when the PBU reached this host, which its Timestamp is
+        checked against (spec-digest §3.4), so that time it spends queued here (a failover
+        burst) does not push a punctual MAG out of the window."""
         self.counters.pbu_processed += 1
         if not msg.flags & cp.BU_FLAG_P:
             self._drop("not_proxy")
@@ -224,9 +231,9 @@ class LmaEngine:
         if status is not None:
             self._reject(pbu, status, now)
         elif self._serves(mag, dst):
-            self._process(pbu, now, now)
+            self._process(pbu, now, arrival)
         elif pbu.lfi is not None and self.config.mode == "hard":
-            self._queue_takeover(pbu, pbu.lfi, now)
+            self._queue_takeover(pbu, pbu.lfi, now, arrival)
         else:
             self._reject(pbu, cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE, now)
 
@@ -640,16 +647,17 @@ class LmaEngine:
     # --- hard switch per MAG (seed Figure 3, spec-digest §8.5, R16, R17, R29) ------------------
 
     def _queue_takeover(
-        self, pbu: ProxyBindingUpdate, lfi: LmaFailureIndication, now: float
+        self, pbu: ProxyBindingUpdate, lfi: LmaFailureIndication, now: float, arrival: float
     ) -> None:
         """Hold a PBU+LFI; the first one of a MAG sends the SO-REQ naming that MAG."""
         mag = pbu.proxy_coa
         takeover = self._takeovers.get(mag)
         if takeover is not None:
-            takeover.queued.append((pbu, now))
+            takeover.hold(pbu, arrival)
             return
         current = self._current_lma_of(mag, lfi.lmaa)
-        takeover = Takeover(mag, current, [(pbu, now)], self.config.switchover_initial_timeout)
+        takeover = Takeover(mag, current, self.config.switchover_initial_timeout)
+        takeover.hold(pbu, arrival)
         self._takeovers[mag] = takeover
         self._event(now, "switchover_started", mag=str(mag), current=str(current))
         if not self._peers[current].alive:
@@ -696,7 +704,7 @@ class LmaEngine:
         self._event(
             now, "switchover_done", mag=str(mag), reason=reason, queued=len(takeover.queued)
         )
-        for pbu, arrival in takeover.queued:
+        for pbu, arrival in takeover.queued.values():
             self._process(pbu, now, arrival)
         current = self._peers[takeover.current]
         if self.config.send_switch_complete and current.alive:
@@ -709,7 +717,7 @@ class LmaEngine:
         takeover = self._takeovers.pop(mag)
         self._timers.cancel(("so", mag))
         self._event(now, "switchover_refused", mag=str(mag), reason=reason)
-        for pbu, _ in takeover.queued:
+        for pbu, _ in takeover.queued.values():
             self._reject(pbu, cp.STATUS_ADMINISTRATIVELY_PROHIBITED, now)
 
     def _on_ha_control(self, msg: HomeAgentControl, src: IPv6Address, now: float) -> None:

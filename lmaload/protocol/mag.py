@@ -62,11 +62,8 @@ NO_LFI = -1
 BOUND = (S.REGISTERED, S.REFRESHING)  # the LMA holds a binding the MAG knows about
 AWAITING_PBA = (S.REGISTERING, S.REFRESHING, S.FAILOVER, S.DEREGISTERING)
 MOVABLE = (S.REGISTERING, S.REGISTERED, S.REFRESHING, S.FAILOVER)  # may switch LMA
-RETRY_NOW = (
-    cp.STATUS_TIMESTAMP_MISMATCH,
-    cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED,
-    cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
-)
+TIMING_STATUS = (cp.STATUS_TIMESTAMP_MISMATCH, cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
+RETRY_NOW = (*TIMING_STATUS, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
 MAX_IMMEDIATE_RETRIES = 3  # 155/156/157 answered again and again: give the session up
 LATENCY_KIND = {S.REGISTERING: "register", S.REFRESHING: "refresh", S.FAILOVER: "failover"}
 
@@ -398,8 +395,8 @@ class MagEngine:
             live & (status == cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE) & (self._lfi[rows] != NO_LFI)
         )
         final = live & (status >= 128) & ~retry & ~no_state
-        lost = live & (status >= 128) & (status != cp.STATUS_TIMESTAMP_MISMATCH)
-        lost &= status != cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+        # A timing retry may still keep the session; one given up on (``final``) is lost.
+        lost = live & (status >= 128) & ~(retry & np.isin(status, TIMING_STATUS))
         self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode == "virtual")
         for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
             self.counters.failed[int(code)] += int(n)

@@ -107,12 +107,18 @@ def session_options(cache: BindingCache, row: int, now: float, deleted: bool) ->
 @dataclass
 class Takeover:
     """A per-MAG hard-switch takeover at the standby (spec-digest §8.5, R16, R17, R29): the
-    PBUs (with their arrival times) held until the current LMA answers the SO-REQ."""
+    PBUs (with their arrival times) held until the current LMA answers the SO-REQ, the latest
+    one per mobile node interface (a MAG retransmitting while it waits replaces its PBU, which
+    the PBA must match)."""
 
     mag: IPv6Address
     current: IPv6Address
-    queued: list[tuple[ProxyBindingUpdate, float]] = field(default_factory=list)
     interval: float = 1.0
+    queued: dict[tuple[object, ...], tuple[ProxyBindingUpdate, float]] = field(default_factory=dict)
+
+    def hold(self, pbu: ProxyBindingUpdate, arrival: float) -> None:
+        key = (pbu.mn_id.identifier if pbu.mn_id else None, pbu.ll_id, pbu.att)
+        self.queued[key] = (pbu, arrival)
 
 
 @dataclass

@@ -44,7 +44,8 @@ AddressLike = Address | bytes | np.ndarray | Iterable[Address]
 class Batch:
     """Datagrams received by one ``BatchSocket.recv``: datagram ``i`` is
     ``buf[offsets[i]:offsets[i + 1]]``, from ``src[i]`` port ``sport[i]`` (0 on raw sockets),
-    sent to the local address ``dst[i]``.
+    sent to the local address ``dst[i]``, received by the kernel at ``arrival[i]`` (Unix
+    nanoseconds, SO_TIMESTAMPNS: before any time the datagram spent queued on the socket).
 
     ``truncated`` counts datagrams longer than the socket's ``max_size``: they are left out of
     the batch. ``drops`` is the kernel's count of datagrams it dropped on the socket since it
@@ -58,6 +59,7 @@ class Batch:
     src: np.ndarray
     sport: np.ndarray
     dst: np.ndarray
+    arrival: np.ndarray
     count: int
     truncated: int
     drops: int
@@ -102,8 +104,9 @@ class BatchSocket:
     """A non-blocking UDP or raw IPv6 socket that sends and receives datagrams in batches.
 
     Build one with ``udp`` or ``raw_mh``, or adopt an AF_INET/AF_INET6 datagram or raw socket
-    (this object owns it from then on and sets it up: non-blocking, pktinfo on receive, the
-    kernel's drop counter, and FREEBIND so AnyIP addresses work as sources and bind addresses).
+    (this object owns it from then on and sets it up: non-blocking, pktinfo and kernel
+    timestamps on receive, the kernel's drop counter, and FREEBIND so AnyIP addresses work as
+    sources and bind addresses).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class BatchSocket:
             sock.setsockopt(socket.IPPROTO_IPV6, mmsg.IPV6_RECVPKTINFO, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, mmsg.IPV6_FREEBIND, 1)
         sock.setsockopt(socket.SOL_SOCKET, mmsg.SO_RXQ_OVFL, 1)
+        sock.setsockopt(socket.SOL_SOCKET, mmsg.SO_TIMESTAMPNS, 1)
         self._fd = sock.fileno()
         self._sender = mmsg.BatchSender()
         self._receiver = mmsg.BatchReceiver(max_datagrams, max_size, self.family)
@@ -240,12 +244,14 @@ class BatchSocket:
         Without ``copy`` the batch's arrays are views into buffers of this socket that the next
         ``recv`` overwrites: decode (or copy) a batch before receiving the next.
         """
-        buf, offsets, src, sport, dst, truncated, drops = self._receiver.recv(
+        buf, offsets, src, sport, dst, arrival, truncated, drops = self._receiver.recv(
             self._fd, timeout, copy, max_datagrams
         )
         learnt = max(drops - self.drops, 0)
         self.drops += learnt
-        return Batch(buf, offsets, src, sport, dst, len(offsets) - 1, truncated, self.drops, learnt)
+        return Batch(
+            buf, offsets, src, sport, dst, arrival, len(offsets) - 1, truncated, self.drops, learnt
+        )
 
     def wait_writable(self, timeout: float | None = None) -> bool:
         """Whether the socket can take more datagrams, waiting up to ``timeout`` seconds."""

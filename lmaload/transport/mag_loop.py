@@ -44,7 +44,7 @@ class MagTransport:
         srcs: list[bytes] = []
         dsts: list[bytes] = []
         ports: list[int] = []
-        for data, src, dst in datagrams:
+        for data, src, dst, _ in datagrams:
             mag, lma = self._mag_addr4.get(src), self._lmas.get(dst)
             if mag is None or lma is None:
                 self.drops["no_route"] += 1

@@ -53,11 +53,13 @@ class RawTransport:
         # receive buffer: count both, so a raw LMA's drops are not silent.
         if batch.new_drops:
             self.drops["kernel"] += batch.new_drops
+        arrival = (batch.arrival * 1e-9).tolist()
         return Datagrams(
             Datagram(
                 batch.datagram(i),
                 IPv6Address(batch.src[i].tobytes()),
                 IPv6Address(batch.dst[i].tobytes()),
+                arrival[i] or None,
             )
             for i in range(batch.count)
         )

@@ -140,21 +140,22 @@ class UdpTransport:
         out = Datagrams()
         routes = self._routes
         buf, offsets, src, sport = batch.buf, batch.offsets, batch.src, batch.sport
+        arrival = (batch.arrival * 1e-9).tolist()
         for i in range(batch.count):
             try:
-                datagram = unframe(buf[offsets[i] : offsets[i + 1]].tobytes())
+                data, inner_src, inner_dst, _ = unframe(buf[offsets[i] : offsets[i + 1]].tobytes())
             except WireError:
                 self.drops["bad_inner_header"] += 1
                 continue
-            routes[datagram.src] = (src[i].tobytes(), int(sport[i]))
-            out.extend((datagram,))
+            routes[inner_src] = (src[i].tobytes(), int(sport[i]))
+            out.append(data, inner_src, inner_dst, arrival[i] or None)
         return out
 
     def send(self, datagrams: Datagrams) -> None:
         """Frame and send, each from the socket of its source address (the LMAA's or ours)."""
         lmaa = self._lmaa[0] if self.lmaa_socket is not None else None  # type: ignore[index]
         by_socket: dict[BatchSocket, list[tuple[bytes, bytes, int]]] = {}
-        for data, src, dst in datagrams:
+        for data, src, dst, _ in datagrams:
             outer = self._routes.get(dst)
             if outer is None:
                 fallback = default_outer(dst, self.family)
@@ -234,7 +235,7 @@ class SignallingSocket:
             payload = self.sock.recv(65535)
         except TimeoutError:
             return None
-        data, src, dst = unframe(payload)
+        data, src, dst, _ = unframe(payload)
         decoded = decode_mh(data, src, dst)
         if decoded.checksum_ok is False:
             raise WireError(4, "bad checksum")
