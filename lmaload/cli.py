@@ -207,7 +207,7 @@ class _OneLineErrors(click.Command):
 
 
 def _endpoint(text: str, option: str, transport: str) -> Any:
-    from lmaload.lma_process import Endpoint, parse_endpoint
+    from lmaload.endpoints import Endpoint, parse_endpoint
 
     try:
         if transport == "raw":
@@ -319,15 +319,10 @@ def lma(
     import logging
     from ipaddress import IPv6Network, ip_address
 
-    from lmaload.lma_process import (
-        LmaSettings,
-        StartupError,
-        load_policy,
-        mapped,
-        parse_host_port,
-        run,
-    )
+    from lmaload.endpoints import parse_host_port
+    from lmaload.lma_process import LmaSettings, StartupError, load_policy, run
     from lmaload.protocol import Policy
+    from lmaload.transport.udp5436 import mapped
 
     try:
         host, port = parse_host_port(listen)
@@ -388,6 +383,46 @@ def lma(
         sys.exit(EXIT_INVALID_INPUT)
 
 
+def _run_targets(
+    lma: str | None, standby: str | None, fail_cmd: str | None, mode: str, allow_remote: bool
+) -> tuple[Any, Any]:
+    """The user's (active, standby) endpoints of ``lmaload run``, checked; (None, None) for the
+    embedded pair."""
+    from lmaload.endpoints import is_local, parse_endpoint
+
+    if lma is None:
+        for option, value in (("--standby", standby), ("--fail-cmd", fail_cmd)):
+            if value is not None:
+                raise click.UsageError(f"{option} needs --lma (the embedded pair fails itself)")
+        return None, None
+    if mode == "virtual" and standby is not None:
+        raise click.UsageError("a virtual switch has one shared LMAA: give --lma alone")
+    if mode == "hard" and fail_cmd is not None and standby is None:
+        raise click.UsageError("--fail-cmd in hard mode needs --standby to fail over to")
+    ends = []
+    for option, text in (("--lma", lma), ("--standby", standby)):
+        if text is None:
+            ends.append(None)
+            continue
+        try:
+            end = parse_endpoint(text)
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{text!r}: expected [INNER@]HOST[:PORT] ({exc})", param_hint=option
+            ) from None
+        if end.host.version != 4:
+            raise click.BadParameter(
+                f"{text!r}: the emulated MAGs speak UDP/5436 over IPv4", param_hint=option
+            )
+        if not is_local(end.host) and not allow_remote:
+            raise click.UsageError(
+                f"{end.host} is not a local address (loopback, link-local, fc00::/7); "
+                "add --allow-remote to load it"
+            )
+        ends.append(end)
+    return ends[0], ends[1]
+
+
 @main.command(name="run", cls=_OneLineErrors)
 @click.option("--mns", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--mags", type=click.IntRange(1, 65_000), default=100, show_default=True)
@@ -428,6 +463,29 @@ def lma(
 @click.option(
     "--allow-lag", is_flag=True, help="Exit 0 even when the generator fell behind schedule."
 )
+@click.option(
+    "--lma",
+    metavar="[INNER@]HOST[:PORT]",
+    help="Your active LMA (virtual mode: the shared LMAA) over UDP/5436, instead of the "
+    "embedded pair. IPv4 HOST.",
+)
+@click.option("--standby", metavar="[INNER@]HOST[:PORT]", help="Your standby LMA (hard mode).")
+@click.option(
+    "--fail-cmd",
+    metavar="CMD",
+    help="Shell command that fails your active LMA; run at the failure instant. Without it a "
+    "run against --lma ends after the registrations.",
+)
+@click.option(
+    "--sync-wait",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="With --lma: seconds between the last registration and the failure, for state sync.",
+)
+@click.option(
+    "--allow-remote", is_flag=True, help="Allow --lma/--standby addresses that are not local."
+)
 def run_command(
     mns: int,
     mags: int,
@@ -440,17 +498,24 @@ def run_command(
     seed: int,
     results_path: Path,
     allow_lag: bool,
+    lma: str | None,
+    standby: str | None,
+    fail_cmd: str | None,
+    sync_wait: float,
+    allow_remote: bool,
 ) -> None:
-    """Register a population with an embedded LMA pair on loopback, kill the active, and
-    measure the failover.
+    """Register a population with an LMA pair — the embedded one on loopback, or yours with
+    --lma/--standby — fail the active, and measure the failover.
 
     Prints a summary table and writes the results JSON. Exits 0 on success, 1 when the
     generator fell behind schedule (unless --allow-lag), when sessions were lost with
-    before-ack sync, or when an LMA failed to start; 2 on bad options.
+    before-ack sync, when an LMA failed to start or did not answer, or when --fail-cmd failed;
+    2 on bad options.
     """
     from lmaload.measure.results import table
     from lmaload.run import RunConfig, RunError, run
 
+    targets = _run_targets(lma, standby, fail_cmd, mode, allow_remote)
     config = RunConfig(
         mns=mns,
         mags=mags,
@@ -463,6 +528,10 @@ def run_command(
         seed=seed,
         results=results_path,
         allow_lag=allow_lag,
+        lma=targets[0],
+        standby=targets[1],
+        fail_cmd=fail_cmd,
+        sync_wait=sync_wait,
     )
     try:
         results, status, reasons = run(config)

@@ -144,6 +144,8 @@ class EmbeddedPair:
         self.active: LmaChild | None = None
         self.standby: LmaChild | None = None
 
+    starting = "starting the LMA pair"
+
     def start(self) -> None:
         common = ["--mode", self.mode, "--sync", self.sync, "--prefix-pool", PREFIX_POOL]
         if self.lmaa_port is not None:
@@ -189,6 +191,31 @@ class EmbeddedPair:
         if self.lmaa_port is not None:
             return {mapped(ip_address(LMAA_HOST)): (LMAA_HOST, self.lmaa_port)}
         return {c.inner: (c.host, c.port) for c in (self.active, self.standby)}
+
+    def anchors(self) -> tuple[IPv6Address, IPv6Address | None]:
+        """The inner addresses the MAGs register with, and fail over to (None: virtual)."""
+        if self.lmaa_port is not None:
+            return mapped(ip_address(LMAA_HOST)), None
+        assert self.active is not None and self.standby is not None
+        return self.active.inner, self.standby.inner
+
+    observes_sync = True
+
+    def synced(self, sessions: int) -> bool:
+        """Whether the standby's binding cache holds ``sessions`` synced entries."""
+        assert self.standby is not None
+        value = self.standby.metric("lmaload_lma_binding_cache_entries", state="synced")
+        return value is not None and value >= sessions
+
+    can_fail = True
+
+    def fail(self) -> None:
+        """SIGKILL the active."""
+        assert self.active is not None
+        self.active.kill()
+
+    def failure_problems(self) -> list[str]:
+        return []
 
     def stop(self) -> None:
         for child in self.children:

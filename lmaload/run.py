@@ -1,12 +1,15 @@
-"""``lmaload run``: register a population with an LMA pair, kill the active, measure the failover.
+"""``lmaload run``: register a population with an LMA pair, fail the active, measure the failover.
 
-Phases: start the embedded pair (``lmaload.lma_pair``) and wait until each LMA sees the other;
-register every session open-loop at the target rate (the MAG engine's schedule); wait until the
-standby's binding cache shows the sessions synced (or ``SYNC_TIMEOUT``); mark the failure instant
-and SIGKILL the active; let the MAGs detect it (heartbeats) and fail over until every MAG's
-takeover is done (or ``failover_timeout``); stop the standby. A virtual switch ends once every
-MAG sees the LMAA answer again: its sessions would move at their next refresh, which this
-version does not wait for (they are reported as not taken over). The results are
+Phases: start the target (``lmaload.targets``: by default the embedded pair of
+``lmaload.lma_pair``, which is up once each LMA sees the other) and wait until every LMA answers
+the MAGs' heartbeats; register every session open-loop at the target rate (the MAG engine's
+schedule); wait until the standby's binding cache shows the sessions synced (or ``SYNC_TIMEOUT``;
+the user's own LMAs cannot be looked into: a fixed ``sync_wait``); mark the failure instant and
+fail the active (SIGKILL, or the user's ``--fail-cmd``; without one the run ends after the
+registration); let the MAGs detect it (heartbeats) and fail over until every MAG's takeover is
+done (or ``failover_timeout``); stop the target. A virtual switch ends once every MAG sees the
+LMAA answer again: its sessions would move at their next refresh, which this version does not
+wait for (they are reported as not taken over). The results are
 ``lmaload.measure.results``'s.
 """
 
@@ -19,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,9 +36,10 @@ from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
+from lmaload.targets import Endpoint, ExternalPair, Target
 from lmaload.transport.mag_loop import MagLoop, MagTransport
 
-STARTUP_TIMEOUT = 15.0
+STARTUP_TIMEOUT = 15.0  # for the embedded pair to come up, and for every LMA to answer
 REGISTER_GRACE = 30.0  # after the last intended send, for retransmissions and late PBAs
 SYNC_TIMEOUT = 30.0
 FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
@@ -62,6 +67,10 @@ class RunConfig:
     seed: int = 0
     results: Path = Path("results.json")
     allow_lag: bool = False
+    lma: Endpoint | None = None  # the user's LMAs instead of the embedded pair
+    standby: Endpoint | None = None
+    fail_cmd: str | None = None
+    sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
 
     @property
     def schedule(self) -> Schedule:
@@ -110,9 +119,9 @@ class Progress:
 class Runner:
     """One run against the embedded pair."""
 
-    def __init__(self, config: RunConfig, pair: EmbeddedPair) -> None:
+    def __init__(self, config: RunConfig, target: Target) -> None:
         self.config = config
-        self.pair = pair
+        self.target = target
         self.progress = Progress()
         self.phase = "start"
         self.loop: MagLoop | None = None
@@ -121,18 +130,13 @@ class Runner:
     def run(self) -> dict[str, Any]:
         cfg = self.config
         pop = generate(PopulationSpec(mns=cfg.mns, mags=cfg.mags, seed=cfg.seed))
-        self.progress.show("starting the LMA pair")
-        self.pair.start()
+        self.progress.show(self.target.starting)
+        self.target.start()
         try:
-            self.pair.wait_ready(STARTUP_TIMEOUT)
+            self.target.wait_ready(STARTUP_TIMEOUT)
         except LmaStartError as exc:
             raise RunError(str(exc)) from None
-        assert self.pair.active is not None and self.pair.standby is not None
-        if cfg.mode == "virtual":
-            (lmaa,) = self.pair.routes()
-            standby = None
-        else:
-            lmaa, standby = self.pair.active.inner, self.pair.standby.inner
+        lmaa, standby = self.target.anchors()
         mag_config = MagConfig(
             lmaa=lmaa,
             standby=standby,
@@ -143,11 +147,18 @@ class Runner:
         )
         start = time.time()
         engine = MagEngine(pop, mag_config, start)
-        self.loop = loop = MagLoop(engine, MagTransport(pop, self.pair.routes()))
+        routes = self.target.routes()
+        self.loop = loop = MagLoop(engine, MagTransport(pop, routes))
         try:
+            self._wait_for_lmas(engine, routes)
             registration = self._register(engine, start)
-            registration = replace(registration, sync_wait=self._wait_for_sync(engine))
-            self._fail_active(engine)
+            registration = replace(
+                registration,
+                sync_wait=self._wait_for_sync(engine),
+                sync_observed=self.target.observes_sync,
+            )
+            if self.target.can_fail:
+                self._fail_active(engine)
             self.progress.show(self._status(engine))
         finally:
             self.progress.done()
@@ -174,6 +185,21 @@ class Runner:
                 self.progress.show(self._status(engine))
         return True
 
+    def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
+        """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
+        self.phase = "connect"
+        answered = engine.heartbeats.answered
+        if self._serve(engine, time.time() + STARTUP_TIMEOUT, lambda: answered.any(axis=0).all()):
+            return
+        lmas = [a for a in self.target.anchors() if a is not None]  # the engine's LMA order
+        silent = [
+            "{}:{}".format(*routes[lma]) for i, lma in enumerate(lmas) if not answered[:, i].any()
+        ]
+        raise RunError(
+            f"no heartbeat response from the LMA at {' and '.join(silent)} within "
+            f"{STARTUP_TIMEOUT:g} s: is it running, and does it answer RFC 5847 heartbeats?"
+        )
+
     def _register(self, engine: MagEngine, start: float) -> res.RegistrationPhase:
         self.phase = "register"
         self._rate_mark = (time.monotonic(), 0)
@@ -190,26 +216,21 @@ class Runner:
         """Seconds until the standby's binding cache held every registered session as synced
         (None: not within SYNC_TIMEOUT)."""
         self.phase = "sync"
-        standby = self.pair.standby
-        assert standby is not None
-        target = engine.count(S.REGISTERED)
+        sessions = engine.count(S.REGISTERED)
         began = time.time()
-
-        def synced() -> bool:
-            value = standby.metric("lmaload_lma_binding_cache_entries", state="synced")
-            return value is not None and value >= target
-
-        return time.time() - began if self._serve(engine, began + SYNC_TIMEOUT, synced) else None
+        if not self.target.observes_sync:
+            self._serve(engine, began + self.config.sync_wait, lambda: False)
+            return self.config.sync_wait
+        synced = self._serve(engine, began + SYNC_TIMEOUT, lambda: self.target.synced(sessions))
+        return time.time() - began if synced else None
 
     def _fail_active(self, engine: MagEngine) -> None:
         """SIGKILL the active; serve until every MAG at risk detected it and took over (virtual
         switch: sees the LMAA up again)."""
         self.phase = "failover"
-        active = self.pair.active
-        assert active is not None
         failure = time.time()
         engine.mark_failure(failure)
-        active.kill()
+        self.target.fail()
         meter = engine.takeover
         at_risk = meter.pending > 0
 
@@ -234,6 +255,8 @@ class Runner:
                 f"failover  detected by {detected}/{cfg.mags} MAGs  kept {int(meter.kept.sum())}"
                 f"  lost {int(meter.lost.sum())}  pending {int(meter.pending.sum())}"
             )
+        if self.phase == "connect":
+            return "connect   waiting for every LMA to answer the heartbeats"
         registered = int((engine.pop.mns["t_acked"] > 0).sum())
         now = time.monotonic()
         then, before = self._rate_mark
@@ -246,7 +269,9 @@ class Runner:
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        config["results"] = str(self.config.results)
+        for name in ("results", "lma", "standby"):
+            value = config[name]
+            config[name] = None if value is None else str(getattr(self.config, name))
         config["versions"] = {
             "lmaload": __version__,
             "python": platform.python_version(),
@@ -272,12 +297,19 @@ def exit_status(config: RunConfig, results: dict[str, Any]) -> tuple[int, list[s
 def run(config: RunConfig) -> tuple[dict[str, Any], int, list[str]]:
     """Carry out the run, write the results file; (results, exit status, reasons)."""
     with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
-        pair = EmbeddedPair(config.mode, config.sync, Path(logs))
+        target: Target
+        if config.lma is not None:
+            target = ExternalPair(config.lma, config.standby, config.fail_cmd)
+        else:
+            target = EmbeddedPair(config.mode, config.sync, Path(logs))
         try:
-            results = Runner(config, pair).run()
+            results = Runner(config, target).run()
+            problems = target.failure_problems()
         finally:
-            pair.stop()
+            target.stop()
     config.results.parent.mkdir(parents=True, exist_ok=True)
     config.results.write_text(json.dumps(results, indent=2) + "\n")
     status, reasons = exit_status(config, results)
+    if problems:
+        return results, 1, [*reasons, *problems]
     return results, status, reasons

@@ -1,16 +1,24 @@
 """``lmaload run`` end to end: an embedded LMA pair on loopback, 2,000 sessions over 20 MAGs
-registered with before-ack sync, the active killed, every session kept at the standby; and the
-one-line exit 2 on bad options."""
+registered with before-ack sync, the active killed, every session kept at the standby; the same
+against "the user's own" LMAs (``lmaload lma`` processes the test starts) with ``--fail-cmd``, a
+registration-only run, and an LMA that does not answer; and the one-line exit 2 on bad
+options."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from lmaload.lma_pair import free_port
+from tests.lma_children import LmaProcess, wait_for
+
 TIMEOUT = 120.0
+USER_ACTIVE, USER_STANDBY = "127.0.0.31", "127.0.0.32"  # apart from the embedded pair's
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -57,9 +65,89 @@ def test_before_ack_failover_keeps_every_session(tmp_path) -> None:
         ("--mode", "cold"),
         ("--sync", "never"),
         ("--no-such-option",),
+        ("--standby", "127.0.0.1"),
+        ("--fail-cmd", "true"),
+        ("--lma", "192.0.2.1"),
+        ("--lma", "::1"),
+        ("--lma", "127.0.0.1", "--fail-cmd", "true"),
+        ("--lma", "127.0.0.1", "--standby", "127.0.0.2", "--mode", "virtual"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args) -> None:
     result = run_cli(*args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("lmaload: run: ") and result.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def user_pair(tmp_path: Path) -> Iterator[tuple[LmaProcess, LmaProcess]]:
+    """An active and a standby ``lmaload lma`` that know each other (before-ack sync)."""
+    ports = {host: free_port(host) for host in (USER_ACTIVE, USER_STANDBY)}
+    common = ("--sync", "before-ack", "--prefix-pool", "2001:db8:8000::/40")
+    active = LmaProcess.spawn(
+        tmp_path,
+        "active",
+        USER_ACTIVE,
+        ports[USER_ACTIVE],
+        *("--peer", f"{USER_STANDBY}:{ports[USER_STANDBY]}", *common),
+    )
+    standby = LmaProcess.spawn(
+        tmp_path,
+        "standby",
+        USER_STANDBY,
+        ports[USER_STANDBY],
+        *("--role", "standby", "--peer", f"{USER_ACTIVE}:{ports[USER_ACTIVE]}", *common),
+    )
+    try:
+        for lma in (active, standby):
+            wait_for(lambda lma=lma: lma.metric("lmaload_lma_peers_alive") == 1, "the peers")
+        yield active, standby
+    finally:
+        active.kill()
+        standby.kill()
+
+
+def test_user_lmas_failed_by_fail_cmd(user_pair, tmp_path) -> None:
+    active, standby = user_pair
+    path = tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "1000", "--mags", "10", "--rate", "1000", "--sync-wait", "1"),
+        *("--lma", f"{active.host}:{active.port}", "--standby", f"{standby.host}:{standby.port}"),
+        *("--fail-cmd", f"kill -9 {active.proc.pid}", "--results", str(path)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fixed: the standby is not observed" in result.stdout
+    results = json.loads(path.read_text())
+    assert results["config"]["lma"].endswith(f"@{active.host}:{active.port}")
+    assert results["config"]["fail_cmd"] == f"kill -9 {active.proc.pid}"
+    assert results["registration"]["registered"] == 1000
+    assert results["registration"]["sync_complete"] is None
+    summary = results["takeover"]["summary"]
+    assert (summary["kept"], summary["lost"], summary["pending"]) == (1000, 0, 0)
+    assert active.proc.wait(5) == -9
+    assert standby.metric("lmaload_lma_binding_cache_entries", state="active") == 1000
+
+
+def test_user_lma_without_fail_cmd_measures_registration_only(user_pair, tmp_path) -> None:
+    active, _ = user_pair
+    path = tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "500", "--mags", "5", "--rate", "1000", "--sync-wait", "0"),
+        *("--lma", f"{active.host}:{active.port}", "--results", str(path)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "none injected" in result.stdout
+    results = json.loads(path.read_text())
+    assert results["registration"]["registered"] == 500
+    assert results["takeover"]["failure_at"] is None and active.running
+
+
+def test_silent_lma_is_reported_in_one_line() -> None:
+    port = free_port(USER_ACTIVE)  # nothing listens there
+    result = run_cli("--mns", "10", "--mags", "1", "--lma", f"{USER_ACTIVE}:{port}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"lmaload: run: no heartbeat response from the LMA at {USER_ACTIVE}:{port} within 15 s:"
+        " is it running, and does it answer RFC 5847 heartbeats?"
+    )
+    assert "Traceback" not in result.stderr

@@ -35,6 +35,7 @@ class RegistrationPhase:
     counters: MagCounters
     latency: Histogram  # µs
     sync_wait: float | None = None  # seconds the standby took to show the sessions synced
+    sync_observed: bool = True  # False: the standby could not be looked into, a fixed wait
 
     @classmethod
     def snapshot(cls, engine: MagEngine, start: float) -> RegistrationPhase:
@@ -88,7 +89,7 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
         "pba_status": _status_counts(counters.pba_status),
         "latency_us": _latency(phase.latency),
         "sync_wait": phase.sync_wait,
-        "sync_complete": phase.sync_wait is not None,
+        "sync_complete": phase.sync_wait is not None if phase.sync_observed else None,
     }
 
 
@@ -159,21 +160,28 @@ def table(results: dict[str, Any]) -> str:
     summary = tk["summary"]
     det, take = summary["detection"], summary["takeover"]
     ms = 1e-3  # µs → ms
+    sync_note = {True: "", False: " (timed out)", None: " (fixed: the standby is not observed)"}
     lines = [
         f"registration rate   {reg['achieved_rate']:.0f}/s achieved, "
         f"{reg['target_rate']:.0f}/s target ({reg['registered']}/{reg['sessions']} registered, "
         f"{reg['failed']} failed)",
         f"latency             p50 {_fmt(lat['p50'], ' ms', ms)}  p99 {_fmt(lat['p99'], ' ms', ms)}"
         f"  max {_fmt(lat['max'], ' ms', ms)}",
-        f"sync wait           {_fmt(reg['sync_wait'], ' s')}"
-        + ("" if reg["sync_complete"] else " (timed out)"),
-        f"detection           p50 {_fmt(det['p50'], ' s')}  p99 {_fmt(det['p99'], ' s')}"
-        f"  max {_fmt(det['max'], ' s')}  ({det['count']} MAGs)",
-        f"takeover            p50 {_fmt(take['p50'], ' s')}  p99 {_fmt(take['p99'], ' s')}"
-        f"  max {_fmt(take['max'], ' s')}  ({take['count']} MAGs)",
-        f"sessions            {summary['kept']} kept, {summary['lost']} lost, "
-        f"{summary['pending']} not taken over",
-        f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "
-        f"{gen['behind_schedule']:.2%} behind schedule",
+        f"sync wait           {_fmt(reg['sync_wait'], ' s')}{sync_note[reg['sync_complete']]}",
     ]
+    if tk["failure_at"] is None:
+        lines.append("failover            none injected (no --fail-cmd)")
+    else:
+        lines += [
+            f"detection           p50 {_fmt(det['p50'], ' s')}  p99 {_fmt(det['p99'], ' s')}"
+            f"  max {_fmt(det['max'], ' s')}  ({det['count']} MAGs)",
+            f"takeover            p50 {_fmt(take['p50'], ' s')}  p99 {_fmt(take['p99'], ' s')}"
+            f"  max {_fmt(take['max'], ' s')}  ({take['count']} MAGs)",
+            f"sessions            {summary['kept']} kept, {summary['lost']} lost, "
+            f"{summary['pending']} not taken over",
+        ]
+    lines.append(
+        f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "
+        f"{gen['behind_schedule']:.2%} behind schedule"
+    )
     return "\n".join(lines)

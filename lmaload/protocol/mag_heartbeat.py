@@ -36,6 +36,7 @@ class HeartbeatTable:
         self.outstanding = np.zeros(shape, dtype=bool)
         self.missing = np.zeros(shape, dtype=np.int64)
         self.up = np.ones(shape, dtype=bool)
+        self.answered = np.zeros(shape, dtype=bool)  # a matching Response ever came
         self.sent_at = np.zeros(shape)
         self.counter = np.zeros(shape, dtype=np.uint32)
         self.counter_known = np.zeros(shape, dtype=bool)
@@ -84,6 +85,7 @@ class HeartbeatTable:
         first[np.unique(key, return_index=True)[1]] = True
         m, lm = mags[matched & first], lmas[matched & first]
         self.outstanding[m, lm] = False
+        self.answered[m, lm] = True
         self.missing[m, lm] = 0
         self.rtt.record(np.rint((now - self.sent_at[m, lm]) * 1e6).astype(np.int64))
         came_up = ~self.up[m, lm]
