@@ -129,9 +129,11 @@ def test_open_loop_registration_with_a_ramp(mode):
 
 def test_retransmission_under_loss():
     """10 % loss each way between the MAGs and LMA1: PBUs are retransmitted (1 s doubling) with a
-    new sequence number and Timestamp until every MN is registered; stale PBAs are ignored."""
+    new sequence number and Timestamp until every MN is registered; stale PBAs are ignored. An
+    initial PBU whose PBA was lost is retransmitted with HI 4, so the LMA updates the session it
+    opened rather than opening a second one for a new interface (HI 1)."""
     sim = Simulator(seed=3, default_link=CLEAN)
-    lma_pair(sim)
+    lma1, _ = lma_pair(sim)
     engine = mag_engine(sim, 300, 10, schedule=Schedule.constant(1000.0))
     engine_addrs = mag_addresses(engine)
     sim.set_link(engine_addrs, [LMA1], LinkProfile(delay=DELAY, loss=0.1))
@@ -142,6 +144,7 @@ def test_retransmission_under_loss():
     assert 30 < engine.counters.pbu_retransmitted < 150
     assert engine.latency["register"].max >= 1_000_000  # at least one retransmission interval
     assert engine.counters.failed == {}
+    assert lma1.bce_count == 300
 
 
 def test_refresh_before_expiry():

@@ -3,8 +3,9 @@ numpy columns (``population.MN_DTYPE``), PBUs and heartbeats are encoded and PBA
 (``lmaload.bulk``); there is no Python object per session.
 
 Per session (spec-digest §8.8, ``state`` column): ``IDLE → REGISTERING`` (PBU at the intended
-send time of the open-loop schedule; retransmitted with a new sequence number and Timestamp after
-INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TIMEOUT 32 s, §3.7) ``→ REGISTERED`` (the
+send time of the open-loop schedule; retransmitted with a new sequence number and Timestamp, and
+HI 4 instead of 1, after INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TIMEOUT 32 s, §3.7)
+``→ REGISTERED`` (the
 assigned prefix from the PBA in ``hnp``/``hnp_len``) ``→ REFRESHING`` (HI 5, ``refresh_margin``
 before expiry) ``→ REGISTERED``. PBA status reactions (§3.4): 157 re-register; 156 resynchronise
 the clock and retry; 155 retry with ALL_ZERO; 153 to a failover PBU (the standby has no synced
@@ -242,6 +243,10 @@ class MagEngine:
         mns["state"][done] = S.IDLE
         self._timers.disarm(done)
         retransmit = due[np.isin(state, (S.REGISTERING, S.REFRESHING, S.FAILOVER))]
+        # The LMA may have opened the session and lost only its PBA: HI 1 again would open a
+        # second one (a new interface, RFC 5213 §5.4.1); HI 4 updates the one it has, if any.
+        first = mns["hi"][retransmit] == cp.HI_ATTACH_NEW_INTERFACE
+        mns["hi"][retransmit[first]] = cp.HI_UNKNOWN
         mns["retries"][retransmit] = np.minimum(
             mns["retries"][retransmit].astype(np.int64) + 1, 255
         )
