@@ -275,6 +275,11 @@ def _endpoint(text: str, option: str, transport: str) -> Any:
 @click.option("--restart-counter", type=click.IntRange(0, 0xFFFFFFFF), default=1, show_default=True)
 @click.option("--metrics-port", type=click.IntRange(0, 0xFFFF), help="Serve /metrics here.")
 @click.option(
+    "--pcap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a sample of the signalling (UDP transport) to this pcap file.",
+)
+@click.option(
     "--policy",
     "policy_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -307,6 +312,7 @@ def lma(
     missing_heartbeats: int,
     restart_counter: int,
     metrics_port: int | None,
+    pcap: Path | None,
     policy_path: Path | None,
     allow_remote: bool,
     log_level: str,
@@ -359,7 +365,10 @@ def lma(
         restart_counter=restart_counter,
         policy=policy,
         metrics_port=metrics_port,
+        pcap=pcap,
     )
+    if pcap is not None and transport != "udp":
+        raise click.UsageError("--pcap samples the UDP transport: not with --transport raw")
     remote = settings.remote_addresses()
     if remote and not allow_remote:
         raise click.UsageError(
@@ -486,6 +495,12 @@ def _run_targets(
 @click.option(
     "--allow-remote", is_flag=True, help="Allow --lma/--standby addresses that are not local."
 )
+@click.option(
+    "--pcap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
+    "embedded LMAs' messages to each other (tshark: -d udp.port==5436,ipv6).",
+)
 def run_command(
     mns: int,
     mags: int,
@@ -503,6 +518,7 @@ def run_command(
     fail_cmd: str | None,
     sync_wait: float,
     allow_remote: bool,
+    pcap: Path | None,
 ) -> None:
     """Register a population with an LMA pair — the embedded one on loopback, or yours with
     --lma/--standby — fail the active, and measure the failover.
@@ -532,6 +548,7 @@ def run_command(
         standby=targets[1],
         fail_cmd=fail_cmd,
         sync_wait=sync_wait,
+        pcap=pcap,
     )
     try:
         results, status, reasons = run(config)

@@ -136,10 +136,11 @@ class LmaChild:
 class EmbeddedPair:
     """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``)."""
 
-    def __init__(self, mode: str, sync: str, log_dir: Path) -> None:
+    def __init__(self, mode: str, sync: str, log_dir: Path, capture: bool = False) -> None:
         self.mode = mode
         self.sync = sync
         self.log_dir = log_dir
+        self.capture = capture
         self.lmaa_port = free_port(LMAA_HOST) if mode == "virtual" else None
         self.active: LmaChild | None = None
         self.standby: LmaChild | None = None
@@ -151,20 +152,30 @@ class EmbeddedPair:
         if self.lmaa_port is not None:
             common += ["--lmaa", f"{LMAA_HOST}:{self.lmaa_port}"]
         active_port, standby_port = free_port(ACTIVE_HOST), free_port(STANDBY_HOST)
+        active = f"{ACTIVE_HOST}:{active_port}"
         self.active = LmaChild.start(
             "active",
             ACTIVE_HOST,
             active_port,
             self.log_dir,
-            [*common, "--peer", f"{STANDBY_HOST}:{standby_port}"],
+            [*common, *self._pcap("active"), "--peer", f"{STANDBY_HOST}:{standby_port}"],
         )
         self.standby = LmaChild.start(
             "standby",
             STANDBY_HOST,
             standby_port,
             self.log_dir,
-            [*common, "--role", "standby", "--peer", f"{ACTIVE_HOST}:{active_port}"],
+            [*common, *self._pcap("standby"), "--role", "standby", "--peer", active],
         )
+
+    def _pcap(self, name: str) -> list[str]:
+        return ["--pcap", str(self.log_dir / f"{name}.pcap")] if self.capture else []
+
+    def lma_captures(self) -> list[tuple[Path, str]]:
+        """(capture, host) of each LMA that records its signalling."""
+        if not self.capture:
+            return []
+        return [(self.log_dir / f"{c.name}.pcap", c.host) for c in self.children]
 
     @property
     def children(self) -> list[LmaChild]:

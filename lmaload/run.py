@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmaload import __version__
+from lmaload.capture import Capture, merge
 from lmaload.lma_pair import EmbeddedPair, LmaStartError
 from lmaload.measure import results as res
 from lmaload.measure.schedule import Schedule, Stage
@@ -71,6 +72,7 @@ class RunConfig:
     standby: Endpoint | None = None
     fail_cmd: str | None = None
     sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
+    pcap: Path | None = None  # a sample of the signalling (``lmaload.capture``)
 
     @property
     def schedule(self) -> Schedule:
@@ -119,11 +121,12 @@ class Progress:
 class Runner:
     """One run against the embedded pair."""
 
-    def __init__(self, config: RunConfig, target: Target) -> None:
+    def __init__(self, config: RunConfig, target: Target, capture: Capture | None) -> None:
         self.config = config
         self.target = target
+        self.capture = capture
         self.progress = Progress()
-        self.phase = "start"
+        self._enter("start")
         self.loop: MagLoop | None = None
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
 
@@ -148,7 +151,7 @@ class Runner:
         start = time.time()
         engine = MagEngine(pop, mag_config, start)
         routes = self.target.routes()
-        self.loop = loop = MagLoop(engine, MagTransport(pop, routes))
+        self.loop = loop = MagLoop(engine, MagTransport(pop, routes, self.capture))
         try:
             self._wait_for_lmas(engine, routes)
             registration = self._register(engine, start)
@@ -173,6 +176,11 @@ class Runner:
 
     # --- phases --------------------------------------------------------------------------------
 
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        if self.capture is not None:
+            self.capture.phase = phase
+
     def _serve(self, engine: MagEngine, until: float, done: Callable[[], bool]) -> bool:
         """Drive the engine in slices until ``done()`` or ``until``; whether it got done."""
         assert self.loop is not None
@@ -187,7 +195,7 @@ class Runner:
 
     def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
         """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
-        self.phase = "connect"
+        self._enter("connect")
         answered = engine.heartbeats.answered
         if self._serve(engine, time.time() + STARTUP_TIMEOUT, lambda: answered.any(axis=0).all()):
             return
@@ -201,7 +209,7 @@ class Runner:
         )
 
     def _register(self, engine: MagEngine, start: float) -> res.RegistrationPhase:
-        self.phase = "register"
+        self._enter("register")
         self._rate_mark = (time.monotonic(), 0)
         cfg = self.config
         last_intended = float(cfg.schedule.offsets(cfg.mns)[-1])
@@ -215,7 +223,7 @@ class Runner:
     def _wait_for_sync(self, engine: MagEngine) -> float | None:
         """Seconds until the standby's binding cache held every registered session as synced
         (None: not within SYNC_TIMEOUT)."""
-        self.phase = "sync"
+        self._enter("sync")
         sessions = engine.count(S.REGISTERED)
         began = time.time()
         if not self.target.observes_sync:
@@ -227,7 +235,7 @@ class Runner:
     def _fail_active(self, engine: MagEngine) -> None:
         """SIGKILL the active; serve until every MAG at risk detected it and took over (virtual
         switch: sees the LMAA up again)."""
-        self.phase = "failover"
+        self._enter("failover")
         failure = time.time()
         engine.mark_failure(failure)
         self.target.fail()
@@ -269,7 +277,7 @@ class Runner:
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        for name in ("results", "lma", "standby"):
+        for name in ("results", "lma", "standby", "pcap"):
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["versions"] = {
@@ -301,12 +309,19 @@ def run(config: RunConfig) -> tuple[dict[str, Any], int, list[str]]:
         if config.lma is not None:
             target = ExternalPair(config.lma, config.standby, config.fail_cmd)
         else:
-            target = EmbeddedPair(config.mode, config.sync, Path(logs))
+            target = EmbeddedPair(config.mode, config.sync, Path(logs), config.pcap is not None)
+        capture = Capture(Path(logs) / "mags.pcap") if config.pcap is not None else None
         try:
-            results = Runner(config, target).run()
+            results = Runner(config, target, capture).run()
             problems = target.failure_problems()
         finally:
             target.stop()
+        if capture is not None and config.pcap is not None:
+            lmas = target.lma_captures()
+            config.pcap.parent.mkdir(parents=True, exist_ok=True)
+            frames = merge(config.pcap, capture.path, lmas, frozenset(h for _, h in lmas))
+            ports = sorted({port for _, port in target.routes().values()})
+            results["pcap"] = {"path": str(config.pcap), "frames": frames, "udp_ports": ports}
     config.results.parent.mkdir(parents=True, exist_ok=True)
     config.results.write_text(json.dumps(results, indent=2) + "\n")
     status, reasons = exit_status(config, results)

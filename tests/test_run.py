@@ -1,14 +1,16 @@
 """``lmaload run`` end to end: an embedded LMA pair on loopback, 2,000 sessions over 20 MAGs
 registered with before-ack sync, the active killed, every session kept at the standby; the same
 against "the user's own" LMAs (``lmaload lma`` processes the test starts) with ``--fail-cmd``, a
-registration-only run, and an LMA that does not answer; and the one-line exit 2 on bad
-options."""
+registration-only run, and an LMA that does not answer; the ``--pcap`` sample read back by
+tshark; and the one-line exit 2 on bad options."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +153,33 @@ def test_silent_lma_is_reported_in_one_line() -> None:
         " is it running, and does it answer RFC 5847 heartbeats?"
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_pcap_sample_decodes_in_tshark(tmp_path) -> None:
+    """The sample holds the MAGs' PBUs, PBAs and heartbeats and the LMAs' messages to each other
+    (State Sync, HA-HELLO, the SO-REQ/SO-REP of the takeover), none malformed."""
+    pcap, path = tmp_path / "sample.pcap", tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "1000", "--mags", "10", "--rate", "1000", "--allow-lag"),
+        *("--pcap", str(pcap), "--results", str(path)),
+    )
+    assert result.returncode == 0, result.stderr
+    sample = json.loads(path.read_text())["pcap"]
+    assert f"tshark -r {pcap}" in result.stdout and sample["frames"] > 0
+    decode = [arg for port in sample["udp_ports"] for arg in ("-d", f"udp.port=={port},ipv6")]
+    wanted = ("mip6.mhtype", "ip.src", "ip.dst", "_ws.malformed")
+    fields = subprocess.run(
+        ["tshark", "-n", "-r", str(pcap), *decode, "-T", "fields"]
+        + [arg for field in wanted for arg in ("-e", field)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(fields) == sample["frames"]
+    rows = [line.split("\t") for line in fields]
+    assert not [r for r in rows if r[3]], "malformed frames"
+    lmas = Counter(r[0] for r in rows if "127.1." not in r[1] + r[2])
+    mags = Counter(r[0] for r in rows if "127.1." in r[1] + r[2])
+    assert {"5", "6", "13"} <= mags.keys()  # PBU, PBA, heartbeat
+    assert {"200", "201", "202"} <= lmas.keys()  # State Sync, HA Control, HA-HELLO
