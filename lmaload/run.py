@@ -7,9 +7,9 @@ schedule); wait until the standby's binding cache shows the sessions synced (or 
 the user's own LMAs cannot be looked into: a fixed ``sync_wait``); mark the failure instant and
 fail the active (SIGKILL, or the user's ``--fail-cmd``; without one the run ends after the
 registration); let the MAGs detect it (heartbeats) and fail over until every MAG's takeover is
-done (or ``failover_timeout``); stop the target. A virtual switch ends once every MAG sees the
-LMAA answer again: its sessions would move at their next refresh, which this version does not
-wait for (they are reported as not taken over). The results are
+done (or ``failover_timeout``); stop the target. In a virtual switch the MAGs refresh their
+sessions as soon as the LMAA answers their heartbeats again (``MagConfig.refresh_on_recovery``),
+which is when the takeover of a MAG is measured done. The results are
 ``lmaload.measure.results``'s.
 """
 
@@ -147,6 +147,7 @@ class Runner:
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
             schedule=cfg.schedule,
+            refresh_on_recovery=True,
         )
         start = time.time()
         engine = MagEngine(pop, mag_config, start)
@@ -243,12 +244,7 @@ class Runner:
         at_risk = meter.pending > 0
 
         def taken_over() -> bool:
-            if np.isnan(meter.detection[at_risk]).any():
-                return False
-            if self.config.mode == "virtual":
-                # Sessions move at their next refresh, not now: done once the LMAA answers again.
-                return bool(engine.heartbeats.up[at_risk].all())
-            return not meter.pending.any()
+            return not (np.isnan(meter.detection[at_risk]).any() or meter.pending.any())
 
         self._serve(engine, failure + self.config.failover_timeout, taken_over)
 
@@ -295,8 +291,7 @@ def exit_status(config: RunConfig, results: dict[str, Any]) -> tuple[int, list[s
     if behind > MAX_BEHIND_SCHEDULE and not config.allow_lag:
         reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
     summary = results["takeover"]["summary"]
-    # A virtual switch moves sessions at their next refresh: pending ones are not lost then.
-    unrecovered = summary["lost"] + (summary["pending"] if config.mode == "hard" else 0)
+    unrecovered = summary["lost"] + summary["pending"]
     if config.sync == "before-ack" and unrecovered:
         reasons.append(f"{unrecovered} sessions lost with before-ack sync")
     return (1 if reasons else 0), reasons

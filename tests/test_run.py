@@ -59,6 +59,22 @@ def test_before_ack_failover_keeps_every_session(tmp_path) -> None:
     assert 0 <= results["generator"]["behind_schedule"] <= 1
 
 
+def test_virtual_switch_takeover_is_measured(tmp_path) -> None:
+    """The standby takes the LMAA; the MAGs refresh as soon as it answers, so every session's
+    fate and every MAG's takeover time are known when the run ends."""
+    path = tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "1000", "--mags", "10", "--rate", "1000", "--mode", "virtual"),
+        *("--results", str(path), "--allow-lag"),
+    )
+    assert result.returncode == 0, result.stderr
+    takeover = json.loads(path.read_text())["takeover"]
+    summary = takeover["summary"]
+    assert (summary["kept"], summary["lost"], summary["pending"]) == (1000, 0, 0)
+    assert summary["takeover"]["count"] == 10
+    assert all(r["takeover"] > r["detection"] for r in takeover["mags"])
+
+
 @pytest.mark.parametrize(
     "args",
     [
