@@ -432,6 +432,25 @@ def _run_targets(
     return ends[0], ends[1]
 
 
+def _shard(
+    text: str | None, mns: int, mags: int, lma: str | None, start_at: float | None
+) -> tuple[int, int]:
+    """``--shard I/N`` checked: (index, count)."""
+    if text is None:
+        return 0, 1
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise click.BadParameter(f"{text!r}: expected I/N with 0 <= I < N", param_hint="--shard")
+    shard = int(index), int(count)
+    if shard[1] > min(mns, mags):
+        raise click.UsageError(f"--shard: {shard[1]} shards need as many MNs and MAGs at least")
+    if shard[1] > 1 and (lma is None or start_at is None):
+        raise click.UsageError(
+            "--shard with N > 1 needs --lma (every shard loads the same LMAs) and --start-at"
+        )
+    return shard
+
+
 @main.command(name="run", cls=_OneLineErrors)
 @click.option("--mns", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--mags", type=click.IntRange(1, 65_000), default=100, show_default=True)
@@ -496,6 +515,25 @@ def _run_targets(
     "--allow-remote", is_flag=True, help="Allow --lma/--standby addresses that are not local."
 )
 @click.option(
+    "--shard",
+    metavar="I/N",
+    help="Be shard I (0-based) of N processes sharing the run: MNs, MAGs and rate split "
+    "evenly; needs --lma and --start-at when N > 1. Combine the results with lmaload merge.",
+)
+@click.option(
+    "--start-at",
+    type=float,
+    metavar="UNIX_SECONDS",
+    help="Start the registration schedule then (shards share it).",
+)
+@click.option(
+    "--fail-at",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Fail the active this long after the start instead of once sync caught up "
+    "(shard 0 runs --fail-cmd; every shard measures from that instant).",
+)
+@click.option(
     "--pcap",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
@@ -518,6 +556,9 @@ def run_command(
     fail_cmd: str | None,
     sync_wait: float,
     allow_remote: bool,
+    shard: str | None,
+    start_at: float | None,
+    fail_at: float | None,
     pcap: Path | None,
 ) -> None:
     """Register a population with an LMA pair — the embedded one on loopback, or yours with
@@ -532,6 +573,7 @@ def run_command(
     from lmaload.run import RunConfig, RunError, run
 
     targets = _run_targets(lma, standby, fail_cmd, mode, allow_remote)
+    shard_of = _shard(shard, mns, mags, lma, start_at)
     config = RunConfig(
         mns=mns,
         mags=mags,
@@ -549,6 +591,9 @@ def run_command(
         fail_cmd=fail_cmd,
         sync_wait=sync_wait,
         pcap=pcap,
+        shard=shard_of,
+        start_at=start_at,
+        fail_at=fail_at,
     )
     try:
         results, status, reasons = run(config)
@@ -558,4 +603,47 @@ def run_command(
     click.echo(table(results))
     for reason in reasons:
         _fail(f"run: {reason}")
+    sys.exit(status)
+
+
+@main.command(name="merge", cls=_OneLineErrors)
+@click.argument(
+    "documents", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="results.json",
+    show_default=True,
+)
+def merge_command(documents: tuple[Path, ...], results_path: Path) -> None:
+    """Combine the results of the shards of one run (lmaload run --shard I/N) exactly.
+
+    Writes the whole run's results document, prints its summary table, and exits as lmaload
+    run would have: 1 when the generators fell behind or sessions were lost with before-ack
+    sync, or when the documents are not the shards of one run.
+    """
+    from lmaload.measure.merge import MergeError, merge
+    from lmaload.measure.results import table
+    from lmaload.run import exit_status
+
+    loaded = []
+    for path in documents:
+        try:
+            loaded.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            _fail(f"merge: {path}: {getattr(exc, 'strerror', None) or exc}")
+            sys.exit(EXIT_INVALID_INPUT)
+    try:
+        merged = merge(loaded)
+    except (MergeError, KeyError, TypeError) as exc:
+        _fail(f"merge: {exc if isinstance(exc, MergeError) else f'not a results document: {exc}'}")
+        sys.exit(EXIT_INVALID_INPUT)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(merged, indent=2) + "\n")
+    click.echo(table(merged))
+    status, reasons = exit_status(merged)
+    for reason in reasons:
+        _fail(f"merge: {reason}")
     sys.exit(status)

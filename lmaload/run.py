@@ -73,12 +73,31 @@ class RunConfig:
     fail_cmd: str | None = None
     sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
     pcap: Path | None = None  # a sample of the signalling (``lmaload.capture``)
+    shard: tuple[int, int] = (0, 1)  # (index, count): this process's part of the run
+    start_at: float | None = None  # Unix seconds the schedule starts (shards share it)
+    fail_at: float | None = None  # seconds after the start: fail the active then, synced or not
+
+    @property
+    def shard_rate(self) -> float:
+        return self.rate / self.shard[1]
 
     @property
     def schedule(self) -> Schedule:
         if self.ramp > 0:
-            return Schedule((Stage(self.ramp, self.rate),))
-        return Schedule.constant(self.rate)
+            return Schedule((Stage(self.ramp, self.shard_rate),))
+        return Schedule.constant(self.shard_rate)
+
+    def population_spec(self) -> PopulationSpec:
+        """This shard's MNs and MAGs: contiguous slices of the run's id space and MAG table."""
+        index, count = self.shard
+        first_mn, first_mag = self.mns * index // count, self.mags * index // count
+        return PopulationSpec(
+            mns=self.mns * (index + 1) // count - first_mn,
+            mags=self.mags * (index + 1) // count - first_mag,
+            seed=self.seed + index,
+            first_id=first_mn,
+            first_mag=first_mag,
+        )
 
     @property
     def failover_timeout(self) -> float:
@@ -132,7 +151,8 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        pop = generate(PopulationSpec(mns=cfg.mns, mags=cfg.mags, seed=cfg.seed))
+        spec = cfg.population_spec()
+        pop = generate(spec)
         self.progress.show(self.target.starting)
         self.target.start()
         try:
@@ -149,20 +169,32 @@ class Runner:
             schedule=cfg.schedule,
             refresh_on_recovery=True,
         )
-        start = time.time()
-        engine = MagEngine(pop, mag_config, start)
+        # The schedule waits for the LMAs to answer (or for the shards' shared start).
+        engine = MagEngine(pop, mag_config, time.time(), time.time() + STARTUP_TIMEOUT)
         routes = self.target.routes()
         self.loop = loop = MagLoop(engine, MagTransport(pop, routes, self.capture))
         try:
             self._wait_for_lmas(engine, routes)
-            registration = self._register(engine, start)
-            registration = replace(
-                registration,
-                sync_wait=self._wait_for_sync(engine),
-                sync_observed=self.target.observes_sync,
-            )
-            if self.target.can_fail:
-                self._fail_active(engine)
+            start = time.time() if cfg.start_at is None else cfg.start_at
+            if cfg.start_at is not None and start < time.time():
+                raise RunError("--start-at passed before every LMA answered")
+            engine.start_schedule(start)
+            failure = None if cfg.fail_at is None else start + cfg.fail_at
+            registration = self._register(engine, start, failure)
+            if failure is None:
+                registration = replace(
+                    registration,
+                    sync_wait=self._wait_for_sync(engine),
+                    sync_observed=self.target.observes_sync,
+                )
+                if self.target.can_fail:
+                    self._fail_active(engine, time.time(), inject=True)
+            else:
+                registration = replace(registration, sync_observed=False)
+                self._enter("hold")
+                self._serve(engine, failure, lambda: False)
+                # Every shard measures the failure; the first one causes it.
+                self._fail_active(engine, failure, inject=self.target.can_fail and not cfg.shard[0])
             self.progress.show(self._status(engine))
         finally:
             self.progress.done()
@@ -170,8 +202,8 @@ class Runner:
         return {
             "schema_version": res.SCHEMA_VERSION,
             "config": self._config_json(),
-            "registration": res.registration(registration, cfg.rate, cfg.mns),
-            "takeover": res.takeover(engine, registration),
+            "registration": res.registration(registration, cfg.shard_rate, spec.mns),
+            "takeover": res.takeover(engine, registration, spec.first_mag),
             "generator": res.generator(engine, loop),
         }
 
@@ -209,14 +241,18 @@ class Runner:
             f"{STARTUP_TIMEOUT:g} s: is it running, and does it answer RFC 5847 heartbeats?"
         )
 
-    def _register(self, engine: MagEngine, start: float) -> res.RegistrationPhase:
+    def _register(
+        self, engine: MagEngine, start: float, failure: float | None
+    ) -> res.RegistrationPhase:
+        """Until every session is registered or failed (at most REGISTER_GRACE after the last
+        intended send, and not past a scheduled ``failure``)."""
         self._enter("register")
         self._rate_mark = (time.monotonic(), 0)
-        cfg = self.config
-        last_intended = float(cfg.schedule.offsets(cfg.mns)[-1])
+        sessions = len(engine.pop.mns)
+        until = start + float(self.config.schedule.offsets(sessions)[-1]) + REGISTER_GRACE
         self._serve(
             engine,
-            start + last_intended + REGISTER_GRACE,
+            until if failure is None else min(until, failure),
             lambda: engine.count(S.IDLE) + engine.count(S.REGISTERING) == 0,
         )
         return res.RegistrationPhase.snapshot(engine, start)
@@ -233,13 +269,13 @@ class Runner:
         synced = self._serve(engine, began + SYNC_TIMEOUT, lambda: self.target.synced(sessions))
         return time.time() - began if synced else None
 
-    def _fail_active(self, engine: MagEngine) -> None:
-        """SIGKILL the active; serve until every MAG at risk detected it and took over (virtual
-        switch: sees the LMAA up again)."""
+    def _fail_active(self, engine: MagEngine, failure: float, inject: bool) -> None:
+        """Measure from ``failure`` (and fail the active then if ``inject``); serve until every
+        MAG at risk detected it and took over."""
         self._enter("failover")
-        failure = time.time()
         engine.mark_failure(failure)
-        self.target.fail()
+        if inject:
+            self.target.fail()
         meter = engine.takeover
         at_risk = meter.pending > 0
 
@@ -256,7 +292,8 @@ class Runner:
             meter = engine.takeover
             detected = int(np.isfinite(meter.detection).sum())
             return (
-                f"failover  detected by {detected}/{cfg.mags} MAGs  kept {int(meter.kept.sum())}"
+                f"failover  detected by {detected}/{len(engine.pop.mags)} MAGs"
+                f"  kept {int(meter.kept.sum())}"
                 f"  lost {int(meter.lost.sum())}  pending {int(meter.pending.sum())}"
             )
         if self.phase == "connect":
@@ -267,8 +304,8 @@ class Runner:
         self._rate_mark = (now, registered)
         rate = (registered - before) / (now - then) if now > then else 0.0
         return (
-            f"{self.phase:<9} registered {registered}/{cfg.mns}  {rate:.0f}/s"
-            f" (target {cfg.rate:.0f}/s)  lag max {engine.lag.max * 1e3:.1f} ms"
+            f"{self.phase:<9} registered {registered}/{len(engine.pop.mns)}  {rate:.0f}/s"
+            f" (target {cfg.shard_rate:.0f}/s)  lag max {engine.lag.max * 1e3:.1f} ms"
         )
 
     def _config_json(self) -> dict[str, Any]:
@@ -276,6 +313,7 @@ class Runner:
         for name in ("results", "lma", "standby", "pcap"):
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
+        config["shard"] = list(self.config.shard)
         config["versions"] = {
             "lmaload": __version__,
             "python": platform.python_version(),
@@ -284,15 +322,16 @@ class Runner:
         return config
 
 
-def exit_status(config: RunConfig, results: dict[str, Any]) -> tuple[int, list[str]]:
-    """0 or 1, and the reasons for a 1."""
+def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1 (a run's document, or merged shards')."""
+    config = results["config"]
     reasons = []
     behind = results["generator"]["behind_schedule"]
-    if behind > MAX_BEHIND_SCHEDULE and not config.allow_lag:
+    if behind > MAX_BEHIND_SCHEDULE and not config["allow_lag"]:
         reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
     summary = results["takeover"]["summary"]
     unrecovered = summary["lost"] + summary["pending"]
-    if config.sync == "before-ack" and unrecovered:
+    if config["sync"] == "before-ack" and unrecovered:
         reasons.append(f"{unrecovered} sessions lost with before-ack sync")
     return (1 if reasons else 0), reasons
 
@@ -319,7 +358,7 @@ def run(config: RunConfig) -> tuple[dict[str, Any], int, list[str]]:
             results["pcap"] = {"path": str(config.pcap), "frames": frames, "udp_ports": ports}
     config.results.parent.mkdir(parents=True, exist_ok=True)
     config.results.write_text(json.dumps(results, indent=2) + "\n")
-    status, reasons = exit_status(config, results)
+    status, reasons = exit_status(results)
     if problems:
         return results, 1, [*reasons, *problems]
     return results, status, reasons

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,13 @@ from lmaload.lma_pair import free_port
 from tests.lma_children import LmaProcess, wait_for
 
 TIMEOUT = 120.0
+LMALOAD = (sys.executable, "-m", "lmaload")
 USER_ACTIVE, USER_STANDBY = "127.0.0.31", "127.0.0.32"  # apart from the embedded pair's
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lmaload", "run", *args],
+        [*LMALOAD, "run", *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -199,3 +201,87 @@ def test_pcap_sample_decodes_in_tshark(tmp_path) -> None:
     mags = Counter(r[0] for r in rows if "127.1." in r[1] + r[2])
     assert {"5", "6", "13"} <= mags.keys()  # PBU, PBA, heartbeat
     assert {"200", "201", "202"} <= lmas.keys()  # State Sync, HA Control, HA-HELLO
+
+
+def test_shards_share_the_run_and_merge_exactly(user_pair, tmp_path) -> None:
+    """Two generator processes, each half of the MNs, MAGs and rate, start together against the
+    same pair; shard 0 fails the active at the shared instant (the command given to both runs
+    once); ``lmaload merge`` adds them up into the whole run."""
+    active, standby = user_pair
+    marker = tmp_path / "failed"
+    start = time.time() + 4
+    common = (
+        *("--mns", "1000", "--mags", "10", "--rate", "1000", "--allow-lag"),
+        *("--lma", f"{active.host}:{active.port}", "--standby", f"{standby.host}:{standby.port}"),
+        *("--start-at", str(start), "--fail-at", "3"),
+        *("--fail-cmd", f"echo x >> {marker}; kill -9 {active.proc.pid}"),
+    )
+    shards = [
+        subprocess.Popen(
+            [
+                *LMALOAD,
+                "run",
+                *common,
+                "--shard",
+                f"{i}/2",
+                "--results",
+                f"{tmp_path}/shard{i}.json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for shard in shards:
+        _, err = shard.communicate(timeout=TIMEOUT)
+        assert shard.returncode == 0, err
+    assert marker.read_text() == "x\n"
+    parts = [json.loads((tmp_path / f"shard{i}.json").read_text()) for i in range(2)]
+    assert [p["registration"]["sessions"] for p in parts] == [500, 500]
+    assert [r["mag"] for r in parts[1]["takeover"]["mags"]] == list(range(5, 10))
+    merged_path = tmp_path / "merged.json"
+    result = subprocess.run(
+        [
+            *LMALOAD,
+            "merge",
+            f"{tmp_path}/shard1.json",
+            f"{tmp_path}/shard0.json",
+            "--results",
+            str(merged_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(merged_path.read_text())
+    assert merged["config"]["shards"] == 2
+    registration = merged["registration"]
+    assert registration["sessions"] == registration["registered"] == 1000
+    assert registration["latency_us"]["count"] == sum(
+        p["registration"]["latency_us"]["count"] for p in parts
+    )
+    summary = merged["takeover"]["summary"]
+    assert (summary["kept"], summary["lost"], summary["pending"]) == (1000, 0, 0)
+    assert merged["takeover"]["failure_at"] == start + 3
+    assert [r["mag"] for r in merged["takeover"]["mags"]] == list(range(10))
+    assert summary["takeover"]["count"] == 10
+    generator = merged["generator"]
+    assert generator["scheduled_sends"] == sum(p["generator"]["scheduled_sends"] for p in parts)
+
+    again = subprocess.run(
+        [
+            *LMALOAD,
+            "merge",
+            f"{tmp_path}/shard0.json",
+            f"{tmp_path}/shard0.json",
+            "--results",
+            f"{tmp_path}/bad.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert again.returncode == 1
+    assert again.stderr.startswith("lmaload: merge: shards ") and again.stderr.count("\n") == 1

@@ -52,7 +52,7 @@ class RegistrationPhase:
         )
 
 
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+def percentiles_over(values: np.ndarray) -> dict[str, float | None]:
     """p50/p99/max of the finite values (None when there are none)."""
     finite = values[np.isfinite(values)]
     if not finite.size:
@@ -61,7 +61,8 @@ def _percentiles(values: np.ndarray) -> dict[str, float | None]:
     return {"p50": float(p50), "p99": float(p99), "max": float(finite.max()), "count": finite.size}
 
 
-def _latency(histogram: Histogram) -> dict[str, Any]:
+def latency_summary(histogram: Histogram) -> dict[str, Any]:
+    """Count, p50, p99, max and the encoded histogram (µs)."""
     if not histogram.total:
         return {"count": 0, "p50": None, "p99": None, "max": None, "histogram": None}
     return {
@@ -78,6 +79,7 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
     span = phase.last_ack - phase.start if phase.last_ack is not None else 0.0
     counters = phase.counters
     return {
+        "start": phase.start,
         "target_rate": rate,
         "achieved_rate": phase.registered / span if span > 0 else 0.0,
         "sessions": sessions,
@@ -87,7 +89,7 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
         "pbus_sent": counters.pbu_sent,
         "pbus_retransmitted": counters.pbu_retransmitted,
         "pba_status": _status_counts(counters.pba_status),
-        "latency_us": _latency(phase.latency),
+        "latency_us": latency_summary(phase.latency),
         "sync_wait": phase.sync_wait,
         "sync_complete": phase.sync_wait is not None if phase.sync_observed else None,
     }
@@ -97,8 +99,9 @@ def _status_counts(counts: Counter[int]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(counts.items()) if v > 0}
 
 
-def takeover(engine: MagEngine, before: RegistrationPhase) -> dict[str, Any]:
-    """The failover's measurements; PBU and PBA counts are those since ``before``."""
+def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -> dict[str, Any]:
+    """The failover's measurements; PBU and PBA counts are those since ``before``. MAG rows are
+    numbered from ``first_mag`` (a shard's first MAG in the whole run)."""
     meter = engine.takeover
     counters, earlier = engine.counters, before.counters
     detection, times = meter.detection, meter.takeover
@@ -109,7 +112,7 @@ def takeover(engine: MagEngine, before: RegistrationPhase) -> dict[str, Any]:
 
     rows = [
         {
-            "mag": m,
+            "mag": first_mag + m,
             "detection": seconds(detection[m]),
             "takeover": seconds(times[m]),
             "kept": int(kept[m]),
@@ -124,10 +127,10 @@ def takeover(engine: MagEngine, before: RegistrationPhase) -> dict[str, Any]:
         "pbus_retransmitted": counters.pbu_retransmitted - earlier.pbu_retransmitted,
         "pba_status": _status_counts(counters.pba_status - earlier.pba_status),
         "failed": _status_counts(counters.failed - earlier.failed),
-        "failover_latency_us": _latency(engine.latency["failover"]),
+        "failover_latency_us": latency_summary(engine.latency["failover"]),
         "summary": {
-            "detection": _percentiles(detection),
-            "takeover": _percentiles(times),
+            "detection": percentiles_over(detection),
+            "takeover": percentiles_over(times),
             "kept": int(kept.sum()),
             "lost": int(lost.sum()),
             "pending": int(pending.sum()),
@@ -143,7 +146,10 @@ def generator(engine: MagEngine, loop: MagLoop) -> dict[str, Any]:
         "datagrams_received": loop.datagrams_received,
         "lag_max": lag.max,
         "lag_p99_us": lag.histogram.percentile(99.0) if lag.histogram.total else None,
+        "lag_histogram": lag.histogram.encode() if lag.histogram.total else None,
         "lag_tolerance": engine.config.lag_tolerance,
+        "scheduled_sends": lag.sent,
+        "late_sends": lag.late,
         "behind_schedule": engine.behind_schedule,
         "drops": dict(loop.transport.drops),
     }

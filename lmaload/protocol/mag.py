@@ -96,7 +96,13 @@ class MagEngine:
     ``LmaEngine``: ``receive(batch, now)``, ``handle_timer(now)`` when ``next_timer()`` is due,
     ``datagrams_to_send()``. The engine owns the population's signalling columns."""
 
-    def __init__(self, population: Population, config: MagConfig, now: float) -> None:
+    def __init__(
+        self,
+        population: Population,
+        config: MagConfig,
+        now: float,
+        schedule_start: float | None = None,
+    ) -> None:
         self.pop = population
         self.config = config
         mns = population.mns
@@ -129,17 +135,26 @@ class MagEngine:
             now,
         )
 
-        # The open-loop schedule: IDLE rows in row order, intended times from ``now``.
+        # The open-loop schedule: IDLE rows in row order, intended times from ``schedule_start``
+        # (default ``now``).
         self._scheduled = np.flatnonzero(mns["state"] == S.IDLE)
-        self._intended = _ns(now) + np.rint(
-            config.schedule.offsets(len(self._scheduled)) * 1e9
-        ).astype(np.int64)
+        offsets = config.schedule.offsets(len(self._scheduled))
+        self._offsets = np.rint(offsets * 1e9).astype(np.int64)
+        self._intended = self._offsets
         self._cursor = 0
-        mns["t_send"][self._scheduled] = self._intended
+        self.start_schedule(now if schedule_start is None else schedule_start)
         if not config.pbu.request_prefix:
             self._clear_prefix(self._scheduled)
 
     # --- driving interface ---------------------------------------------------------------------
+
+    def start_schedule(self, when: float) -> None:
+        """Let the open-loop schedule begin at ``when`` (Unix seconds) — before it sent anything:
+        a driver that first waits for the LMAs to answer, or shards sharing a start time."""
+        if self._cursor:
+            raise RuntimeError("the schedule has started")
+        self._intended = _ns(when) + self._offsets
+        self.pop.mns["t_send"][self._scheduled] = self._intended
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
         """Process a batch of received Mobility Headers (PBAs, heartbeats, HA Switch)."""
