@@ -486,6 +486,22 @@ def _run_targets(
 @click.option(
     "--allow-remote", is_flag=True, help="Allow --lma/--standby addresses that are not local."
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 0xFFFF),
+    help="Serve the generator's Prometheus metrics on /metrics here while the run goes on.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address --metrics-port listens on (0.0.0.0 or :: to be scraped from elsewhere).",
+)
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Push the final metrics to this Prometheus Pushgateway (job lmaload) at the end.",
+)
 def run_command(
     mns: int,
     mags: int,
@@ -503,14 +519,17 @@ def run_command(
     fail_cmd: str | None,
     sync_wait: float,
     allow_remote: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    pushgateway: str | None,
 ) -> None:
     """Register a population with an LMA pair — the embedded one on loopback, or yours with
     --lma/--standby — fail the active, and measure the failover.
 
     Prints a summary table and writes the results JSON. Exits 0 on success, 1 when the
     generator fell behind schedule (unless --allow-lag), when sessions were lost with
-    before-ack sync, when an LMA failed to start or did not answer, or when --fail-cmd failed;
-    2 on bad options.
+    before-ack sync, when an LMA or /metrics failed to start, when an LMA did not answer, or
+    when --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is a warning.
     """
     from lmaload.measure.results import table
     from lmaload.run import RunConfig, RunError, run
@@ -532,9 +551,12 @@ def run_command(
         standby=targets[1],
         fail_cmd=fail_cmd,
         sync_wait=sync_wait,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        pushgateway=pushgateway,
     )
     try:
-        results, status, reasons = run(config)
+        results, status, reasons = run(config, warn=lambda m: _fail(f"run: warning: {m}"))
     except RunError as exc:
         _fail(f"run: {exc}")
         sys.exit(EXIT_INVALID_INPUT)

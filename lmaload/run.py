@@ -10,7 +10,8 @@ registration); let the MAGs detect it (heartbeats) and fail over until every MAG
 done (or ``failover_timeout``); stop the target. A virtual switch ends once every MAG sees the
 LMAA answer again: its sessions would move at their next refresh, which this version does not
 wait for (they are reported as not taken over). The results are
-``lmaload.measure.results``'s.
+``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to Prometheus while the
+run goes on (``metrics_port``) and pushes the last values to a Pushgateway at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, Literal
 import numpy as np
 
 from lmaload import __version__
-from lmaload.lma_pair import EmbeddedPair, LmaStartError
+from lmaload.generator_metrics import GeneratorMetrics
+from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
 from lmaload.measure import results as res
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.population import PopulationSpec, generate
@@ -45,6 +47,7 @@ SYNC_TIMEOUT = 30.0
 FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
 SLICE = 0.1  # seconds of engine work between phase checks
 PROGRESS_INTERVAL = 0.5
+SNAPSHOT_INTERVAL = 0.5  # seconds between metrics snapshots of the engine
 MAX_BEHIND_SCHEDULE = 0.01
 
 
@@ -71,6 +74,9 @@ class RunConfig:
     standby: Endpoint | None = None
     fail_cmd: str | None = None
     sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    pushgateway: str | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -119,12 +125,14 @@ class Progress:
 class Runner:
     """One run against the embedded pair."""
 
-    def __init__(self, config: RunConfig, target: Target) -> None:
+    def __init__(self, config: RunConfig, target: Target, metrics: GeneratorMetrics | None) -> None:
         self.config = config
         self.target = target
+        self.metrics = metrics
         self.progress = Progress()
         self.phase = "start"
         self.loop: MagLoop | None = None
+        self._next_snapshot = 0.0
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
 
     def run(self) -> dict[str, Any]:
@@ -160,6 +168,8 @@ class Runner:
             if self.target.can_fail:
                 self._fail_active(engine)
             self.progress.show(self._status(engine))
+            self.phase = "done"
+            self._observe(engine, force=True)
         finally:
             self.progress.done()
             loop.close()
@@ -181,9 +191,18 @@ class Runner:
             if now >= until:
                 return False
             self.loop.run_until(min(now + SLICE, until))
+            self._observe(engine)
             if self.progress.due():
                 self.progress.show(self._status(engine))
         return True
+
+    def _observe(self, engine: MagEngine, force: bool = False) -> None:
+        """A new metrics snapshot, at most every SNAPSHOT_INTERVAL unless ``force``."""
+        now = time.monotonic()
+        if self.metrics is None or self.loop is None or (now < self._next_snapshot and not force):
+            return
+        self._next_snapshot = now + SNAPSHOT_INTERVAL
+        self.metrics.observe(engine, self.loop, self.phase)
 
     def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
         """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
@@ -294,21 +313,43 @@ def exit_status(config: RunConfig, results: dict[str, Any]) -> tuple[int, list[s
     return (1 if reasons else 0), reasons
 
 
-def run(config: RunConfig) -> tuple[dict[str, Any], int, list[str]]:
-    """Carry out the run, write the results file; (results, exit status, reasons)."""
-    with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
-        target: Target
-        if config.lma is not None:
-            target = ExternalPair(config.lma, config.standby, config.fail_cmd)
-        else:
-            target = EmbeddedPair(config.mode, config.sync, Path(logs))
+def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], int, list[str]]:
+    """Carry out the run, write the results file, push the metrics; (results, exit status,
+    reasons). A push that fails is a ``warn``ing, not a failure of the run."""
+    metrics = None
+    server = None
+    if config.metrics_port is not None or config.pushgateway is not None:
+        metrics = GeneratorMetrics(config.mns, config.mags, config.rate)
+    if metrics is not None and config.metrics_port is not None:
         try:
-            results = Runner(config, target).run()
-            problems = target.failure_problems()
-        finally:
-            target.stop()
+            server = metrics.serve(config.metrics_port, config.metrics_host)
+        except OSError as exc:
+            where = f"{url_host(config.metrics_host)}:{config.metrics_port}"
+            raise RunError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
+            target: Target
+            if config.lma is not None:
+                target = ExternalPair(config.lma, config.standby, config.fail_cmd)
+            else:
+                target = EmbeddedPair(config.mode, config.sync, Path(logs))
+            try:
+                results = Runner(config, target, metrics).run()
+                problems = target.failure_problems()
+            finally:
+                target.stop()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     config.results.parent.mkdir(parents=True, exist_ok=True)
     config.results.write_text(json.dumps(results, indent=2) + "\n")
+    if metrics is not None and config.pushgateway is not None:
+        try:
+            metrics.push(config.pushgateway)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)  # urllib's errors wrap the socket's
+            warn(f"could not push the metrics to {config.pushgateway}: {reason}")
     status, reasons = exit_status(config, results)
     if problems:
         return results, 1, [*reasons, *problems]
