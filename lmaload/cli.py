@@ -498,6 +498,12 @@ def _run_targets(
     help="Address --metrics-port listens on (0.0.0.0 or :: to be scraped from elsewhere).",
 )
 @click.option(
+    "--lma-metrics-port",
+    type=click.IntRange(1, 0xFFFF),
+    help="Port of the embedded LMAs' /metrics at their own addresses, 127.0.0.11 (active) and "
+    "127.0.0.12 (standby). Default: a free port each.",
+)
+@click.option(
     "--pushgateway",
     metavar="URL",
     help="Push the final metrics to this Prometheus Pushgateway (job lmaload) at the end.",
@@ -521,6 +527,7 @@ def run_command(
     allow_remote: bool,
     metrics_port: int | None,
     metrics_host: str,
+    lma_metrics_port: int | None,
     pushgateway: str | None,
 ) -> None:
     """Register a population with an LMA pair — the embedded one on loopback, or yours with
@@ -535,6 +542,8 @@ def run_command(
     from lmaload.run import RunConfig, RunError, run
 
     targets = _run_targets(lma, standby, fail_cmd, mode, allow_remote)
+    if lma is not None and lma_metrics_port is not None:
+        raise click.UsageError("--lma-metrics-port is for the embedded pair: not with --lma")
     config = RunConfig(
         mns=mns,
         mags=mags,
@@ -553,6 +562,7 @@ def run_command(
         sync_wait=sync_wait,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        lma_metrics_port=lma_metrics_port,
         pushgateway=pushgateway,
     )
     try:

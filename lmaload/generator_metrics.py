@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.takeover import KEPT, LOST, PENDING
+from lmaload.metrics import SOCKET_DROPS
 from lmaload.population import SessionState
 from lmaload.protocol.mag import LATENCY_KIND, MagCounters, MagEngine
 from lmaload.transport.mag_loop import MagLoop
@@ -116,7 +117,7 @@ class GeneratorMetrics(Collector):
             },
             datagrams_sent=loop.datagrams_sent,
             datagrams_received=loop.datagrams_received,
-            drops=dict(loop.transport.drops),
+            drops={**dict.fromkeys(SOCKET_DROPS, 0), **loop.transport.drops},
         )
 
     def collect(self) -> Iterator[Metric]:

@@ -22,6 +22,9 @@ from lmaload.transport.engine_loop import EngineLoop
 
 PREFIX = "lmaload_lma_"
 
+# Drop reasons reported from the start (0 until they happen), so dashboards find their series.
+SOCKET_DROPS = ("kernel", "send_buffer_full")
+
 # Engine events that are switchovers, and the ``kind`` label each is counted under.
 SWITCHOVER_KINDS = {
     "switchover_done": "mag_takeover",  # per-MAG hard switch completed here
@@ -85,7 +88,8 @@ class LmaMetrics(Collector):
         """Take a new snapshot of ``loop``'s engine and transport (from the loop's thread)."""
         engine = loop.engine
         counters = engine.counters
-        drops = Counter(counters.drops)
+        drops = Counter(dict.fromkeys(SOCKET_DROPS, 0))
+        drops.update(counters.drops)
         drops.update(loop.transport.drops)
         drops.update(loop.drops)
         cache = engine.cache

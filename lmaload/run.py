@@ -76,6 +76,7 @@ class RunConfig:
     sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    lma_metrics_port: int | None = None  # the embedded LMAs' /metrics, each at its own address
     pushgateway: str | None = None
 
     @property
@@ -332,7 +333,7 @@ def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any],
             if config.lma is not None:
                 target = ExternalPair(config.lma, config.standby, config.fail_cmd)
             else:
-                target = EmbeddedPair(config.mode, config.sync, Path(logs))
+                target = EmbeddedPair(config.mode, config.sync, Path(logs), config.lma_metrics_port)
             try:
                 results = Runner(config, target, metrics).run()
                 problems = target.failure_problems()

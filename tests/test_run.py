@@ -82,6 +82,7 @@ def test_before_ack_failover_keeps_every_session(tmp_path) -> None:
         ("--lma", "127.0.0.1", "--standby", "127.0.0.2", "--mode", "virtual"),
         ("--metrics-port", "0"),
         ("--metrics-port", "65536"),
+        ("--lma", "127.0.0.1", "--lma-metrics-port", "9401"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args) -> None:
