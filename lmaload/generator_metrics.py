@@ -99,7 +99,7 @@ class GeneratorMetrics(Collector):
         self.snapshot = GeneratorSnapshot(
             phase=phase,
             sessions={name: int(states[value]) for value, name in STATES.items()},
-            registered=int((mns["t_acked"] > 0).sum()),
+            registered=int(np.count_nonzero(mns["t_acked"])),
             counters=copy.deepcopy(engine.counters),
             latency={kind: _copy(h) for kind, h in engine.latency.items()},
             heartbeat_rtt=_copy(heartbeats.rtt),
