@@ -4,10 +4,9 @@ served while it runs and pushed to a Pushgateway at the end.
 
 The run's thread takes a snapshot of the MAG engine now and then (``observe``); scrapes and the
 push read the latest one, so the HTTP thread never touches the engine. Latency histograms are
-copies of the engine's HdrHistogram counts, turned into cumulative bucket counts at scrape time:
-a value within the histogram's precision (3 significant digits) of a bucket bound counts as at
-most that bound, and ``_sum`` adds each count at the middle of its HdrHistogram range. Detection
-and takeover times are one value per MAG, bucketed the same way.
+copies of the engine's HdrHistogram counts, turned into cumulative bucket counts at scrape time
+(``lmaload.metrics.hdr_buckets``); detection and takeover times are one value per MAG, bucketed
+exactly at the same bounds.
 """
 
 from __future__ import annotations
@@ -29,7 +28,13 @@ from prometheus_client.registry import Collector
 
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.takeover import KEPT, LOST, PENDING
-from lmaload.metrics import SOCKET_DROPS
+from lmaload.metrics import (
+    BUCKETS,
+    SOCKET_DROPS,
+    copy_histogram,
+    cumulative_buckets,
+    hdr_buckets,
+)
 from lmaload.population import SessionState
 from lmaload.protocol.mag import LATENCY_KIND, MagCounters, MagEngine
 from lmaload.transport.mag_loop import MagLoop
@@ -39,8 +44,6 @@ PHASES = ("start", "register", "sync", "failover", "done")
 STATES = {
     getattr(SessionState, name): name.lower() for name in vars(SessionState) if name.isupper()
 }
-# Bucket bounds of every seconds histogram: 1-2-5 steps from 100 µs to 50 s.
-BUCKETS = tuple(m * 10.0**e for e in range(-4, 2) for m in (1, 2, 5))
 PUSH_TIMEOUT = 10.0
 
 
@@ -53,7 +56,9 @@ class GeneratorSnapshot:
     sessions: dict[str, int] = field(default_factory=dict)
     registered: int = 0
     counters: MagCounters = field(default_factory=MagCounters)
-    latency: dict[str, Histogram] = field(default_factory=dict)  # µs, by kind
+    latency: dict[str, Histogram] = field(  # µs, by kind
+        default_factory=lambda: {kind: Histogram() for kind in LATENCY_KIND.values()}
+    )
     heartbeat_rtt: Histogram = field(default_factory=Histogram)  # µs
     heartbeats_missed: int = 0
     heartbeat_pairs_down: int = 0
@@ -66,12 +71,6 @@ class GeneratorSnapshot:
     datagrams_sent: int = 0
     datagrams_received: int = 0
     drops: dict[str, int] = field(default_factory=dict)
-
-
-def _copy(histogram: Histogram) -> Histogram:
-    out = Histogram(histogram.layout)
-    out.merge(histogram)
-    return out
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -101,8 +100,8 @@ class GeneratorMetrics(Collector):
             sessions={name: int(states[value]) for value, name in STATES.items()},
             registered=int(np.count_nonzero(mns["t_acked"])),
             counters=copy.deepcopy(engine.counters),
-            latency={kind: _copy(h) for kind, h in engine.latency.items()},
-            heartbeat_rtt=_copy(heartbeats.rtt),
+            latency={kind: copy_histogram(h) for kind, h in engine.latency.items()},
+            heartbeat_rtt=copy_histogram(heartbeats.rtt),
             heartbeats_missed=heartbeats.missed,
             heartbeat_pairs_down=int((~heartbeats.up).sum()),
             lag_last=engine.lag.last,
@@ -182,8 +181,7 @@ class GeneratorMetrics(Collector):
             labels=["kind"],
         )
         for kind in LATENCY_KIND.values():
-            buckets, total = _hdr_buckets(s.latency.get(kind))
-            latency.add_metric([kind], buckets, total)
+            latency.add_metric([kind], *hdr_buckets(s.latency[kind]))
         yield latency
         yield GaugeMetricFamily(
             PREFIX + "generator_lag_seconds",
@@ -200,11 +198,10 @@ class GeneratorMetrics(Collector):
             "Share of scheduled registrations sent later than the lag tolerance",
             value=s.behind_schedule,
         )
-        rtt_buckets, rtt_sum = _hdr_buckets(s.heartbeat_rtt)
         rtt = HistogramMetricFamily(
             PREFIX + "heartbeat_rtt_seconds", "Heartbeat Request to matching Response"
         )
-        rtt.add_metric([], rtt_buckets, rtt_sum)
+        rtt.add_metric([], *hdr_buckets(s.heartbeat_rtt))
         yield rtt
         yield CounterMetricFamily(
             PREFIX + "heartbeat_requests_sent", "Heartbeat Requests sent", c.heartbeat_requests_sent
@@ -272,34 +269,10 @@ def _labelled(
     return family
 
 
-def _cumulative(counts: np.ndarray, total: int) -> list[tuple[str, float]]:
-    return [(str(b), float(n)) for b, n in zip(BUCKETS, counts.tolist(), strict=True)] + [
-        ("+Inf", float(total))
-    ]
-
-
-def _hdr_buckets(histogram: Histogram | None) -> tuple[list[tuple[str, float]], float]:
-    """Cumulative counts at ``BUCKETS`` of a µs histogram, and its sum in seconds."""
-    if histogram is None:
-        return _cumulative(np.zeros(len(BUCKETS)), 0), 0.0
-    layout, counts = histogram.layout, histogram.counts
-    bounds = np.rint(np.array(BUCKETS) * 1e6).astype(np.int64)
-    cumulative = np.cumsum(counts)
-    at_bounds = cumulative[np.minimum(layout.index_of(bounds), len(counts) - 1)]
-    indexes = np.flatnonzero(counts)
-    middle = (layout.value_at(indexes) + layout.highest_equivalent(indexes)) / 2
-    total_seconds = float((counts[indexes] * middle).sum()) / 1e6
-    overflow_seconds = histogram.overflow * layout.highest / 1e6
-    return (
-        _cumulative(at_bounds, histogram.total + histogram.overflow),
-        total_seconds + overflow_seconds,
-    )
-
-
 def _value_buckets(values: np.ndarray) -> tuple[list[tuple[str, float]], float]:
     """Cumulative counts at ``BUCKETS`` of plain values in seconds, and their sum."""
     ordered = np.sort(values)
     return (
-        _cumulative(np.searchsorted(ordered, BUCKETS, side="right"), len(ordered)),
+        cumulative_buckets(np.searchsorted(ordered, BUCKETS, side="right").tolist(), len(ordered)),
         float(ordered.sum()),
     )

@@ -8,8 +8,9 @@ import numpy as np
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lmaload.generator_metrics import BUCKETS, GeneratorMetrics, _hdr_buckets
+from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.measure.histogram import Histogram
+from lmaload.metrics import BUCKETS, hdr_buckets
 from lmaload.sim import Simulator
 from lmaload.transport.mag_loop import MagLoop, MagTransport
 from tests.test_mag_engine import CLEAN, lma_pair, mag_engine
@@ -82,7 +83,7 @@ def test_latency_buckets_match_the_recorded_values_within_the_histograms_precisi
     histogram = Histogram()
     histogram.record(values)
     histogram.record(np.array([70_000_000]))  # above the 60-s range: +Inf only
-    buckets, total = _hdr_buckets(histogram)
+    buckets, total = hdr_buckets(histogram)
     assert buckets[-1] == ("+Inf", len(values) + 1)
     for (le, count), bound in zip(buckets, BUCKETS, strict=False):
         assert le == str(bound)
