@@ -3,10 +3,11 @@ grafana-foundation-sdk (the ``dashboards`` extra pins it) over a Prometheus data
 
 ``python -m lmaload.dashboards [DIR]`` writes them as JSON into DIR (default
 ``grafana/dashboards``); the checked-in files must equal what this module renders
-(tests/test_dashboards.py). Every panel has a unit; rates use ``$__rate_interval``. Queries sum
-over instances (shards add up) and never name a job, so they work whatever the scrape config
-calls the targets. The State sync dashboard reads the reference LMAs' own sync counters
-(``lmaload_lma_*``): the generator has no sync side yet.
+(tests/test_dashboards.py). Every panel has a unit; rates use ``$__rate_interval``. Generator
+queries sum over instances (shards add up), LMA queries keep one series per instance, and none
+names a job, so they work whatever the scrape config calls the targets. The State sync dashboard
+reads the reference LMAs' own sync metrics (``lmaload_lma_*``): the generator has no sync side
+yet.
 """
 
 from __future__ import annotations
@@ -351,9 +352,8 @@ def state_sync() -> builders.Dashboard:
         "lmaload-state-sync",
         "lmaload / State sync",
         "State Synchronization between the LMAs (draft-wakikawa-netext-lma-reliability), from "
-        "the reference LMAs' own counters: sessions carried, SS-REPs and SS-ACKs, and the "
-        "backlog waiting for pacing or acknowledgement. Octets per second and SS-ACK latency "
-        "are not exported yet.",
+        "the reference LMAs' own metrics: sessions and octets carried, SS-REPs and SS-ACKs, "
+        "SS-ACK latency, and the backlog waiting for pacing or acknowledgement.",
         [
             graph(
                 "Sessions synced",
@@ -364,6 +364,20 @@ def state_sync() -> builders.Dashboard:
                     rate("lmaload_lma_sessions_synced_out_total", "instance"), "out {{instance}}"
                 ),
                 Query(rate("lmaload_lma_sessions_synced_in_total", "instance"), "in {{instance}}"),
+            ),
+            graph(
+                "Sync octets",
+                "Bps",
+                "Octets of SS-REPs sent (Mobility Header, retransmissions included) per second "
+                "and LMA.",
+                Query(rate("lmaload_lma_ss_rep_bytes_sent_total", "instance"), "{{instance}}"),
+            ),
+            graph(
+                "SS-ACK latency",
+                "s",
+                "From packing an SS-REP to each peer's SS-ACK: pacing, the round trip and "
+                "retransmissions. With before-ack sync, what a PBA waits for.",
+                *quantiles("lmaload_lma_ss_ack_latency_seconds"),
             ),
             graph(
                 "SS-REPs and SS-ACKs",
