@@ -40,7 +40,7 @@ from lmaload.protocol.mag import LATENCY_KIND, MagCounters, MagEngine
 from lmaload.transport.mag_loop import MagLoop
 
 PREFIX = "lmaload_"
-PHASES = ("start", "register", "sync", "failover", "done")
+PHASES = ("start", "connect", "register", "sync", "failover", "done")
 STATES = {
     getattr(SessionState, name): name.lower() for name in vars(SessionState) if name.isupper()
 }
