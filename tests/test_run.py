@@ -149,7 +149,12 @@ def test_user_lmas_failed_by_fail_cmd(user_pair, tmp_path) -> None:
     summary = results["takeover"]["summary"]
     assert (summary["kept"], summary["lost"], summary["pending"]) == (1000, 0, 0)
     assert active.proc.wait(5) == -9
-    assert standby.metric("lmaload_lma_binding_cache_entries", state="active") == 1000
+    # The standby's /metrics snapshot is up to a tick (0.25 s) behind its binding cache.
+    wait_for(
+        lambda: standby.metric("lmaload_lma_binding_cache_entries", state="active") == 1000,
+        "the standby to show the sessions taken over",
+        timeout=5.0,
+    )
 
 
 def test_user_lma_without_fail_cmd_measures_registration_only(user_pair, tmp_path) -> None:
