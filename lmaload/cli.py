@@ -275,6 +275,11 @@ def _endpoint(text: str, option: str, transport: str) -> Any:
 @click.option("--restart-counter", type=click.IntRange(0, 0xFFFFFFFF), default=1, show_default=True)
 @click.option("--metrics-port", type=click.IntRange(0, 0xFFFF), help="Serve /metrics here.")
 @click.option(
+    "--pcap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a sample of the signalling (UDP transport) to this pcap file.",
+)
+@click.option(
     "--policy",
     "policy_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -307,6 +312,7 @@ def lma(
     missing_heartbeats: int,
     restart_counter: int,
     metrics_port: int | None,
+    pcap: Path | None,
     policy_path: Path | None,
     allow_remote: bool,
     log_level: str,
@@ -359,7 +365,10 @@ def lma(
         restart_counter=restart_counter,
         policy=policy,
         metrics_port=metrics_port,
+        pcap=pcap,
     )
+    if pcap is not None and transport != "udp":
+        raise click.UsageError("--pcap samples the UDP transport: not with --transport raw")
     remote = settings.remote_addresses()
     if remote and not allow_remote:
         raise click.UsageError(
@@ -487,6 +496,12 @@ def _run_targets(
     "--allow-remote", is_flag=True, help="Allow --lma/--standby addresses that are not local."
 )
 @click.option(
+    "--pcap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
+    "embedded LMAs' messages to each other (tshark: -d udp.port==5436,ipv6).",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(1, 0xFFFF),
     help="Serve the generator's Prometheus metrics on /metrics here while the run goes on.",
@@ -525,6 +540,7 @@ def run_command(
     fail_cmd: str | None,
     sync_wait: float,
     allow_remote: bool,
+    pcap: Path | None,
     metrics_port: int | None,
     metrics_host: str,
     lma_metrics_port: int | None,
@@ -560,6 +576,7 @@ def run_command(
         standby=targets[1],
         fail_cmd=fail_cmd,
         sync_wait=sync_wait,
+        pcap=pcap,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         lma_metrics_port=lma_metrics_port,

@@ -139,11 +139,17 @@ class EmbeddedPair:
     """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``)."""
 
     def __init__(
-        self, mode: str, sync: str, log_dir: Path, metrics_port: int | None = None
+        self,
+        mode: str,
+        sync: str,
+        log_dir: Path,
+        capture: bool = False,
+        metrics_port: int | None = None,
     ) -> None:
         self.mode = mode
         self.sync = sync
         self.log_dir = log_dir
+        self.capture = capture
         self.metrics_port = metrics_port
         self.lmaa_port = free_port(LMAA_HOST) if mode == "virtual" else None
         self.active: LmaChild | None = None
@@ -156,12 +162,13 @@ class EmbeddedPair:
         if self.lmaa_port is not None:
             common += ["--lmaa", f"{LMAA_HOST}:{self.lmaa_port}"]
         active_port, standby_port = free_port(ACTIVE_HOST), free_port(STANDBY_HOST)
+        active = f"{ACTIVE_HOST}:{active_port}"
         self.active = LmaChild.start(
             "active",
             ACTIVE_HOST,
             active_port,
             self.log_dir,
-            [*common, "--peer", f"{STANDBY_HOST}:{standby_port}"],
+            [*common, *self._pcap("active"), "--peer", f"{STANDBY_HOST}:{standby_port}"],
             self.metrics_port,
         )
         self.standby = LmaChild.start(
@@ -169,9 +176,18 @@ class EmbeddedPair:
             STANDBY_HOST,
             standby_port,
             self.log_dir,
-            [*common, "--role", "standby", "--peer", f"{ACTIVE_HOST}:{active_port}"],
+            [*common, *self._pcap("standby"), "--role", "standby", "--peer", active],
             self.metrics_port,
         )
+
+    def _pcap(self, name: str) -> list[str]:
+        return ["--pcap", str(self.log_dir / f"{name}.pcap")] if self.capture else []
+
+    def lma_captures(self) -> list[tuple[Path, str]]:
+        """(capture, host) of each LMA that records its signalling."""
+        if not self.capture:
+            return []
+        return [(self.log_dir / f"{c.name}.pcap", c.host) for c in self.children]
 
     @property
     def children(self) -> list[LmaChild]:

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Literal
 
+from lmaload.capture import Capture
 from lmaload.endpoints import Endpoint, is_local
 from lmaload.metrics import LmaMetrics
 from lmaload.protocol import LmaConfig, LmaEngine, Policy
@@ -104,6 +105,7 @@ class LmaSettings:
     restart_counter: int
     policy: Policy
     metrics_port: int | None = None
+    pcap: Path | None = None  # a sample of the signalling (UDP transport)
 
     def engine_config(self) -> LmaConfig:
         return LmaConfig(
@@ -166,6 +168,7 @@ def open_transport(settings: LmaSettings) -> UdpTransport | RawTransport:
             lmaa=lmaa,
             rcvbuf=SOCKET_BUFFER,
             sndbuf=SOCKET_BUFFER,
+            capture=Capture(settings.pcap) if settings.pcap is not None else None,
         )
     except OSError as exc:
         host, port = settings.listen

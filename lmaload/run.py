@@ -7,9 +7,9 @@ schedule); wait until the standby's binding cache shows the sessions synced (or 
 the user's own LMAs cannot be looked into: a fixed ``sync_wait``); mark the failure instant and
 fail the active (SIGKILL, or the user's ``--fail-cmd``; without one the run ends after the
 registration); let the MAGs detect it (heartbeats) and fail over until every MAG's takeover is
-done (or ``failover_timeout``); stop the target. A virtual switch ends once every MAG sees the
-LMAA answer again: its sessions would move at their next refresh, which this version does not
-wait for (they are reported as not taken over). The results are
+done (or ``failover_timeout``); stop the target. In a virtual switch the MAGs refresh their
+sessions as soon as the LMAA answers their heartbeats again (``MagConfig.refresh_on_recovery``),
+which is when the takeover of a MAG is measured done. The results are
 ``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to Prometheus while the
 run goes on (``metrics_port``) and pushes the last values to a Pushgateway at the end.
 """
@@ -26,10 +26,12 @@ from dataclasses import asdict, dataclass, replace
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Literal
+from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 
 from lmaload import __version__
+from lmaload.capture import Capture, merge
 from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
 from lmaload.measure import results as res
@@ -74,6 +76,7 @@ class RunConfig:
     standby: Endpoint | None = None
     fail_cmd: str | None = None
     sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
+    pcap: Path | None = None  # a sample of the signalling (``lmaload.capture``)
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     lma_metrics_port: int | None = None  # the embedded LMAs' /metrics, each at its own address
@@ -126,12 +129,19 @@ class Progress:
 class Runner:
     """One run against the embedded pair."""
 
-    def __init__(self, config: RunConfig, target: Target, metrics: GeneratorMetrics | None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        target: Target,
+        capture: Capture | None,
+        metrics: GeneratorMetrics | None,
+    ) -> None:
         self.config = config
         self.target = target
+        self.capture = capture
         self.metrics = metrics
         self.progress = Progress()
-        self.phase = "start"
+        self._enter("start")
         self.loop: MagLoop | None = None
         self._next_snapshot = 0.0
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
@@ -153,11 +163,12 @@ class Runner:
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
             schedule=cfg.schedule,
+            refresh_on_recovery=True,
         )
         start = time.time()
         engine = MagEngine(pop, mag_config, start)
         routes = self.target.routes()
-        self.loop = loop = MagLoop(engine, MagTransport(pop, routes))
+        self.loop = loop = MagLoop(engine, MagTransport(pop, routes, self.capture))
         try:
             self._wait_for_lmas(engine, routes)
             registration = self._register(engine, start)
@@ -169,7 +180,7 @@ class Runner:
             if self.target.can_fail:
                 self._fail_active(engine)
             self.progress.show(self._status(engine))
-            self.phase = "done"
+            self._enter("done")
             self._observe(engine, force=True)
         finally:
             self.progress.done()
@@ -183,6 +194,11 @@ class Runner:
         }
 
     # --- phases --------------------------------------------------------------------------------
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        if self.capture is not None:
+            self.capture.phase = phase
 
     def _serve(self, engine: MagEngine, until: float, done: Callable[[], bool]) -> bool:
         """Drive the engine in slices until ``done()`` or ``until``; whether it got done."""
@@ -207,7 +223,7 @@ class Runner:
 
     def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
         """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
-        self.phase = "connect"
+        self._enter("connect")
         answered = engine.heartbeats.answered
         if self._serve(engine, time.time() + STARTUP_TIMEOUT, lambda: answered.any(axis=0).all()):
             return
@@ -221,7 +237,7 @@ class Runner:
         )
 
     def _register(self, engine: MagEngine, start: float) -> res.RegistrationPhase:
-        self.phase = "register"
+        self._enter("register")
         self._rate_mark = (time.monotonic(), 0)
         cfg = self.config
         last_intended = float(cfg.schedule.offsets(cfg.mns)[-1])
@@ -235,7 +251,7 @@ class Runner:
     def _wait_for_sync(self, engine: MagEngine) -> float | None:
         """Seconds until the standby's binding cache held every registered session as synced
         (None: not within SYNC_TIMEOUT)."""
-        self.phase = "sync"
+        self._enter("sync")
         sessions = engine.count(S.REGISTERED)
         began = time.time()
         if not self.target.observes_sync:
@@ -247,7 +263,7 @@ class Runner:
     def _fail_active(self, engine: MagEngine) -> None:
         """SIGKILL the active; serve until every MAG at risk detected it and took over (virtual
         switch: sees the LMAA up again)."""
-        self.phase = "failover"
+        self._enter("failover")
         failure = time.time()
         engine.mark_failure(failure)
         self.target.fail()
@@ -255,12 +271,7 @@ class Runner:
         at_risk = meter.pending > 0
 
         def taken_over() -> bool:
-            if np.isnan(meter.detection[at_risk]).any():
-                return False
-            if self.config.mode == "virtual":
-                # Sessions move at their next refresh, not now: done once the LMAA answers again.
-                return bool(engine.heartbeats.up[at_risk].all())
-            return not meter.pending.any()
+            return not (np.isnan(meter.detection[at_risk]).any() or meter.pending.any())
 
         self._serve(engine, failure + self.config.failover_timeout, taken_over)
 
@@ -289,7 +300,7 @@ class Runner:
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        for name in ("results", "lma", "standby"):
+        for name in ("results", "lma", "standby", "pcap"):
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["versions"] = {
@@ -307,38 +318,56 @@ def exit_status(config: RunConfig, results: dict[str, Any]) -> tuple[int, list[s
     if behind > MAX_BEHIND_SCHEDULE and not config.allow_lag:
         reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
     summary = results["takeover"]["summary"]
-    # A virtual switch moves sessions at their next refresh: pending ones are not lost then.
-    unrecovered = summary["lost"] + (summary["pending"] if config.mode == "hard" else 0)
+    unrecovered = summary["lost"] + summary["pending"]
     if config.sync == "before-ack" and unrecovered:
         reasons.append(f"{unrecovered} sessions lost with before-ack sync")
     return (1 if reasons else 0), reasons
 
 
+def _metrics(config: RunConfig) -> tuple[GeneratorMetrics | None, WSGIServer | None]:
+    """The run's metrics when it serves or pushes them, and the /metrics server when it serves
+    them (RunError when the port is taken)."""
+    if config.metrics_port is None and config.pushgateway is None:
+        return None, None
+    metrics = GeneratorMetrics(config.mns, config.mags, config.rate)
+    if config.metrics_port is None:
+        return metrics, None
+    try:
+        return metrics, metrics.serve(config.metrics_port, config.metrics_host)
+    except OSError as exc:
+        where = f"{url_host(config.metrics_host)}:{config.metrics_port}"
+        raise RunError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from None
+
+
 def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], int, list[str]]:
     """Carry out the run, write the results file, push the metrics; (results, exit status,
     reasons). A push that fails is a ``warn``ing, not a failure of the run."""
-    metrics = None
-    server = None
-    if config.metrics_port is not None or config.pushgateway is not None:
-        metrics = GeneratorMetrics(config.mns, config.mags, config.rate)
-    if metrics is not None and config.metrics_port is not None:
-        try:
-            server = metrics.serve(config.metrics_port, config.metrics_host)
-        except OSError as exc:
-            where = f"{url_host(config.metrics_host)}:{config.metrics_port}"
-            raise RunError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from None
+    metrics, server = _metrics(config)
     try:
         with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
             target: Target
             if config.lma is not None:
                 target = ExternalPair(config.lma, config.standby, config.fail_cmd)
             else:
-                target = EmbeddedPair(config.mode, config.sync, Path(logs), config.lma_metrics_port)
+                target = EmbeddedPair(
+                    config.mode,
+                    config.sync,
+                    Path(logs),
+                    capture=config.pcap is not None,
+                    metrics_port=config.lma_metrics_port,
+                )
+            capture = Capture(Path(logs) / "mags.pcap") if config.pcap is not None else None
             try:
-                results = Runner(config, target, metrics).run()
+                results = Runner(config, target, capture, metrics).run()
                 problems = target.failure_problems()
             finally:
                 target.stop()
+            if capture is not None and config.pcap is not None:
+                lmas = target.lma_captures()
+                config.pcap.parent.mkdir(parents=True, exist_ok=True)
+                frames = merge(config.pcap, capture.path, lmas, frozenset(h for _, h in lmas))
+                ports = sorted({port for _, port in target.routes().values()})
+                results["pcap"] = {"path": str(config.pcap), "frames": frames, "udp_ports": ports}
     finally:
         if server is not None:
             server.shutdown()

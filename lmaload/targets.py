@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from ipaddress import IPv6Address
+from pathlib import Path
 from typing import Protocol
 
 from lmaload.endpoints import Endpoint
@@ -49,6 +50,10 @@ class Target(Protocol):
 
     def failure_problems(self) -> list[str]:
         """What went wrong failing the active (after ``fail``), one line each."""
+        ...
+
+    def lma_captures(self) -> list[tuple[Path, str]]:
+        """(pcap, host) of each LMA that records its signalling (``lmaload.capture``)."""
         ...
 
     def stop(self) -> None: ...
@@ -101,6 +106,9 @@ class ExternalPair:
             self._failing.kill()
             return [f"--fail-cmd still running after {FAIL_CMD_TIMEOUT:g} s: killed"]
         return [f"--fail-cmd exited with status {status}"] if status else []
+
+    def lma_captures(self) -> list[tuple[Path, str]]:
+        return []
 
     def stop(self) -> None:
         if self._failing is not None and self._failing.poll() is None:

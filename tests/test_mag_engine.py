@@ -325,6 +325,29 @@ def test_crash_detection_and_takeover_times_match_the_simulation(mode):
     )
 
 
+def test_virtual_switch_refresh_on_recovery_measures_the_takeover():
+    """Virtual switch with hour-long bindings: nothing would reach LMA2 for an hour. With
+    refresh_on_recovery each MAG refreshes its sessions as soon as the LMAA answers its
+    heartbeats again; LMA2 holds them all (synced), and the takeover time reported is the
+    simulated truth."""
+    sim = Simulator(default_link=CLEAN, tracing=True)
+    lma_pair(sim, "virtual")
+    engine = mag_engine(sim, 400, 8, "virtual", heartbeat_interval=0.2, refresh_on_recovery=True)
+    sim.run_for(1.5)
+    before = prefixes(engine)
+    failed_at = sim.now + 0.0071
+    sim.run_until(failed_at)
+    sim.crash("lma1")
+    engine.mark_failure(failed_at)
+    sim.run_for(8)
+    meter = engine.takeover
+    truth = takeover_truth(sim, engine, failed_at, None)
+    assert np.all(np.isfinite(meter.takeover))
+    assert np.all(np.abs(meter.takeover - truth) < 1e-3), (meter.takeover, truth)
+    assert meter.kept.sum() == 400 and not meter.lost.any() and not meter.pending.any()
+    assert prefixes(engine) == before and engine.latency["refresh"].total == 400
+
+
 def test_ha_switch_reregisters_with_the_address_it_carries():
     """§8.6, R28: slow heartbeats (30 s) leave detection to LMA2's HELLO; its HA Switch (LMAA2 +
     LFI(LMA1)) moves every session of each MAG to LMA2 with its prefix."""

@@ -2,15 +2,17 @@
 registered with before-ack sync, the active killed, every session kept at the standby (and a
 Pushgateway that does not answer only warned about); the same
 against "the user's own" LMAs (``lmaload lma`` processes the test starts) with ``--fail-cmd``, a
-registration-only run, and an LMA that does not answer; the one-line exit 2 on bad options, and
-exit 1 when /metrics cannot be served."""
+registration-only run, and an LMA that does not answer; the ``--pcap`` sample read back by
+tshark; the one-line exit 2 on bad options, and exit 1 when /metrics cannot be served."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +66,22 @@ def test_before_ack_failover_keeps_every_session(tmp_path) -> None:
     assert all(r["detection"] is not None and r["takeover"] is not None for r in rows)
     assert sum(r["kept"] for r in rows) == 2000
     assert 0 <= results["generator"]["behind_schedule"] <= 1
+
+
+def test_virtual_switch_takeover_is_measured(tmp_path) -> None:
+    """The standby takes the LMAA; the MAGs refresh as soon as it answers, so every session's
+    fate and every MAG's takeover time are known when the run ends."""
+    path = tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "1000", "--mags", "10", "--rate", "1000", "--mode", "virtual"),
+        *("--results", str(path), "--allow-lag"),
+    )
+    assert result.returncode == 0, result.stderr
+    takeover = json.loads(path.read_text())["takeover"]
+    summary = takeover["summary"]
+    assert (summary["kept"], summary["lost"], summary["pending"]) == (1000, 0, 0)
+    assert summary["takeover"]["count"] == 10
+    assert all(r["takeover"] > r["detection"] for r in takeover["mags"])
 
 
 @pytest.mark.parametrize(
@@ -180,3 +198,33 @@ def test_silent_lma_is_reported_in_one_line() -> None:
         " is it running, and does it answer RFC 5847 heartbeats?"
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_pcap_sample_decodes_in_tshark(tmp_path) -> None:
+    """The sample holds the MAGs' PBUs, PBAs and heartbeats and the LMAs' messages to each other
+    (State Sync, HA-HELLO, the SO-REQ/SO-REP of the takeover), none malformed."""
+    pcap, path = tmp_path / "sample.pcap", tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "1000", "--mags", "10", "--rate", "1000", "--allow-lag"),
+        *("--pcap", str(pcap), "--results", str(path)),
+    )
+    assert result.returncode == 0, result.stderr
+    sample = json.loads(path.read_text())["pcap"]
+    assert f"tshark -r {pcap}" in result.stdout and sample["frames"] > 0
+    decode = [arg for port in sample["udp_ports"] for arg in ("-d", f"udp.port=={port},ipv6")]
+    wanted = ("mip6.mhtype", "ip.src", "ip.dst", "_ws.malformed")
+    fields = subprocess.run(
+        ["tshark", "-n", "-r", str(pcap), *decode, "-T", "fields"]
+        + [arg for field in wanted for arg in ("-e", field)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(fields) == sample["frames"]
+    rows = [line.split("\t") for line in fields]
+    assert not [r for r in rows if r[3]], "malformed frames"
+    lmas = Counter(r[0] for r in rows if "127.1." not in r[1] + r[2])
+    mags = Counter(r[0] for r in rows if "127.1." in r[1] + r[2])
+    assert {"5", "6", "13"} <= mags.keys()  # PBU, PBA, heartbeat
+    assert {"200", "201", "202"} <= lmas.keys()  # State Sync, HA Control, HA-HELLO

@@ -184,4 +184,10 @@ def table(results: dict[str, Any]) -> str:
         f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "
         f"{gen['behind_schedule']:.2%} behind schedule"
     )
+    pcap = results.get("pcap")
+    if pcap is not None:
+        decode = " ".join(f"-d udp.port=={port},ipv6" for port in pcap["udp_ports"])
+        lines.append(
+            f"pcap                {pcap['frames']} frames: tshark -r {pcap['path']} {decode}"
+        )
     return "\n".join(lines)

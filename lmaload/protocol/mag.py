@@ -20,7 +20,8 @@ Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, 
 PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
 Switch (MH 12, §8.6, R28) does the same towards the address it carries, for the sessions anchored
 at the LMA its LFI names (without LFI: every session not already there). Virtual switch (§8.7):
-one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted.
+one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted (and with
+``refresh_on_recovery`` the sessions are refreshed as soon as the LMAA answers again).
 
 Measurements: latency from the *intended* send time (open loop, no coordinated omission) per PBU
 kind, the generator's lag behind its schedule, PBA status counts, heartbeat RTT, and the failover
@@ -491,8 +492,11 @@ class MagEngine:
             h["has_restart_counter"] != 0,
             now,
         )
+        restarted = set(zip(rs_m.tolist(), rs_l.tolist(), strict=True))
         for m, lm in zip(up_m.tolist(), up_l.tolist(), strict=True):
             self.events.append(Event(now, "lma_up", {"mag": m, "lma": str(self._lmas[lm])}))
+            if self.config.refresh_on_recovery and (m, lm) not in restarted:
+                self._refresh_now(m, lm, now)
         for m, lm in zip(rs_m.tolist(), rs_l.tolist(), strict=True):
             self.events.append(Event(now, "lma_restarted", {"mag": m, "lma": str(self._lmas[lm])}))
             rows = self.rows_of(m)
@@ -503,6 +507,17 @@ class MagEngine:
             self.counters.sessions_invalidated += len(rows)
             self.takeover.invalidated(rows)
             self._restart_sessions(rows, now)
+
+    def _refresh_now(self, mag: int, lma: int, now: float) -> None:
+        """Refresh (HI 5) the sessions of ``mag`` registered at ``lma``, now."""
+        mns = self.pop.mns
+        rows = self.rows_of(mag)
+        rows = rows[(mns["lma"][rows] == lma) & (mns["state"][rows] == S.REGISTERED)]
+        mns["state"][rows] = S.REFRESHING
+        mns["hi"][rows] = cp.HI_NOT_CHANGED
+        mns["retries"][rows] = 0
+        mns["t_send"][rows] = _ns(now)
+        self._transmit(rows, now)
 
     # --- HA Switch (RFC 5142, spec-digest §8.6, R28) -------------------------------------------
 

@@ -30,6 +30,10 @@ class MagConfig:
     * ``deregister_at`` (Unix seconds): de-register every bound session then (HI 4, lifetime 0).
     * ``clock_offset`` is the error of the MAGs' clock in Timestamp options; a PBA 156 makes the
       engine resynchronise (set it to 0, spec-digest §3.4).
+    * ``refresh_on_recovery``: when an LMA a MAG declared unreachable answers its heartbeats again
+      with the Restart Counter unchanged (a virtual switch: the standby took the LMAA), refresh
+      the MAG's sessions there at once rather than at their next refresh, so that whether the
+      new owner holds them — and when — is known now (``lmaload run`` measures the takeover so).
     """
 
     lmaa: IPv6Address
@@ -47,6 +51,7 @@ class MagConfig:
     deregister_at: float | None = None
     restart_counter: int = 1
     clock_offset: float = 0.0
+    refresh_on_recovery: bool = False
 
     def __post_init__(self) -> None:
         if self.mode == "virtual" and self.standby is not None:

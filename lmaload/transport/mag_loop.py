@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
+from lmaload.capture import Capture
 from lmaload.population import Population
 from lmaload.protocol.datagrams import Datagram, Datagrams
 from lmaload.protocol.mag import MagEngine
@@ -30,9 +31,16 @@ MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
 class MagTransport:
     """The MAGs' socket. ``lmas`` maps each LMA's inner address to its outer (host, port)."""
 
-    def __init__(self, population: Population, lmas: dict[IPv6Address, tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        population: Population,
+        lmas: dict[IPv6Address, tuple[str, int]],
+        capture: Capture | None = None,
+    ) -> None:
         self.drops: Counter[str] = Counter()
+        self.capture = capture
         self.sock = BatchSocket.udp("0.0.0.0", 0, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self._port = self.sock.local_address[1]
         mags = population.mags
         self._mag_addr4 = {IPv6Address(a6.tobytes()): a4.tobytes() for a6, a4 in mags}
         self._lmas = {
@@ -55,6 +63,11 @@ class MagTransport:
             ports.append(lma[1])
         if not payloads:
             return
+        if self.capture is not None:
+            now, port = time.time(), self._port
+            for payload, src, dst, dport in zip(payloads, srcs, dsts, ports, strict=True):
+                self.capture.record(now, "out", (src, port), (dst, dport), payload)
+            self.capture.flush()
         offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in payloads], out=offsets[1:])
         send_batch(
@@ -75,15 +88,24 @@ class MagTransport:
         if batch.new_drops:
             self.drops["kernel"] += batch.new_drops
         out: list[Datagram] = []
+        capture, now = self.capture, time.time()
         for i in range(batch.count):
+            payload = batch.datagram(i)
+            if capture is not None:
+                source = (batch.src[i].tobytes(), int(batch.sport[i]))
+                capture.record(now, "in", source, (batch.dst[i].tobytes(), self._port), payload)
             try:
-                out.append(unframe(batch.datagram(i)))
+                out.append(unframe(payload))
             except WireError:
                 self.drops["bad_inner_header"] += 1
+        if capture is not None and batch.count:
+            capture.flush()
         return Datagrams(out)
 
     def close(self) -> None:
         self.sock.close()
+        if self.capture is not None:
+            self.capture.close()
 
 
 class MagLoop:
