@@ -44,6 +44,7 @@ PHASES = ("start", "connect", "register", "sync", "failover", "done")
 STATES = {
     getattr(SessionState, name): name.lower() for name in vars(SessionState) if name.isupper()
 }
+FATES = {"kept": KEPT, "lost": LOST, "pending": PENDING}
 PUSH_TIMEOUT = 10.0
 
 
@@ -67,14 +68,14 @@ class GeneratorSnapshot:
     behind_schedule: float = 0.0
     detection: np.ndarray = field(default_factory=lambda: np.zeros(0))  # seconds, per MAG
     takeover: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    fates: dict[str, int] = field(default_factory=dict)
+    fates: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FATES, 0))
     datagrams_sent: int = 0
     datagrams_received: int = 0
     drops: dict[str, int] = field(default_factory=dict)
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
-    return values[np.isfinite(values)].copy()
+    return values[np.isfinite(values)]  # a copy
 
 
 class GeneratorMetrics(Collector):
@@ -109,11 +110,7 @@ class GeneratorMetrics(Collector):
             behind_schedule=engine.behind_schedule,
             detection=_finite(meter.detection),
             takeover=_finite(meter.takeover),
-            fates={
-                "kept": int(fates[KEPT]),
-                "lost": int(fates[LOST]),
-                "pending": int(fates[PENDING]),
-            },
+            fates={name: int(fates[value]) for name, value in FATES.items()},
             datagrams_sent=loop.datagrams_sent,
             datagrams_received=loop.datagrams_received,
             drops={**dict.fromkeys(SOCKET_DROPS, 0), **loop.transport.drops},
@@ -232,7 +229,7 @@ class GeneratorMetrics(Collector):
             "takeover_sessions",
             "Sessions at risk in the failure, by fate: kept, lost, pending",
             "fate",
-            s.fates or dict.fromkeys(("kept", "lost", "pending"), 0),
+            s.fates,
         )
         yield CounterMetricFamily(
             PREFIX + "datagrams_sent", "Datagrams the MAGs sent", s.datagrams_sent
