@@ -539,6 +539,28 @@ def _shard(
     help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
     "embedded LMAs' messages to each other (tshark: -d udp.port==5436,ipv6).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 0xFFFF),
+    help="Serve the generator's Prometheus metrics on /metrics here while the run goes on.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address --metrics-port listens on (0.0.0.0 or :: to be scraped from elsewhere).",
+)
+@click.option(
+    "--lma-metrics-port",
+    type=click.IntRange(1, 0xFFFF),
+    help="Port of the embedded LMAs' /metrics at their own addresses, 127.0.0.11 (active) and "
+    "127.0.0.12 (standby). Default: a free port each.",
+)
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Push the final metrics to this Prometheus Pushgateway (job lmaload) at the end.",
+)
 def run_command(
     mns: int,
     mags: int,
@@ -560,20 +582,26 @@ def run_command(
     start_at: float | None,
     fail_at: float | None,
     pcap: Path | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    lma_metrics_port: int | None,
+    pushgateway: str | None,
 ) -> None:
     """Register a population with an LMA pair — the embedded one on loopback, or yours with
     --lma/--standby — fail the active, and measure the failover.
 
     Prints a summary table and writes the results JSON. Exits 0 on success, 1 when the
     generator fell behind schedule (unless --allow-lag), when sessions were lost with
-    before-ack sync, when an LMA failed to start or did not answer, or when --fail-cmd failed;
-    2 on bad options.
+    before-ack sync, when an LMA or /metrics failed to start, when an LMA did not answer, or
+    when --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is a warning.
     """
     from lmaload.measure.results import table
     from lmaload.run import RunConfig, RunError, run
 
     targets = _run_targets(lma, standby, fail_cmd, mode, allow_remote)
     shard_of = _shard(shard, mns, mags, lma, start_at)
+    if lma is not None and lma_metrics_port is not None:
+        raise click.UsageError("--lma-metrics-port is for the embedded pair: not with --lma")
     config = RunConfig(
         mns=mns,
         mags=mags,
@@ -594,9 +622,13 @@ def run_command(
         shard=shard_of,
         start_at=start_at,
         fail_at=fail_at,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        lma_metrics_port=lma_metrics_port,
+        pushgateway=pushgateway,
     )
     try:
-        results, status, reasons = run(config)
+        results, status, reasons = run(config, warn=lambda m: _fail(f"run: warning: {m}"))
     except RunError as exc:
         _fail(f"run: {exc}")
         sys.exit(EXIT_INVALID_INPUT)

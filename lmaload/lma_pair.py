@@ -3,7 +3,9 @@ active and a standby that know each other, watched through their /metrics endpoi
 
 Hard mode: each LMA is reached at its own address (127.0.0.11, 127.0.0.12; inner addresses
 IPv4-mapped). Virtual mode: the MAGs talk to the shared LMAA 127.0.0.10, bound by the active and
-taken over by the standby. Every LMA writes its log to a file in ``log_dir`` (no pipe to fill).
+taken over by the standby. Either way each LMA serves /metrics at its own address, on a free port
+or on the one port given for both. Every LMA writes its log to a file in ``log_dir`` (no pipe to
+fill).
 """
 
 from __future__ import annotations
@@ -136,11 +138,19 @@ class LmaChild:
 class EmbeddedPair:
     """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``)."""
 
-    def __init__(self, mode: str, sync: str, log_dir: Path, capture: bool = False) -> None:
+    def __init__(
+        self,
+        mode: str,
+        sync: str,
+        log_dir: Path,
+        capture: bool = False,
+        metrics_port: int | None = None,
+    ) -> None:
         self.mode = mode
         self.sync = sync
         self.log_dir = log_dir
         self.capture = capture
+        self.metrics_port = metrics_port
         self.lmaa_port = free_port(LMAA_HOST) if mode == "virtual" else None
         self.active: LmaChild | None = None
         self.standby: LmaChild | None = None
@@ -159,6 +169,7 @@ class EmbeddedPair:
             active_port,
             self.log_dir,
             [*common, *self._pcap("active"), "--peer", f"{STANDBY_HOST}:{standby_port}"],
+            self.metrics_port,
         )
         self.standby = LmaChild.start(
             "standby",
@@ -166,6 +177,7 @@ class EmbeddedPair:
             standby_port,
             self.log_dir,
             [*common, *self._pcap("standby"), "--role", "standby", "--peer", active],
+            self.metrics_port,
         )
 
     def _pcap(self, name: str) -> list[str]:

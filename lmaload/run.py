@@ -10,7 +10,8 @@ registration); let the MAGs detect it (heartbeats) and fail over until every MAG
 done (or ``failover_timeout``); stop the target. In a virtual switch the MAGs refresh their
 sessions as soon as the LMAA answers their heartbeats again (``MagConfig.refresh_on_recovery``),
 which is when the takeover of a MAG is measured done. The results are
-``lmaload.measure.results``'s.
+``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to Prometheus while the
+run goes on (``metrics_port``) and pushes the last values to a Pushgateway at the end.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from dataclasses import asdict, dataclass, replace
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Literal
+from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 
 from lmaload import __version__
 from lmaload.capture import Capture, merge
-from lmaload.lma_pair import EmbeddedPair, LmaStartError
+from lmaload.generator_metrics import GeneratorMetrics
+from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
 from lmaload.measure import results as res
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.population import PopulationSpec, generate
@@ -46,6 +49,7 @@ SYNC_TIMEOUT = 30.0
 FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
 SLICE = 0.1  # seconds of engine work between phase checks
 PROGRESS_INTERVAL = 0.5
+SNAPSHOT_INTERVAL = 0.5  # seconds between metrics snapshots of the engine
 MAX_BEHIND_SCHEDULE = 0.01
 
 
@@ -76,6 +80,10 @@ class RunConfig:
     shard: tuple[int, int] = (0, 1)  # (index, count): this process's part of the run
     start_at: float | None = None  # Unix seconds the schedule starts (shards share it)
     fail_at: float | None = None  # seconds after the start: fail the active then, synced or not
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    lma_metrics_port: int | None = None  # the embedded LMAs' /metrics, each at its own address
+    pushgateway: str | None = None
 
     @property
     def shard_rate(self) -> float:
@@ -140,13 +148,21 @@ class Progress:
 class Runner:
     """One run against the embedded pair."""
 
-    def __init__(self, config: RunConfig, target: Target, capture: Capture | None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        target: Target,
+        capture: Capture | None,
+        metrics: GeneratorMetrics | None,
+    ) -> None:
         self.config = config
         self.target = target
         self.capture = capture
+        self.metrics = metrics
         self.progress = Progress()
         self._enter("start")
         self.loop: MagLoop | None = None
+        self._next_snapshot = 0.0
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
 
     def run(self) -> dict[str, Any]:
@@ -196,6 +212,8 @@ class Runner:
                 # Every shard measures the failure; the first one causes it.
                 self._fail_active(engine, failure, inject=self.target.can_fail and not cfg.shard[0])
             self.progress.show(self._status(engine))
+            self._enter("done")
+            self._observe(engine, force=True)
         finally:
             self.progress.done()
             loop.close()
@@ -222,9 +240,18 @@ class Runner:
             if now >= until:
                 return False
             self.loop.run_until(min(now + SLICE, until))
+            self._observe(engine)
             if self.progress.due():
                 self.progress.show(self._status(engine))
         return True
+
+    def _observe(self, engine: MagEngine, force: bool = False) -> None:
+        """A new metrics snapshot, at most every SNAPSHOT_INTERVAL unless ``force``."""
+        now = time.monotonic()
+        if self.metrics is None or self.loop is None or (now < self._next_snapshot and not force):
+            return
+        self._next_snapshot = now + SNAPSHOT_INTERVAL
+        self.metrics.observe(engine, self.loop, self.phase)
 
     def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
         """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
@@ -336,28 +363,64 @@ def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
     return (1 if reasons else 0), reasons
 
 
-def run(config: RunConfig) -> tuple[dict[str, Any], int, list[str]]:
-    """Carry out the run, write the results file; (results, exit status, reasons)."""
-    with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
-        target: Target
-        if config.lma is not None:
-            target = ExternalPair(config.lma, config.standby, config.fail_cmd)
-        else:
-            target = EmbeddedPair(config.mode, config.sync, Path(logs), config.pcap is not None)
-        capture = Capture(Path(logs) / "mags.pcap") if config.pcap is not None else None
-        try:
-            results = Runner(config, target, capture).run()
-            problems = target.failure_problems()
-        finally:
-            target.stop()
-        if capture is not None and config.pcap is not None:
-            lmas = target.lma_captures()
-            config.pcap.parent.mkdir(parents=True, exist_ok=True)
-            frames = merge(config.pcap, capture.path, lmas, frozenset(h for _, h in lmas))
-            ports = sorted({port for _, port in target.routes().values()})
-            results["pcap"] = {"path": str(config.pcap), "frames": frames, "udp_ports": ports}
+def _metrics(config: RunConfig) -> tuple[GeneratorMetrics | None, WSGIServer | None]:
+    """The run's metrics when it serves or pushes them, and the /metrics server when it serves
+    them (RunError when the port is taken)."""
+    if config.metrics_port is None and config.pushgateway is None:
+        return None, None
+    spec = config.population_spec()
+    metrics = GeneratorMetrics(spec.mns, spec.mags, config.shard_rate)
+    if config.metrics_port is None:
+        return metrics, None
+    try:
+        return metrics, metrics.serve(config.metrics_port, config.metrics_host)
+    except OSError as exc:
+        where = f"{url_host(config.metrics_host)}:{config.metrics_port}"
+        raise RunError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from None
+
+
+def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], int, list[str]]:
+    """Carry out the run, write the results file, push the metrics; (results, exit status,
+    reasons). A push that fails is a ``warn``ing, not a failure of the run."""
+    metrics, server = _metrics(config)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
+            target: Target
+            if config.lma is not None:
+                target = ExternalPair(config.lma, config.standby, config.fail_cmd)
+            else:
+                target = EmbeddedPair(
+                    config.mode,
+                    config.sync,
+                    Path(logs),
+                    capture=config.pcap is not None,
+                    metrics_port=config.lma_metrics_port,
+                )
+            capture = Capture(Path(logs) / "mags.pcap") if config.pcap is not None else None
+            try:
+                results = Runner(config, target, capture, metrics).run()
+                problems = target.failure_problems()
+            finally:
+                target.stop()
+            if capture is not None and config.pcap is not None:
+                lmas = target.lma_captures()
+                config.pcap.parent.mkdir(parents=True, exist_ok=True)
+                frames = merge(config.pcap, capture.path, lmas, frozenset(h for _, h in lmas))
+                ports = sorted({port for _, port in target.routes().values()})
+                results["pcap"] = {"path": str(config.pcap), "frames": frames, "udp_ports": ports}
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     config.results.parent.mkdir(parents=True, exist_ok=True)
     config.results.write_text(json.dumps(results, indent=2) + "\n")
+    if metrics is not None and config.pushgateway is not None:
+        try:
+            index, count = config.shard
+            metrics.push(config.pushgateway, index if count > 1 else None)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)  # urllib's errors wrap the socket's
+            warn(f"could not push the metrics to {config.pushgateway}: {reason}")
     status, reasons = exit_status(results)
     if problems:
         return results, 1, [*reasons, *problems]

@@ -29,6 +29,7 @@ from lmaload.wire import (
     LmaFailureIndication,
     MobileNodeIdentifier,
     RestartCounter,
+    StateSync,
     Timestamp,
     WireError,
     decode_mh,
@@ -408,6 +409,32 @@ def test_sync_mode_at_a_crash_right_after_the_pbas(sync, seed, link):
     sim.run_for(10)  # and then the HELLO-detected switch re-registers everything at LMA2
     if link is CLEAN:
         assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())
+
+
+def test_sync_octets_and_ss_ack_latency_are_measured():
+    """A burst of 60 registrations synced before-ack: the SS-REP octets LMA1 counts are those
+    LMA2 receives, and each SS-ACK's latency (from packing) is at least the round trip."""
+    sim = Simulator(default_link=CLEAN, tracing=True)
+    lma1, _ = lma_pair(sim, sync="before-ack", sync_pacing_rate=100.0)
+    sim.run_for(2)
+    mag = ScriptedMag(MAG_A, [LMA1, LMA2], mns("o", 60), sim.now, heartbeat_interval=None)
+    for session in mag.sessions.values():
+        mag._send_pbu(session, sim.now)
+    sim.add_node("mag", mag, [MAG_A])
+    sim.run_for(2)
+    reps = [
+        (d.datagram.data, m)
+        for d in sim.trace
+        if d.node == "lma2"
+        and isinstance(m := decode_mh(d.datagram.data).message, StateSync)
+        and m.ss_type == cp.SS_REPLY
+    ]
+    assert lma1.counters.ss_rep_octets_sent == sum(len(data) for data, _ in reps) > 0
+    acked = [m for _, m in reps if m.flags & cp.SS_FLAG_A]  # not the answer to LMA2's SS-REQ
+    latency = lma1.sync_ack_latency
+    assert latency.total == lma1.counters.ss_ack_received == len(acked) > 0
+    round_trip_us = 2 * CLEAN.delay * 1e6
+    assert round_trip_us * 0.999 <= latency.min <= latency.max < 1e6
 
 
 def test_takeover_holds_the_latest_pbu_of_each_session():

@@ -1,13 +1,15 @@
 """``lmaload run`` end to end: an embedded LMA pair on loopback, 2,000 sessions over 20 MAGs
-registered with before-ack sync, the active killed, every session kept at the standby; the same
+registered with before-ack sync, the active killed, every session kept at the standby (and a
+Pushgateway that does not answer only warned about); the same
 against "the user's own" LMAs (``lmaload lma`` processes the test starts) with ``--fail-cmd``, a
 registration-only run, and an LMA that does not answer; the ``--pcap`` sample read back by
-tshark; and the one-line exit 2 on bad options."""
+tshark; the one-line exit 2 on bad options, and exit 1 when /metrics cannot be served."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -36,11 +38,18 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_before_ack_failover_keeps_every_session(tmp_path) -> None:
     path = tmp_path / "tmp" / "results.json"
+    gateway = f"127.0.0.1:{free_port('127.0.0.1')}"  # nothing listens there
     result = run_cli(
         *("--mns", "2000", "--mags", "20", "--rate", "1000", "--sync", "before-ack"),
         *("--results", str(path), "--allow-lag"),  # a busy machine may delay the sender
+        *("--pushgateway", gateway),
     )
     assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("lmaload:")]
+    assert warnings == [
+        f"lmaload: run: warning: could not push the metrics to {gateway}: "
+        "[Errno 111] Connection refused"
+    ]
     assert "takeover" in result.stdout and "registration rate" in result.stdout
     results = json.loads(path.read_text())
     assert results["schema_version"] == 1
@@ -91,12 +100,27 @@ def test_virtual_switch_takeover_is_measured(tmp_path) -> None:
         ("--lma", "::1"),
         ("--lma", "127.0.0.1", "--fail-cmd", "true"),
         ("--lma", "127.0.0.1", "--standby", "127.0.0.2", "--mode", "virtual"),
+        ("--metrics-port", "0"),
+        ("--metrics-port", "65536"),
+        ("--lma", "127.0.0.1", "--lma-metrics-port", "9401"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args) -> None:
     result = run_cli(*args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("lmaload: run: ") and result.stderr.count("\n") == 1
+
+
+def test_metrics_port_in_use_exits_1_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--metrics-port", str(port))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"lmaload: run: cannot serve /metrics on 127.0.0.1:{port}: Address already in use\n"
+    )
 
 
 @pytest.fixture
@@ -145,7 +169,12 @@ def test_user_lmas_failed_by_fail_cmd(user_pair, tmp_path) -> None:
     summary = results["takeover"]["summary"]
     assert (summary["kept"], summary["lost"], summary["pending"]) == (1000, 0, 0)
     assert active.proc.wait(5) == -9
-    assert standby.metric("lmaload_lma_binding_cache_entries", state="active") == 1000
+    # The standby's /metrics snapshot is up to a tick (0.25 s) behind its binding cache.
+    wait_for(
+        lambda: standby.metric("lmaload_lma_binding_cache_entries", state="active") == 1000,
+        "the standby to show the sessions taken over",
+        timeout=5.0,
+    )
 
 
 def test_user_lma_without_fail_cmd_measures_registration_only(user_pair, tmp_path) -> None:

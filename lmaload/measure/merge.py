@@ -19,7 +19,9 @@ import numpy as np
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.results import SCHEMA_VERSION, latency_summary, percentiles_over
 
-PER_SHARD_CONFIG = frozenset({"shard", "results", "pcap"})
+PER_SHARD_CONFIG = frozenset(
+    {"shard", "results", "pcap", "metrics_port", "metrics_host", "lma_metrics_port"}
+)
 
 
 class MergeError(ValueError):

@@ -40,6 +40,7 @@ class Counters:
     hello_received: int = 0
     ss_req_sent: int = 0
     ss_rep_sent: int = 0
+    ss_rep_octets_sent: int = 0  # Mobility Header octets, as paced out
     ss_rep_retransmitted: int = 0
     ss_rep_received: int = 0
     ss_ack_received: int = 0

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
+import numpy as np
+
+from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache
 from lmaload.protocol.config import LmaConfig
 from lmaload.protocol.datagrams import Datagram, Datagrams
@@ -86,6 +89,7 @@ class PendingSync:
     waiting: set[IPv6Address]
     pbas: list[Datagram]
     interval: float
+    packed_at: float
     retransmissions: int = 0
 
 
@@ -97,6 +101,8 @@ class LmaEngine:
         self.config = config
         self.cache = BindingCache()
         self.counters = Counters()
+        # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included.
+        self.sync_ack_latency = Histogram()
         self.events: list[Event] = []
         self.role = Role(config.role)
         self.owns_lmaa = config.mode == "hard" or self.role is Role.ACTIVE
@@ -821,7 +827,7 @@ class LmaEngine:
             rep = StateSync(cp.SS_REPLY, ident, cp.SS_FLAG_A, tuple(options))
             data = {t: encode_mh(rep, self.config.address, t, self._wire) for t in targets}
             pbas = [p for i in carried for p in changes[i].pbas]
-            pending = PendingSync(data, set(targets), pbas, self.config.sync_ack_timeout)
+            pending = PendingSync(data, set(targets), pbas, self.config.sync_ack_timeout, now)
             self._sync_pending[ident] = pending
             for target in targets:
                 self._enqueue_sync(data[target], target)
@@ -847,7 +853,9 @@ class LmaEngine:
                 self._pack_changes(now)
             if not self._sync_queue:
                 break
-            self._out.extend([self._sync_queue.popleft()])
+            datagram = self._sync_queue.popleft()
+            self.counters.ss_rep_octets_sent += len(datagram.data)
+            self._out.extend([datagram])
             self._sync_next_send += step
         if self._sync_queue or self._sync_changes:
             self._timers.arm(("pace",), self._sync_next_send)
@@ -905,6 +913,7 @@ class LmaEngine:
                 self._drop("unmatched_ss_ack")
                 return
             self.counters.ss_ack_received += 1
+            self.sync_ack_latency.record(np.array([round((now - pending.packed_at) * 1e6)]))
             pending.waiting.discard(src)
             if not pending.waiting:
                 self._finish_sync(msg.identifier)

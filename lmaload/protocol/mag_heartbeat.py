@@ -41,6 +41,7 @@ class HeartbeatTable:
         self.counter = np.zeros(shape, dtype=np.uint32)
         self.counter_known = np.zeros(shape, dtype=bool)
         self.rtt = Histogram()  # µs
+        self.missed = 0  # Requests still unanswered when the next one fell due
         self._next_due = float(self._due().min()) if n_mags else None
 
     def _due(self) -> np.ndarray:
@@ -54,6 +55,7 @@ class HeartbeatTable:
         Returns the MAGs that send Requests now, and the (MAG, LMA) pairs that just went DOWN."""
         mags = np.flatnonzero(self._due() <= now + TIME_SLACK)
         missing = self.missing[mags] + self.outstanding[mags]
+        self.missed += int(self.outstanding[mags].sum())
         up = self.up[mags]
         down = up & (missing > self.missing_allowed)
         self.missing[mags] = missing
