@@ -221,7 +221,20 @@ def _endpoint(text: str, option: str, transport: str) -> Any:
 
 @main.command(cls=_OneLineErrors)
 @click.option(
-    "--role", type=click.Choice(["active", "standby"]), default="active", show_default=True
+    "--role",
+    type=click.Choice(["active", "standby", "auto"]),
+    default="active",
+    show_default=True,
+    help="auto: ask the peers first and be the standby beside a live active one (a restarted "
+    "LMA rejoins without a second active); with none, the best live LMA by --preference, then "
+    "address, becomes active.",
+)
+@click.option(
+    "--preference",
+    type=click.IntRange(0, 0xFFFF),
+    default=100,
+    show_default=True,
+    help="Home Agent Preference in HA-HELLO: the higher takes over or is elected.",
 )
 @click.option(
     "--listen",
@@ -311,6 +324,7 @@ def lma(
     heartbeat_interval: float,
     missing_heartbeats: int,
     restart_counter: int,
+    preference: int,
     metrics_port: int | None,
     pcap: Path | None,
     policy_path: Path | None,
@@ -363,6 +377,7 @@ def lma(
         heartbeat_interval=heartbeat_interval,
         missing_heartbeats=missing_heartbeats,
         restart_counter=restart_counter,
+        preference=preference,
         policy=policy,
         metrics_port=metrics_port,
         pcap=pcap,

@@ -90,7 +90,7 @@ def load_policy(path: Path) -> Policy:
 class LmaSettings:
     """Everything ``lmaload lma`` takes. ``lmaa`` is set in virtual mode only."""
 
-    role: Literal["active", "standby"]
+    role: Literal["active", "standby", "auto"]
     listen: tuple[str, int]
     address: IPv6Address
     peers: tuple[Endpoint, ...]
@@ -104,6 +104,7 @@ class LmaSettings:
     missing_heartbeats: int
     restart_counter: int
     policy: Policy
+    preference: int = 100
     metrics_port: int | None = None
     pcap: Path | None = None  # a sample of the signalling (UDP transport)
 
@@ -117,6 +118,7 @@ class LmaSettings:
             prefix_pool=self.prefix_pool,
             policy=self.policy,
             restart_counter=self.restart_counter,
+            preference=self.preference,
             heartbeat_interval=self.heartbeat_interval,
             missing_heartbeats_allowed=self.missing_heartbeats,
             hello_interval=self.hello_interval,

@@ -10,8 +10,10 @@ from typing import Any
 
 
 class Role(StrEnum):
-    """The LMA's role in its redundant set (spec-digest §8.8)."""
+    """The LMA's role in its redundant set (spec-digest §8.8). INIT: started without one, it
+    asks its peers (HELLO R=1) and settles within one dead interval."""
 
+    INIT = "init"
     ACTIVE = "active"
     STANDBY = "standby"
 

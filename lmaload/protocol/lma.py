@@ -104,7 +104,7 @@ class LmaEngine:
         # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included.
         self.sync_ack_latency = Histogram()
         self.events: list[Event] = []
-        self.role = Role(config.role)
+        self.role = Role.INIT if config.role == "auto" else Role(config.role)
         self.owns_lmaa = config.mode == "hard" or self.role is Role.ACTIVE
         self._lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
         self._wire = config.wire
@@ -133,6 +133,8 @@ class LmaEngine:
         self._timers.arm(("hello",), now)
         self._timers.arm(("heartbeat",), now + config.heartbeat_interval)
         self._event(now, "role", role=self.role.value, reason="start")
+        if self.role is Role.INIT:
+            self._timers.arm(("init",), now + config.dead_interval_factor * config.hello_interval)
 
     # --- driving interface ---------------------------------------------------------------------
 
@@ -573,8 +575,28 @@ class LmaEngine:
             self._event(now, "peer_up", peer=str(src), active=peer.active)
         if msg.flags & cp.HELLO_FLAG_R:
             self._send_hello([src])
+        if peer.active and self.role is Role.INIT:
+            self._settle(now, f"active peer {src}")
         if peer.active and not (was_alive and was_active):
             self._send_sync_request(src, now, self.config.sync_request_timeout)
+
+    def _timer_init(self, now: float) -> None:
+        """One dead interval after an INIT start: no peer said it is active, so the best live
+        LMA of the set — this one or a peer — becomes active (spec-digest §8.8)."""
+        if self.role is Role.INIT:
+            self._settle(now, "no active peer")
+
+    def _settle(self, now: float, reason: str) -> None:
+        """Leave INIT: standby beside a live active peer or a better live peer, else active."""
+        self._timers.cancel(("init",))
+        mine = (self.config.preference, int(self.config.address))
+        alive = [p for p in self._peers.values() if p.alive]
+        if any(p.active or (p.preference, int(p.address)) > mine for p in alive):
+            self.role = Role.STANDBY
+            self._event(now, "role", role=Role.STANDBY.value, reason=reason)
+            self._send_hello(list(self._peers))
+        else:
+            self._become_active(now, reason)
 
     def _timer_dead(self, now: float, address: IPv6Address) -> None:
         self._peer_dead(self._peers[address], now, "hello timeout")
