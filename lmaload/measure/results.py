@@ -167,6 +167,8 @@ def table(results: dict[str, Any]) -> str:
     det, take = summary["detection"], summary["takeover"]
     ms = 1e-3  # µs → ms
     sync_note = {True: "", False: " (timed out)", None: " (fixed: the standby is not observed)"}
+    if results["config"].get("fail_at") is not None:
+        sync_note[None] = " (none: the active failed at --fail-at)"
     lines = [
         f"registration rate   {reg['achieved_rate']:.0f}/s achieved, "
         f"{reg['target_rate']:.0f}/s target ({reg['registered']}/{reg['sessions']} registered, "
