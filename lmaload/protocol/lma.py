@@ -951,7 +951,7 @@ class LmaEngine:
             if isinstance(opt, HomeNetworkPrefix) and opt.prefix_length == 0:
                 wanted.update(int(r) for r in served)
             elif isinstance(opt, HomeNetworkPrefix):
-                row = self.cache.by_prefix(IPv6Network((opt.prefix, opt.prefix_length)))
+                row = self.cache.by_prefix(IPv6Network((int(opt.prefix), opt.prefix_length)))
                 wanted.update({row} if row is not None else set())
             elif isinstance(opt, MobileNodeIdentifier):
                 wanted.update(self.cache.by_mn(opt.identifier))
