@@ -507,6 +507,13 @@ def _shard(
     "--allow-lag", is_flag=True, help="Exit 0 even when the generator fell behind schedule."
 )
 @click.option(
+    "--lag-tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.02,
+    show_default=True,
+    help="Seconds after its intended time past which a registration counts as behind schedule.",
+)
+@click.option(
     "--lma",
     metavar="[INNER@]HOST[:PORT]",
     help="Your active LMA (virtual mode: the shared LMAA) over UDP/5436, instead of the "
@@ -588,6 +595,7 @@ def run_command(
     seed: int,
     results_path: Path,
     allow_lag: bool,
+    lag_tolerance: float,
     lma: str | None,
     standby: str | None,
     fail_cmd: str | None,
@@ -629,6 +637,7 @@ def run_command(
         seed=seed,
         results=results_path,
         allow_lag=allow_lag,
+        lag_tolerance=lag_tolerance,
         lma=targets[0],
         standby=targets[1],
         fail_cmd=fail_cmd,

@@ -72,6 +72,7 @@ class RunConfig:
     seed: int = 0
     results: Path = Path("results.json")
     allow_lag: bool = False
+    lag_tolerance: float = 0.02  # seconds late that count as behind schedule
     lma: Endpoint | None = None  # the user's LMAs instead of the embedded pair
     standby: Endpoint | None = None
     fail_cmd: str | None = None
@@ -183,6 +184,7 @@ class Runner:
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
             schedule=cfg.schedule,
+            lag_tolerance=cfg.lag_tolerance,
             refresh_on_recovery=True,
         )
         # The schedule waits for the LMAs to answer (or for the shards' shared start).

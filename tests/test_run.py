@@ -151,6 +151,28 @@ def user_pair(tmp_path: Path) -> Iterator[tuple[LmaProcess, LmaProcess]]:
         standby.kill()
 
 
+def test_exit_status_names_what_failed() -> None:
+    """1 when the generator fell behind by more than 1 % (unless --allow-lag) or sessions were
+    lost or left pending with before-ack sync; async losses are reported, not failed."""
+    from lmaload.run import exit_status
+
+    def document(behind: float, lost: int, allow_lag: bool = False, sync: str = "before-ack"):
+        return {
+            "config": {"allow_lag": allow_lag, "sync": sync},
+            "generator": {"behind_schedule": behind},
+            "takeover": {"summary": {"lost": lost, "pending": 0}},
+        }
+
+    assert exit_status(document(0.01, 0)) == (0, [])
+    assert exit_status(document(0.2, 0)) == (
+        1,
+        ["the generator fell behind schedule for 20.0% of registrations"],
+    )
+    assert exit_status(document(0.2, 0, allow_lag=True)) == (0, [])
+    assert exit_status(document(0.0, 3)) == (1, ["3 sessions lost with before-ack sync"])
+    assert exit_status(document(0.0, 3, sync="async")) == (0, [])
+
+
 def test_user_lmas_failed_by_fail_cmd(user_pair, tmp_path) -> None:
     active, standby = user_pair
     path = tmp_path / "results.json"
