@@ -22,6 +22,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from lmaload.capture import Capture
+from lmaload.population import Population
+from lmaload.transport.mag_loop import MagTransport, RawMagTransport
 from lmaload.transport.udp5436 import mapped
 
 ACTIVE_HOST, STANDBY_HOST, LMAA_HOST = "127.0.0.11", "127.0.0.12", "127.0.0.10"
@@ -63,6 +66,7 @@ class LmaChild:
     metrics_port: int
     log: Path
     proc: subprocess.Popen
+    netns: str | None = None
 
     @classmethod
     def start(
@@ -73,8 +77,10 @@ class LmaChild:
         log_dir: Path,
         args: list[str],
         metrics_port: int | None = None,
+        netns: str | None = None,
     ) -> LmaChild:
-        """``metrics_port`` defaults to one free on ``host`` (an IPv4 host); give it for IPv6."""
+        """``metrics_port`` defaults to one free on ``host`` (an IPv4 host); give it for IPv6.
+        ``netns``: run it in that network namespace (``ip netns exec``)."""
         if metrics_port is None:
             metrics_port = free_port(host)
         log = log_dir / f"{name}.log"
@@ -84,14 +90,15 @@ class LmaChild:
             # Run from the log directory: "python -m" puts the working directory first on the
             # path, and a source checkout there (no compiled extensions) would shadow the
             # installed package.
+            enter = ["ip", "netns", "exec", netns] if netns is not None else []
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lmaload", "lma", *argv],
+                [*enter, sys.executable, "-m", "lmaload", "lma", *argv],
                 cwd=log_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
-        return cls(name, host, port, metrics_port, log, proc)
+        return cls(name, host, port, metrics_port, log, proc, netns)
 
     @property
     def inner(self) -> IPv6Address:
@@ -239,6 +246,12 @@ class EmbeddedPair:
 
     def failure_problems(self) -> list[str]:
         return []
+
+    def mag_transport(
+        self, population: Population, capture: Capture | None
+    ) -> MagTransport | RawMagTransport:
+        """UDP/5436 towards ``routes`` (the lab's pair: raw Mobility Header)."""
+        return MagTransport(population, self.routes(), capture)
 
     def stop(self) -> None:
         for child in self.children:

@@ -13,7 +13,10 @@ from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Protocol
 
+from lmaload.capture import Capture
 from lmaload.endpoints import Endpoint
+from lmaload.population import Population
+from lmaload.transport.mag_loop import MagTransport, RawMagTransport
 
 FAIL_CMD_TIMEOUT = 30.0
 
@@ -31,6 +34,12 @@ class Target(Protocol):
 
     def anchors(self) -> tuple[IPv6Address, IPv6Address | None]:
         """The inner addresses the MAGs register with, and fail over to (None: virtual)."""
+        ...
+
+    def mag_transport(
+        self, population: Population, capture: Capture | None
+    ) -> MagTransport | RawMagTransport:
+        """The socket of the population's MAGs towards these LMAs, recording into ``capture``."""
         ...
 
     @property
@@ -83,6 +92,9 @@ class ExternalPair:
 
     def anchors(self) -> tuple[IPv6Address, IPv6Address | None]:
         return self.lma.inner, None if self.standby is None else self.standby.inner
+
+    def mag_transport(self, population: Population, capture: Capture | None) -> MagTransport:
+        return MagTransport(population, self.routes(), capture)
 
     observes_sync = False
 

@@ -105,7 +105,7 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
     meter = engine.takeover
     counters, earlier = engine.counters, before.counters
     detection, times = meter.detection, meter.takeover
-    kept, lost, pending = meter.kept, meter.lost, meter.pending
+    kept, lost, pending, stayed = meter.kept, meter.lost, meter.pending, meter.stayed
 
     def seconds(value: float) -> float | None:
         return float(value) if np.isfinite(value) else None
@@ -118,6 +118,7 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
             "kept": int(kept[m]),
             "lost": int(lost[m]),
             "pending": int(pending[m]),
+            "stayed": int(stayed[m]),
         }
         for m in range(len(detection))
     ]
@@ -134,6 +135,7 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
             "kept": int(kept.sum()),
             "lost": int(lost.sum()),
             "pending": int(pending.sum()),
+            "stayed": int(stayed.sum()),
         },
         "mags": rows,
     }
@@ -186,7 +188,7 @@ def table(results: dict[str, Any]) -> str:
             f"takeover            p50 {_fmt(take['p50'], ' s')}  p99 {_fmt(take['p99'], ' s')}"
             f"  max {_fmt(take['max'], ' s')}  ({take['count']} MAGs)",
             f"sessions            {summary['kept']} kept, {summary['lost']} lost, "
-            f"{summary['pending']} not taken over",
+            f"{summary['pending']} not taken over, {summary['stayed']} refreshed by the same LMA",
         ]
     lines.append(
         f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "

@@ -209,11 +209,14 @@ class MagEngine:
 
     # --- what a driver reads or sets -----------------------------------------------------------
 
-    def mark_failure(self, when: float) -> None:
-        """Measure a failover from ``when``: sessions bound and acknowledged by then are at risk
-        (``takeover`` holds the results)."""
+    def mark_failure(self, when: float, mags: np.ndarray | None = None) -> None:
+        """Measure a failover from ``when``: sessions bound and acknowledged by then — of the
+        MAG rows ``mags`` only, when given (a fault of their path) — are at risk (``takeover``
+        holds the results)."""
         mns = self.pop.mns
         at_risk = np.isin(mns["state"], BOUND) & (mns["t_acked"] <= _ns(when))
+        if mags is not None:
+            at_risk &= np.isin(mns["mag"], mags)
         self.takeover.mark_failure(when, at_risk, mns["lma"])
 
     @property

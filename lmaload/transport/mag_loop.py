@@ -1,10 +1,18 @@
-"""All emulated MAGs of a population on one UDP/5436 socket (RFC 5844 framing).
+"""All emulated MAGs of a population on one socket: UDP/5436 (RFC 5844 framing) or the raw
+IPv6 Mobility Header.
 
-The socket is bound to the IPv4 wildcard, so it receives what is sent to any MAG's 127.1.x.y
-address (IP_PKTINFO says which). Each datagram the MAG engine emits leaves from the IPv4 address
-of the MAG whose Proxy-CoA is its inner source (per-datagram source, sendmmsg) towards the outer
-address of the LMA named by its inner destination. Received payloads lose their inner IPv6 header
-and go to the engine as Mobility Headers with the inner addresses.
+``MagTransport`` (UDP): the socket is bound to the IPv4 wildcard, so it receives what is sent to
+any MAG's 127.1.x.y address (IP_PKTINFO says which). Each datagram the MAG engine emits leaves
+from the IPv4 address of the MAG whose Proxy-CoA is its inner source (per-datagram source,
+sendmmsg) towards the outer address of the LMA named by its inner destination. Received payloads
+lose their inner IPv6 header and go to the engine as Mobility Headers with the inner addresses.
+
+``RawMagTransport`` (protocol 135, root, in a namespace with an AnyIP route for the MAG prefix,
+as the lab's MAG host has): one unbound IPPROTO_MH socket; each Mobility Header leaves from its
+MAG's own IPv6 address (per-datagram IPV6_PKTINFO, sendmmsg). The engine's bulk encoders already
+put the checksum over those very addresses in; the kernel computes it again at offset 4 (it
+sets it whatever the field held), so what goes out is the codec's octets, and it verifies the
+checksum of what comes in. Of what arrives only datagrams to a MAG address are kept.
 """
 
 from __future__ import annotations
@@ -108,11 +116,50 @@ class MagTransport:
             self.capture.close()
 
 
-class MagLoop:
-    """Drives a ``MagEngine`` over a ``MagTransport`` in the caller's thread, a slice at a time
-    (``run_until``), so the caller can change phases and show progress between slices."""
+class RawMagTransport:
+    """The MAGs' raw Mobility Header socket (see the module docstring); open it inside the
+    namespace that holds the MAG addresses."""
 
-    def __init__(self, engine: MagEngine, transport: MagTransport) -> None:
+    def __init__(self, population: Population) -> None:
+        self.drops: Counter[str] = Counter()
+        self.sock = BatchSocket.raw_mh(rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self._mags = {a6.tobytes() for a6 in population.mags["addr6"]}
+
+    def send(self, datagrams: Datagrams) -> None:
+        if not len(datagrams):
+            return
+        offsets = np.zeros(len(datagrams) + 1, dtype=np.int64)
+        np.cumsum([len(d.data) for d in datagrams], out=offsets[1:])
+        buf = np.frombuffer(b"".join(d.data for d in datagrams), dtype=np.uint8)
+        dst = np.frombuffer(b"".join(d.dst.packed for d in datagrams), dtype=np.uint8)
+        src = np.frombuffer(b"".join(d.src.packed for d in datagrams), dtype=np.uint8)
+        send_batch(self.sock, buf, offsets, dst.reshape(-1, 16), 0, self.drops, src.reshape(-1, 16))
+
+    def receive(self) -> Datagrams:
+        """What is queued for the MAG addresses (one recvmmsg)."""
+        batch = self.sock.recv()
+        if batch.truncated:
+            self.drops["too_long"] += batch.truncated
+        if batch.new_drops:  # receive buffer overflow, bad checksums
+            self.drops["kernel"] += batch.new_drops
+        mags = self._mags
+        out: list[Datagram] = []
+        for i in range(batch.count):
+            dst = batch.dst[i].tobytes()
+            if dst in mags:
+                out.append(Datagram(batch.datagram(i), batch.source(i), IPv6Address(dst)))
+        return Datagrams(out)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class MagLoop:
+    """Drives a ``MagEngine`` over a ``MagTransport`` or ``RawMagTransport`` in the caller's
+    thread, a slice at a time (``run_until``), so the caller can change phases and show progress
+    between slices."""
+
+    def __init__(self, engine: MagEngine, transport: MagTransport | RawMagTransport) -> None:
         self.engine = engine
         self.transport = transport
         self.datagrams_sent = 0
