@@ -583,6 +583,45 @@ def _shard(
     metavar="URL",
     help="Push the final metrics to this Prometheus Pushgateway (job lmaload) at the end.",
 )
+@click.option(
+    "--lifetime",
+    type=click.FloatRange(4, 0xFFFF * 4),
+    default=3600.0,
+    show_default=True,
+    help="Binding lifetime the MAGs request, seconds (they refresh 10 s before it ends, or at "
+    "half of it).",
+)
+@click.option(
+    "--fault",
+    "fault_text",
+    default="kill-active",
+    show_default=True,
+    metavar="FAULT",
+    help="What fails on cue: kill-active (SIGKILL the active LMA); with --lab also "
+    "cut-link[=SHARE] (the MAG host loses its path to LMA1 for the first SHARE of the MAGs, "
+    "default 0.5, while LMA1 stays up) or loss=P (drop Mobility Header packets on the MAG "
+    "host-LMA1 link with probability P).",
+)
+@click.option(
+    "--observe",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep the MAGs running after the failover (refreshes, heartbeats).",
+)
+@click.option(
+    "--lab",
+    is_flag=True,
+    help="Run in network namespaces (root): the LMAs in their own over raw Mobility Header "
+    "sockets, the MAGs in a MAG host's (hard mode only). Uses the lab of --lab-prefix if it is "
+    "up, else brings one up and down for the run.",
+)
+@click.option(
+    "--lab-prefix",
+    default="lmaload-lab-",
+    show_default=True,
+    help="Name prefix of the lab's network namespaces.",
+)
 def run_command(
     mns: int,
     mags: int,
@@ -609,22 +648,55 @@ def run_command(
     metrics_host: str,
     lma_metrics_port: int | None,
     pushgateway: str | None,
+    lifetime: float,
+    fault_text: str,
+    observe: float,
+    lab: bool,
+    lab_prefix: str,
 ) -> None:
-    """Register a population with an LMA pair — the embedded one on loopback, or yours with
-    --lma/--standby — fail the active, and measure the failover.
+    """Register a population with an LMA pair — the embedded one on loopback or in a namespace
+    lab (--lab), or yours with --lma/--standby — fail the active, and measure the failover.
 
     Prints a summary table and writes the results JSON. Exits 0 on success, 1 when the
     generator fell behind schedule (unless --allow-lag), when sessions were lost with
-    before-ack sync, when an LMA or /metrics failed to start, when an LMA did not answer, or
-    when --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is a warning.
+    before-ack sync, when an LMA, the lab or /metrics failed to start, when an LMA did not
+    answer, or when --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is
+    a warning.
     """
+    from lmaload.fault import parse_fault
+    from lmaload.lab.topology import check_prefix
     from lmaload.measure.results import table
     from lmaload.run import RunConfig, RunError, run
 
+    try:
+        fault = parse_fault(fault_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    try:
+        check_prefix(lab_prefix)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lab-prefix") from None
+    if fault.needs_lab and not lab:
+        raise click.UsageError(f"--fault {fault.kind} needs --lab")
+    if lab and lma is not None:
+        raise click.UsageError("--lab runs the embedded pair: not with --lma")
+    if lab and mode == "virtual":
+        raise click.UsageError(
+            "--lab runs hard mode only (a virtual LMAA cannot move between namespaces yet)"
+        )
+    if lab and pcap is not None:
+        raise click.UsageError(
+            "--pcap samples UDP/5436: in the lab, capture its links (see lmaload lab status)"
+        )
     targets = _run_targets(lma, standby, fail_cmd, mode, allow_remote)
     shard_of = _shard(shard, mns, mags, lma, start_at)
     if lma is not None and lma_metrics_port is not None:
         raise click.UsageError("--lma-metrics-port is for the embedded pair: not with --lma")
+    if lab and (shard_of[1] > 1 or lma_metrics_port is not None):
+        option = "--shard" if shard_of[1] > 1 else "--lma-metrics-port"
+        raise click.UsageError(
+            f"{option} is not for the lab (one pair, /metrics in its namespaces)"
+        )
     config = RunConfig(
         mns=mns,
         mags=mags,
@@ -650,6 +722,11 @@ def run_command(
         metrics_host=metrics_host,
         lma_metrics_port=lma_metrics_port,
         pushgateway=pushgateway,
+        lifetime=lifetime,
+        fault=fault,
+        observe=observe,
+        lab=lab,
+        lab_prefix=lab_prefix,
     )
     try:
         results, status, reasons = run(config, warn=lambda m: _fail(f"run: warning: {m}"))
@@ -703,3 +780,68 @@ def merge_command(documents: tuple[Path, ...], results_path: Path) -> None:
     for reason in reasons:
         _fail(f"merge: {reason}")
     sys.exit(status)
+
+
+@main.group(name="lab")
+def lab_group() -> None:
+    """The namespace lab (root): a MAG host, LMA1 and LMA2 joined by veth links."""
+
+
+_prefix_option = click.option(
+    "--prefix",
+    default="lmaload-lab-",
+    show_default=True,
+    help="Name prefix of the lab's network namespaces (PREFIXmag, PREFIXlma1, PREFIXlma2).",
+)
+
+
+def _lab(prefix: str, action: str) -> Any:
+    """The Lab of ``prefix`` (exit 2 on a bad one)."""
+    from lmaload.lab.topology import Lab
+
+    try:
+        return Lab(prefix)
+    except ValueError as exc:
+        _fail(f"lab {action}: --prefix: {exc}")
+        sys.exit(EXIT_USAGE)
+
+
+def _lab_action(action: str, prefix: str) -> None:
+    from lmaload.lab import manage
+    from lmaload.lab.netns import LabError
+
+    lab = _lab(prefix, action)
+    try:
+        if action == "up":
+            manage.up(lab)
+            click.echo(f"lab {prefix} up: {', '.join(lab.namespaces)}")
+        elif action == "down":
+            gone = manage.down(lab)
+            click.echo(f"lab {prefix} down: {', '.join(gone) or 'nothing was there'}")
+        else:
+            click.echo(manage.status(lab))
+    except LabError as exc:
+        _fail(f"lab {action}: {exc}")
+        sys.exit(EXIT_INVALID_INPUT)
+
+
+@lab_group.command(name="up", cls=_OneLineErrors)
+@_prefix_option
+def lab_up(prefix: str) -> None:
+    """Create the lab's namespaces, veth links, addresses, routes and the MAG host's AnyIP
+    route; exit 1 when it is (partly) there already."""
+    _lab_action("up", prefix)
+
+
+@lab_group.command(name="down", cls=_OneLineErrors)
+@_prefix_option
+def lab_down(prefix: str) -> None:
+    """Remove what ``lab up`` created (also after a crash), killing what runs inside."""
+    _lab_action("down", prefix)
+
+
+@lab_group.command(name="status", cls=_OneLineErrors)
+@_prefix_option
+def lab_status(prefix: str) -> None:
+    """The lab's namespaces, interfaces and addresses, processes and fault rules."""
+    _lab_action("status", prefix)

@@ -1,28 +1,33 @@
 """``lmaload run``: register a population with an LMA pair, fail the active, measure the failover.
 
 Phases: start the target (``lmaload.targets``: by default the embedded pair of
-``lmaload.lma_pair``, which is up once each LMA sees the other) and wait until every LMA answers
-the MAGs' heartbeats; register every session open-loop at the target rate (the MAG engine's
-schedule); wait until the standby's binding cache shows the sessions synced (or ``SYNC_TIMEOUT``;
-the user's own LMAs cannot be looked into: a fixed ``sync_wait``); mark the failure instant and
-fail the active (SIGKILL, or the user's ``--fail-cmd``; without one the run ends after the
-registration); let the MAGs detect it (heartbeats) and fail over until every MAG's takeover is
-done (or ``failover_timeout``); stop the target. In a virtual switch the MAGs refresh their
-sessions as soon as the LMAA answers their heartbeats again (``MagConfig.refresh_on_recovery``),
-which is when the takeover of a MAG is measured done. The results are
-``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to Prometheus while the
-run goes on (``metrics_port``) and pushes the last values to a Pushgateway at the end.
+``lmaload.lma_pair``, which is up once each LMA sees the other; with ``lab`` that pair inside the
+namespaces of ``lmaload.lab``) and wait until every LMA answers the MAGs' heartbeats; register
+every session open-loop at the target rate (the MAG engine's schedule); wait until the standby's
+binding cache shows the sessions synced (or ``SYNC_TIMEOUT``; the user's own LMAs cannot be
+looked into: a fixed ``sync_wait``); mark the failure instant and fail the active (SIGKILL, the
+user's ``--fail-cmd``, or in the lab the ``fault`` of ``lmaload.fault``: the path to it cut for
+some MAGs, or its link lossy; without any the run ends after the registration); let the MAGs
+detect it (heartbeats) and fail over until every MAG at risk took over (or
+``failover_timeout``; a lossy link is watched for one ``detection_window`` and until the MAGs
+that lost LMA1 moved); keep serving ``observe`` seconds more; stop the target. In a virtual
+switch the MAGs refresh their sessions as soon as the LMAA answers their heartbeats again
+(``MagConfig.refresh_on_recovery``), which is when the takeover of a MAG is measured done. The
+results are ``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to
+Prometheus while the run goes on (``metrics_port``) and pushes the last values to a Pushgateway
+at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +37,10 @@ import numpy as np
 
 from lmaload import __version__
 from lmaload.capture import Capture, merge
+from lmaload.fault import Fault, parse_fault
 from lmaload.generator_metrics import GeneratorMetrics
+from lmaload.lab.netns import LabError
+from lmaload.lab.topology import DEFAULT_PREFIX
 from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
 from lmaload.measure import results as res
 from lmaload.measure.schedule import Schedule, Stage
@@ -41,7 +49,7 @@ from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.targets import Endpoint, ExternalPair, Target
-from lmaload.transport.mag_loop import MagLoop, MagTransport
+from lmaload.transport.mag_loop import MagLoop
 
 STARTUP_TIMEOUT = 15.0  # for the embedded pair to come up, and for every LMA to answer
 REGISTER_GRACE = 30.0  # after the last intended send, for retransmissions and late PBAs
@@ -85,6 +93,11 @@ class RunConfig:
     metrics_host: str = "127.0.0.1"
     lma_metrics_port: int | None = None  # the embedded LMAs' /metrics, each at its own address
     pushgateway: str | None = None
+    lifetime: float = 3600.0  # requested binding lifetime, seconds
+    fault: Fault = field(default_factory=Fault)  # other than kill-active: lab only
+    observe: float = 0.0  # seconds to keep serving after the failover
+    lab: bool = False  # the embedded pair in network namespaces, over raw Mobility Header
+    lab_prefix: str = DEFAULT_PREFIX
 
     @property
     def shard_rate(self) -> float:
@@ -109,8 +122,13 @@ class RunConfig:
         )
 
     @property
+    def detection_window(self) -> float:
+        """Seconds by which every MAG has noticed a lost LMA."""
+        return self.heartbeat_interval * (self.missing_heartbeats + 2)
+
+    @property
     def failover_timeout(self) -> float:
-        return self.heartbeat_interval * (self.missing_heartbeats + 2) + FAILOVER_GRACE
+        return self.detection_window + FAILOVER_GRACE
 
 
 class RunError(Exception):
@@ -183,6 +201,7 @@ class Runner:
             mode=cfg.mode,
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
+            lifetime=cfg.lifetime,
             schedule=cfg.schedule,
             lag_tolerance=cfg.lag_tolerance,
             refresh_on_recovery=True,
@@ -190,7 +209,7 @@ class Runner:
         # The schedule waits for the LMAs to answer (or for the shards' shared start).
         engine = MagEngine(pop, mag_config, time.time(), time.time() + STARTUP_TIMEOUT)
         routes = self.target.routes()
-        self.loop = loop = MagLoop(engine, MagTransport(pop, routes, self.capture))
+        self.loop = loop = MagLoop(engine, self.target.mag_transport(pop, self.capture))
         try:
             self._wait_for_lmas(engine, routes)
             start = time.time() if cfg.start_at is None else cfg.start_at
@@ -299,19 +318,32 @@ class Runner:
         return time.time() - began if synced else None
 
     def _fail_active(self, engine: MagEngine, failure: float, inject: bool) -> None:
-        """Measure from ``failure`` (and fail the active then if ``inject``); serve until every
-        MAG at risk detected it and took over."""
+        """Measure from ``failure`` (and fail the active, or its link, then if ``inject``);
+        serve until every MAG at risk detected it and took over (a lossy link: see the module
+        docstring), then ``observe`` seconds more."""
         self._enter("failover")
-        engine.mark_failure(failure)
+        fault = self.config.fault
         if inject:
             self.target.fail()
+            if fault.needs_lab:  # a link fault is there once its rules are (they take a while)
+                failure = time.time()
+        # A cut is a fault of some MAGs' path: only their sessions are at risk.
+        cut = fault.cut_mags(len(engine.pop.mags)) if fault.cuts else None
+        engine.mark_failure(failure, cut)
         meter = engine.takeover
         at_risk = meter.pending > 0
 
         def taken_over() -> bool:
+            if fault.kind == "loss":
+                # Some MAGs lose LMA1, some do not: watch one detection window, and until the
+                # MAGs that did are done moving.
+                detected = np.isfinite(meter.detection)
+                watched = time.time() - failure >= self.config.detection_window
+                return watched and not meter.pending[detected].any()
             return not (np.isnan(meter.detection[at_risk]).any() or meter.pending.any())
 
         self._serve(engine, failure + self.config.failover_timeout, taken_over)
+        self._serve(engine, time.time() + self.config.observe, lambda: False)
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -339,7 +371,7 @@ class Runner:
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        for name in ("results", "lma", "standby", "pcap"):
+        for name in ("results", "lma", "standby", "pcap", "fault"):
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["shard"] = list(self.config.shard)
@@ -359,10 +391,42 @@ def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
     if behind > MAX_BEHIND_SCHEDULE and not config["allow_lag"]:
         reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
     summary = results["takeover"]["summary"]
-    unrecovered = summary["lost"] + summary["pending"]
+    # On a lossy link a MAG that never lost LMA1 stays with it: its sessions are not lost.
+    moves_all = parse_fault(config.get("fault", "kill-active")).kind != "loss"
+    unrecovered = summary["lost"] + (summary["pending"] if moves_all else 0)
     if config["sync"] == "before-ack" and unrecovered:
         reasons.append(f"{unrecovered} sessions lost with before-ack sync")
     return (1 if reasons else 0), reasons
+
+
+@contextlib.contextmanager
+def _target(config: RunConfig, log_dir: Path) -> Iterator[Target]:
+    """The LMAs of the run, stopped (the lab's cleaned up) on the way out; RunError for a lab
+    that cannot be had."""
+    if config.lab:
+        from lmaload.lab.pair import lab_pair
+
+        try:
+            with lab_pair(config.lab_prefix, config.sync, config.fault, log_dir) as pair:
+                yield pair
+        except LabError as exc:
+            raise RunError(str(exc)) from None
+        return
+    target: Target
+    if config.lma is not None:
+        target = ExternalPair(config.lma, config.standby, config.fail_cmd)
+    else:
+        target = EmbeddedPair(
+            config.mode,
+            config.sync,
+            log_dir,
+            capture=config.pcap is not None,
+            metrics_port=config.lma_metrics_port,
+        )
+    try:
+        yield target
+    finally:
+        target.stop()
 
 
 def _metrics(config: RunConfig) -> tuple[GeneratorMetrics | None, WSGIServer | None]:
@@ -387,23 +451,10 @@ def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any],
     metrics, server = _metrics(config)
     try:
         with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
-            target: Target
-            if config.lma is not None:
-                target = ExternalPair(config.lma, config.standby, config.fail_cmd)
-            else:
-                target = EmbeddedPair(
-                    config.mode,
-                    config.sync,
-                    Path(logs),
-                    capture=config.pcap is not None,
-                    metrics_port=config.lma_metrics_port,
-                )
             capture = Capture(Path(logs) / "mags.pcap") if config.pcap is not None else None
-            try:
+            with _target(config, Path(logs)) as target:
                 results = Runner(config, target, capture, metrics).run()
                 problems = target.failure_problems()
-            finally:
-                target.stop()
             if capture is not None and config.pcap is not None:
                 lmas = target.lma_captures()
                 config.pcap.parent.mkdir(parents=True, exist_ok=True)
