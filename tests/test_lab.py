@@ -153,6 +153,7 @@ def test_parse_fault() -> None:
         ("--lab", "--lab-prefix", "Bad Prefix"),
         ("--lab", "--pcap", "signalling.pcap"),
         ("--lab", "--lma", "127.0.0.31"),
+        ("--lab", "--lma-metrics-port", "9401"),
         ("--lifetime", "1"),
     ],
 )

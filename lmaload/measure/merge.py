@@ -127,6 +127,7 @@ def _takeover(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "kept": sum(r["kept"] for r in rows),
             "lost": sum(r["lost"] for r in rows),
             "pending": sum(r["pending"] for r in rows),
+            "stayed": sum(r["stayed"] for r in rows),
         },
         "mags": rows,
     }
