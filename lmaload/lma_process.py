@@ -35,7 +35,7 @@ from lmaload.transport.udp5436 import UdpTransport, mapped
 log = logging.getLogger("lmaload.lma")
 
 # Socket buffers: room for bursts of a few thousand PBUs (past net.core.rmem_max as root).
-SOCKET_BUFFER = 4 << 20
+SOCKET_BUFFER = 32 << 20
 POLICY_KEYS = frozenset({"authorized_mags", "authorized_mns", "pmip_disabled_mns", "home_networks"})
 LOGGED_EVENTS = frozenset(
     {
