@@ -523,6 +523,13 @@ def run_command(
 )
 @click.option("--no-hello", is_flag=True, help="Stream at once, without the HA-HELLO exchange.")
 @click.option(
+    "--hello-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for the standby's first HA-HELLO.",
+)
+@click.option(
     "--verify",
     type=click.IntRange(0),
     default=1000,
@@ -560,6 +567,7 @@ def sync_command(
     update_ratio: float,
     delete_ratio: float,
     no_hello: bool,
+    hello_timeout: float,
     verify: int,
     seed: int,
     results_path: Path,
@@ -616,6 +624,7 @@ def sync_command(
         update_ratio=update_ratio,
         delete_ratio=delete_ratio,
         hello=not no_hello,
+        hello_timeout=hello_timeout,
         verify=verify,
         seed=seed,
         results=results_path,

@@ -67,6 +67,7 @@ class SyncJobConfig:
     update_ratio: float = 0.0
     delete_ratio: float = 0.0
     hello: bool = True
+    hello_timeout: float = HELLO_TIMEOUT
     verify: int = 1000
     seed: int = 0
     results: Path = Path("results.json")
@@ -174,7 +175,7 @@ class SyncJob:
         try:
             self.progress.show("waiting for the standby's HA-HELLO" if cfg.hello else "streaming")
             if cfg.hello and not self._serve(
-                time.time() + HELLO_TIMEOUT, lambda: sender.phase != "hello"
+                time.time() + cfg.hello_timeout, lambda: sender.phase != "hello"
             ):
                 raise SyncError(self._silent_standby())
             cpu0, wall0 = time.process_time(), time.time()
@@ -201,7 +202,9 @@ class SyncJob:
     def _silent_standby(self) -> str:
         if self.child is not None and not self.child.running:
             return f"the embedded standby LMA failed: {self.child.last_log_line()}"
-        return f"standby {self.standby} did not answer HA-HELLO within {HELLO_TIMEOUT:g} s"
+        return (
+            f"standby {self.standby} did not answer HA-HELLO within {self.config.hello_timeout:g} s"
+        )
 
     def _verify(
         self, pop: Any, live: np.ndarray, address: IPv6Address, standby: Endpoint

@@ -28,7 +28,7 @@ BUCKETS = tuple(m * 10.0**e for e in range(-5, 2) for m in (1, 2, 5))
 
 # (metric, help, SyncCounters attribute)
 COUNTERS = (
-    ("ss_reps_sent", "SS-REPs sent, retransmissions included", "ss_rep_sent"),
+    ("ss_reps_sent", "SS-REPs sent (each once; see ss_rep_retransmissions)", "ss_rep_sent"),
     ("ss_rep_retransmissions", "SS-REPs sent again for want of an SS-ACK", "ss_rep_retransmitted"),
     ("ss_acks_received", "SS-ACKs received, duplicates included", "ss_ack_received"),
     ("ss_acks_duplicate", "SS-ACKs for SS-REPs already acknowledged", "ss_ack_duplicate"),

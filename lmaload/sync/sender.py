@@ -96,7 +96,7 @@ class SenderConfig:
 class SyncCounters:
     """What the sender counted. Records by kind are (create, update, delete) arrays."""
 
-    ss_rep_sent: int = 0
+    ss_rep_sent: int = 0  # first transmissions
     ss_rep_retransmitted: int = 0
     ss_ack_received: int = 0
     ss_ack_duplicate: int = 0
@@ -249,6 +249,8 @@ class SyncSender:
                 if self.last_send is not None and now < self.last_send + cfg.send_quantum:
                     return
                 due = int(np.searchsorted(self._offsets, now - self.stream_start, "right"))
+                if now >= self.stream_start + self._offsets[self.cursor]:  # whatever the rounding
+                    due = max(due, self.cursor + 1)
                 stop, free = min(due, self.cursor + MAX_RECORDS_PER_STEP), None
             else:
                 assert cfg.window is not None

@@ -102,8 +102,10 @@ class Verifier:
         exhausted = late[self.attempts[late] >= cfg.attempts]
         self.state[exhausted] = UNANSWERED
         again = late[self.attempts[late] < cfg.attempts]
-        allowed = min(len(self.rows), math.floor((now - self.start) * cfg.rate) + 1)
-        allowed = min(allowed, self._initial_sent + MAX_PER_STEP)
+        allowed = math.floor((now - self.start) * cfg.rate) + 1
+        if now >= self.start + self._initial_sent / cfg.rate:  # due, whatever the rounding
+            allowed = max(allowed, self._initial_sent + 1)
+        allowed = min(allowed, len(self.rows), self._initial_sent + MAX_PER_STEP)
         fresh = np.arange(self._initial_sent, allowed)
         self._initial_sent = max(self._initial_sent, allowed)
         self._send(np.concatenate([again, fresh]), now)
