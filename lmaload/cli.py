@@ -486,7 +486,8 @@ def run_command(
     "--listen",
     metavar="HOST[:PORT]",
     help="lmaload's UDP address, the peer the standby is configured with. Default: a free "
-    "loopback port for the embedded standby, else the wildcard address port 5436.",
+    "loopback port for the embedded standby, else this host's source address towards the "
+    "standby, port 5436.",
 )
 @click.option(
     "--address",

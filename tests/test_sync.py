@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lmaload.lma_pair import free_port
 from lmaload.population import PopulationSpec, generate
@@ -24,6 +25,7 @@ from lmaload.protocol.binding_cache import BceState
 from lmaload.protocol.datagrams import Datagrams
 from lmaload.sim import LinkProfile, Simulator
 from lmaload.sync.frames import frame_batch
+from lmaload.sync.metrics import SyncMetrics
 from lmaload.sync.plan import CREATE, DELETE, UPDATE, build_plan
 from lmaload.sync.sender import SenderConfig, SyncSender
 from lmaload.sync.verify import Verifier, VerifyConfig
@@ -281,3 +283,26 @@ def test_silent_standby_is_one_line(tmp_path) -> None:
     assert result.stderr.strip().endswith("did not answer HA-HELLO within 1 s")
     assert "Traceback" not in result.stderr
     assert Path(tmp_path / "r.json").exists() is False
+
+
+def test_metrics_follow_the_conventions() -> None:
+    _, _, plan, sender = simulate(LinkProfile(delay=0.002), sessions=500, rate=2000.0, window=None)
+    metrics = SyncMetrics()
+    metrics.observe(sender, None, sender.last_ack or 0.0)
+    text = metrics.exposition()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert all(name.startswith("lmaload_sync_") for name in families)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    acked = plan.cumulative[:, -1]
+    assert samples[("lmaload_sync_records_acked_total", (("kind", "create"),))] == acked[0]
+    assert samples[("lmaload_sync_records_acked_total", (("kind", "update"),))] == acked[1]
+    assert families["lmaload_sync_ss_ack_latency_seconds"].type == "histogram"
+    count = samples[("lmaload_sync_ss_ack_latency_seconds_count", ())]
+    assert count == sender.counters.ss_rep_sent
+    infinity = samples[("lmaload_sync_ss_ack_latency_seconds_bucket", (("le", "+Inf"),))]
+    assert infinity == count
+    assert samples[("lmaload_sync_generator_lag_seconds_count", ())] == len(plan)

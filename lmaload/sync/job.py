@@ -40,7 +40,7 @@ from lmaload.sync.sender import SenderConfig, SyncSender
 from lmaload.sync.verify import Verifier, VerifyConfig
 from lmaload.transport.batch import BatchSocket
 from lmaload.transport.mag_loop import MagTransport
-from lmaload.transport.udp5436 import mapped, send_batch
+from lmaload.transport.udp5436 import PMIP6_CNTL_PORT, mapped, send_batch
 
 EMBEDDED_STANDBY_HOST = "127.0.0.12"
 EMBEDDED_PEER_HOST = "127.0.0.21"  # lmaload's own address towards the embedded standby
@@ -57,7 +57,7 @@ class SyncJobConfig:
     """The options of ``lmaload sync``. ``standby`` None: the embedded standby."""
 
     standby: Endpoint | None = None
-    listen: tuple[str, int] | None = None  # default: EMBEDDED_PEER_HOST, or 0.0.0.0:5436
+    listen: tuple[str, int] | None = None  # default: see SyncJob._listen
     address: IPv6Address | None = None  # our inner address; default: listen host, mapped
     sessions: int = 10_000
     mags: int = 100
@@ -97,12 +97,21 @@ class SyncJob:
     # --- set-up --------------------------------------------------------------------------------
 
     def _listen(self) -> tuple[str, int]:
+        """``--listen``; else a free port of EMBEDDED_PEER_HOST for the embedded standby, else
+        the source address towards ``--standby``, port 5436."""
         cfg = self.config
         if cfg.listen is not None:
             return cfg.listen
         if cfg.standby is None:
             return EMBEDDED_PEER_HOST, free_port(EMBEDDED_PEER_HOST)
-        return ("0.0.0.0" if cfg.standby.host.version == 4 else "::"), 5436
+        # The address the kernel would send to the standby from, port 5436.
+        family = socket.AF_INET if cfg.standby.host.version == 4 else socket.AF_INET6
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect(cfg.standby.outer)
+            except OSError as exc:
+                raise SyncError(f"standby {cfg.standby} is unreachable: {exc.strerror}") from None
+            return probe.getsockname()[0], PMIP6_CNTL_PORT
 
     def _start_standby(self, listen: tuple[str, int], address: IPv6Address) -> Endpoint:
         if self.config.standby is not None:

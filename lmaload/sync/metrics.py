@@ -96,7 +96,6 @@ class SyncMetrics(Collector):
             verification={
                 k: v
                 for k, v in (verifier.summary() if verifier else {}).items()
-                if k != "sampled"
                 if isinstance(v, int)
             },
         )
