@@ -75,7 +75,7 @@ class SenderConfig:
     restart_counter: int = 1
     lifetime: int = 3600  # seconds: the PBCI lifetime of a live session
     initial_rto: float = 1.0
-    min_rto: float = 0.2
+    min_rto: float = 1.0  # RFC 6298: a queue building at the standby is no loss
     max_rto: float = 8.0
     max_retransmissions: int = 8
     settle: float = 1.0
