@@ -281,6 +281,7 @@ class SyncSender:
             identifier_step=1,
             ack=cfg.ack,
             lifetimes=lifetimes.astype(np.int64),
+            config=cfg.wire,
         )
         count = len(batch.offsets) - 1
         ids = (self._next_id - 1 + np.arange(count)) % (IDENTIFIERS - 1) + 1
@@ -457,7 +458,13 @@ class SyncSender:
             return
         lifetimes = np.full(len(rows), min(math.ceil(cfg.lifetime / 4), 0xFFFF), np.int64)
         batch = encode_state_sync(
-            self.pop, rows, cfg.address, cfg.standby, identifier, lifetimes=lifetimes
+            self.pop,
+            rows,
+            cfg.address,
+            cfg.standby,
+            identifier,
+            lifetimes=lifetimes,
+            config=cfg.wire,
         )
         self._out.append(frame_batch(batch.buf, batch.offsets, cfg.address, cfg.standby))
         c.full_sync_sessions += len(rows)

@@ -22,8 +22,9 @@ from lmaload.bulk import decode_pbas, encode_pbus
 from lmaload.bulk_types import DECODE_OK, PbuOptions
 from lmaload.population import Population
 from lmaload.protocol.datagrams import Datagrams
-from lmaload.wire import LmaFailureIndication, Timestamp
+from lmaload.wire import LmaFailureIndication, Timestamp, WireConfig
 from lmaload.wire import codepoints as cp
+from lmaload.wire.codepoints import DEFAULT_CONFIG
 
 WAITING, SENT, ANSWERED, UNANSWERED = 0, 1, 2, 3
 MAX_PER_STEP = 1024
@@ -37,6 +38,7 @@ class VerifyConfig:
     timeout: float = 2.0
     attempts: int = 3
     lifetime: int = 3600  # seconds
+    wire: WireConfig = DEFAULT_CONFIG
 
 
 class Verifier:
@@ -67,7 +69,7 @@ class Verifier:
         data = [d.data for d in datagrams]
         offsets = np.zeros(len(data) + 1, dtype=np.int64)
         np.cumsum([len(d) for d in data], out=offsets[1:])
-        pbas = decode_pbas(np.frombuffer(b"".join(data), np.uint8), offsets, "mh")
+        pbas = decode_pbas(np.frombuffer(b"".join(data), np.uint8), offsets, "mh", self.config.wire)
         pbas = pbas[pbas["error"] == DECODE_OK]
         at = np.searchsorted(self._mn_ids, pbas["mn_id"])
         known = at < len(self.rows)
@@ -146,6 +148,7 @@ class Verifier:
             cfg.standby,
             lifetime=min(math.ceil(cfg.lifetime / 4), 0xFFFF),
             options=PbuOptions(request_prefix=True, lfi=LmaFailureIndication(cfg.failed_lma)),
+            config=cfg.wire,
         )
         mags = self.pop.mags["addr6"][staged["mag"]]
         for k in range(len(rows)):
