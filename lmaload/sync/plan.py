@@ -19,21 +19,16 @@ KIND_NAMES = ("create", "update", "delete")
 
 @dataclass(frozen=True)
 class SyncPlan:
-    """The record columns (see the module docstring) and the cumulative count of each kind
-    (``cumulative[kind][k]``: records of that kind among the first ``k``)."""
+    """The record columns (see the module docstring) and how many records of each kind."""
 
     row: np.ndarray  # int64
     kind: np.ndarray  # uint8
     seq: np.ndarray  # uint16
     live: np.ndarray  # bool per population row
-    cumulative: np.ndarray  # (3, len + 1) int64
+    counts: np.ndarray  # records by kind, (3,) int64
 
     def __len__(self) -> int:
         return len(self.row)
-
-    def kinds_between(self, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-        """Records of each kind in ``[start[i], stop[i])``, summed over i: shape (3,)."""
-        return (self.cumulative[:, stop] - self.cumulative[:, start]).sum(axis=1)
 
 
 def build_plan(sessions: int, update_ratio: float, delete_ratio: float, seed: int) -> SyncPlan:
@@ -73,7 +68,5 @@ def build_plan(sessions: int, update_ratio: float, delete_ratio: float, seed: in
     seq[by_row] = ((1 + rank) & 0xFFFF).astype(np.uint16)
     live = np.ones(n, dtype=bool)
     live[deleted] = False
-    cumulative = np.zeros((3, len(rows) + 1), dtype=np.int64)
-    for kind in (CREATE, UPDATE, DELETE):
-        np.cumsum(kinds == kind, out=cumulative[kind, 1:])
-    return SyncPlan(rows, kinds, seq, live, cumulative)
+    counts = np.bincount(kinds, minlength=3).astype(np.int64)
+    return SyncPlan(rows, kinds, seq, live, counts)

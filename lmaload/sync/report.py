@@ -42,7 +42,7 @@ def sync_section(
         "target_rate": cfg.rate,
         "ack": cfg.ack,
         "sessions": len(sender.row_state),
-        "records": _by_kind(plan.cumulative[:, -1]),
+        "records": _by_kind(plan.counts),
         "start": start,
         "duration": span,
         "rates_basis": "acknowledged" if cfg.ack else "sent",

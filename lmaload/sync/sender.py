@@ -11,6 +11,8 @@ generator's lag recorded), or keeping ``window`` SS-REPs unacknowledged. With ac
 each SS-REP has A=1 and its own Identifier; one not acknowledged within the retransmission
 timeout (TCP-style: smoothed round trip plus four deviations, doubling per retransmission) is
 sent again, up to ``max_retransmissions`` times, then counted as given up — never silently lost.
+A record whose session has an earlier record in an unacknowledged SS-REP is deferred until that
+SS-ACK (records of other sessions go on time), so no session's records arrive out of order.
 ``done`` — every record sent, and with acknowledgements every SS-REP acknowledged or given up.
 
 Throughout: an SS-REQ from the standby gets a full sync of the sessions live so far (one reply,
@@ -133,8 +135,9 @@ class SyncSender:
         self.stream_start: float | None = None if config.hello else now
         self.last_send: float | None = None
         self.last_ack: float | None = None
-        self.cursor = 0  # records sent so far
+        self.cursor = 0  # records taken up so far (sent or deferred)
         self.row_state = np.zeros(len(pop.mns), dtype=np.uint8)  # 0 unsent, 1 live, 2 deleted
+        self._row_message = np.zeros(len(pop.mns), dtype=np.int64)  # SS-REP of the last record
         self.rto = config.initial_rto
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -145,11 +148,12 @@ class SyncSender:
             Schedule.constant(config.rate).offsets(len(plan)) if config.rate is not None else None
         )
         self._records_per_message = INITIAL_RECORDS_PER_MESSAGE
+        self._deferred = np.zeros(0, dtype=np.int64)  # records waiting for their session
+        self._retry = False  # an SS-ACK may have freed deferred records
         self._next_id = 1
         # Pending SS-REPs by Identifier.
         self._active = np.zeros(IDENTIFIERS, dtype=bool)
-        self._first = np.zeros(IDENTIFIERS, dtype=np.int64)  # first record carried
-        self._stop = np.zeros(IDENTIFIERS, dtype=np.int64)  # one past the last
+        self._kinds = np.zeros((IDENTIFIERS, 3), dtype=np.int64)  # records carried, by kind
         self._sent_at = np.zeros(IDENTIFIERS)  # first transmission
         self._intended = np.zeros(IDENTIFIERS)  # when it was meant to go (latency origin)
         self._retx = np.zeros(IDENTIFIERS, dtype=np.int32)
@@ -195,6 +199,8 @@ class SyncSender:
             intended = self.stream_start + float(self._offsets[self.cursor])
             quantum = -math.inf if self.last_send is None else self.last_send
             due.append(max(intended, quantum + self.config.send_quantum))
+        if self.phase == "stream" and self._retry and self.last_send is not None:
+            due.append(self.last_send + self.config.send_quantum)
         while self._timeouts:
             deadline, ident = self._timeouts[0]
             if self._active[ident] and self._deadline[ident] == deadline:
@@ -235,41 +241,56 @@ class SyncSender:
             self.stream_start = now
         if self.phase == "stream":
             self._send_due(now)
-            if self.cursor == len(self.plan) and self.outstanding == 0:
+            if self.cursor == len(self.plan) and not self.outstanding and not len(self._deferred):
                 self.phase = "done"
 
     def _send_due(self, now: float) -> None:
-        """Encode and send the records that are due: open loop, those whose intended time has
-        come; windowed, enough to fill the window."""
+        """Encode and send the records that are due — open loop, those whose intended time has
+        come; windowed, enough to fill the window — after the deferred ones."""
         cfg = self.config
         n = len(self.plan)
-        while self.cursor < n:
+        while True:
             if self._offsets is not None:
                 assert self.stream_start is not None
                 if self.last_send is not None and now < self.last_send + cfg.send_quantum:
                     return
                 due = int(np.searchsorted(self._offsets, now - self.stream_start, "right"))
-                if now >= self.stream_start + self._offsets[self.cursor]:  # whatever the rounding
-                    due = max(due, self.cursor + 1)
+                if self.cursor < n and now >= self.stream_start + self._offsets[self.cursor]:
+                    due = max(due, self.cursor + 1)  # due, whatever the rounding
                 stop, free = min(due, self.cursor + MAX_RECORDS_PER_STEP), None
             else:
                 assert cfg.window is not None
                 free = cfg.window - self.outstanding
                 want = (free + 1) * self._records_per_message
                 stop = min(n, self.cursor + want, self.cursor + MAX_RECORDS_PER_STEP)
-            if stop <= self.cursor or free == 0:
+            fresh = np.arange(self.cursor, max(stop, self.cursor), dtype=np.int64)
+            if free == 0 or not (len(fresh) or len(self._deferred)):
                 return
-            if not self._send_records(self.cursor, stop, free, now):
+            if self._offsets is not None and len(fresh):
+                assert self.stream_start is not None
+                self.lag.record(now - (self.stream_start + self._offsets[fresh]))
+            self.cursor += len(fresh)
+            candidates = np.concatenate([self._deferred, fresh])
+            if not self._send_records(candidates, free, now) and not len(fresh):
                 return
 
-    def _send_records(self, start: int, stop: int, free: int | None, now: float) -> bool:
-        """SS-REPs for records ``start:stop``, at most ``free`` of them (and none whose
-        Identifier is still pending); whether any went."""
+    def _send_records(self, candidates: np.ndarray, free: int | None, now: float) -> bool:
+        """SS-REPs for the records ``candidates`` (plan indices, in order), at most ``free`` of
+        them and none whose Identifier is still pending; what does not go is deferred. Whether
+        any went."""
         cfg, plan = self.config, self.plan
-        rows = plan.row[start:stop]
-        kinds = plan.kind[start:stop]
+        self._retry = False
+        if cfg.ack:
+            ready = self._in_order(plan.row[candidates])
+            self._deferred, candidates = candidates[~ready], candidates[ready]
+        else:
+            self._deferred = candidates[:0]
+        if not len(candidates):
+            return False
+        rows = plan.row[candidates]
+        kinds = plan.kind[candidates]
         staged = self.pop.mns[rows]
-        staged["seq"] = plan.seq[start:stop]
+        staged["seq"] = plan.seq[candidates]
         staged["ts"] = Timestamp.from_unix(now).value
         lifetimes = np.where(kinds == DELETE, 0, min(math.ceil(cfg.lifetime / 4), 0xFFFF))
         batch = encode_state_sync(
@@ -290,49 +311,61 @@ class SyncSender:
             count = int(busy[0]) if len(busy) else count
         if free is not None:
             count = min(count, free)
+        carried = int(batch.first[count])
+        self._deferred = np.sort(np.concatenate([self._deferred, candidates[carried:]]))
         if count == 0:
             return False
-        carried = int(batch.first[count])
         ids = ids[:count]
         buf, offsets = frame_batch(batch.buf, batch.offsets[: count + 1], cfg.address, cfg.standby)
         self._out.append((buf, offsets))
-        stop = start + carried
         c = self.counters
         c.ss_rep_sent += count
         c.bytes_sent += int(batch.offsets[count] - batch.offsets[0])
-        c.records_sent += np.bincount(kinds[:carried], minlength=3)
-        sent_rows = rows[:carried]
-        self.pop.mns["seq"][sent_rows] = staged["seq"][:carried]
-        self.pop.mns["ts"][sent_rows] = staged["ts"][:carried]
-        self.row_state[sent_rows] = np.where(kinds[:carried] == DELETE, 2, 1)
+        kinds, rows, sent = kinds[:carried], rows[:carried], candidates[:carried]
+        c.records_sent += np.bincount(kinds, minlength=3)
+        self.pop.mns["seq"][rows] = staged["seq"][:carried]
+        self.pop.mns["ts"][rows] = staged["ts"][:carried]
+        self.row_state[rows] = np.where(kinds == DELETE, 2, 1)
         self._records_per_message = max(1, carried // count)
+        carrier = np.searchsorted(batch.first, np.arange(carried), "right") - 1
         if self._offsets is not None:
             assert self.stream_start is not None
-            intended = self.stream_start + self._offsets[start:stop]
-            self.lag.record(now - intended)
-            last = start + batch.first[1 : count + 1] - 1
-            message_intended = self.stream_start + self._offsets[last]
+            intended = np.full(count, -np.inf)
+            np.maximum.at(intended, carrier, self.stream_start + self._offsets[sent])
         else:
-            message_intended = np.full(count, now)
+            intended = np.full(count, now)
         if cfg.ack:
-            self._track(ids, start + batch.first[: count + 1], buf, offsets, message_intended, now)
+            per_message = np.zeros((count, 3), dtype=np.int64)
+            np.add.at(per_message, (carrier, kinds), 1)
+            self._track(ids, per_message, buf, offsets, intended, now)
+            self._row_message[rows] = ids[carrier]
         self._next_id = int(ids[-1]) % (IDENTIFIERS - 1) + 1
-        self.cursor = stop
         self.last_send = now
         return True
+
+    def _in_order(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (the candidate records' sessions) can go now without overtaking an
+        earlier record of the same session: none may wait in an unacknowledged SS-REP or appear
+        twice among the candidates (in two SS-REPs, the later could arrive first after a loss).
+        Otherwise a lost create retransmitted after its delete would bring a deleted session
+        back. The others are deferred until the SS-ACK."""
+        ready = ~self._active[self._row_message[rows]]
+        _, first = np.unique(rows, return_index=True)
+        once = np.zeros(len(rows), dtype=bool)
+        once[first] = True
+        return ready & once
 
     def _track(
         self,
         ids: np.ndarray,
-        bounds: np.ndarray,
+        kinds: np.ndarray,
         buf: np.ndarray,
         offsets: np.ndarray,
         intended: np.ndarray,
         now: float,
     ) -> None:
         self._active[ids] = True
-        self._first[ids] = bounds[:-1]
-        self._stop[ids] = bounds[1:]
+        self._kinds[ids] = kinds
         self._sent_at[ids] = now
         self._intended[ids] = intended
         self._retx[ids] = 0
@@ -351,7 +384,8 @@ class SyncSender:
             del self._payload[ident]
             self.outstanding -= 1
             c.messages_given_up += 1
-            c.records_given_up += int(self._stop[ident] - self._first[ident])
+            self._retry = bool(len(self._deferred))
+            c.records_given_up += int(self._kinds[ident].sum())
             return
         self._retx[ident] += 1
         c.ss_rep_retransmitted += 1
@@ -371,8 +405,9 @@ class SyncSender:
             return
         self._active[fresh] = False
         self.outstanding -= len(fresh)
+        self._retry = bool(len(self._deferred))
         self.latency.record(np.rint((now - self._intended[fresh]) * 1e6).astype(np.int64))
-        c.records_acked += self.plan.kinds_between(self._first[fresh], self._stop[fresh])
+        c.records_acked += self._kinds[fresh].sum(axis=0)
         c.bytes_acked += int(self._size[fresh].sum())
         for ident in fresh.tolist():
             del self._payload[ident]
