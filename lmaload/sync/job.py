@@ -31,7 +31,7 @@ from lmaload import __version__
 from lmaload.lma_pair import LmaChild, free_port
 from lmaload.lma_process import Endpoint
 from lmaload.measure import results as res
-from lmaload.population import PopulationSpec, generate
+from lmaload.population import Population, PopulationSpec, generate
 from lmaload.run import Progress
 from lmaload.sync.metrics import SyncMetrics
 from lmaload.sync.plan import build_plan
@@ -216,7 +216,7 @@ class SyncJob:
         )
 
     def _verify(
-        self, pop: Any, live: np.ndarray, address: IPv6Address, standby: Endpoint
+        self, pop: Population, live: np.ndarray, address: IPv6Address, standby: Endpoint
     ) -> dict[str, Any]:
         cfg = self.config
         if cfg.verify == 0:

@@ -199,7 +199,8 @@ class SyncSender:
             intended = self.stream_start + float(self._offsets[self.cursor])
             quantum = -math.inf if self.last_send is None else self.last_send
             due.append(max(intended, quantum + self.config.send_quantum))
-        if self.phase == "stream" and self._retry and self.last_send is not None:
+        if self._offsets is not None and self._retry and self.last_send is not None:
+            # Open loop: deferred records an SS-ACK freed go at the next send step.
             due.append(self.last_send + self.config.send_quantum)
         while self._timeouts:
             deadline, ident = self._timeouts[0]
