@@ -207,7 +207,7 @@ class _OneLineErrors(click.Command):
 
 
 def _endpoint(text: str, option: str, transport: str) -> Any:
-    from lmaload.lma_process import Endpoint, parse_endpoint
+    from lmaload.endpoints import Endpoint, parse_endpoint
 
     try:
         if transport == "raw":
@@ -221,7 +221,20 @@ def _endpoint(text: str, option: str, transport: str) -> Any:
 
 @main.command(cls=_OneLineErrors)
 @click.option(
-    "--role", type=click.Choice(["active", "standby"]), default="active", show_default=True
+    "--role",
+    type=click.Choice(["active", "standby", "auto"]),
+    default="active",
+    show_default=True,
+    help="auto: ask the peers first and be the standby beside a live active one (a restarted "
+    "LMA rejoins without a second active); with none, the best live LMA by --preference, then "
+    "address, becomes active.",
+)
+@click.option(
+    "--preference",
+    type=click.IntRange(0, 0xFFFF),
+    default=100,
+    show_default=True,
+    help="Home Agent Preference in HA-HELLO: the higher takes over or is elected.",
 )
 @click.option(
     "--listen",
@@ -275,6 +288,11 @@ def _endpoint(text: str, option: str, transport: str) -> Any:
 @click.option("--restart-counter", type=click.IntRange(0, 0xFFFFFFFF), default=1, show_default=True)
 @click.option("--metrics-port", type=click.IntRange(0, 0xFFFF), help="Serve /metrics here.")
 @click.option(
+    "--pcap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a sample of the signalling (UDP transport) to this pcap file.",
+)
+@click.option(
     "--policy",
     "policy_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -306,7 +324,9 @@ def lma(
     heartbeat_interval: float,
     missing_heartbeats: int,
     restart_counter: int,
+    preference: int,
     metrics_port: int | None,
+    pcap: Path | None,
     policy_path: Path | None,
     allow_remote: bool,
     log_level: str,
@@ -319,15 +339,10 @@ def lma(
     import logging
     from ipaddress import IPv6Network, ip_address
 
-    from lmaload.lma_process import (
-        LmaSettings,
-        StartupError,
-        load_policy,
-        mapped,
-        parse_host_port,
-        run,
-    )
+    from lmaload.endpoints import parse_host_port
+    from lmaload.lma_process import LmaSettings, StartupError, load_policy, run
     from lmaload.protocol import Policy
+    from lmaload.transport.udp5436 import mapped
 
     try:
         host, port = parse_host_port(listen)
@@ -362,9 +377,13 @@ def lma(
         heartbeat_interval=heartbeat_interval,
         missing_heartbeats=missing_heartbeats,
         restart_counter=restart_counter,
+        preference=preference,
         policy=policy,
         metrics_port=metrics_port,
+        pcap=pcap,
     )
+    if pcap is not None and transport != "udp":
+        raise click.UsageError("--pcap samples the UDP transport: not with --transport raw")
     remote = settings.remote_addresses()
     if remote and not allow_remote:
         raise click.UsageError(
@@ -386,6 +405,65 @@ def lma(
     except StartupError as exc:
         _fail(str(exc))
         sys.exit(EXIT_INVALID_INPUT)
+
+
+def _run_targets(
+    lma: str | None, standby: str | None, fail_cmd: str | None, mode: str, allow_remote: bool
+) -> tuple[Any, Any]:
+    """The user's (active, standby) endpoints of ``lmaload run``, checked; (None, None) for the
+    embedded pair."""
+    from lmaload.endpoints import is_local, parse_endpoint
+
+    if lma is None:
+        for option, value in (("--standby", standby), ("--fail-cmd", fail_cmd)):
+            if value is not None:
+                raise click.UsageError(f"{option} needs --lma (the embedded pair fails itself)")
+        return None, None
+    if mode == "virtual" and standby is not None:
+        raise click.UsageError("a virtual switch has one shared LMAA: give --lma alone")
+    if mode == "hard" and fail_cmd is not None and standby is None:
+        raise click.UsageError("--fail-cmd in hard mode needs --standby to fail over to")
+    ends = []
+    for option, text in (("--lma", lma), ("--standby", standby)):
+        if text is None:
+            ends.append(None)
+            continue
+        try:
+            end = parse_endpoint(text)
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{text!r}: expected [INNER@]HOST[:PORT] ({exc})", param_hint=option
+            ) from None
+        if end.host.version != 4:
+            raise click.BadParameter(
+                f"{text!r}: the emulated MAGs speak UDP/5436 over IPv4", param_hint=option
+            )
+        if not is_local(end.host) and not allow_remote:
+            raise click.UsageError(
+                f"{end.host} is not a local address (loopback, link-local, fc00::/7); "
+                "add --allow-remote to load it"
+            )
+        ends.append(end)
+    return ends[0], ends[1]
+
+
+def _shard(
+    text: str | None, mns: int, mags: int, lma: str | None, start_at: float | None
+) -> tuple[int, int]:
+    """``--shard I/N`` checked: (index, count)."""
+    if text is None:
+        return 0, 1
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise click.BadParameter(f"{text!r}: expected I/N with 0 <= I < N", param_hint="--shard")
+    shard = int(index), int(count)
+    if shard[1] > min(mns, mags):
+        raise click.UsageError(f"--shard: {shard[1]} shards need as many MNs and MAGs at least")
+    if shard[1] > 1 and (lma is None or start_at is None):
+        raise click.UsageError(
+            "--shard with N > 1 needs --lma (every shard loads the same LMAs) and --start-at"
+        )
+    return shard
 
 
 @main.command(name="run", cls=_OneLineErrors)
@@ -428,6 +506,122 @@ def lma(
 @click.option(
     "--allow-lag", is_flag=True, help="Exit 0 even when the generator fell behind schedule."
 )
+@click.option(
+    "--lag-tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.02,
+    show_default=True,
+    help="Seconds after its intended time past which a registration counts as behind schedule.",
+)
+@click.option(
+    "--lma",
+    metavar="[INNER@]HOST[:PORT]",
+    help="Your active LMA (virtual mode: the shared LMAA) over UDP/5436, instead of the "
+    "embedded pair. IPv4 HOST.",
+)
+@click.option("--standby", metavar="[INNER@]HOST[:PORT]", help="Your standby LMA (hard mode).")
+@click.option(
+    "--fail-cmd",
+    metavar="CMD",
+    help="Shell command that fails your active LMA; run at the failure instant. Without it a "
+    "run against --lma ends after the registrations.",
+)
+@click.option(
+    "--sync-wait",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="With --lma: seconds between the last registration and the failure, for state sync.",
+)
+@click.option(
+    "--allow-remote", is_flag=True, help="Allow --lma/--standby addresses that are not local."
+)
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Be shard I (0-based) of N processes sharing the run: MNs, MAGs and rate split "
+    "evenly; needs --lma and --start-at when N > 1. Combine the results with lmaload merge.",
+)
+@click.option(
+    "--start-at",
+    type=float,
+    metavar="UNIX_SECONDS",
+    help="Start the registration schedule then (shards share it).",
+)
+@click.option(
+    "--fail-at",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Fail the active this long after the start instead of once sync caught up "
+    "(shard 0 runs --fail-cmd; every shard measures from that instant).",
+)
+@click.option(
+    "--pcap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
+    "embedded LMAs' messages to each other (tshark: -d udp.port==5436,ipv6).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 0xFFFF),
+    help="Serve the generator's Prometheus metrics on /metrics here while the run goes on.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address --metrics-port listens on (0.0.0.0 or :: to be scraped from elsewhere).",
+)
+@click.option(
+    "--lma-metrics-port",
+    type=click.IntRange(1, 0xFFFF),
+    help="Port of the embedded LMAs' /metrics at their own addresses, 127.0.0.11 (active) and "
+    "127.0.0.12 (standby). Default: a free port each.",
+)
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Push the final metrics to this Prometheus Pushgateway (job lmaload) at the end.",
+)
+@click.option(
+    "--lifetime",
+    type=click.FloatRange(4, 0xFFFF * 4),
+    default=3600.0,
+    show_default=True,
+    help="Binding lifetime the MAGs request, seconds (they refresh 10 s before it ends, or at "
+    "half of it).",
+)
+@click.option(
+    "--fault",
+    "fault_text",
+    default="kill-active",
+    show_default=True,
+    metavar="FAULT",
+    help="What fails on cue: kill-active (SIGKILL the active LMA); with --lab also "
+    "cut-link[=SHARE] (the MAG host loses its path to LMA1 for the first SHARE of the MAGs, "
+    "default 0.5, while LMA1 stays up) or loss=P (drop Mobility Header packets on the MAG "
+    "host-LMA1 link with probability P).",
+)
+@click.option(
+    "--observe",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep the MAGs running after the failover (refreshes, heartbeats).",
+)
+@click.option(
+    "--lab",
+    is_flag=True,
+    help="Run in network namespaces (root): the LMAs in their own over raw Mobility Header "
+    "sockets, the MAGs in a MAG host's (hard mode only). Uses the lab of --lab-prefix if it is "
+    "up, else brings one up and down for the run.",
+)
+@click.option(
+    "--lab-prefix",
+    default="lmaload-lab-",
+    show_default=True,
+    help="Name prefix of the lab's network namespaces.",
+)
 def run_command(
     mns: int,
     mags: int,
@@ -440,17 +634,69 @@ def run_command(
     seed: int,
     results_path: Path,
     allow_lag: bool,
+    lag_tolerance: float,
+    lma: str | None,
+    standby: str | None,
+    fail_cmd: str | None,
+    sync_wait: float,
+    allow_remote: bool,
+    shard: str | None,
+    start_at: float | None,
+    fail_at: float | None,
+    pcap: Path | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    lma_metrics_port: int | None,
+    pushgateway: str | None,
+    lifetime: float,
+    fault_text: str,
+    observe: float,
+    lab: bool,
+    lab_prefix: str,
 ) -> None:
-    """Register a population with an embedded LMA pair on loopback, kill the active, and
-    measure the failover.
+    """Register a population with an LMA pair — the embedded one on loopback or in a namespace
+    lab (--lab), or yours with --lma/--standby — fail the active, and measure the failover.
 
     Prints a summary table and writes the results JSON. Exits 0 on success, 1 when the
     generator fell behind schedule (unless --allow-lag), when sessions were lost with
-    before-ack sync, or when an LMA failed to start; 2 on bad options.
+    before-ack sync, when an LMA, the lab or /metrics failed to start, when an LMA did not
+    answer, or when --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is
+    a warning.
     """
+    from lmaload.fault import parse_fault
+    from lmaload.lab.topology import check_prefix
     from lmaload.measure.results import table
     from lmaload.run import RunConfig, RunError, run
 
+    try:
+        fault = parse_fault(fault_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    try:
+        check_prefix(lab_prefix)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lab-prefix") from None
+    if fault.needs_lab and not lab:
+        raise click.UsageError(f"--fault {fault.kind} needs --lab")
+    if lab and lma is not None:
+        raise click.UsageError("--lab runs the embedded pair: not with --lma")
+    if lab and mode == "virtual":
+        raise click.UsageError(
+            "--lab runs hard mode only (a virtual LMAA cannot move between namespaces yet)"
+        )
+    if lab and pcap is not None:
+        raise click.UsageError(
+            "--pcap samples UDP/5436: in the lab, capture its links (see lmaload lab status)"
+        )
+    targets = _run_targets(lma, standby, fail_cmd, mode, allow_remote)
+    shard_of = _shard(shard, mns, mags, lma, start_at)
+    if lma is not None and lma_metrics_port is not None:
+        raise click.UsageError("--lma-metrics-port is for the embedded pair: not with --lma")
+    if lab and (shard_of[1] > 1 or lma_metrics_port is not None):
+        option = "--shard" if shard_of[1] > 1 else "--lma-metrics-port"
+        raise click.UsageError(
+            f"{option} is not for the lab (one pair, /metrics in its namespaces)"
+        )
     config = RunConfig(
         mns=mns,
         mags=mags,
@@ -463,9 +709,27 @@ def run_command(
         seed=seed,
         results=results_path,
         allow_lag=allow_lag,
+        lag_tolerance=lag_tolerance,
+        lma=targets[0],
+        standby=targets[1],
+        fail_cmd=fail_cmd,
+        sync_wait=sync_wait,
+        pcap=pcap,
+        shard=shard_of,
+        start_at=start_at,
+        fail_at=fail_at,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        lma_metrics_port=lma_metrics_port,
+        pushgateway=pushgateway,
+        lifetime=lifetime,
+        fault=fault,
+        observe=observe,
+        lab=lab,
+        lab_prefix=lab_prefix,
     )
     try:
-        results, status, reasons = run(config)
+        results, status, reasons = run(config, warn=lambda m: _fail(f"run: warning: {m}"))
     except RunError as exc:
         _fail(f"run: {exc}")
         sys.exit(EXIT_INVALID_INPUT)
@@ -473,6 +737,114 @@ def run_command(
     for reason in reasons:
         _fail(f"run: {reason}")
     sys.exit(status)
+
+
+@main.command(name="merge", cls=_OneLineErrors)
+@click.argument(
+    "documents", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="results.json",
+    show_default=True,
+)
+def merge_command(documents: tuple[Path, ...], results_path: Path) -> None:
+    """Combine the results of the shards of one run (lmaload run --shard I/N) exactly.
+
+    Writes the whole run's results document, prints its summary table, and exits as lmaload
+    run would have: 1 when the generators fell behind or sessions were lost with before-ack
+    sync, or when the documents are not the shards of one run.
+    """
+    from lmaload.measure.merge import MergeError, merge
+    from lmaload.measure.results import table
+    from lmaload.run import exit_status
+
+    loaded = []
+    for path in documents:
+        try:
+            loaded.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            _fail(f"merge: {path}: {getattr(exc, 'strerror', None) or exc}")
+            sys.exit(EXIT_INVALID_INPUT)
+    try:
+        merged = merge(loaded)
+    except (MergeError, KeyError, TypeError) as exc:
+        _fail(f"merge: {exc if isinstance(exc, MergeError) else f'not a results document: {exc}'}")
+        sys.exit(EXIT_INVALID_INPUT)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(merged, indent=2) + "\n")
+    click.echo(table(merged))
+    status, reasons = exit_status(merged)
+    for reason in reasons:
+        _fail(f"merge: {reason}")
+    sys.exit(status)
+
+
+@main.group(name="lab")
+def lab_group() -> None:
+    """The namespace lab (root): a MAG host, LMA1 and LMA2 joined by veth links."""
+
+
+_prefix_option = click.option(
+    "--prefix",
+    default="lmaload-lab-",
+    show_default=True,
+    help="Name prefix of the lab's network namespaces (PREFIXmag, PREFIXlma1, PREFIXlma2).",
+)
+
+
+def _lab(prefix: str, action: str) -> Any:
+    """The Lab of ``prefix`` (exit 2 on a bad one)."""
+    from lmaload.lab.topology import Lab
+
+    try:
+        return Lab(prefix)
+    except ValueError as exc:
+        _fail(f"lab {action}: --prefix: {exc}")
+        sys.exit(EXIT_USAGE)
+
+
+def _lab_action(action: str, prefix: str) -> None:
+    from lmaload.lab import manage
+    from lmaload.lab.netns import LabError
+
+    lab = _lab(prefix, action)
+    try:
+        if action == "up":
+            manage.up(lab)
+            click.echo(f"lab {prefix} up: {', '.join(lab.namespaces)}")
+        elif action == "down":
+            gone = manage.down(lab)
+            click.echo(f"lab {prefix} down: {', '.join(gone) or 'nothing was there'}")
+        else:
+            click.echo(manage.status(lab))
+    except LabError as exc:
+        _fail(f"lab {action}: {exc}")
+        sys.exit(EXIT_INVALID_INPUT)
+
+
+@lab_group.command(name="up", cls=_OneLineErrors)
+@_prefix_option
+def lab_up(prefix: str) -> None:
+    """Create the lab's namespaces, veth links, addresses, routes and the MAG host's AnyIP
+    route; exit 1 when it is (partly) there already."""
+    _lab_action("up", prefix)
+
+
+@lab_group.command(name="down", cls=_OneLineErrors)
+@_prefix_option
+def lab_down(prefix: str) -> None:
+    """Remove what ``lab up`` created (also after a crash), killing what runs inside."""
+    _lab_action("down", prefix)
+
+
+@lab_group.command(name="status", cls=_OneLineErrors)
+@_prefix_option
+def lab_status(prefix: str) -> None:
+    """The lab's namespaces, interfaces and addresses, processes and fault rules."""
+    _lab_action("status", prefix)
 
 
 @main.command(name="sync", cls=_OneLineErrors)
@@ -587,7 +959,7 @@ def sync_command(
     """
     from ipaddress import ip_address
 
-    from lmaload.lma_process import is_local, parse_endpoint, parse_host_port
+    from lmaload.endpoints import is_local, parse_endpoint, parse_host_port
     from lmaload.sync.job import SyncError, SyncJobConfig, run
     from lmaload.sync.report import table
 

@@ -3,7 +3,9 @@ active and a standby that know each other, watched through their /metrics endpoi
 
 Hard mode: each LMA is reached at its own address (127.0.0.11, 127.0.0.12; inner addresses
 IPv4-mapped). Virtual mode: the MAGs talk to the shared LMAA 127.0.0.10, bound by the active and
-taken over by the standby. Every LMA writes its log to a file in ``log_dir`` (no pipe to fill).
+taken over by the standby. Either way each LMA serves /metrics at its own address, on a free port
+or on the one port given for both. Every LMA writes its log to a file in ``log_dir`` (no pipe to
+fill).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from lmaload.capture import Capture
+from lmaload.population import Population
+from lmaload.transport.mag_loop import MagTransport, RawMagTransport
 from lmaload.transport.udp5436 import mapped
 
 ACTIVE_HOST, STANDBY_HOST, LMAA_HOST = "127.0.0.11", "127.0.0.12", "127.0.0.10"
@@ -61,6 +66,7 @@ class LmaChild:
     metrics_port: int
     log: Path
     proc: subprocess.Popen
+    netns: str | None = None
 
     @classmethod
     def start(
@@ -71,8 +77,10 @@ class LmaChild:
         log_dir: Path,
         args: list[str],
         metrics_port: int | None = None,
+        netns: str | None = None,
     ) -> LmaChild:
-        """``metrics_port`` defaults to one free on ``host`` (an IPv4 host); give it for IPv6."""
+        """``metrics_port`` defaults to one free on ``host`` (an IPv4 host); give it for IPv6.
+        ``netns``: run it in that network namespace (``ip netns exec``)."""
         if metrics_port is None:
             metrics_port = free_port(host)
         log = log_dir / f"{name}.log"
@@ -82,14 +90,15 @@ class LmaChild:
             # Run from the log directory: "python -m" puts the working directory first on the
             # path, and a source checkout there (no compiled extensions) would shadow the
             # installed package.
+            enter = ["ip", "netns", "exec", netns] if netns is not None else []
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lmaload", "lma", *argv],
+                [*enter, sys.executable, "-m", "lmaload", "lma", *argv],
                 cwd=log_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
-        return cls(name, host, port, metrics_port, log, proc)
+        return cls(name, host, port, metrics_port, log, proc, netns)
 
     @property
     def inner(self) -> IPv6Address:
@@ -136,33 +145,56 @@ class LmaChild:
 class EmbeddedPair:
     """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``)."""
 
-    def __init__(self, mode: str, sync: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        mode: str,
+        sync: str,
+        log_dir: Path,
+        capture: bool = False,
+        metrics_port: int | None = None,
+    ) -> None:
         self.mode = mode
         self.sync = sync
         self.log_dir = log_dir
+        self.capture = capture
+        self.metrics_port = metrics_port
         self.lmaa_port = free_port(LMAA_HOST) if mode == "virtual" else None
         self.active: LmaChild | None = None
         self.standby: LmaChild | None = None
+
+    starting = "starting the LMA pair"
 
     def start(self) -> None:
         common = ["--mode", self.mode, "--sync", self.sync, "--prefix-pool", PREFIX_POOL]
         if self.lmaa_port is not None:
             common += ["--lmaa", f"{LMAA_HOST}:{self.lmaa_port}"]
         active_port, standby_port = free_port(ACTIVE_HOST), free_port(STANDBY_HOST)
+        active = f"{ACTIVE_HOST}:{active_port}"
         self.active = LmaChild.start(
             "active",
             ACTIVE_HOST,
             active_port,
             self.log_dir,
-            [*common, "--peer", f"{STANDBY_HOST}:{standby_port}"],
+            [*common, *self._pcap("active"), "--peer", f"{STANDBY_HOST}:{standby_port}"],
+            self.metrics_port,
         )
         self.standby = LmaChild.start(
             "standby",
             STANDBY_HOST,
             standby_port,
             self.log_dir,
-            [*common, "--role", "standby", "--peer", f"{ACTIVE_HOST}:{active_port}"],
+            [*common, *self._pcap("standby"), "--role", "standby", "--peer", active],
+            self.metrics_port,
         )
+
+    def _pcap(self, name: str) -> list[str]:
+        return ["--pcap", str(self.log_dir / f"{name}.pcap")] if self.capture else []
+
+    def lma_captures(self) -> list[tuple[Path, str]]:
+        """(capture, host) of each LMA that records its signalling."""
+        if not self.capture:
+            return []
+        return [(self.log_dir / f"{c.name}.pcap", c.host) for c in self.children]
 
     @property
     def children(self) -> list[LmaChild]:
@@ -189,6 +221,37 @@ class EmbeddedPair:
         if self.lmaa_port is not None:
             return {mapped(ip_address(LMAA_HOST)): (LMAA_HOST, self.lmaa_port)}
         return {c.inner: (c.host, c.port) for c in (self.active, self.standby)}
+
+    def anchors(self) -> tuple[IPv6Address, IPv6Address | None]:
+        """The inner addresses the MAGs register with, and fail over to (None: virtual)."""
+        if self.lmaa_port is not None:
+            return mapped(ip_address(LMAA_HOST)), None
+        assert self.active is not None and self.standby is not None
+        return self.active.inner, self.standby.inner
+
+    observes_sync = True
+
+    def synced(self, sessions: int) -> bool:
+        """Whether the standby's binding cache holds ``sessions`` synced entries."""
+        assert self.standby is not None
+        value = self.standby.metric("lmaload_lma_binding_cache_entries", state="synced")
+        return value is not None and value >= sessions
+
+    can_fail = True
+
+    def fail(self) -> None:
+        """SIGKILL the active."""
+        assert self.active is not None
+        self.active.kill()
+
+    def failure_problems(self) -> list[str]:
+        return []
+
+    def mag_transport(
+        self, population: Population, capture: Capture | None
+    ) -> MagTransport | RawMagTransport:
+        """UDP/5436 towards ``routes`` (the lab's pair: raw Mobility Header)."""
+        return MagTransport(population, self.routes(), capture)
 
     def stop(self) -> None:
         for child in self.children:

@@ -3,14 +3,12 @@
 switchovers logged, metrics served.
 
 Addresses. The engine speaks IPv6: its own individual address (``address``), the LMAA, and the
-peers' individual addresses are *inner* addresses. With the UDP transport each has an *outer*
-socket address too; an endpoint is written ``[INNER@]HOST[:PORT]`` (IPv6 hosts in brackets when a
-port follows), the inner address defaulting to HOST itself for IPv6 and to HOST IPv4-mapped
-(``::ffff:a.b.c.d``) for IPv4, the port to 5436. With the raw transport inner and outer are the
-same and endpoints are plain IPv6 addresses.
+peers' individual addresses are *inner* addresses, each reached at an *outer* socket address with
+the UDP transport (``lmaload.endpoints``). With the raw transport inner and outer are the same and
+endpoints are plain IPv6 addresses.
 
-Only local outer addresses are accepted unless ``allow_remote``: loopback, link-local, unique
-local (fc00::/7), their IPv4-mapped forms, and the unspecified address for listening.
+Only local outer addresses are accepted unless ``allow_remote`` (``endpoints.is_local``), and the
+unspecified address for listening.
 """
 
 from __future__ import annotations
@@ -25,16 +23,17 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Literal
 
+from lmaload.capture import Capture
+from lmaload.endpoints import Endpoint, is_local
 from lmaload.metrics import LmaMetrics
 from lmaload.protocol import LmaConfig, LmaEngine, Policy
 from lmaload.protocol.events import Event
 from lmaload.transport.engine_loop import EngineLoop
 from lmaload.transport.raw_mh import RawTransport
-from lmaload.transport.udp5436 import PMIP6_CNTL_PORT, UdpTransport, mapped
+from lmaload.transport.udp5436 import UdpTransport, mapped
 
 log = logging.getLogger("lmaload.lma")
 
-UNIQUE_LOCAL = IPv6Network("fc00::/7")
 # Socket buffers: room for bursts of a few thousand PBUs (past net.core.rmem_max as root).
 SOCKET_BUFFER = 4 << 20
 POLICY_KEYS = frozenset({"authorized_mags", "authorized_mns", "pmip_disabled_mns", "home_networks"})
@@ -55,57 +54,6 @@ LOGGED_EVENTS = frozenset(
 
 class StartupError(Exception):
     """The LMA cannot start (address in use, unreachable peer, ...): one line for the user."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An engine address and the socket address it is reached at."""
-
-    inner: IPv6Address
-    host: IPv4Address | IPv6Address
-    port: int = PMIP6_CNTL_PORT
-
-    @property
-    def outer(self) -> tuple[str, int]:
-        return str(self.host), self.port
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if self.host.version == 6 else str(self.host)
-        return f"{self.inner}@{host}:{self.port}"
-
-
-def parse_host_port(text: str, default_port: int = PMIP6_CNTL_PORT) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT``, ``IPV6``, or ``[IPV6]:PORT`` → (host, port); ValueError."""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"{text!r}: expected [IPV6]:PORT")
-        port = rest[1:] or str(default_port)
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, str(default_port)
-    ip_address(host)
-    if not port.isdigit() or not 0 <= int(port) <= 0xFFFF:
-        raise ValueError(f"{text!r}: bad port {port!r}")
-    return host, int(port)
-
-
-def parse_endpoint(text: str) -> Endpoint:
-    """``[INNER@]HOST[:PORT]`` (see the module docstring); ValueError."""
-    inner_text, sep, outer = text.rpartition("@")
-    host, port = parse_host_port(outer)
-    address = ip_address(host)
-    inner = IPv6Address(inner_text) if sep else mapped(address)
-    return Endpoint(inner, address, port)
-
-
-def is_local(address: IPv4Address | IPv6Address) -> bool:
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return is_local(address.ipv4_mapped)
-    if address.is_loopback or address.is_link_local:
-        return True
-    return isinstance(address, IPv6Address) and address in UNIQUE_LOCAL
 
 
 def load_policy(path: Path) -> Policy:
@@ -142,7 +90,7 @@ def load_policy(path: Path) -> Policy:
 class LmaSettings:
     """Everything ``lmaload lma`` takes. ``lmaa`` is set in virtual mode only."""
 
-    role: Literal["active", "standby"]
+    role: Literal["active", "standby", "auto"]
     listen: tuple[str, int]
     address: IPv6Address
     peers: tuple[Endpoint, ...]
@@ -156,7 +104,9 @@ class LmaSettings:
     missing_heartbeats: int
     restart_counter: int
     policy: Policy
+    preference: int = 100
     metrics_port: int | None = None
+    pcap: Path | None = None  # a sample of the signalling (UDP transport)
 
     def engine_config(self) -> LmaConfig:
         return LmaConfig(
@@ -168,6 +118,7 @@ class LmaSettings:
             prefix_pool=self.prefix_pool,
             policy=self.policy,
             restart_counter=self.restart_counter,
+            preference=self.preference,
             heartbeat_interval=self.heartbeat_interval,
             missing_heartbeats_allowed=self.missing_heartbeats,
             hello_interval=self.hello_interval,
@@ -219,6 +170,7 @@ def open_transport(settings: LmaSettings) -> UdpTransport | RawTransport:
             lmaa=lmaa,
             rcvbuf=SOCKET_BUFFER,
             sndbuf=SOCKET_BUFFER,
+            capture=Capture(settings.pcap) if settings.pcap is not None else None,
         )
     except OSError as exc:
         host, port = settings.listen

@@ -4,23 +4,42 @@ labels) and their HTTP exposition.
 ``LmaMetrics`` exposes one reference LMA. The event loop refreshes a snapshot of the engine's
 counters now and then (``observe``, from the loop's thread) and feeds it the engine's events
 (``on_event``); scrapes read the latest snapshot, so the HTTP thread never touches the engine.
+
+Latency histograms are copies of the engines' HdrHistogram counts (``lmaload.measure``), turned
+into cumulative counts at ``BUCKETS`` when scraped (``hdr_buckets``): a value within the
+histogram's precision (3 significant digits) of a bound counts as at most that bound, ``_sum``
+adds each count at the middle of its HdrHistogram range, and a value above the histogram's range
+counts in ``+Inf`` only (and at the range's top in ``_sum``). ``lmaload.generator_metrics`` uses
+them too.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
 from lmaload.protocol.events import Event, Role
 from lmaload.transport.engine_loop import EngineLoop
 
 PREFIX = "lmaload_lma_"
+
+# Drop reasons reported from the start (0 until they happen), so dashboards find their series.
+SOCKET_DROPS = ("kernel", "send_buffer_full")
+# Bucket bounds of every seconds histogram: 1-2-5 steps from 100 µs to 50 s.
+BUCKETS = tuple(m * 10.0**e for e in range(-4, 2) for m in (1, 2, 5))
 
 # Engine events that are switchovers, and the ``kind`` label each is counted under.
 SWITCHOVER_KINDS = {
@@ -34,6 +53,11 @@ SWITCHOVER_KINDS = {
 # (metric, help, Counters attribute)
 SYNC_COUNTERS = (
     ("ss_reps_sent", "State Synchronization replies sent, retransmissions included", "ss_rep_sent"),
+    (
+        "ss_rep_bytes_sent",
+        "Octets of SS-REPs sent (Mobility Header), retransmissions included",
+        "ss_rep_octets_sent",
+    ),
     ("ss_rep_retransmissions", "SS-REPs sent again for want of an SS-ACK", "ss_rep_retransmitted"),
     ("ss_acks_received", "SS-ACKs received for SS-REPs this LMA sent", "ss_ack_received"),
     ("ss_reps_received", "State Synchronization replies received", "ss_rep_received"),
@@ -62,6 +86,7 @@ class LmaSnapshot:
     drops: dict[str, int] = field(default_factory=dict)
     sync_backlog: int = 0
     sync: dict[str, int] = field(default_factory=dict)
+    ss_ack_latency: Histogram = field(default_factory=Histogram)  # µs
     switchovers: dict[str, int] = field(default_factory=dict)
     datagrams_received: int = 0
     datagrams_sent: int = 0
@@ -85,7 +110,8 @@ class LmaMetrics(Collector):
         """Take a new snapshot of ``loop``'s engine and transport (from the loop's thread)."""
         engine = loop.engine
         counters = engine.counters
-        drops = Counter(counters.drops)
+        drops = Counter(dict.fromkeys(SOCKET_DROPS, 0))
+        drops.update(counters.drops)
         drops.update(loop.transport.drops)
         drops.update(loop.drops)
         cache = engine.cache
@@ -99,12 +125,13 @@ class LmaMetrics(Collector):
             drops=dict(drops),
             sync_backlog=engine.sync_backlog,
             sync={name: getattr(counters, attr) for name, _, attr in SYNC_COUNTERS},
+            ss_ack_latency=copy_histogram(engine.sync_ack_latency),
             switchovers=dict(self._switchovers),
             datagrams_received=loop.datagrams_received,
             datagrams_sent=loop.datagrams_sent,
         )
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         s = self.snapshot
         role = GaugeMetricFamily(PREFIX + "role", "1 for the LMA's current role", labels=["role"])
         for r in Role:
@@ -144,6 +171,12 @@ class LmaMetrics(Collector):
         )
         for name, help_text, _ in SYNC_COUNTERS:
             yield CounterMetricFamily(PREFIX + name, help_text, value=s.sync.get(name, 0))
+        ack_latency = HistogramMetricFamily(
+            PREFIX + "ss_ack_latency_seconds",
+            "From packing an SS-REP to each peer's SS-ACK, pacing and retransmissions included",
+        )
+        ack_latency.add_metric([], *hdr_buckets(s.ss_ack_latency))
+        yield ack_latency
         switchovers = CounterMetricFamily(
             PREFIX + "switchovers", "Switchovers, by kind", labels=["kind"]
         )
@@ -163,3 +196,33 @@ class LmaMetrics(Collector):
 
     def exposition(self) -> str:
         return generate_latest(self.registry).decode()
+
+
+def copy_histogram(histogram: Histogram) -> Histogram:
+    """A copy the engine will not touch, for a snapshot."""
+    out = Histogram(histogram.layout)
+    out.merge(histogram)
+    return out
+
+
+def cumulative_buckets(counts: Iterable[float], total: int) -> list[tuple[str, float]]:
+    """(le, count) pairs for ``HistogramMetricFamily``: ``counts`` at ``BUCKETS``, then +Inf."""
+    return [(str(b), float(n)) for b, n in zip(BUCKETS, counts, strict=True)] + [
+        ("+Inf", float(total))
+    ]
+
+
+def hdr_buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative counts at ``BUCKETS`` of a µs histogram, and its sum in seconds."""
+    layout, counts = histogram.layout, histogram.counts
+    bounds = np.rint(np.array(BUCKETS) * 1e6).astype(np.int64)
+    cumulative = np.cumsum(counts)
+    at_bounds = cumulative[np.minimum(layout.index_of(bounds), len(counts) - 1)]
+    indexes = np.flatnonzero(counts)
+    middle = (layout.value_at(indexes) + layout.highest_equivalent(indexes)) / 2
+    seconds = float((counts[indexes] * middle).sum()) / 1e6
+    overflow_seconds = histogram.overflow * layout.highest / 1e6
+    return (
+        cumulative_buckets(at_bounds.tolist(), histogram.total + histogram.overflow),
+        seconds + overflow_seconds,
+    )

@@ -2,8 +2,8 @@
 
 read_packets() yields the frames of a classic pcap or pcapng file, find_mobility() digs a
 Mobility Header (IPv6 next header 135) or a UDP-encapsulated PMIPv6 message (port 5436,
-RFC 5844) out of one frame, and write_pcap() with the packet builders makes captures for
-tests and tools.
+RFC 5844) out of one frame, and PcapWriter / write_pcap() with the packet builders make captures
+for tests and tools.
 """
 
 import struct
@@ -369,20 +369,44 @@ def _from_udp(
     return MobilityPayload(src, dst, "udp", sport, dport, segment[8:length])
 
 
+class PcapWriter:
+    """A little-endian, microsecond classic pcap file written frame by frame; ``flush`` puts
+    what was written on disk, so a process killed later leaves a readable capture."""
+
+    def __init__(self, path: str | PathLike[str], linktype: int = LINKTYPE_ETHERNET) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 -- closed by close()
+        self._file.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, _PCAP_SNAPLEN, linktype))
+
+    def write(self, time: float, data: bytes) -> None:
+        """One frame captured at Unix ``time``."""
+        if len(data) > _PCAP_SNAPLEN:
+            raise ValueError(f"{len(data)}-byte frame exceeds snaplen {_PCAP_SNAPLEN}")
+        seconds, micros = divmod(round(time * 1_000_000), 1_000_000)
+        self._file.write(struct.pack("<IIII", seconds, micros, len(data), len(data)))
+        self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "PcapWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_pcap(
     path: str | PathLike[str],
     packets: Iterable[tuple[float, bytes]],
     linktype: int = LINKTYPE_ETHERNET,
 ) -> None:
-    """Write (Unix time, frame) pairs as a little-endian, microsecond classic pcap file."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, _PCAP_SNAPLEN, linktype))
+    """Write (Unix time, frame) pairs as a classic pcap file (``PcapWriter``)."""
+    with PcapWriter(path, linktype) as writer:
         for time, data in packets:
-            if len(data) > _PCAP_SNAPLEN:
-                raise ValueError(f"{len(data)}-byte frame exceeds snaplen {_PCAP_SNAPLEN}")
-            seconds, micros = divmod(round(time * 1_000_000), 1_000_000)
-            f.write(struct.pack("<IIII", seconds, micros, len(data), len(data)))
-            f.write(data)
+            writer.write(time, data)
 
 
 def ipv6_packet(

@@ -83,6 +83,7 @@ class PopulationSpec:
     att_mix: Mapping[int, float] = field(default_factory=lambda: dict(DEFAULT_ATT_MIX))
     ll_id_share: float = 0.0  # share of MNs with a link-layer id (a locally administered MAC)
     first_id: int = 0  # mn_id of row 0 (a shard's slice of the id space)
+    first_mag: int = 0  # MAG row 0 has the (first_mag + 1)-th addresses (a shard's MAGs)
 
 
 @dataclass
@@ -110,16 +111,17 @@ class Population:
         return self.mns.nbytes + self.mags.nbytes
 
 
-def _host_addresses(network: IPv6Network | IPv4Network, count: int) -> np.ndarray:
-    """The 1st..count-th host addresses of ``network`` as a (count, 16 or 4) uint8 array."""
-    if count >= network.num_addresses:
-        raise ValueError(f"{network} holds fewer than {count + 1} addresses")
-    offsets = np.arange(1, count + 1, dtype=np.uint64)
+def _host_addresses(network: IPv6Network | IPv4Network, count: int, skip: int = 0) -> np.ndarray:
+    """The (skip+1)-th..(skip+count)-th host addresses of ``network`` as a (count, 16 or 4) uint8
+    array."""
+    if skip + count >= network.num_addresses:
+        raise ValueError(f"{network} holds fewer than {skip + count + 1} addresses")
+    offsets = np.arange(skip + 1, skip + count + 1, dtype=np.uint64)
     if network.version == 4:
         values = np.uint64(int(network.network_address)) + offsets
         return values.astype(">u4").view(np.uint8).reshape(-1, 4)
     # Hosts differ only in the low 64 bits when the network is a /64 or shorter and, for a
-    # longer one, because count < num_addresses keeps the sum inside the network.
+    # longer one, because skip + count < num_addresses keeps the sum inside the network.
     high, low = divmod(int(network.network_address), 2**64)
     out = np.empty((count, 16), dtype=np.uint8)
     out[:, :8] = np.frombuffer(high.to_bytes(8, "big"), dtype=np.uint8)
@@ -159,6 +161,6 @@ def generate(spec: PopulationSpec) -> Population:
     mns["state"] = SessionState.IDLE
 
     mags = np.zeros(spec.mags, dtype=MAG_DTYPE)
-    mags["addr6"] = _host_addresses(IPv6Network(spec.mag_prefix6), spec.mags)
-    mags["addr4"] = _host_addresses(IPv4Network(spec.mag_prefix4), spec.mags)
+    mags["addr6"] = _host_addresses(IPv6Network(spec.mag_prefix6), spec.mags, spec.first_mag)
+    mags["addr4"] = _host_addresses(IPv4Network(spec.mag_prefix4), spec.mags, spec.first_mag)
     return Population(mns, mags, spec.realm)

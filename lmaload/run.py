@@ -1,45 +1,63 @@
-"""``lmaload run``: register a population with an LMA pair, kill the active, measure the failover.
+"""``lmaload run``: register a population with an LMA pair, fail the active, measure the failover.
 
-Phases: start the embedded pair (``lmaload.lma_pair``) and wait until each LMA sees the other;
-register every session open-loop at the target rate (the MAG engine's schedule); wait until the
-standby's binding cache shows the sessions synced (or ``SYNC_TIMEOUT``); mark the failure instant
-and SIGKILL the active; let the MAGs detect it (heartbeats) and fail over until every MAG's
-takeover is done (or ``failover_timeout``); stop the standby. A virtual switch ends once every
-MAG sees the LMAA answer again: its sessions would move at their next refresh, which this
-version does not wait for (they are reported as not taken over). The results are
-``lmaload.measure.results``'s.
+Phases: start the target (``lmaload.targets``: by default the embedded pair of
+``lmaload.lma_pair``, which is up once each LMA sees the other; with ``lab`` that pair inside the
+namespaces of ``lmaload.lab``) and wait until every LMA answers the MAGs' heartbeats; register
+every session open-loop at the target rate (the MAG engine's schedule); wait until the standby's
+binding cache shows the sessions synced (or ``SYNC_TIMEOUT``; the user's own LMAs cannot be
+looked into: a fixed ``sync_wait``); mark the failure instant and fail the active (SIGKILL, the
+user's ``--fail-cmd``, or in the lab the ``fault`` of ``lmaload.fault``: the path to it cut for
+some MAGs, or its link lossy; without any the run ends after the registration); let the MAGs
+detect it (heartbeats) and fail over until every MAG at risk took over (or
+``failover_timeout``; a lossy link is watched for one ``detection_window`` and until the MAGs
+that lost LMA1 moved); keep serving ``observe`` seconds more; stop the target. In a virtual
+switch the MAGs refresh their sessions as soon as the LMAA answers their heartbeats again
+(``MagConfig.refresh_on_recovery``), which is when the takeover of a MAG is measured done. The
+results are ``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to
+Prometheus while the run goes on (``metrics_port``) and pushes the last values to a Pushgateway
+at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Literal
+from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 
 from lmaload import __version__
-from lmaload.lma_pair import EmbeddedPair, LmaStartError
+from lmaload.capture import Capture, merge
+from lmaload.fault import Fault, parse_fault
+from lmaload.generator_metrics import GeneratorMetrics
+from lmaload.lab.netns import LabError
+from lmaload.lab.topology import DEFAULT_PREFIX
+from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
 from lmaload.measure import results as res
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
-from lmaload.transport.mag_loop import MagLoop, MagTransport
+from lmaload.targets import Endpoint, ExternalPair, Target
+from lmaload.transport.mag_loop import MagLoop
 
-STARTUP_TIMEOUT = 15.0
+STARTUP_TIMEOUT = 15.0  # for the embedded pair to come up, and for every LMA to answer
 REGISTER_GRACE = 30.0  # after the last intended send, for retransmissions and late PBAs
 SYNC_TIMEOUT = 30.0
 FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
 SLICE = 0.1  # seconds of engine work between phase checks
 PROGRESS_INTERVAL = 0.5
+SNAPSHOT_INTERVAL = 0.5  # seconds between metrics snapshots of the engine
 MAX_BEHIND_SCHEDULE = 0.01
 
 
@@ -62,16 +80,55 @@ class RunConfig:
     seed: int = 0
     results: Path = Path("results.json")
     allow_lag: bool = False
+    lag_tolerance: float = 0.02  # seconds late that count as behind schedule
+    lma: Endpoint | None = None  # the user's LMAs instead of the embedded pair
+    standby: Endpoint | None = None
+    fail_cmd: str | None = None
+    sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
+    pcap: Path | None = None  # a sample of the signalling (``lmaload.capture``)
+    shard: tuple[int, int] = (0, 1)  # (index, count): this process's part of the run
+    start_at: float | None = None  # Unix seconds the schedule starts (shards share it)
+    fail_at: float | None = None  # seconds after the start: fail the active then, synced or not
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    lma_metrics_port: int | None = None  # the embedded LMAs' /metrics, each at its own address
+    pushgateway: str | None = None
+    lifetime: float = 3600.0  # requested binding lifetime, seconds
+    fault: Fault = field(default_factory=Fault)  # other than kill-active: lab only
+    observe: float = 0.0  # seconds to keep serving after the failover
+    lab: bool = False  # the embedded pair in network namespaces, over raw Mobility Header
+    lab_prefix: str = DEFAULT_PREFIX
+
+    @property
+    def shard_rate(self) -> float:
+        return self.rate / self.shard[1]
 
     @property
     def schedule(self) -> Schedule:
         if self.ramp > 0:
-            return Schedule((Stage(self.ramp, self.rate),))
-        return Schedule.constant(self.rate)
+            return Schedule((Stage(self.ramp, self.shard_rate),))
+        return Schedule.constant(self.shard_rate)
+
+    def population_spec(self) -> PopulationSpec:
+        """This shard's MNs and MAGs: contiguous slices of the run's id space and MAG table."""
+        index, count = self.shard
+        first_mn, first_mag = self.mns * index // count, self.mags * index // count
+        return PopulationSpec(
+            mns=self.mns * (index + 1) // count - first_mn,
+            mags=self.mags * (index + 1) // count - first_mag,
+            seed=self.seed + index,
+            first_id=first_mn,
+            first_mag=first_mag,
+        )
+
+    @property
+    def detection_window(self) -> float:
+        """Seconds by which every MAG has noticed a lost LMA."""
+        return self.heartbeat_interval * (self.missing_heartbeats + 2)
 
     @property
     def failover_timeout(self) -> float:
-        return self.heartbeat_interval * (self.missing_heartbeats + 2) + FAILOVER_GRACE
+        return self.detection_window + FAILOVER_GRACE
 
 
 class RunError(Exception):
@@ -110,57 +167,91 @@ class Progress:
 class Runner:
     """One run against the embedded pair."""
 
-    def __init__(self, config: RunConfig, pair: EmbeddedPair) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        target: Target,
+        capture: Capture | None,
+        metrics: GeneratorMetrics | None,
+    ) -> None:
         self.config = config
-        self.pair = pair
+        self.target = target
+        self.capture = capture
+        self.metrics = metrics
         self.progress = Progress()
-        self.phase = "start"
+        self._enter("start")
         self.loop: MagLoop | None = None
+        self._next_snapshot = 0.0
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        pop = generate(PopulationSpec(mns=cfg.mns, mags=cfg.mags, seed=cfg.seed))
-        self.progress.show("starting the LMA pair")
-        self.pair.start()
+        spec = cfg.population_spec()
+        pop = generate(spec)
+        self.progress.show(self.target.starting)
+        self.target.start()
         try:
-            self.pair.wait_ready(STARTUP_TIMEOUT)
+            self.target.wait_ready(STARTUP_TIMEOUT)
         except LmaStartError as exc:
             raise RunError(str(exc)) from None
-        assert self.pair.active is not None and self.pair.standby is not None
-        if cfg.mode == "virtual":
-            (lmaa,) = self.pair.routes()
-            standby = None
-        else:
-            lmaa, standby = self.pair.active.inner, self.pair.standby.inner
+        lmaa, standby = self.target.anchors()
         mag_config = MagConfig(
             lmaa=lmaa,
             standby=standby,
             mode=cfg.mode,
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
+            lifetime=cfg.lifetime,
             schedule=cfg.schedule,
+            lag_tolerance=cfg.lag_tolerance,
+            refresh_on_recovery=True,
         )
-        start = time.time()
-        engine = MagEngine(pop, mag_config, start)
-        self.loop = loop = MagLoop(engine, MagTransport(pop, self.pair.routes()))
+        # The schedule waits for the LMAs to answer (or for the shards' shared start).
+        engine = MagEngine(pop, mag_config, time.time(), time.time() + STARTUP_TIMEOUT)
+        routes = self.target.routes()
+        self.loop = loop = MagLoop(engine, self.target.mag_transport(pop, self.capture))
         try:
-            registration = self._register(engine, start)
-            registration = replace(registration, sync_wait=self._wait_for_sync(engine))
-            self._fail_active(engine)
+            self._wait_for_lmas(engine, routes)
+            start = time.time() if cfg.start_at is None else cfg.start_at
+            if cfg.start_at is not None and start < time.time():
+                raise RunError("--start-at passed before every LMA answered")
+            engine.start_schedule(start)
+            failure = None if cfg.fail_at is None else start + cfg.fail_at
+            registration = self._register(engine, start, failure)
+            if failure is None:
+                registration = replace(
+                    registration,
+                    sync_wait=self._wait_for_sync(engine),
+                    sync_observed=self.target.observes_sync,
+                )
+                if self.target.can_fail:
+                    self._fail_active(engine, time.time(), inject=True)
+            else:
+                registration = replace(registration, sync_observed=False)
+                self._enter("hold")
+                self._serve(engine, failure, lambda: False)
+                # Every shard measures the failure; the first one causes it.
+                self._fail_active(engine, failure, inject=self.target.can_fail and not cfg.shard[0])
             self.progress.show(self._status(engine))
+            self._enter("done")
+            self._observe(engine, force=True)
         finally:
             self.progress.done()
             loop.close()
         return {
             "schema_version": res.SCHEMA_VERSION,
             "config": self._config_json(),
-            "registration": res.registration(registration, cfg.rate, cfg.mns),
-            "takeover": res.takeover(engine, registration),
+            "registration": res.registration(registration, cfg.shard_rate, spec.mns),
+            "takeover": res.takeover(engine, registration, spec.first_mag),
             "generator": res.generator(engine, loop),
         }
 
     # --- phases --------------------------------------------------------------------------------
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        if self.capture is not None:
+            self.capture.phase = phase
 
     def _serve(self, engine: MagEngine, until: float, done: Callable[[], bool]) -> bool:
         """Drive the engine in slices until ``done()`` or ``until``; whether it got done."""
@@ -170,18 +261,46 @@ class Runner:
             if now >= until:
                 return False
             self.loop.run_until(min(now + SLICE, until))
+            self._observe(engine)
             if self.progress.due():
                 self.progress.show(self._status(engine))
         return True
 
-    def _register(self, engine: MagEngine, start: float) -> res.RegistrationPhase:
-        self.phase = "register"
+    def _observe(self, engine: MagEngine, force: bool = False) -> None:
+        """A new metrics snapshot, at most every SNAPSHOT_INTERVAL unless ``force``."""
+        now = time.monotonic()
+        if self.metrics is None or self.loop is None or (now < self._next_snapshot and not force):
+            return
+        self._next_snapshot = now + SNAPSHOT_INTERVAL
+        self.metrics.observe(engine, self.loop, self.phase)
+
+    def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
+        """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
+        self._enter("connect")
+        answered = engine.heartbeats.answered
+        if self._serve(engine, time.time() + STARTUP_TIMEOUT, lambda: answered.any(axis=0).all()):
+            return
+        lmas = [a for a in self.target.anchors() if a is not None]  # the engine's LMA order
+        silent = [
+            "{}:{}".format(*routes[lma]) for i, lma in enumerate(lmas) if not answered[:, i].any()
+        ]
+        raise RunError(
+            f"no heartbeat response from the LMA at {' and '.join(silent)} within "
+            f"{STARTUP_TIMEOUT:g} s: is it running, and does it answer RFC 5847 heartbeats?"
+        )
+
+    def _register(
+        self, engine: MagEngine, start: float, failure: float | None
+    ) -> res.RegistrationPhase:
+        """Until every session is registered or failed (at most REGISTER_GRACE after the last
+        intended send, and not past a scheduled ``failure``)."""
+        self._enter("register")
         self._rate_mark = (time.monotonic(), 0)
-        cfg = self.config
-        last_intended = float(cfg.schedule.offsets(cfg.mns)[-1])
+        sessions = len(engine.pop.mns)
+        until = start + float(self.config.schedule.offsets(sessions)[-1]) + REGISTER_GRACE
         self._serve(
             engine,
-            start + last_intended + REGISTER_GRACE,
+            until if failure is None else min(until, failure),
             lambda: engine.count(S.IDLE) + engine.count(S.REGISTERING) == 0,
         )
         return res.RegistrationPhase.snapshot(engine, start)
@@ -189,39 +308,42 @@ class Runner:
     def _wait_for_sync(self, engine: MagEngine) -> float | None:
         """Seconds until the standby's binding cache held every registered session as synced
         (None: not within SYNC_TIMEOUT)."""
-        self.phase = "sync"
-        standby = self.pair.standby
-        assert standby is not None
-        target = engine.count(S.REGISTERED)
+        self._enter("sync")
+        sessions = engine.count(S.REGISTERED)
         began = time.time()
+        if not self.target.observes_sync:
+            self._serve(engine, began + self.config.sync_wait, lambda: False)
+            return self.config.sync_wait
+        synced = self._serve(engine, began + SYNC_TIMEOUT, lambda: self.target.synced(sessions))
+        return time.time() - began if synced else None
 
-        def synced() -> bool:
-            value = standby.metric("lmaload_lma_binding_cache_entries", state="synced")
-            return value is not None and value >= target
-
-        return time.time() - began if self._serve(engine, began + SYNC_TIMEOUT, synced) else None
-
-    def _fail_active(self, engine: MagEngine) -> None:
-        """SIGKILL the active; serve until every MAG at risk detected it and took over (virtual
-        switch: sees the LMAA up again)."""
-        self.phase = "failover"
-        active = self.pair.active
-        assert active is not None
-        failure = time.time()
-        engine.mark_failure(failure)
-        active.kill()
+    def _fail_active(self, engine: MagEngine, failure: float, inject: bool) -> None:
+        """Measure from ``failure`` (and fail the active, or its link, then if ``inject``);
+        serve until every MAG at risk detected it and took over (a lossy link: see the module
+        docstring), then ``observe`` seconds more."""
+        self._enter("failover")
+        fault = self.config.fault
+        if inject:
+            self.target.fail()
+            if fault.needs_lab:  # a link fault is there once its rules are (they take a while)
+                failure = time.time()
+        # A cut is a fault of some MAGs' path: only their sessions are at risk.
+        cut = fault.cut_mags(len(engine.pop.mags)) if fault.cuts else None
+        engine.mark_failure(failure, cut)
         meter = engine.takeover
         at_risk = meter.pending > 0
 
         def taken_over() -> bool:
-            if np.isnan(meter.detection[at_risk]).any():
-                return False
-            if self.config.mode == "virtual":
-                # Sessions move at their next refresh, not now: done once the LMAA answers again.
-                return bool(engine.heartbeats.up[at_risk].all())
-            return not meter.pending.any()
+            if fault.kind == "loss":
+                # Some MAGs lose LMA1, some do not: watch one detection window, and until the
+                # MAGs that did are done moving.
+                detected = np.isfinite(meter.detection)
+                watched = time.time() - failure >= self.config.detection_window
+                return watched and not meter.pending[detected].any()
+            return not (np.isnan(meter.detection[at_risk]).any() or meter.pending.any())
 
         self._serve(engine, failure + self.config.failover_timeout, taken_over)
+        self._serve(engine, time.time() + self.config.observe, lambda: False)
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -231,22 +353,28 @@ class Runner:
             meter = engine.takeover
             detected = int(np.isfinite(meter.detection).sum())
             return (
-                f"failover  detected by {detected}/{cfg.mags} MAGs  kept {int(meter.kept.sum())}"
+                f"failover  detected by {detected}/{len(engine.pop.mags)} MAGs"
+                f"  kept {int(meter.kept.sum())}"
                 f"  lost {int(meter.lost.sum())}  pending {int(meter.pending.sum())}"
             )
+        if self.phase == "connect":
+            return "connect   waiting for every LMA to answer the heartbeats"
         registered = int((engine.pop.mns["t_acked"] > 0).sum())
         now = time.monotonic()
         then, before = self._rate_mark
         self._rate_mark = (now, registered)
         rate = (registered - before) / (now - then) if now > then else 0.0
         return (
-            f"{self.phase:<9} registered {registered}/{cfg.mns}  {rate:.0f}/s"
-            f" (target {cfg.rate:.0f}/s)  lag max {engine.lag.max * 1e3:.1f} ms"
+            f"{self.phase:<9} registered {registered}/{len(engine.pop.mns)}  {rate:.0f}/s"
+            f" (target {cfg.shard_rate:.0f}/s)  lag max {engine.lag.max * 1e3:.1f} ms"
         )
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        config["results"] = str(self.config.results)
+        for name in ("results", "lma", "standby", "pcap", "fault"):
+            value = config[name]
+            config[name] = None if value is None else str(getattr(self.config, name))
+        config["shard"] = list(self.config.shard)
         config["versions"] = {
             "lmaload": __version__,
             "python": platform.python_version(),
@@ -255,29 +383,98 @@ class Runner:
         return config
 
 
-def exit_status(config: RunConfig, results: dict[str, Any]) -> tuple[int, list[str]]:
-    """0 or 1, and the reasons for a 1."""
+def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1 (a run's document, or merged shards')."""
+    config = results["config"]
     reasons = []
     behind = results["generator"]["behind_schedule"]
-    if behind > MAX_BEHIND_SCHEDULE and not config.allow_lag:
+    if behind > MAX_BEHIND_SCHEDULE and not config["allow_lag"]:
         reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
     summary = results["takeover"]["summary"]
-    # A virtual switch moves sessions at their next refresh: pending ones are not lost then.
-    unrecovered = summary["lost"] + (summary["pending"] if config.mode == "hard" else 0)
-    if config.sync == "before-ack" and unrecovered:
+    # On a lossy link a MAG that never lost LMA1 stays with it: its sessions are not lost.
+    moves_all = parse_fault(config.get("fault", "kill-active")).kind != "loss"
+    unrecovered = summary["lost"] + (summary["pending"] if moves_all else 0)
+    if config["sync"] == "before-ack" and unrecovered:
         reasons.append(f"{unrecovered} sessions lost with before-ack sync")
     return (1 if reasons else 0), reasons
 
 
-def run(config: RunConfig) -> tuple[dict[str, Any], int, list[str]]:
-    """Carry out the run, write the results file; (results, exit status, reasons)."""
-    with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
-        pair = EmbeddedPair(config.mode, config.sync, Path(logs))
+@contextlib.contextmanager
+def _target(config: RunConfig, log_dir: Path) -> Iterator[Target]:
+    """The LMAs of the run, stopped (the lab's cleaned up) on the way out; RunError for a lab
+    that cannot be had."""
+    if config.lab:
+        from lmaload.lab.pair import lab_pair
+
         try:
-            results = Runner(config, pair).run()
-        finally:
-            pair.stop()
+            with lab_pair(config.lab_prefix, config.sync, config.fault, log_dir) as pair:
+                yield pair
+        except LabError as exc:
+            raise RunError(str(exc)) from None
+        return
+    target: Target
+    if config.lma is not None:
+        target = ExternalPair(config.lma, config.standby, config.fail_cmd)
+    else:
+        target = EmbeddedPair(
+            config.mode,
+            config.sync,
+            log_dir,
+            capture=config.pcap is not None,
+            metrics_port=config.lma_metrics_port,
+        )
+    try:
+        yield target
+    finally:
+        target.stop()
+
+
+def _metrics(config: RunConfig) -> tuple[GeneratorMetrics | None, WSGIServer | None]:
+    """The run's metrics when it serves or pushes them, and the /metrics server when it serves
+    them (RunError when the port is taken)."""
+    if config.metrics_port is None and config.pushgateway is None:
+        return None, None
+    spec = config.population_spec()
+    metrics = GeneratorMetrics(spec.mns, spec.mags, config.shard_rate)
+    if config.metrics_port is None:
+        return metrics, None
+    try:
+        return metrics, metrics.serve(config.metrics_port, config.metrics_host)
+    except OSError as exc:
+        where = f"{url_host(config.metrics_host)}:{config.metrics_port}"
+        raise RunError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from None
+
+
+def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], int, list[str]]:
+    """Carry out the run, write the results file, push the metrics; (results, exit status,
+    reasons). A push that fails is a ``warn``ing, not a failure of the run."""
+    metrics, server = _metrics(config)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
+            capture = Capture(Path(logs) / "mags.pcap") if config.pcap is not None else None
+            with _target(config, Path(logs)) as target:
+                results = Runner(config, target, capture, metrics).run()
+                problems = target.failure_problems()
+            if capture is not None and config.pcap is not None:
+                lmas = target.lma_captures()
+                config.pcap.parent.mkdir(parents=True, exist_ok=True)
+                frames = merge(config.pcap, capture.path, lmas, frozenset(h for _, h in lmas))
+                ports = sorted({port for _, port in target.routes().values()})
+                results["pcap"] = {"path": str(config.pcap), "frames": frames, "udp_ports": ports}
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     config.results.parent.mkdir(parents=True, exist_ok=True)
     config.results.write_text(json.dumps(results, indent=2) + "\n")
-    status, reasons = exit_status(config, results)
+    if metrics is not None and config.pushgateway is not None:
+        try:
+            index, count = config.shard
+            metrics.push(config.pushgateway, index if count > 1 else None)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)  # urllib's errors wrap the socket's
+            warn(f"could not push the metrics to {config.pushgateway}: {reason}")
+    status, reasons = exit_status(results)
+    if problems:
+        return results, 1, [*reasons, *problems]
     return results, status, reasons

@@ -29,6 +29,7 @@ from lmaload.wire import (
     LmaFailureIndication,
     MobileNodeIdentifier,
     RestartCounter,
+    StateSync,
     Timestamp,
     WireError,
     decode_mh,
@@ -410,6 +411,32 @@ def test_sync_mode_at_a_crash_right_after_the_pbas(sync, seed, link):
         assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())
 
 
+def test_sync_octets_and_ss_ack_latency_are_measured():
+    """A burst of 60 registrations synced before-ack: the SS-REP octets LMA1 counts are those
+    LMA2 receives, and each SS-ACK's latency (from packing) is at least the round trip."""
+    sim = Simulator(default_link=CLEAN, tracing=True)
+    lma1, _ = lma_pair(sim, sync="before-ack", sync_pacing_rate=100.0)
+    sim.run_for(2)
+    mag = ScriptedMag(MAG_A, [LMA1, LMA2], mns("o", 60), sim.now, heartbeat_interval=None)
+    for session in mag.sessions.values():
+        mag._send_pbu(session, sim.now)
+    sim.add_node("mag", mag, [MAG_A])
+    sim.run_for(2)
+    reps = [
+        (d.datagram.data, m)
+        for d in sim.trace
+        if d.node == "lma2"
+        and isinstance(m := decode_mh(d.datagram.data).message, StateSync)
+        and m.ss_type == cp.SS_REPLY
+    ]
+    assert lma1.counters.ss_rep_octets_sent == sum(len(data) for data, _ in reps) > 0
+    acked = [m for _, m in reps if m.flags & cp.SS_FLAG_A]  # not the answer to LMA2's SS-REQ
+    latency = lma1.sync_ack_latency
+    assert latency.total == lma1.counters.ss_ack_received == len(acked) > 0
+    round_trip_us = 2 * CLEAN.delay * 1e6
+    assert round_trip_us * 0.999 <= latency.min <= latency.max < 1e6
+
+
 def test_takeover_holds_the_latest_pbu_of_each_session():
     """While the SO-REQ goes unanswered (LMA1 unreachable from both the MAG and LMA2, until LMA2
     declares it dead), the MAG retransmits its PBU+LFIs; LMA2 answers each session once, the
@@ -427,3 +454,56 @@ def test_takeover_holds_the_latest_pbu_of_each_session():
     assert lma2.counters.pba_status[0] == 4 and sum(lma2.counters.pba_status.values()) == 4
     assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())
     assert all(s.statuses[-1] == 0 for s in mag.sessions.values())
+
+
+def auto_lma(address: IPv6Address, peer: IPv6Address, preference: int, now: float) -> LmaEngine:
+    pool = IPv6Network("2001:db8:8000::/48" if address == LMA1 else "2001:db8:8001::/48")
+    config = LmaConfig(
+        address=address,
+        peers=(peer,),
+        role="auto",
+        preference=preference,
+        prefix_pool=pool,
+        policy=Policy(home_networks=(HOME,)),
+    )
+    return LmaEngine(config, now)
+
+
+@pytest.mark.parametrize(("seed", "link"), PROFILES)
+def test_auto_roles_elect_the_preferred_lma(seed, link):
+    """Both LMAs start without a role (INIT): after one dead interval the one of higher
+    preference is active and serves the MAG, the other is its standby with the sessions synced."""
+    sim = Simulator(seed=seed, default_link=link)
+    lma1 = auto_lma(LMA1, LMA2, 100, sim.now)
+    lma2 = auto_lma(LMA2, LMA1, 200, sim.now)
+    sim.add_node("lma1", lma1, [LMA1])
+    sim.add_node("lma2", lma2, [LMA2])
+    sim.run_for(5)
+    assert (lma1.role.value, lma2.role.value) == ("standby", "active")
+    mag = ScriptedMag(MAG_A, [LMA2, LMA1], mns("e", 4), sim.now)
+    sim.add_node("mag", mag, [MAG_A])
+    sim.run_for(5)
+    assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())
+    assert all(synced_at(lma1, s) for s in mag.sessions.values())
+
+
+def test_restarted_lma_rejoins_as_standby():
+    """LMA1 (active) crashes and LMA2 takes its MAG over (HA Switch). LMA1 comes back with role
+    auto: it sees LMA2 active, becomes its standby and receives its sessions by full sync — no
+    second active, and the MAG stays at LMA2."""
+    sim = Simulator(seed=0, default_link=CLEAN)
+    _, lma2 = lma_pair(sim)
+    mag = ScriptedMag(MAG_A, [LMA1, LMA2], mns("r", 4), sim.now, heartbeat_interval=30.0)
+    sim.add_node("mag", mag, [MAG_A])
+    sim.run_for(3)
+    sim.crash("lma1")
+    sim.run_for(10)
+    assert lma2.role.value == "active"
+    assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())
+    reborn = auto_lma(LMA1, LMA2, 200, sim.now)  # preferred, yet it must not take over
+    sim.restart("lma1", reborn)
+    sim.run_for(8)
+    assert (reborn.role.value, lma2.role.value) == ("standby", "active")
+    assert [e.detail["role"] for e in reborn.events if e.kind == "role"] == ["init", "standby"]
+    assert all(synced_at(reborn, s) for s in mag.sessions.values())
+    assert all(s.registered and s.lma == LMA2 for s in mag.sessions.values())

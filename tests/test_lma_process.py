@@ -232,6 +232,7 @@ def run_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess
         ("--peer", "[::1]:5436"),  # IPv6 peer, IPv4 listen
         ("--listen", "192.0.2.1"),  # not local
         ("--prefix-pool", "2001:db8::/129"),
+        ("--transport", "raw", "--listen", "::1", "--pcap", "lma.pcap"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args) -> None:

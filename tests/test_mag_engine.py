@@ -129,9 +129,11 @@ def test_open_loop_registration_with_a_ramp(mode):
 
 def test_retransmission_under_loss():
     """10 % loss each way between the MAGs and LMA1: PBUs are retransmitted (1 s doubling) with a
-    new sequence number and Timestamp until every MN is registered; stale PBAs are ignored."""
+    new sequence number and Timestamp until every MN is registered; stale PBAs are ignored. An
+    initial PBU whose PBA was lost is retransmitted with HI 4, so the LMA updates the session it
+    opened rather than opening a second one for a new interface (HI 1)."""
     sim = Simulator(seed=3, default_link=CLEAN)
-    lma_pair(sim)
+    lma1, _ = lma_pair(sim)
     engine = mag_engine(sim, 300, 10, schedule=Schedule.constant(1000.0))
     engine_addrs = mag_addresses(engine)
     sim.set_link(engine_addrs, [LMA1], LinkProfile(delay=DELAY, loss=0.1))
@@ -142,6 +144,7 @@ def test_retransmission_under_loss():
     assert 30 < engine.counters.pbu_retransmitted < 150
     assert engine.latency["register"].max >= 1_000_000  # at least one retransmission interval
     assert engine.counters.failed == {}
+    assert lma1.bce_count == 300
 
 
 def test_refresh_before_expiry():
@@ -286,16 +289,26 @@ def takeover_truth(sim: Simulator, engine: MagEngine, failed_at: float, src=None
     return out - failed_at
 
 
-@pytest.mark.parametrize("mode", ["hard", "virtual"])
-def test_crash_detection_and_takeover_times_match_the_simulation(mode):
+@pytest.mark.parametrize(
+    ("mode", "sessions"),
+    [
+        ("hard", {"lifetime": 8.0, "refresh_margin": 2.0}),
+        ("virtual", {"lifetime": 8.0, "refresh_margin": 2.0}),
+        ("virtual", {"refresh_on_recovery": True}),  # hour-long bindings
+    ],
+    ids=["hard", "virtual", "virtual-refresh-on-recovery"],
+)
+def test_crash_detection_and_takeover_times_match_the_simulation(mode, sessions):
     """LMA1 crashes at a known instant. Heartbeats (0.2 s, MHA 3) detect it per MAG; hard: every
     session fails over to LMA2 with PBU + LFI (HI 5, its prefix), LMA2 answers once it declared
     LMA1 dead (3 HELLO intervals); virtual: LMA2 takes the LMAA with LMA1's Restart Counter and
-    the refreshes (lifetime 8 s) succeed. Reported detection and takeover times equal the truth
-    read from the trace within 1 ms; nothing is lost."""
+    the refreshes (lifetime 8 s) succeed — or, with hour-long bindings, the refreshes each MAG
+    sends as soon as the LMAA answers its heartbeats again (refresh_on_recovery). Reported
+    detection and takeover times equal the truth read from the trace within 1 ms; nothing is
+    lost."""
     sim = Simulator(default_link=CLEAN, tracing=True)
     _, lma2 = lma_pair(sim, mode)
-    engine = mag_engine(sim, 400, 8, mode, heartbeat_interval=0.2, lifetime=8.0, refresh_margin=2.0)
+    engine = mag_engine(sim, 400, 8, mode, heartbeat_interval=0.2, **sessions)
     sim.run_for(1.5)
     before = prefixes(engine)
     failed_at = sim.now + 0.0123
@@ -475,7 +488,8 @@ def test_a_schedule_faster_than_the_driver_shows_lag_and_latency():
     sim = Simulator(default_link=CLEAN)
     lma_pair(sim)
     pop = generate(PopulationSpec(mns=1000, mags=10, seed=7))
-    engine = MagEngine(pop, MagConfig(lmaa=LMA1, schedule=Schedule.constant(5000.0)), sim.now)
+    config = MagConfig(lmaa=LMA1, schedule=Schedule.constant(5000.0), lag_tolerance=0.005)
+    engine = MagEngine(pop, config, sim.now)
     sim.add_node("mags", LazyDriver(engine, 0.05), mag_addresses(engine))
     sim.run_for(1)
     assert registered_everywhere(engine, 0)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lmaload.capture import Capture, merge
 from lmaload.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -606,3 +607,40 @@ def test_tshark_accepts_written_udp(tmp_path: Path) -> None:
     )
     # Guard against a vacuous pass: every datagram must have been verified as good.
     assert len(tshark(*checks, "-Y", 'udp.checksum.status == "Good"')) == len(frames)
+
+
+def test_capture_keeps_a_budget_per_phase_kind_and_direction(tmp_path) -> None:
+    """``lmaload.capture``: at most ``budget`` datagrams per (phase, MH type, direction), each a
+    valid Ethernet/IPv4/UDP frame; a merge keeps what one host sent to the others."""
+    mag, lma = (bytes([127, 1, 0, 1]), 40000), (bytes([127, 0, 0, 11]), 5436)
+    pbu = bytes(42) + bytes([5]) + bytes(30)
+    pba = bytes(42) + bytes([6]) + bytes(30)
+    capture = Capture(tmp_path / "mag.pcap", budget=2)
+    for phase in ("register", "failover"):
+        capture.phase = phase
+        for _ in range(5):
+            capture.record(1.0, "out", mag, lma, pbu)
+            capture.record(1.5, "in", lma, mag, pba)
+    capture.close()
+    frames = list(read_packets(tmp_path / "mag.pcap"))
+    assert capture.recorded == len(frames) == 8
+    found = [find_mobility(f) for f in frames]
+    assert {(str(m.src), m.dport) for m in found if m is not None} == {
+        ("127.1.0.1", 5436),
+        ("127.0.0.11", 40000),
+    }
+    peer = Capture(tmp_path / "lma.pcap")
+    peer.record(1.2, "out", lma, (bytes([127, 0, 0, 12]), 5436), pba)
+    peer.record(1.3, "in", (bytes([127, 0, 0, 12]), 5436), lma, pba)  # the peer's copy: left out
+    peer.close()
+    merged = tmp_path / "all.pcap"
+    assert (
+        merge(
+            merged,
+            tmp_path / "mag.pcap",
+            [(tmp_path / "lma.pcap", "127.0.0.11")],
+            frozenset({"127.0.0.11", "127.0.0.12"}),
+        )
+        == 9
+    )
+    assert [p.time for p in read_packets(merged)] == sorted(p.time for p in read_packets(merged))

@@ -41,6 +41,20 @@ def test_columns() -> None:
     assert pop.mag_address4(9) == IPv4Address("127.1.0.10")
 
 
+def test_shards_take_disjoint_mn_ids_and_mag_addresses() -> None:
+    """Shard i of a run takes its slice of the id space and of the MAGs (``lmaload run
+    --shard``): together the shards are the MNs and MAG addresses of one unsharded run."""
+    whole = generate(PopulationSpec(mns=1000, mags=10))
+    parts = [
+        generate(PopulationSpec(mns=500, mags=5, first_id=500 * i, first_mag=5 * i))
+        for i in range(2)
+    ]
+    ids = np.concatenate([p.mns["mn_id"] for p in parts])
+    assert np.array_equal(np.sort(ids), whole.mns["mn_id"])
+    assert np.array_equal(np.concatenate([p.mags for p in parts]), whole.mags)
+    assert parts[1].mag_address4(0) == IPv4Address("127.1.0.6")
+
+
 def test_att_mix_is_respected() -> None:
     pop = generate(PopulationSpec(mns=20000, mags=1, att_mix={8: 3, 4: 1}))
     share = (pop.mns["att"] == 8).mean()

@@ -30,7 +30,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
@@ -518,7 +518,7 @@ def flag(word: int, bit: int) -> str:
 
 def tshark_time(value: int) -> str:
     """A 48.16 RFC 5213 timestamp as tshark prints an absolute UTC time (day padded by space)."""
-    when = datetime.fromtimestamp(value >> 16, timezone.utc)
+    when = datetime.fromtimestamp(value >> 16, UTC)
     nanoseconds = (value & 0xFFFF) * 10**9 // 65536
     clock = f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}.{nanoseconds:09d}"
     return f"{MONTHS[when.month - 1]} {when.day:2d}, {when.year} {clock} UTC"

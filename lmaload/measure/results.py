@@ -35,6 +35,7 @@ class RegistrationPhase:
     counters: MagCounters
     latency: Histogram  # µs
     sync_wait: float | None = None  # seconds the standby took to show the sessions synced
+    sync_observed: bool = True  # False: the standby could not be looked into, a fixed wait
 
     @classmethod
     def snapshot(cls, engine: MagEngine, start: float) -> RegistrationPhase:
@@ -51,7 +52,7 @@ class RegistrationPhase:
         )
 
 
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+def percentiles_over(values: np.ndarray) -> dict[str, float | None]:
     """p50/p99/max of the finite values (None when there are none)."""
     finite = values[np.isfinite(values)]
     if not finite.size:
@@ -60,7 +61,8 @@ def _percentiles(values: np.ndarray) -> dict[str, float | None]:
     return {"p50": float(p50), "p99": float(p99), "max": float(finite.max()), "count": finite.size}
 
 
-def _latency(histogram: Histogram) -> dict[str, Any]:
+def latency_summary(histogram: Histogram) -> dict[str, Any]:
+    """Count, p50, p99, max and the encoded histogram (µs)."""
     if not histogram.total:
         return {"count": 0, "p50": None, "p99": None, "max": None, "histogram": None}
     return {
@@ -77,6 +79,7 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
     span = phase.last_ack - phase.start if phase.last_ack is not None else 0.0
     counters = phase.counters
     return {
+        "start": phase.start,
         "target_rate": rate,
         "achieved_rate": phase.registered / span if span > 0 else 0.0,
         "sessions": sessions,
@@ -86,9 +89,9 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
         "pbus_sent": counters.pbu_sent,
         "pbus_retransmitted": counters.pbu_retransmitted,
         "pba_status": _status_counts(counters.pba_status),
-        "latency_us": _latency(phase.latency),
+        "latency_us": latency_summary(phase.latency),
         "sync_wait": phase.sync_wait,
-        "sync_complete": phase.sync_wait is not None,
+        "sync_complete": phase.sync_wait is not None if phase.sync_observed else None,
     }
 
 
@@ -96,24 +99,26 @@ def _status_counts(counts: Counter[int]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(counts.items()) if v > 0}
 
 
-def takeover(engine: MagEngine, before: RegistrationPhase) -> dict[str, Any]:
-    """The failover's measurements; PBU and PBA counts are those since ``before``."""
+def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -> dict[str, Any]:
+    """The failover's measurements; PBU and PBA counts are those since ``before``. MAG rows are
+    numbered from ``first_mag`` (a shard's first MAG in the whole run)."""
     meter = engine.takeover
     counters, earlier = engine.counters, before.counters
     detection, times = meter.detection, meter.takeover
-    kept, lost, pending = meter.kept, meter.lost, meter.pending
+    kept, lost, pending, stayed = meter.kept, meter.lost, meter.pending, meter.stayed
 
     def seconds(value: float) -> float | None:
         return float(value) if np.isfinite(value) else None
 
     rows = [
         {
-            "mag": m,
+            "mag": first_mag + m,
             "detection": seconds(detection[m]),
             "takeover": seconds(times[m]),
             "kept": int(kept[m]),
             "lost": int(lost[m]),
             "pending": int(pending[m]),
+            "stayed": int(stayed[m]),
         }
         for m in range(len(detection))
     ]
@@ -123,13 +128,14 @@ def takeover(engine: MagEngine, before: RegistrationPhase) -> dict[str, Any]:
         "pbus_retransmitted": counters.pbu_retransmitted - earlier.pbu_retransmitted,
         "pba_status": _status_counts(counters.pba_status - earlier.pba_status),
         "failed": _status_counts(counters.failed - earlier.failed),
-        "failover_latency_us": _latency(engine.latency["failover"]),
+        "failover_latency_us": latency_summary(engine.latency["failover"]),
         "summary": {
-            "detection": _percentiles(detection),
-            "takeover": _percentiles(times),
+            "detection": percentiles_over(detection),
+            "takeover": percentiles_over(times),
             "kept": int(kept.sum()),
             "lost": int(lost.sum()),
             "pending": int(pending.sum()),
+            "stayed": int(stayed.sum()),
         },
         "mags": rows,
     }
@@ -142,7 +148,10 @@ def generator(engine: MagEngine, loop: MagLoop) -> dict[str, Any]:
         "datagrams_received": loop.datagrams_received,
         "lag_max": lag.max,
         "lag_p99_us": lag.histogram.percentile(99.0) if lag.histogram.total else None,
+        "lag_histogram": lag.histogram.encode() if lag.histogram.total else None,
         "lag_tolerance": engine.config.lag_tolerance,
+        "scheduled_sends": lag.sent,
+        "late_sends": lag.late,
         "behind_schedule": engine.behind_schedule,
         "drops": dict(loop.transport.drops),
     }
@@ -159,21 +168,36 @@ def table(results: dict[str, Any]) -> str:
     summary = tk["summary"]
     det, take = summary["detection"], summary["takeover"]
     ms = 1e-3  # µs → ms
+    sync_note = {True: "", False: " (timed out)", None: " (fixed: the standby is not observed)"}
+    if results["config"].get("fail_at") is not None:
+        sync_note[None] = " (none: the active failed at --fail-at)"
     lines = [
         f"registration rate   {reg['achieved_rate']:.0f}/s achieved, "
         f"{reg['target_rate']:.0f}/s target ({reg['registered']}/{reg['sessions']} registered, "
         f"{reg['failed']} failed)",
         f"latency             p50 {_fmt(lat['p50'], ' ms', ms)}  p99 {_fmt(lat['p99'], ' ms', ms)}"
         f"  max {_fmt(lat['max'], ' ms', ms)}",
-        f"sync wait           {_fmt(reg['sync_wait'], ' s')}"
-        + ("" if reg["sync_complete"] else " (timed out)"),
-        f"detection           p50 {_fmt(det['p50'], ' s')}  p99 {_fmt(det['p99'], ' s')}"
-        f"  max {_fmt(det['max'], ' s')}  ({det['count']} MAGs)",
-        f"takeover            p50 {_fmt(take['p50'], ' s')}  p99 {_fmt(take['p99'], ' s')}"
-        f"  max {_fmt(take['max'], ' s')}  ({take['count']} MAGs)",
-        f"sessions            {summary['kept']} kept, {summary['lost']} lost, "
-        f"{summary['pending']} not taken over",
-        f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "
-        f"{gen['behind_schedule']:.2%} behind schedule",
+        f"sync wait           {_fmt(reg['sync_wait'], ' s')}{sync_note[reg['sync_complete']]}",
     ]
+    if tk["failure_at"] is None:
+        lines.append("failover            none injected (no --fail-cmd)")
+    else:
+        lines += [
+            f"detection           p50 {_fmt(det['p50'], ' s')}  p99 {_fmt(det['p99'], ' s')}"
+            f"  max {_fmt(det['max'], ' s')}  ({det['count']} MAGs)",
+            f"takeover            p50 {_fmt(take['p50'], ' s')}  p99 {_fmt(take['p99'], ' s')}"
+            f"  max {_fmt(take['max'], ' s')}  ({take['count']} MAGs)",
+            f"sessions            {summary['kept']} kept, {summary['lost']} lost, "
+            f"{summary['pending']} not taken over, {summary['stayed']} refreshed by the same LMA",
+        ]
+    lines.append(
+        f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "
+        f"{gen['behind_schedule']:.2%} behind schedule"
+    )
+    pcap = results.get("pcap")
+    if pcap is not None:
+        decode = " ".join(f"-d udp.port=={port},ipv6" for port in pcap["udp_ports"])
+        lines.append(
+            f"pcap                {pcap['frames']} frames: tshark -r {pcap['path']} {decode}"
+        )
     return "\n".join(lines)

@@ -76,13 +76,15 @@ class Schedule:
 
 
 class LagMeter:
-    """How far actual sends trail intended ones: a histogram of the lag (µs), its maximum, and the
-    share of sends later than ``tolerance`` seconds."""
+    """How far actual sends trail intended ones: a histogram of the lag (µs), its maximum, the
+    largest lag of the latest sends (``last``), and the share of sends later than ``tolerance``
+    seconds."""
 
     def __init__(self, tolerance: float) -> None:
         self.tolerance = tolerance
         self.histogram = Histogram()
         self.max = 0.0
+        self.last = 0.0
         self.sent = 0
         self.late = 0
 
@@ -93,7 +95,8 @@ class LagMeter:
             return
         lags = np.maximum(lags, 0.0)
         self.histogram.record(np.rint(lags * 1e6).astype(np.int64))
-        self.max = max(self.max, float(lags.max()))
+        self.last = float(lags.max())
+        self.max = max(self.max, self.last)
         self.sent += lags.size
         self.late += int((lags > self.tolerance).sum())
 

@@ -11,7 +11,9 @@ here. Definitions (the main job's):
   MAG's sessions, once none of them is still pending;
 * kept — acknowledged before the failure and accepted again by the taking-over LMA with the same
   prefix; lost — rejected by it, given a different prefix, or invalidated by a Restart Counter
-  change (RFC 5847 §3.4, R30).
+  change (RFC 5847 §3.4, R30);
+* stayed — bound at the failure and accepted again (refreshed) by the same LMA after it: the
+  sessions a fault of some MAGs' path left with their LMA (seed §5.2).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class TakeoverMeter:
         self.fate = np.zeros(len(session_mags), dtype=np.int8)
         self._anchor = np.full(len(session_mags), -1, dtype=np.int16)
         self._recovered_at = np.full(len(session_mags), np.nan)
+        self._stayed = np.zeros(len(session_mags), dtype=bool)
         self._detected_at = np.full(n_mags, np.nan)
 
     def mark_failure(self, when: float, at_risk: np.ndarray, anchors: np.ndarray) -> None:
@@ -40,6 +43,7 @@ class TakeoverMeter:
         self.fate[:] = np.where(at_risk, PENDING, UNAFFECTED)
         self._anchor[:] = anchors
         self._recovered_at[:] = np.nan
+        self._stayed[:] = False
         self._detected_at[:] = np.nan
 
     def detected(self, mags: np.ndarray, now: float) -> None:
@@ -68,6 +72,9 @@ class TakeoverMeter:
         sel = self._moved(rows, lmas, any_lma, now)
         self.fate[rows[sel]] = np.where(prefix_changed[sel], LOST, KEPT)
         self._recovered_at[rows[sel]] = now
+        if self.failure_at is not None and now >= self.failure_at:
+            same = (lmas == self._anchor[rows]) & (self.fate[rows] <= PENDING)
+            self._stayed[rows[same]] = True
 
     def rejected(self, rows: np.ndarray, lmas: np.ndarray, now: float, any_lma: bool) -> None:
         """A final rejection (≥128) of the taking-over LMA."""
@@ -94,6 +101,10 @@ class TakeoverMeter:
     @property
     def pending(self) -> np.ndarray:
         return self._per_mag(PENDING)
+
+    @property
+    def stayed(self) -> np.ndarray:
+        return np.bincount(self._mags[self._stayed], minlength=self._n_mags)
 
     @property
     def detection(self) -> np.ndarray:

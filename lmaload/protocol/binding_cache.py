@@ -53,6 +53,10 @@ class BindingCache:
 
     def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
         self.rows = np.zeros(capacity, dtype=BCE_DTYPE)
+        self._columns = self._views()
+        # The few addresses the cache holds (MAGs, LMAs, link-local ones), converted once.
+        self._address_of: dict[bytes, IPv6Address] = {}
+        self._octets_of: dict[IPv6Address, np.ndarray] = {}
         self.mn_ids: list[bytes] = [b""] * capacity
         self.prefixes: list[tuple[IPv6Network, ...]] = [()] * capacity
         self.ll_ids: list[bytes | None] = [None] * capacity
@@ -90,9 +94,13 @@ class BindingCache:
     # --- field access --------------------------------------------------------------------------
 
     def get(self, row: int, name: str) -> Any:
-        value = self.rows[name][row]
+        value = self._columns[name][row]
         if name in ADDRESS_FIELDS:
-            return IPv6Address(value.tobytes())
+            octets = value.tobytes()
+            address = self._address_of.get(octets)
+            if address is None:
+                address = self._address_of[octets] = IPv6Address(octets)
+            return address
         return value.item()
 
     def state(self, row: int) -> BceState:
@@ -106,11 +114,15 @@ class BindingCache:
             if old != new and self.rows["state"][row] != BceState.FREE:
                 self._unindex_mag(row, old)
                 self._by_mag.setdefault(new, set()).add(row)
+        columns = self._columns
         for name, value in fields.items():
             if name in ADDRESS_FIELDS:
-                self.rows[name][row] = np.frombuffer(value.packed, dtype=np.uint8)
+                octets = self._octets_of.get(value)
+                if octets is None:
+                    octets = self._octets_of[value] = np.frombuffer(value.packed, dtype=np.uint8)
+                columns[name][row] = octets
             else:
-                self.rows[name][row] = value
+                columns[name][row] = value
 
     # --- insertion and deletion ----------------------------------------------------------------
 
@@ -151,6 +163,10 @@ class BindingCache:
         self.ll_ids[row] = None
         self._free.append(row)
 
+    def _views(self) -> dict[str, np.ndarray]:
+        """Each field of ``rows`` as an array (taking a field view costs more than indexing)."""
+        return {name: self.rows[name] for name in BCE_DTYPE.names}  # type: ignore[union-attr]
+
     def _unindex_mag(self, row: int, mag: IPv6Address) -> None:
         rows = self._by_mag.get(mag)
         if rows is not None:
@@ -163,6 +179,7 @@ class BindingCache:
         rows = np.zeros(old * 2, dtype=BCE_DTYPE)
         rows[:old] = self.rows
         self.rows = rows
+        self._columns = self._views()
         self.mn_ids += [b""] * old
         self.prefixes += [()] * old
         self.ll_ids += [None] * old

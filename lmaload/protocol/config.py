@@ -52,7 +52,7 @@ class LmaConfig:
     lmaa: IPv6Address | None = None
     peers: tuple[IPv6Address, ...] = ()
     mode: Literal["hard", "virtual"] = "hard"
-    role: Literal["active", "standby"] = "active"
+    role: Literal["active", "standby", "auto"] = "active"  # auto: INIT, then elected
     preference: int = 100
     group_id: int = 1
     prefix_pool: IPv6Network = DEFAULT_PREFIX_POOL

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Role(str, Enum):
-    """The LMA's role in its redundant set (spec-digest §8.8)."""
+class Role(StrEnum):
+    """The LMA's role in its redundant set (spec-digest §8.8). INIT: started without one, it
+    asks its peers (HELLO R=1) and settles within one dead interval."""
 
+    INIT = "init"
     ACTIVE = "active"
     STANDBY = "standby"
 
@@ -40,6 +42,7 @@ class Counters:
     hello_received: int = 0
     ss_req_sent: int = 0
     ss_rep_sent: int = 0
+    ss_rep_octets_sent: int = 0  # Mobility Header octets, as paced out
     ss_rep_retransmitted: int = 0
     ss_rep_received: int = 0
     ss_ack_received: int = 0

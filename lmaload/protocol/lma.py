@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
+import numpy as np
+
+from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache
 from lmaload.protocol.config import LmaConfig
 from lmaload.protocol.datagrams import Datagram, Datagrams
@@ -86,6 +89,7 @@ class PendingSync:
     waiting: set[IPv6Address]
     pbas: list[Datagram]
     interval: float
+    packed_at: float
     retransmissions: int = 0
 
 
@@ -97,8 +101,10 @@ class LmaEngine:
         self.config = config
         self.cache = BindingCache()
         self.counters = Counters()
+        # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included.
+        self.sync_ack_latency = Histogram()
         self.events: list[Event] = []
-        self.role = Role(config.role)
+        self.role = Role.INIT if config.role == "auto" else Role(config.role)
         self.owns_lmaa = config.mode == "hard" or self.role is Role.ACTIVE
         self._lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
         self._wire = config.wire
@@ -127,6 +133,8 @@ class LmaEngine:
         self._timers.arm(("hello",), now)
         self._timers.arm(("heartbeat",), now + config.heartbeat_interval)
         self._event(now, "role", role=self.role.value, reason="start")
+        if self.role is Role.INIT:
+            self._timers.arm(("init",), now + config.dead_interval_factor * config.hello_interval)
 
     # --- driving interface ---------------------------------------------------------------------
 
@@ -567,8 +575,28 @@ class LmaEngine:
             self._event(now, "peer_up", peer=str(src), active=peer.active)
         if msg.flags & cp.HELLO_FLAG_R:
             self._send_hello([src])
+        if peer.active and self.role is Role.INIT:
+            self._settle(now, f"active peer {src}")
         if peer.active and not (was_alive and was_active):
             self._send_sync_request(src, now, self.config.sync_request_timeout)
+
+    def _timer_init(self, now: float) -> None:
+        """One dead interval after an INIT start: no peer said it is active, so the best live
+        LMA of the set — this one or a peer — becomes active (spec-digest §8.8)."""
+        if self.role is Role.INIT:
+            self._settle(now, "no active peer")
+
+    def _settle(self, now: float, reason: str) -> None:
+        """Leave INIT: standby beside a live active peer or a better live peer, else active."""
+        self._timers.cancel(("init",))
+        mine = (self.config.preference, int(self.config.address))
+        alive = [p for p in self._peers.values() if p.alive]
+        if any(p.active or (p.preference, int(p.address)) > mine for p in alive):
+            self.role = Role.STANDBY
+            self._event(now, "role", role=Role.STANDBY.value, reason=reason)
+            self._send_hello(list(self._peers))
+        else:
+            self._become_active(now, reason)
 
     def _timer_dead(self, now: float, address: IPv6Address) -> None:
         self._peer_dead(self._peers[address], now, "hello timeout")
@@ -821,7 +849,7 @@ class LmaEngine:
             rep = StateSync(cp.SS_REPLY, ident, cp.SS_FLAG_A, tuple(options))
             data = {t: encode_mh(rep, self.config.address, t, self._wire) for t in targets}
             pbas = [p for i in carried for p in changes[i].pbas]
-            pending = PendingSync(data, set(targets), pbas, self.config.sync_ack_timeout)
+            pending = PendingSync(data, set(targets), pbas, self.config.sync_ack_timeout, now)
             self._sync_pending[ident] = pending
             for target in targets:
                 self._enqueue_sync(data[target], target)
@@ -847,7 +875,9 @@ class LmaEngine:
                 self._pack_changes(now)
             if not self._sync_queue:
                 break
-            self._out.extend([self._sync_queue.popleft()])
+            datagram = self._sync_queue.popleft()
+            self.counters.ss_rep_octets_sent += len(datagram.data)
+            self._out.extend([datagram])
             self._sync_next_send += step
         if self._sync_queue or self._sync_changes:
             self._timers.arm(("pace",), self._sync_next_send)
@@ -905,6 +935,7 @@ class LmaEngine:
                 self._drop("unmatched_ss_ack")
                 return
             self.counters.ss_ack_received += 1
+            self.sync_ack_latency.record(np.array([round((now - pending.packed_at) * 1e6)]))
             pending.waiting.discard(src)
             if not pending.waiting:
                 self._finish_sync(msg.identifier)
@@ -920,7 +951,7 @@ class LmaEngine:
             if isinstance(opt, HomeNetworkPrefix) and opt.prefix_length == 0:
                 wanted.update(int(r) for r in served)
             elif isinstance(opt, HomeNetworkPrefix):
-                row = self.cache.by_prefix(IPv6Network((opt.prefix, opt.prefix_length)))
+                row = self.cache.by_prefix(IPv6Network((int(opt.prefix), opt.prefix_length)))
                 wanted.update({row} if row is not None else set())
             elif isinstance(opt, MobileNodeIdentifier):
                 wanted.update(self.cache.by_mn(opt.identifier))

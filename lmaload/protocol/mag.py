@@ -3,8 +3,9 @@ numpy columns (``population.MN_DTYPE``), PBUs and heartbeats are encoded and PBA
 (``lmaload.bulk``); there is no Python object per session.
 
 Per session (spec-digest §8.8, ``state`` column): ``IDLE → REGISTERING`` (PBU at the intended
-send time of the open-loop schedule; retransmitted with a new sequence number and Timestamp after
-INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TIMEOUT 32 s, §3.7) ``→ REGISTERED`` (the
+send time of the open-loop schedule; retransmitted with a new sequence number and Timestamp, and
+HI 4 instead of 1, after INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TIMEOUT 32 s, §3.7)
+``→ REGISTERED`` (the
 assigned prefix from the PBA in ``hnp``/``hnp_len``) ``→ REFRESHING`` (HI 5, ``refresh_margin``
 before expiry) ``→ REGISTERED``. PBA status reactions (§3.4): 157 re-register; 156 resynchronise
 the clock and retry; 155 retry with ALL_ZERO; 153 to a failover PBU (the standby has no synced
@@ -19,7 +20,8 @@ Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, 
 PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
 Switch (MH 12, §8.6, R28) does the same towards the address it carries, for the sessions anchored
 at the LMA its LFI names (without LFI: every session not already there). Virtual switch (§8.7):
-one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted.
+one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted (and with
+``refresh_on_recovery`` the sessions are refreshed as soon as the LMAA answers again).
 
 Measurements: latency from the *intended* send time (open loop, no coordinated omission) per PBU
 kind, the generator's lag behind its schedule, PBA status counts, heartbeat RTT, and the failover
@@ -94,7 +96,13 @@ class MagEngine:
     ``LmaEngine``: ``receive(batch, now)``, ``handle_timer(now)`` when ``next_timer()`` is due,
     ``datagrams_to_send()``. The engine owns the population's signalling columns."""
 
-    def __init__(self, population: Population, config: MagConfig, now: float) -> None:
+    def __init__(
+        self,
+        population: Population,
+        config: MagConfig,
+        now: float,
+        schedule_start: float | None = None,
+    ) -> None:
         self.pop = population
         self.config = config
         mns = population.mns
@@ -127,17 +135,26 @@ class MagEngine:
             now,
         )
 
-        # The open-loop schedule: IDLE rows in row order, intended times from ``now``.
+        # The open-loop schedule: IDLE rows in row order, intended times from ``schedule_start``
+        # (default ``now``).
         self._scheduled = np.flatnonzero(mns["state"] == S.IDLE)
-        self._intended = _ns(now) + np.rint(
-            config.schedule.offsets(len(self._scheduled)) * 1e9
-        ).astype(np.int64)
+        offsets = config.schedule.offsets(len(self._scheduled))
+        self._offsets = np.rint(offsets * 1e9).astype(np.int64)
+        self._intended = self._offsets
         self._cursor = 0
-        mns["t_send"][self._scheduled] = self._intended
+        self.start_schedule(now if schedule_start is None else schedule_start)
         if not config.pbu.request_prefix:
             self._clear_prefix(self._scheduled)
 
     # --- driving interface ---------------------------------------------------------------------
+
+    def start_schedule(self, when: float) -> None:
+        """Let the open-loop schedule begin at ``when`` (Unix seconds) — before it sent anything:
+        a driver that first waits for the LMAs to answer, or shards sharing a start time."""
+        if self._cursor:
+            raise RuntimeError("the schedule has started")
+        self._intended = _ns(when) + self._offsets
+        self.pop.mns["t_send"][self._scheduled] = self._intended
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
         """Process a batch of received Mobility Headers (PBAs, heartbeats, HA Switch)."""
@@ -192,11 +209,14 @@ class MagEngine:
 
     # --- what a driver reads or sets -----------------------------------------------------------
 
-    def mark_failure(self, when: float) -> None:
-        """Measure a failover from ``when``: sessions bound and acknowledged by then are at risk
-        (``takeover`` holds the results)."""
+    def mark_failure(self, when: float, mags: np.ndarray | None = None) -> None:
+        """Measure a failover from ``when``: sessions bound and acknowledged by then — of the
+        MAG rows ``mags`` only, when given (a fault of their path) — are at risk (``takeover``
+        holds the results)."""
         mns = self.pop.mns
         at_risk = np.isin(mns["state"], BOUND) & (mns["t_acked"] <= _ns(when))
+        if mags is not None:
+            at_risk &= np.isin(mns["mag"], mags)
         self.takeover.mark_failure(when, at_risk, mns["lma"])
 
     @property
@@ -242,6 +262,10 @@ class MagEngine:
         mns["state"][done] = S.IDLE
         self._timers.disarm(done)
         retransmit = due[np.isin(state, (S.REGISTERING, S.REFRESHING, S.FAILOVER))]
+        # The LMA may have opened the session and lost only its PBA: HI 1 again would open a
+        # second one (a new interface, RFC 5213 §5.4.1); HI 4 updates the one it has, if any.
+        first = mns["hi"][retransmit] == cp.HI_ATTACH_NEW_INTERFACE
+        mns["hi"][retransmit[first]] = cp.HI_UNKNOWN
         mns["retries"][retransmit] = np.minimum(
             mns["retries"][retransmit].astype(np.int64) + 1, 255
         )
@@ -486,8 +510,11 @@ class MagEngine:
             h["has_restart_counter"] != 0,
             now,
         )
+        restarted = set(zip(rs_m.tolist(), rs_l.tolist(), strict=True))
         for m, lm in zip(up_m.tolist(), up_l.tolist(), strict=True):
             self.events.append(Event(now, "lma_up", {"mag": m, "lma": str(self._lmas[lm])}))
+            if self.config.refresh_on_recovery and (m, lm) not in restarted:
+                self._refresh_now(m, lm, now)
         for m, lm in zip(rs_m.tolist(), rs_l.tolist(), strict=True):
             self.events.append(Event(now, "lma_restarted", {"mag": m, "lma": str(self._lmas[lm])}))
             rows = self.rows_of(m)
@@ -498,6 +525,17 @@ class MagEngine:
             self.counters.sessions_invalidated += len(rows)
             self.takeover.invalidated(rows)
             self._restart_sessions(rows, now)
+
+    def _refresh_now(self, mag: int, lma: int, now: float) -> None:
+        """Refresh (HI 5) the sessions of ``mag`` registered at ``lma``, now."""
+        mns = self.pop.mns
+        rows = self.rows_of(mag)
+        rows = rows[(mns["lma"][rows] == lma) & (mns["state"][rows] == S.REGISTERED)]
+        mns["state"][rows] = S.REFRESHING
+        mns["hi"][rows] = cp.HI_NOT_CHANGED
+        mns["retries"][rows] = 0
+        mns["t_send"][rows] = _ns(now)
+        self._transmit(rows, now)
 
     # --- HA Switch (RFC 5142, spec-digest §8.6, R28) -------------------------------------------
 

@@ -26,10 +26,15 @@ class MagConfig:
       (the engine clears the ``hnp`` column). Refreshes and failovers always request the assigned
       prefix; the engine adds the LFI itself.
     * ``schedule`` gives each initial registration its intended send time from the engine's
-      start; a send later than ``lag_tolerance`` counts as behind schedule.
+      start; a send later than ``lag_tolerance`` counts as behind schedule (20 ms: more than a
+      busy 2-core box's scheduling hiccups, far less than a generator that cannot keep up).
     * ``deregister_at`` (Unix seconds): de-register every bound session then (HI 4, lifetime 0).
     * ``clock_offset`` is the error of the MAGs' clock in Timestamp options; a PBA 156 makes the
       engine resynchronise (set it to 0, spec-digest §3.4).
+    * ``refresh_on_recovery``: when an LMA a MAG declared unreachable answers its heartbeats again
+      with the Restart Counter unchanged (a virtual switch: the standby took the LMAA), refresh
+      the MAG's sessions there at once rather than at their next refresh, so that whether the
+      new owner holds them — and when — is known now (``lmaload run`` measures the takeover so).
     """
 
     lmaa: IPv6Address
@@ -43,10 +48,11 @@ class MagConfig:
     max_bindack_timeout: float = 32.0
     pbu: PbuOptions = field(default_factory=PbuOptions)
     schedule: Schedule = field(default_factory=lambda: Schedule.constant(1000.0))
-    lag_tolerance: float = 0.005
+    lag_tolerance: float = 0.02
     deregister_at: float | None = None
     restart_counter: int = 1
     clock_offset: float = 0.0
+    refresh_on_recovery: bool = False
 
     def __post_init__(self) -> None:
         if self.mode == "virtual" and self.standby is not None:

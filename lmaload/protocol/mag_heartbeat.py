@@ -36,10 +36,12 @@ class HeartbeatTable:
         self.outstanding = np.zeros(shape, dtype=bool)
         self.missing = np.zeros(shape, dtype=np.int64)
         self.up = np.ones(shape, dtype=bool)
+        self.answered = np.zeros(shape, dtype=bool)  # a matching Response ever came
         self.sent_at = np.zeros(shape)
         self.counter = np.zeros(shape, dtype=np.uint32)
         self.counter_known = np.zeros(shape, dtype=bool)
         self.rtt = Histogram()  # µs
+        self.missed = 0  # Requests still unanswered when the next one fell due
         self._next_due = float(self._due().min()) if n_mags else None
 
     def _due(self) -> np.ndarray:
@@ -53,6 +55,7 @@ class HeartbeatTable:
         Returns the MAGs that send Requests now, and the (MAG, LMA) pairs that just went DOWN."""
         mags = np.flatnonzero(self._due() <= now + TIME_SLACK)
         missing = self.missing[mags] + self.outstanding[mags]
+        self.missed += int(self.outstanding[mags].sum())
         up = self.up[mags]
         down = up & (missing > self.missing_allowed)
         self.missing[mags] = missing
@@ -84,6 +87,7 @@ class HeartbeatTable:
         first[np.unique(key, return_index=True)[1]] = True
         m, lm = mags[matched & first], lmas[matched & first]
         self.outstanding[m, lm] = False
+        self.answered[m, lm] = True
         self.missing[m, lm] = 0
         self.rtt.record(np.rint((now - self.sent_at[m, lm]) * 1e6).astype(np.int64))
         came_up = ~self.up[m, lm]

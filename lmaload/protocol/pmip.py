@@ -83,7 +83,7 @@ class ProxyBindingUpdate:
         """The requested prefixes other than ALL_ZERO, as networks. Bits beyond the prefix
         length should be zero (RFC 5213 §8.3); a sender's stray host bits are masked off."""
         return tuple(
-            IPv6Network((p.prefix, p.prefix_length), strict=False)
+            IPv6Network((int(p.prefix), p.prefix_length), strict=False)
             for p in self.prefixes
             if p.prefix != ALL_ZERO or p.prefix_length != 0
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Network
 
 
 class PrefixPool:
@@ -28,9 +28,9 @@ class PrefixPool:
             if not self._in_use(prefix):
                 return prefix
         while self._next < self._count:
-            address = IPv6Address(self._base + self._next * self._step)
+            # An int, not an IPv6Address: IPv6Network would turn that into a string and back.
+            prefix = IPv6Network((self._base + self._next * self._step, self._length))
             self._next += 1
-            prefix = IPv6Network((address, self._length))
             if not self._in_use(prefix):
                 return prefix
         return None

@@ -63,7 +63,7 @@ class SyncedSession:
             if isinstance(opt, MobileNodeIdentifier):
                 mn_id = opt.identifier
             elif isinstance(opt, HomeNetworkPrefix):
-                prefixes.append(IPv6Network((opt.prefix, opt.prefix_length)))
+                prefixes.append(IPv6Network((int(opt.prefix), opt.prefix_length)))
             elif isinstance(opt, AccessTechnologyType):
                 att = opt.value
             elif isinstance(opt, Timestamp):

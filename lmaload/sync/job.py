@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from lmaload import __version__
+from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import LmaChild, free_port
-from lmaload.lma_process import Endpoint
 from lmaload.measure import results as res
 from lmaload.population import Population, PopulationSpec, generate
 from lmaload.run import Progress

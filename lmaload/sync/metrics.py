@@ -4,7 +4,7 @@ log-spaced buckets, no per-session or per-MAG labels).
 
 The driver takes a snapshot of the sender and verifier now and then (``observe``, from its own
 thread); scrapes read the latest snapshot, so the HTTP thread never touches the engines. The
-histograms are the exact HdrHistograms of the run folded into the bucket bounds.
+histograms are the exact HdrHistograms of the run folded into ``lmaload.metrics.BUCKETS``.
 """
 
 from __future__ import annotations
@@ -12,19 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from lmaload.measure.histogram import Histogram
+from lmaload.metrics import hdr_buckets
 from lmaload.sync.plan import KIND_NAMES
 from lmaload.sync.sender import SyncSender
 from lmaload.sync.verify import Verifier
 
 PREFIX = "lmaload_sync_"
-# Seconds, 1-2-5 per decade from 10 µs to 50 s.
-BUCKETS = tuple(m * 10.0**e for e in range(-5, 2) for m in (1, 2, 5))
 
 # (metric, help, SyncCounters attribute)
 COUNTERS = (
@@ -51,23 +49,9 @@ class SyncSnapshot:
     outstanding: int = 0
     rto: float = 0.0
     standby_alive: bool = False
-    latency: tuple[list[float], float] = ([], 0.0)  # cumulative bucket counts, sum (s)
-    lag: tuple[list[float], float] = ([], 0.0)
+    latency: tuple[list[tuple[str, float]], float] = ([], 0.0)  # (le, count) pairs, sum (s)
+    lag: tuple[list[tuple[str, float]], float] = ([], 0.0)
     verification: dict[str, int] = field(default_factory=dict)
-
-
-def buckets(histogram: Histogram, scale: float) -> tuple[list[float], float]:
-    """Cumulative counts at BUCKETS (then +Inf) and the approximate sum, for an HdrHistogram
-    whose values are in ``1 / scale`` seconds."""
-    index = np.flatnonzero(histogram.counts)
-    counts = histogram.counts[index]
-    values = histogram.layout.highest_equivalent(index) * scale
-    per_bucket = np.bincount(
-        np.searchsorted(np.array(BUCKETS), values, "left"), counts, len(BUCKETS) + 1
-    )
-    per_bucket[-1] += histogram.overflow
-    total = float((histogram.layout.value_at(index) * scale * counts).sum())
-    return np.cumsum(per_bucket).astype(float).tolist(), total
 
 
 class SyncMetrics(Collector):
@@ -91,8 +75,8 @@ class SyncMetrics(Collector):
             outstanding=sender.outstanding,
             rto=sender.rto,
             standby_alive=alive,
-            latency=buckets(sender.latency, 1e-6),
-            lag=buckets(sender.lag.histogram, 1e-6),
+            latency=hdr_buckets(sender.latency),
+            lag=hdr_buckets(sender.lag.histogram),
             verification={
                 k: v
                 for k, v in (verifier.summary() if verifier else {}).items()
@@ -129,17 +113,14 @@ class SyncMetrics(Collector):
             "1 while the standby's HA-HELLOs are current",
             value=s.standby_alive,
         )
-        for name, (cumulative, total), help_text in (
+        for name, (buckets, total), help_text in (
             ("ss_ack_latency_seconds", s.latency, "SS-REP intended send time to its SS-ACK"),
             ("generator_lag_seconds", s.lag, "How late records left after their intended time"),
         ):
-            if not cumulative:
-                cumulative = [0.0] * (len(BUCKETS) + 1)
-            bounds = [*(repr(b) for b in BUCKETS), "+Inf"]
             yield HistogramMetricFamily(
                 PREFIX + name,
                 help_text,
-                buckets=list(zip(bounds, cumulative, strict=True)),
+                buckets=buckets or hdr_buckets(Histogram())[0],
                 sum_value=total,
             )
         verification = CounterMetricFamily(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmaload.measure.results import _latency
+from lmaload.measure.results import latency_summary
 from lmaload.sync.plan import KIND_NAMES, SyncPlan
 from lmaload.sync.sender import SyncSender
 
@@ -59,7 +59,7 @@ def sync_section(
         "ss_acks_duplicate": c.ss_ack_duplicate,
         "bytes_sent": c.bytes_sent,
         "bytes_acked": c.bytes_acked if cfg.ack else None,
-        "ss_ack_latency_us": _latency(sender.latency),
+        "ss_ack_latency_us": latency_summary(sender.latency),
         "retransmission_timeout": sender.rto,
         "full_sync": {
             "requests": c.ss_req_received,

@@ -82,7 +82,7 @@ class SenderConfig:
     max_retransmissions: int = 8
     settle: float = 1.0
     send_quantum: float = 0.001  # open loop: at most one send step per quantum
-    lag_tolerance: float = 0.01
+    lag_tolerance: float = 0.02  # as lmaload run's default
     wire: WireConfig = DEFAULT_CONFIG
 
     def __post_init__(self) -> None:

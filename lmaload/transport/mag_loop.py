@@ -1,10 +1,18 @@
-"""All emulated MAGs of a population on one UDP/5436 socket (RFC 5844 framing).
+"""All emulated MAGs of a population on one socket: UDP/5436 (RFC 5844 framing) or the raw
+IPv6 Mobility Header.
 
-The socket is bound to the IPv4 wildcard, so it receives what is sent to any MAG's 127.1.x.y
-address (IP_PKTINFO says which). Each datagram the MAG engine emits leaves from the IPv4 address
-of the MAG whose Proxy-CoA is its inner source (per-datagram source, sendmmsg) towards the outer
-address of the LMA named by its inner destination. Received payloads lose their inner IPv6 header
-and go to the engine as Mobility Headers with the inner addresses.
+``MagTransport`` (UDP): the socket is bound to the IPv4 wildcard, so it receives what is sent to
+any MAG's 127.1.x.y address (IP_PKTINFO says which). Each datagram the MAG engine emits leaves
+from the IPv4 address of the MAG whose Proxy-CoA is its inner source (per-datagram source,
+sendmmsg) towards the outer address of the LMA named by its inner destination. Received payloads
+lose their inner IPv6 header and go to the engine as Mobility Headers with the inner addresses.
+
+``RawMagTransport`` (protocol 135, root, in a namespace with an AnyIP route for the MAG prefix,
+as the lab's MAG host has): one unbound IPPROTO_MH socket; each Mobility Header leaves from its
+MAG's own IPv6 address (per-datagram IPV6_PKTINFO, sendmmsg). The engine's bulk encoders already
+put the checksum over those very addresses in; the kernel computes it again at offset 4 (it
+sets it whatever the field held), so what goes out is the codec's octets, and it verifies the
+checksum of what comes in. Of what arrives only datagrams to a MAG address are kept.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
+from lmaload.capture import Capture
 from lmaload.population import Population
 from lmaload.protocol.datagrams import Datagram, Datagrams
 from lmaload.protocol.mag import MagEngine
@@ -30,9 +39,16 @@ MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
 class MagTransport:
     """The MAGs' socket. ``lmas`` maps each LMA's inner address to its outer (host, port)."""
 
-    def __init__(self, population: Population, lmas: dict[IPv6Address, tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        population: Population,
+        lmas: dict[IPv6Address, tuple[str, int]],
+        capture: Capture | None = None,
+    ) -> None:
         self.drops: Counter[str] = Counter()
+        self.capture = capture
         self.sock = BatchSocket.udp("0.0.0.0", 0, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self._port = self.sock.local_address[1]
         mags = population.mags
         self._mag_addr4 = {IPv6Address(a6.tobytes()): a4.tobytes() for a6, a4 in mags}
         self._lmas = {
@@ -55,6 +71,11 @@ class MagTransport:
             ports.append(lma[1])
         if not payloads:
             return
+        if self.capture is not None:
+            now, port = time.time(), self._port
+            for payload, src, dst, dport in zip(payloads, srcs, dsts, ports, strict=True):
+                self.capture.record(now, "out", (src, port), (dst, dport), payload)
+            self.capture.flush()
         offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in payloads], out=offsets[1:])
         send_batch(
@@ -75,11 +96,58 @@ class MagTransport:
         if batch.new_drops:
             self.drops["kernel"] += batch.new_drops
         out: list[Datagram] = []
+        capture, now = self.capture, time.time()
         for i in range(batch.count):
+            payload = batch.datagram(i)
+            if capture is not None:
+                source = (batch.src[i].tobytes(), int(batch.sport[i]))
+                capture.record(now, "in", source, (batch.dst[i].tobytes(), self._port), payload)
             try:
-                out.append(unframe(batch.datagram(i)))
+                out.append(unframe(payload))
             except WireError:
                 self.drops["bad_inner_header"] += 1
+        if capture is not None and batch.count:
+            capture.flush()
+        return Datagrams(out)
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.capture is not None:
+            self.capture.close()
+
+
+class RawMagTransport:
+    """The MAGs' raw Mobility Header socket (see the module docstring); open it inside the
+    namespace that holds the MAG addresses."""
+
+    def __init__(self, population: Population) -> None:
+        self.drops: Counter[str] = Counter()
+        self.sock = BatchSocket.raw_mh(rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self._mags = {a6.tobytes() for a6 in population.mags["addr6"]}
+
+    def send(self, datagrams: Datagrams) -> None:
+        if not len(datagrams):
+            return
+        offsets = np.zeros(len(datagrams) + 1, dtype=np.int64)
+        np.cumsum([len(d.data) for d in datagrams], out=offsets[1:])
+        buf = np.frombuffer(b"".join(d.data for d in datagrams), dtype=np.uint8)
+        dst = np.frombuffer(b"".join(d.dst.packed for d in datagrams), dtype=np.uint8)
+        src = np.frombuffer(b"".join(d.src.packed for d in datagrams), dtype=np.uint8)
+        send_batch(self.sock, buf, offsets, dst.reshape(-1, 16), 0, self.drops, src.reshape(-1, 16))
+
+    def receive(self) -> Datagrams:
+        """What is queued for the MAG addresses (one recvmmsg)."""
+        batch = self.sock.recv()
+        if batch.truncated:
+            self.drops["too_long"] += batch.truncated
+        if batch.new_drops:  # receive buffer overflow, bad checksums
+            self.drops["kernel"] += batch.new_drops
+        mags = self._mags
+        out: list[Datagram] = []
+        for i in range(batch.count):
+            dst = batch.dst[i].tobytes()
+            if dst in mags:
+                out.append(Datagram(batch.datagram(i), batch.source(i), IPv6Address(dst)))
         return Datagrams(out)
 
     def close(self) -> None:
@@ -87,10 +155,11 @@ class MagTransport:
 
 
 class MagLoop:
-    """Drives a ``MagEngine`` over a ``MagTransport`` in the caller's thread, a slice at a time
-    (``run_until``), so the caller can change phases and show progress between slices."""
+    """Drives a ``MagEngine`` over a ``MagTransport`` or ``RawMagTransport`` in the caller's
+    thread, a slice at a time (``run_until``), so the caller can change phases and show progress
+    between slices."""
 
-    def __init__(self, engine: MagEngine, transport: MagTransport) -> None:
+    def __init__(self, engine: MagEngine, transport: MagTransport | RawMagTransport) -> None:
         self.engine = engine
         self.transport = transport
         self.datagrams_sent = 0

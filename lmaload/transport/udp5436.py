@@ -24,11 +24,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import time
 from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
+from lmaload.capture import Capture
 from lmaload.protocol.datagrams import Datagram, Datagrams
 from lmaload.transport.batch import BatchSocket
 from lmaload.wire import Message, WireError, decode_mh, encode_mh
@@ -82,8 +84,10 @@ class UdpTransport:
         lmaa: tuple[IPv6Address, OuterAddress] | None = None,
         rcvbuf: int | None = None,
         sndbuf: int | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.drops: Counter[str] = Counter()
+        self.capture = capture
         self._buffers = (rcvbuf, sndbuf)
         self.main = BatchSocket.udp(*listen, rcvbuf=rcvbuf, sndbuf=sndbuf)
         self.family = self.main.family
@@ -141,14 +145,22 @@ class UdpTransport:
         routes = self._routes
         buf, offsets, src, sport = batch.buf, batch.offsets, batch.src, batch.sport
         arrival = (batch.arrival * 1e-9).tolist()
+        capture, port, now = self.capture, sock.local_address[1], time.time()
         for i in range(batch.count):
+            payload = buf[offsets[i] : offsets[i + 1]].tobytes()
+            if capture is not None:
+                source = (src[i].tobytes(), int(sport[i]))
+                local = (batch.dst[i].tobytes(), port)
+                capture.record(arrival[i] or now, "in", source, local, payload)
             try:
-                data, inner_src, inner_dst, _ = unframe(buf[offsets[i] : offsets[i + 1]].tobytes())
+                data, inner_src, inner_dst, _ = unframe(payload)
             except WireError:
                 self.drops["bad_inner_header"] += 1
                 continue
             routes[inner_src] = (src[i].tobytes(), int(sport[i]))
             out.append(data, inner_src, inner_dst, arrival[i] or None)
+        if capture is not None and batch.count:
+            capture.flush()
         return out
 
     def send(self, datagrams: Datagrams) -> None:
@@ -176,11 +188,19 @@ class UdpTransport:
         buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
         dst = np.frombuffer(b"".join(a for _, a, _ in items), dtype=np.uint8).reshape(-1, width)
         ports = np.array([p for _, _, p in items], dtype=np.uint16)
+        if self.capture is not None:
+            host, port = sock.local_address[:2]
+            local, now = (ipaddress.ip_address(host).packed, port), time.time()
+            for payload, address, dport in items:
+                self.capture.record(now, "out", local, (address, dport), payload)
+            self.capture.flush()
         send_batch(sock, buf, offsets, dst, ports, self.drops)
 
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
+        if self.capture is not None:
+            self.capture.close()
 
 
 def send_batch(

@@ -9,7 +9,7 @@ where a combined form reads better (``prefix`` as "addr/len", ``timestamp`` as U
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -83,9 +83,7 @@ def _utc(value: int) -> str | None:
     if seconds > MAX_DATETIME_SECONDS:
         return None
     fraction = f"{(value & 0xFFFF) / 65536:.6f}".rstrip("0").rstrip(".")[1:]
-    return (
-        datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
-    )
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def describe_option(opt: o.Option, config: WireConfig) -> dict[str, Any]:
