@@ -29,6 +29,7 @@ from lmaload.population import Population
 from lmaload.protocol.datagrams import Datagram, Datagrams
 from lmaload.protocol.mag import MagEngine
 from lmaload.transport.batch import BatchSocket
+from lmaload.transport.raw_mh import send_raw
 from lmaload.transport.udp5436 import frame, send_batch, unframe
 from lmaload.wire import WireError
 
@@ -126,14 +127,7 @@ class RawMagTransport:
         self._mags = {a6.tobytes() for a6 in population.mags["addr6"]}
 
     def send(self, datagrams: Datagrams) -> None:
-        if not len(datagrams):
-            return
-        offsets = np.zeros(len(datagrams) + 1, dtype=np.int64)
-        np.cumsum([len(d.data) for d in datagrams], out=offsets[1:])
-        buf = np.frombuffer(b"".join(d.data for d in datagrams), dtype=np.uint8)
-        dst = np.frombuffer(b"".join(d.dst.packed for d in datagrams), dtype=np.uint8)
-        src = np.frombuffer(b"".join(d.src.packed for d in datagrams), dtype=np.uint8)
-        send_batch(self.sock, buf, offsets, dst.reshape(-1, 16), 0, self.drops, src.reshape(-1, 16))
+        send_raw(self.sock, datagrams, self.drops)
 
     def receive(self) -> Datagrams:
         """What is queued for the MAG addresses (one recvmmsg)."""

@@ -20,6 +20,19 @@ from lmaload.transport.batch import BatchSocket
 from lmaload.transport.udp5436 import send_batch
 
 
+def send_raw(sock: BatchSocket, datagrams: Datagrams, drops: Counter[str]) -> None:
+    """Send Mobility Headers on a raw socket, each from its own source address (``send_batch``
+    counts what the kernel refuses in ``drops``)."""
+    if not len(datagrams):
+        return
+    offsets = np.zeros(len(datagrams) + 1, dtype=np.int64)
+    np.cumsum([len(d.data) for d in datagrams], out=offsets[1:])
+    buf = np.frombuffer(b"".join(d.data for d in datagrams), dtype=np.uint8)
+    dst = np.frombuffer(b"".join(d.dst.packed for d in datagrams), dtype=np.uint8)
+    src = np.frombuffer(b"".join(d.src.packed for d in datagrams), dtype=np.uint8)
+    send_batch(sock, buf, offsets, dst.reshape(-1, 16), 0, drops, src.reshape(-1, 16))
+
+
 class RawTransport:
     """One engine's raw IPPROTO_MH socket (see the module docstring)."""
 
@@ -65,14 +78,7 @@ class RawTransport:
         )
 
     def send(self, datagrams: Datagrams) -> None:
-        if not len(datagrams):
-            return
-        offsets = np.zeros(len(datagrams) + 1, dtype=np.int64)
-        np.cumsum([len(d.data) for d in datagrams], out=offsets[1:])
-        buf = np.frombuffer(b"".join(d.data for d in datagrams), dtype=np.uint8)
-        dst = np.frombuffer(b"".join(d.dst.packed for d in datagrams), dtype=np.uint8)
-        src = np.frombuffer(b"".join(d.src.packed for d in datagrams), dtype=np.uint8)
-        send_batch(self.main, buf, offsets, dst.reshape(-1, 16), 0, self.drops, src.reshape(-1, 16))
+        send_raw(self.main, datagrams, self.drops)
 
     def close(self) -> None:
         self.main.close()
