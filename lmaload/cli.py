@@ -603,6 +603,14 @@ def _shard(
     "host-LMA1 link with probability P).",
 )
 @click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to hold the registered population (refreshing per --lifetime) before the "
+    "active is failed: a steady-state soak.",
+)
+@click.option(
     "--observe",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -650,6 +658,7 @@ def run_command(
     pushgateway: str | None,
     lifetime: float,
     fault_text: str,
+    duration: float,
     observe: float,
     lab: bool,
     lab_prefix: str,
@@ -690,6 +699,8 @@ def run_command(
         )
     targets = _run_targets(lma, standby, fail_cmd, mode, allow_remote)
     shard_of = _shard(shard, mns, mags, lma, start_at)
+    if fail_at is not None and duration:
+        raise click.UsageError("--duration and --fail-at both time the failure: give one")
     if lma is not None and lma_metrics_port is not None:
         raise click.UsageError("--lma-metrics-port is for the embedded pair: not with --lma")
     if lab and (shard_of[1] > 1 or lma_metrics_port is not None):
@@ -724,6 +735,7 @@ def run_command(
         pushgateway=pushgateway,
         lifetime=lifetime,
         fault=fault,
+        duration=duration,
         observe=observe,
         lab=lab,
         lab_prefix=lab_prefix,

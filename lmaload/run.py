@@ -96,6 +96,7 @@ class RunConfig:
     lifetime: float = 3600.0  # requested binding lifetime, seconds
     fault: Fault = field(default_factory=Fault)  # other than kill-active: lab only
     observe: float = 0.0  # seconds to keep serving after the failover
+    duration: float = 0.0  # seconds to hold the registered population before the failure
     lab: bool = False  # the embedded pair in network namespaces, over raw Mobility Header
     lab_prefix: str = DEFAULT_PREFIX
 
@@ -224,6 +225,9 @@ class Runner:
                     sync_wait=self._wait_for_sync(engine),
                     sync_observed=self.target.observes_sync,
                 )
+                if cfg.duration:
+                    self._enter("hold")
+                    self._serve(engine, time.time() + cfg.duration, lambda: False)
                 if self.target.can_fail:
                     self._fail_active(engine, time.time(), inject=True)
             else:
@@ -242,6 +246,7 @@ class Runner:
             "schema_version": res.SCHEMA_VERSION,
             "config": self._config_json(),
             "registration": res.registration(registration, cfg.shard_rate, spec.mns),
+            "refresh_latency_us": res.latency_summary(engine.latency["refresh"]),
             "takeover": res.takeover(engine, registration, spec.first_mag),
             "generator": res.generator(engine, loop),
         }

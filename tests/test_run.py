@@ -151,6 +151,19 @@ def user_pair(tmp_path: Path) -> Iterator[tuple[LmaProcess, LmaProcess]]:
         standby.kill()
 
 
+def test_duration_holds_the_population_refreshing_before_the_failure(tmp_path) -> None:
+    path = tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "500", "--mags", "5", "--rate", "1000", "--lifetime", "8", "--duration", "6"),
+        *("--results", str(path), "--allow-lag"),
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(path.read_text())
+    assert results["refresh_latency_us"]["count"] >= 500 and "refreshes" in result.stdout
+    assert results["takeover"]["failure_at"] - results["registration"]["start"] > 6
+    assert results["takeover"]["summary"]["kept"] == 500
+
+
 def test_exit_status_names_what_failed() -> None:
     """1 when the generator fell behind by more than 1 % (unless --allow-lag) or sessions were
     lost or left pending with before-ack sync; async losses are reported, not failed."""

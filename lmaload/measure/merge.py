@@ -39,6 +39,9 @@ def merge(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "config": config,
         "registration": _registration([d["registration"] for d in documents]),
+        "refresh_latency_us": latency_summary(
+            _histogram([d["refresh_latency_us"]["histogram"] for d in documents])
+        ),
         "takeover": _takeover([d["takeover"] for d in documents]),
         "generator": _generator([d["generator"] for d in documents]),
     }

@@ -179,6 +179,12 @@ def table(results: dict[str, Any]) -> str:
         f"  max {_fmt(lat['max'], ' ms', ms)}",
         f"sync wait           {_fmt(reg['sync_wait'], ' s')}{sync_note[reg['sync_complete']]}",
     ]
+    refresh = results["refresh_latency_us"]
+    if refresh["count"]:
+        lines.append(
+            f"refreshes           {refresh['count']}  p50 {_fmt(refresh['p50'], ' ms', ms)}"
+            f"  p99 {_fmt(refresh['p99'], ' ms', ms)}  max {_fmt(refresh['max'], ' ms', ms)}"
+        )
     if tk["failure_at"] is None:
         lines.append("failover            none injected (no --fail-cmd)")
     else:
