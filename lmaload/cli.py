@@ -618,6 +618,12 @@ def _shard(
     help="Seconds to keep the MAGs running after the failover (refreshes, heartbeats).",
 )
 @click.option(
+    "--transport",
+    type=click.Choice(["udp", "raw"]),
+    help="udp: UDP/5436 with the RFC 5844 inner IPv6 header (the default, on loopback); raw: "
+    "the Mobility Header over IPv6, which runs in the namespace lab (implies --lab).",
+)
+@click.option(
     "--lab",
     is_flag=True,
     help="Run in network namespaces (root): the LMAs in their own over raw Mobility Header "
@@ -660,6 +666,7 @@ def run_command(
     fault_text: str,
     duration: float,
     observe: float,
+    transport: str | None,
     lab: bool,
     lab_prefix: str,
 ) -> None:
@@ -685,13 +692,17 @@ def run_command(
         check_prefix(lab_prefix)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--lab-prefix") from None
+    if transport == "udp" and lab:
+        raise click.UsageError("--lab speaks the raw Mobility Header: not with --transport udp")
+    lab_option = "--lab" if lab else "--transport raw"
+    lab = lab or transport == "raw"
     if fault.needs_lab and not lab:
         raise click.UsageError(f"--fault {fault.kind} needs --lab")
     if lab and lma is not None:
-        raise click.UsageError("--lab runs the embedded pair: not with --lma")
+        raise click.UsageError(f"{lab_option} runs the embedded pair: not with --lma")
     if lab and mode == "virtual":
         raise click.UsageError(
-            "--lab runs hard mode only (a virtual LMAA cannot move between namespaces yet)"
+            f"{lab_option} runs hard mode only (a virtual LMAA cannot move between namespaces yet)"
         )
     if lab and pcap is not None:
         raise click.UsageError(

@@ -154,6 +154,8 @@ def test_parse_fault() -> None:
         ("--lab", "--pcap", "signalling.pcap"),
         ("--lab", "--lma", "127.0.0.31"),
         ("--lab", "--lma-metrics-port", "9401"),
+        ("--lab", "--transport", "udp"),
+        ("--transport", "raw", "--lma", "127.0.0.31"),
         ("--lifetime", "1"),
     ],
 )
@@ -271,7 +273,10 @@ def test_run_lab_kill_active_takes_over_and_leaves_no_namespace(
     prefix: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "results.json"
-    result = lmaload("run", "--lab", "--lab-prefix", prefix, *SMALL_RUN, "--results", str(path))
+    # --transport raw is --lab: the raw Mobility Header runs in the lab
+    result = lmaload(
+        "run", "--transport", "raw", "--lab-prefix", prefix, *SMALL_RUN, "--results", str(path)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert leftovers(prefix) == []
     results = json.loads(path.read_text())
