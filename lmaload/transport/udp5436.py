@@ -145,7 +145,9 @@ class UdpTransport:
         routes = self._routes
         buf, offsets, src, sport = batch.buf, batch.offsets, batch.src, batch.sport
         arrival = (batch.arrival * 1e-9).tolist()
-        capture, port, now = self.capture, sock.local_address[1], time.time()
+        capture = self.capture
+        if capture is not None:
+            port, now = sock.local_address[1], time.time()
         for i in range(batch.count):
             payload = buf[offsets[i] : offsets[i + 1]].tobytes()
             if capture is not None:
