@@ -166,6 +166,8 @@ def live(tmp_path_factory) -> Iterator[LiveRun]:
         run = subprocess.Popen(
             [
                 *(sys.executable, "-m", "lmaload", "run", "--mns", str(MNS), "--mags", "20"),
+                # Registrations over ~4 s: several 1-s scrapes of the counting LMAs.
+                *("--rate", "500"),
                 *("--allow-lag", "--results", str(tmp / "results.json")),
                 *("--metrics-port", str(run_port), "--lma-metrics-port", str(lma_port)),
                 *("--pushgateway", gateway_url),
