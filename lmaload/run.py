@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -35,7 +34,6 @@ from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 
-from lmaload import __version__
 from lmaload.capture import Capture, merge
 from lmaload.fault import Fault, parse_fault
 from lmaload.generator_metrics import GeneratorMetrics
@@ -227,13 +225,13 @@ class Runner:
                 )
                 if cfg.duration:
                     self._enter("hold")
-                    self._serve(engine, time.time() + cfg.duration, lambda: False)
+                    self._hold(engine, time.time() + cfg.duration)
                 if self.target.can_fail:
                     self._fail_active(engine, time.time(), inject=True)
             else:
                 registration = replace(registration, sync_observed=False)
                 self._enter("hold")
-                self._serve(engine, failure, lambda: False)
+                self._hold(engine, failure)
                 # Every shard measures the failure; the first one causes it.
                 self._fail_active(engine, failure, inject=self.target.can_fail and not cfg.shard[0])
             self.progress.show(self._status(engine))
@@ -257,6 +255,10 @@ class Runner:
         self.phase = phase
         if self.capture is not None:
             self.capture.phase = phase
+
+    def _hold(self, engine: MagEngine, until: float) -> None:
+        """Keep the MAGs running (refreshes, heartbeats) until ``until``."""
+        self._serve(engine, until, lambda: False)
 
     def _serve(self, engine: MagEngine, until: float, done: Callable[[], bool]) -> bool:
         """Drive the engine in slices until ``done()`` or ``until``; whether it got done."""
@@ -317,7 +319,7 @@ class Runner:
         sessions = engine.count(S.REGISTERED)
         began = time.time()
         if not self.target.observes_sync:
-            self._serve(engine, began + self.config.sync_wait, lambda: False)
+            self._hold(engine, began + self.config.sync_wait)
             return self.config.sync_wait
         synced = self._serve(engine, began + SYNC_TIMEOUT, lambda: self.target.synced(sessions))
         return time.time() - began if synced else None
@@ -348,7 +350,7 @@ class Runner:
             return not (np.isnan(meter.detection[at_risk]).any() or meter.pending.any())
 
         self._serve(engine, failure + self.config.failover_timeout, taken_over)
-        self._serve(engine, time.time() + self.config.observe, lambda: False)
+        self._hold(engine, time.time() + self.config.observe)
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -380,11 +382,7 @@ class Runner:
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["shard"] = list(self.config.shard)
-        config["versions"] = {
-            "lmaload": __version__,
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        }
+        config["versions"] = res.versions()
         return config
 
 

@@ -8,12 +8,14 @@ histogram is HdrHistogram-compatible (``Histogram.encode``).
 from __future__ import annotations
 
 import copy
+import platform
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from lmaload import __version__
 from lmaload.measure.histogram import Histogram
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagCounters, MagEngine
@@ -154,6 +156,15 @@ def generator(engine: MagEngine, loop: MagLoop) -> dict[str, Any]:
         "late_sends": lag.late,
         "behind_schedule": engine.behind_schedule,
         "drops": dict(loop.transport.drops),
+    }
+
+
+def versions() -> dict[str, str]:
+    """What produced a results document (its ``config.versions``)."""
+    return {
+        "lmaload": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
     }
 
 

@@ -31,6 +31,7 @@ from lmaload.protocol.redundancy import (
     Peer,
     SyncedSession,
     Takeover,
+    hello,
     session_options,
 )
 from lmaload.protocol.timers import Timers
@@ -531,18 +532,10 @@ class LmaEngine:
         flags = cp.HELLO_FLAG_A if self.role is Role.ACTIVE or self._taken else 0
         if request:
             flags |= cp.HELLO_FLAG_R
-        cfg = self.config
+        message = hello(self.config, self._hello_seq, flags)
         for peer in to:
-            hello = HomeAgentHello(
-                self._hello_seq,
-                cfg.preference,
-                cfg.hello_lifetime,
-                cfg.hello_interval,
-                cfg.group_id,
-                flags,
-            )
             self.counters.hello_sent += 1
-            self._send(hello, cfg.address, peer)
+            self._send(message, self.config.address, peer)
         self._hello_seq = (self._hello_seq + 1) & 0xFFFF
 
     def _on_hello(self, msg: HomeAgentHello, src: IPv6Address, now: float) -> None:

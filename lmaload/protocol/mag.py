@@ -271,11 +271,16 @@ class MagEngine:
         )
         self.counters.pbu_retransmitted += len(retransmit)
         refresh = due[state == S.REGISTERED]
-        mns["state"][refresh] = S.REFRESHING
-        mns["hi"][refresh] = cp.HI_NOT_CHANGED
-        mns["retries"][refresh] = 0
-        mns["t_send"][refresh] = mns["t_due"][refresh]  # intended: when the refresh fell due
+        self._begin_refresh(refresh, mns["t_due"][refresh])  # intended: when it fell due
         self._transmit(np.concatenate([retransmit, refresh]), now)
+
+    def _begin_refresh(self, rows: np.ndarray, intended: np.ndarray | int) -> None:
+        """``rows`` go REFRESHING (HI 5), their latency timed from ``intended`` (ns)."""
+        mns = self.pop.mns
+        mns["state"][rows] = S.REFRESHING
+        mns["hi"][rows] = cp.HI_NOT_CHANGED
+        mns["retries"][rows] = 0
+        mns["t_send"][rows] = intended
 
     def _transmit(self, rows: np.ndarray, now: float) -> None:
         """(Re)send the PBU of each row: a new sequence number and Timestamp (§3.7), the
@@ -531,10 +536,7 @@ class MagEngine:
         mns = self.pop.mns
         rows = self.rows_of(mag)
         rows = rows[(mns["lma"][rows] == lma) & (mns["state"][rows] == S.REGISTERED)]
-        mns["state"][rows] = S.REFRESHING
-        mns["hi"][rows] = cp.HI_NOT_CHANGED
-        mns["retries"][rows] = 0
-        mns["t_send"][rows] = _ns(now)
+        self._begin_refresh(rows, _ns(now))
         self._transmit(rows, now)
 
     # --- HA Switch (RFC 5142, spec-digest §8.6, R28) -------------------------------------------

@@ -9,11 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from math import ceil
+from typing import Protocol
 
 from lmaload.protocol.binding_cache import BindingCache
 from lmaload.protocol.pmip import ProxyBindingUpdate
 from lmaload.wire import (
     AccessTechnologyType,
+    HomeAgentHello,
     HomeNetworkPrefix,
     LinkLocalAddress,
     MobileNodeIdentifier,
@@ -102,6 +104,27 @@ def session_options(cache: BindingCache, row: int, now: float, deleted: bool) ->
     if lla != ALL_ZERO:
         opts.append(LinkLocalAddress(lla))
     return opts
+
+
+class HelloSettings(Protocol):
+    """What an HA-HELLO says of its sender (``LmaConfig``, lmaload sync's ``SenderConfig``)."""
+
+    preference: int
+    hello_lifetime: int
+    hello_interval: int
+    group_id: int
+
+
+def hello(settings: HelloSettings, sequence: int, flags: int) -> HomeAgentHello:
+    """The HA-HELLO (spec-digest §7.4) a member of the redundant set sends."""
+    return HomeAgentHello(
+        sequence,
+        settings.preference,
+        settings.hello_lifetime,
+        settings.hello_interval,
+        settings.group_id,
+        flags,
+    )
 
 
 @dataclass

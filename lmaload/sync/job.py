@@ -13,7 +13,6 @@ stream's wall time.
 from __future__ import annotations
 
 import json
-import platform
 import selectors
 import socket
 import tempfile
@@ -27,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from lmaload import __version__
 from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import LmaChild, free_port
 from lmaload.measure import results as res
@@ -351,11 +349,7 @@ class SyncJob:
         config["standby"] = str(self.config.standby) if self.config.standby else "embedded"
         config["address"] = str(self.config.address) if self.config.address else None
         config["results"] = str(self.config.results)
-        config["versions"] = {
-            "lmaload": __version__,
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        }
+        config["versions"] = res.versions()
         return config
 
 

@@ -37,6 +37,7 @@ from lmaload.bulk_types import DECODE_MALFORMED, DECODE_OK
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter, Schedule
 from lmaload.population import Population
+from lmaload.protocol.redundancy import hello
 from lmaload.sync.frames import frame_batch, pack
 from lmaload.sync.plan import DELETE, SyncPlan
 from lmaload.wire import (
@@ -466,19 +467,11 @@ class SyncSender:
             self._send_hello(request=False)
 
     def _send_hello(self, request: bool) -> None:
-        cfg = self.config
         flags = cp.HELLO_FLAG_A | (cp.HELLO_FLAG_R if request else 0)
-        hello = HomeAgentHello(
-            self._hello_seq,
-            cfg.preference,
-            cfg.hello_lifetime,
-            cfg.hello_interval,
-            cfg.group_id,
-            flags,
-        )
+        message = hello(self.config, self._hello_seq, flags)
         self._hello_seq = (self._hello_seq + 1) & 0xFFFF
         self.counters.hello_sent += 1
-        self._send(hello)
+        self._send(message)
 
     def _full_sync(self, identifier: int, now: float) -> None:
         """Every session live so far, in one reply to the SS-REQ ``identifier`` (M on all but
