@@ -5,6 +5,12 @@ doubling; freed rows are reused. The variable-size fields — MN identifier, the
 prefixes, MN link-layer identifier — are Python lists indexed by row. Three indexes find rows: by
 MN identifier, by home network prefix, and by Proxy-CoA (the MAG).
 
+Prefixes and MAGs are held in their packed form, which the compiled fast lane
+(``lmaload.protocol.fast_lane``) reads and writes without building ``ipaddress`` objects: a
+*prefix key* is the 16 octets of the network address followed by the prefix length, a MAG key
+the 16 octets of its address. The methods taking and giving ``IPv6Network`` / ``IPv6Address``
+convert.
+
 Each row has a ``state``: the entry is served here (ACTIVE), de-registered and waiting
 MinDelayBeforeBCEDelete (DEREGISTERED), a copy synchronised from the LMA in ``anchor`` (SYNCED),
 or was served here until its MAG switched over to another LMA (MOVED, spec-digest §8.8).
@@ -17,6 +23,16 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 import numpy as np
+
+
+def prefix_key(prefix: IPv6Network) -> bytes:
+    """The 17-octet key of ``prefix``: network address, then prefix length."""
+    return prefix.network_address.packed + bytes((prefix.prefixlen,))
+
+
+def key_network(key: bytes) -> IPv6Network:
+    """The network a prefix key stands for."""
+    return IPv6Network((int.from_bytes(key[:16], "big"), key[16]))
 
 
 class BceState(IntEnum):
@@ -58,12 +74,12 @@ class BindingCache:
         self._address_of: dict[bytes, IPv6Address] = {}
         self._octets_of: dict[IPv6Address, np.ndarray] = {}
         self.mn_ids: list[bytes] = [b""] * capacity
-        self.prefixes: list[tuple[IPv6Network, ...]] = [()] * capacity
+        self.prefix_keys: list[tuple[bytes, ...]] = [()] * capacity
         self.ll_ids: list[bytes | None] = [None] * capacity
         self._free = list(range(capacity - 1, -1, -1))
         self._by_mn: dict[bytes, set[int]] = {}
-        self._by_prefix: dict[IPv6Network, int] = {}
-        self._by_mag: dict[IPv6Address, set[int]] = {}
+        self._by_prefix: dict[bytes, int] = {}
+        self._by_mag: dict[bytes, set[int]] = {}
 
     def __len__(self) -> int:
         return len(self.rows) - len(self._free)
@@ -71,19 +87,24 @@ class BindingCache:
     # --- lookups -------------------------------------------------------------------------------
 
     def by_prefix(self, prefix: IPv6Network) -> int | None:
-        return self._by_prefix.get(prefix)
+        return self._by_prefix.get(prefix_key(prefix))
 
     def by_mn(self, mn_id: bytes) -> set[int]:
         return self._by_mn.get(mn_id, set())
 
     def by_mag(self, mag: IPv6Address) -> set[int]:
-        return self._by_mag.get(mag, set())
+        return self._by_mag.get(mag.packed, set())
 
     def mags(self) -> list[IPv6Address]:
-        return list(self._by_mag)
+        return [self._address(key) for key in self._by_mag]
 
-    def prefix_in_use(self, prefix: IPv6Network) -> bool:
-        return prefix in self._by_prefix
+    def key_in_use(self, key: bytes) -> bool:
+        """Whether the prefix of this key belongs to an entry."""
+        return key in self._by_prefix
+
+    def prefixes(self, row: int) -> tuple[IPv6Network, ...]:
+        """The home network prefixes of ``row``."""
+        return tuple(key_network(key) for key in self.prefix_keys[row])
 
     def live_rows(self) -> np.ndarray:
         return np.flatnonzero(self.rows["state"] != BceState.FREE)
@@ -96,12 +117,14 @@ class BindingCache:
     def get(self, row: int, name: str) -> Any:
         value = self._columns[name][row]
         if name in ADDRESS_FIELDS:
-            octets = value.tobytes()
-            address = self._address_of.get(octets)
-            if address is None:
-                address = self._address_of[octets] = IPv6Address(octets)
-            return address
+            return self._address(value.tobytes())
         return value.item()
+
+    def _address(self, octets: bytes) -> IPv6Address:
+        address = self._address_of.get(octets)
+        if address is None:
+            address = self._address_of[octets] = IPv6Address(octets)
+        return address
 
     def state(self, row: int) -> BceState:
         return BceState(int(self.rows["state"][row]))
@@ -112,8 +135,8 @@ class BindingCache:
             old = self.get(row, "proxy_coa")
             new = fields["proxy_coa"]
             if old != new and self.rows["state"][row] != BceState.FREE:
-                self._unindex_mag(row, old)
-                self._by_mag.setdefault(new, set()).add(row)
+                self._unindex_mag(row, old.packed)
+                self._by_mag.setdefault(new.packed, set()).add(row)
         columns = self._columns
         for name, value in fields.items():
             if name in ADDRESS_FIELDS:
@@ -129,7 +152,7 @@ class BindingCache:
     def insert(
         self,
         mn_id: bytes,
-        prefixes: tuple[IPv6Network, ...],
+        prefix_keys: tuple[bytes, ...],
         ll_id: bytes | None,
         **fields: Any,
     ) -> int:
@@ -139,13 +162,13 @@ class BindingCache:
         row = self._free.pop()
         self.rows[row] = np.zeros((), dtype=BCE_DTYPE)
         self.mn_ids[row] = mn_id
-        self.prefixes[row] = prefixes
+        self.prefix_keys[row] = prefix_keys
         self.ll_ids[row] = ll_id
         self.set(row, **fields)
         self._by_mn.setdefault(mn_id, set()).add(row)
-        for prefix in prefixes:
-            self._by_prefix[prefix] = row
-        self._by_mag.setdefault(self.get(row, "proxy_coa"), set()).add(row)
+        for key in prefix_keys:
+            self._by_prefix[key] = row
+        self._by_mag.setdefault(self.rows["proxy_coa"][row].tobytes(), set()).add(row)
         return row
 
     def delete(self, row: int) -> None:
@@ -154,12 +177,12 @@ class BindingCache:
         rows.discard(row)
         if not rows:
             del self._by_mn[mn_id]
-        for prefix in self.prefixes[row]:
-            del self._by_prefix[prefix]
-        self._unindex_mag(row, self.get(row, "proxy_coa"))
+        for key in self.prefix_keys[row]:
+            del self._by_prefix[key]
+        self._unindex_mag(row, self.rows["proxy_coa"][row].tobytes())
         self.rows["state"][row] = BceState.FREE
         self.mn_ids[row] = b""
-        self.prefixes[row] = ()
+        self.prefix_keys[row] = ()
         self.ll_ids[row] = None
         self._free.append(row)
 
@@ -167,7 +190,7 @@ class BindingCache:
         """Each field of ``rows`` as an array (taking a field view costs more than indexing)."""
         return {name: self.rows[name] for name in BCE_DTYPE.names}  # type: ignore[union-attr]
 
-    def _unindex_mag(self, row: int, mag: IPv6Address) -> None:
+    def _unindex_mag(self, row: int, mag: bytes) -> None:
         rows = self._by_mag.get(mag)
         if rows is not None:
             rows.discard(row)
@@ -181,6 +204,6 @@ class BindingCache:
         self.rows = rows
         self._columns = self._views()
         self.mn_ids += [b""] * old
-        self.prefixes += [()] * old
+        self.prefix_keys += [()] * old
         self.ll_ids += [None] * old
         self._free.extend(range(2 * old - 1, old - 1, -1))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lmaload.measure.histogram import Histogram
-from lmaload.protocol.binding_cache import BceState, BindingCache
+from lmaload.protocol.binding_cache import BceState, BindingCache, prefix_key
 from lmaload.protocol.config import LmaConfig
 from lmaload.protocol.datagrams import Datagram, Datagrams
 from lmaload.protocol.events import Counters, Event, Role
@@ -109,7 +109,7 @@ class LmaEngine:
         self.owns_lmaa = config.mode == "hard" or self.role is Role.ACTIVE
         self._lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
         self._wire = config.wire
-        self._pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.prefix_in_use)
+        self._pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.key_in_use)
         self._timers = Timers()
         self._out = Datagrams()
         # Restart Counter advertised for the LMAA: in virtual mode the group's, synced (R30).
@@ -121,10 +121,10 @@ class LmaEngine:
         self._recovered: set[IPv6Address] = set()  # MAGs taken over from another LMA
         self._takeovers: dict[IPv6Address, Takeover] = {}
         self._ha_switches: dict[IPv6Address, HaSwitch] = {}
-        self._tunnels: dict[IPv6Address, int] = {}
+        self._tunnels: dict[bytes, int] = {}  # packed MAG address → tunnel interface id
         self._hb_seq = 0
         self._heartbeats: dict[IPv6Address, MagHeartbeat] = {}
-        self._sync_changes: dict[tuple[bytes, IPv6Network], SyncChange] = {}
+        self._sync_changes: dict[tuple[bytes, bytes], SyncChange] = {}
         self._sync_queue: deque[Datagram] = deque()
         self._sync_next_send = now
         self._sync_id = 0
@@ -310,7 +310,7 @@ class LmaEngine:
             assert row is not None
             if self.cache.mn_ids[row] != mn:
                 return None, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX
-            if set(self.cache.prefixes[row]) != set(explicit):
+            if set(self.cache.prefixes(row)) != set(explicit):
                 return row, cp.STATUS_BCE_PBU_PREFIX_SET_DO_NOT_MATCH
             return row, None
         candidates = [
@@ -360,17 +360,17 @@ class LmaEngine:
             if not all(any(p.subnet_of(n) for n in networks) for p in explicit):
                 self._reject(pbu, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, now)
                 return
-            prefixes = explicit
+            keys = tuple(prefix_key(p) for p in explicit)
         else:
-            prefix = self._pool.allocate()
-            if prefix is None:
+            key = self._pool.allocate()
+            if key is None:
                 self._reject(pbu, cp.STATUS_INSUFFICIENT_RESOURCES, now)
                 return
-            prefixes = (prefix,)
+            keys = (key,)
         mn = pbu.mn_id.identifier  # type: ignore[union-attr]
         row = self.cache.insert(
             mn,
-            prefixes,
+            keys,
             pbu.ll_id,
             state=BceState.ACTIVE,
             proxy_coa=pbu.proxy_coa,
@@ -400,14 +400,14 @@ class LmaEngine:
             hi=pbu.hi,
             proxy_coa=mag,
             lla=lla,
-            tunnel=self._tunnels.setdefault(mag, len(self._tunnels) + 1),
+            tunnel=self._tunnels.setdefault(mag.packed, len(self._tunnels) + 1),
         )
         self._timers.arm(("bce", row), expires)
         pba = build_pba(
             pbu,
             cp.STATUS_ACCEPTED,
             lifetime=msg.lifetime,
-            prefixes=self.cache.prefixes[row],
+            prefixes=self.cache.prefixes(row),
             lla=lla,
         )
         self._record_change(row, now, deleted=False, pba=self._pba_datagram(pbu, pba))
@@ -432,7 +432,7 @@ class LmaEngine:
         )
         self._timers.arm(("bce", row), expires)
         lla = self.cache.get(row, "lla")
-        pba = build_pba(pbu, cp.STATUS_ACCEPTED, prefixes=self.cache.prefixes[row], lla=lla)
+        pba = build_pba(pbu, cp.STATUS_ACCEPTED, prefixes=self.cache.prefixes(row), lla=lla)
         self._record_change(row, now, deleted=True, pba=self._pba_datagram(pbu, pba))
 
     def _reject(
@@ -453,8 +453,8 @@ class LmaEngine:
 
     def _delete(self, row: int) -> None:
         self._timers.cancel(("bce", row))
-        for prefix in self.cache.prefixes[row]:
-            self._pool.release(prefix)
+        for key in self.cache.prefix_keys[row]:
+            self._pool.release(key)
         self.cache.delete(row)
 
     def _timer_bce(self, now: float, row: int) -> None:
@@ -799,7 +799,7 @@ class LmaEngine:
     def _record_change(self, row: int, now: float, deleted: bool, pba: Datagram | None) -> None:
         """Queue a binding change for the next SS-REP batch; in before-ack mode the PBA waits
         for the standby's SS-ACK, otherwise it goes now."""
-        key = (self.cache.mn_ids[row], self.cache.prefixes[row][0])
+        key = (self.cache.mn_ids[row], self.cache.prefix_keys[row][0])
         change = self._sync_changes.setdefault(key, SyncChange([]))
         change.options = session_options(self.cache, row, now, deleted)
         if pba is None:
@@ -997,7 +997,7 @@ class LmaEngine:
         pbci = session.pbci
         row = cache.by_prefix(session.prefixes[0])
         if row is not None and (
-            cache.mn_ids[row] != session.mn_id or set(cache.prefixes[row]) != set(session.prefixes)
+            cache.mn_ids[row] != session.mn_id or set(cache.prefixes(row)) != set(session.prefixes)
         ):
             self._delete(row)
             row = None
@@ -1011,7 +1011,7 @@ class LmaEngine:
         if row is None:
             row = cache.insert(
                 session.mn_id,
-                session.prefixes,
+                tuple(prefix_key(p) for p in session.prefixes),
                 session.ll_id,
                 state=BceState.SYNCED,
                 proxy_coa=pbci.proxy_coa,

@@ -92,7 +92,7 @@ def session_options(cache: BindingCache, row: int, now: float, deleted: bool) ->
             cache.get(row, "proxy_coa"),
         ),
         MobileNodeIdentifier(cache.mn_ids[row]),
-        *(HomeNetworkPrefix(p.network_address, p.prefixlen) for p in cache.prefixes[row]),
+        *(HomeNetworkPrefix(p.network_address, p.prefixlen) for p in cache.prefixes(row)),
         AccessTechnologyType(cache.get(row, "att")),
     ]
     if cache.get(row, "ts"):
