@@ -476,6 +476,20 @@ def test_scan_rejections() -> None:
         assert scan([data], [MAG.packed], [LMA.packed])[0]["fast"][0] == 0
 
 
+def test_scan_checksum_and_length_edges() -> None:
+    """Every one-bit and off-by-one error in the checksum field; a Header Len short of the
+    datagram (zeros after it, which would parse as Pad1) with the checksum over all of it."""
+    good = encode_mh(BindingUpdate(9, 100, options=tuple(fast_options())), MAG, LMA)
+    field = int.from_bytes(good[4:6], "big")
+    bad = [field ^ (1 << bit) for bit in range(16)] + [(field + 1) % 65536, (field - 1) % 65536]
+    datagrams = [good[:4] + v.to_bytes(2, "big") + good[6:] for v in bad]
+    datagrams += [with_checksum(good + bytes(n), MAG.packed, LMA.packed) for n in (1, 7, 8, 16)]
+    datagrams += [with_checksum(good[:-8], MAG.packed, LMA.packed)]
+    n = len(datagrams)
+    out = check_scan(datagrams, [MAG.packed] * n, [LMA.packed] * n, DEFAULT_CONFIG)
+    assert not out["fast"].any()
+
+
 def test_scan_accepts_what_the_reference_ignores() -> None:
     """Reserved octets (MH, HNP, HI, ATT, LL-ID), odd padding and PadN content are the
     reference's to ignore, so the lane takes them too."""
