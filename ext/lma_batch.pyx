@@ -424,6 +424,33 @@ cdef inline void write_pba(
     store_be16(p + 4, finish(length + IPPROTO_MH, address_sum(src, dst) + native_sum(p, length)))
 
 
+cdef enum:
+    ERR_INDEX = 1
+    ERR_NOT_FAST = 2
+    ERR_BOUNDS = 3
+
+
+cdef inline Py_ssize_t wrap_index(int64_t i, Py_ssize_t n) noexcept nogil:
+    """numpy's index semantics: negative counts from the end; -1 when out of range."""
+    if i < 0:
+        i += n
+    return i if 0 <= i < n else -1
+
+
+cdef inline int record_error(const scan_t* r, Py_ssize_t size) noexcept nogil:
+    """0 for a fast record whose MN-ID and MN LL-ID lie in buf (of size octets) and fit their
+    options (scan_pbus's fast records always do); else an ERR_ code."""
+    if not r.fast:
+        return ERR_NOT_FAST
+    if r.mn_len < 1 or r.mn_len > MAX_OPTION - 1 or r.mn_start < 0 or r.mn_start > size - r.mn_len:
+        return ERR_BOUNDS
+    if r.llid_len < -1 or r.llid_len > MAX_OPTION - 2:
+        return ERR_BOUNDS
+    if r.llid_len >= 0 and (r.llid_start < 0 or r.llid_start > size - r.llid_len):
+        return ERR_BOUNDS
+    return 0
+
+
 def encode_pbas(buf, scan, sel, prefix, plen, lifetime, status, src, dst, config=DEFAULT_CONFIG):
     """The PBAs answering the scanned PBUs ``scan[sel[k]]`` (which must be fast): status
     ``status[k]``, lifetime ``lifetime[k]``, the assigned prefix ``prefix[k]``/``plen[k]``, from
@@ -432,14 +459,8 @@ def encode_pbas(buf, scan, sel, prefix, plen, lifetime, status, src, dst, config
     data = octets(buf)
     scan_a = c_array(scan, PBU_SCAN_DTYPE, "scan")
     cdef Py_ssize_t n_scan = len(scan_a)
-    sel_a = np.array(sel, dtype=np.int64, copy=True).reshape(-1)
+    sel_a = np.ascontiguousarray(sel, dtype=np.int64).reshape(-1)
     cdef Py_ssize_t n = len(sel_a)
-    bad = (sel_a < -n_scan) | (sel_a >= n_scan)
-    if bad.any():
-        raise IndexError(
-            f"index {sel_a[bad][0]} is out of bounds for axis 0 with size {n_scan}"
-        )
-    sel_a[sel_a < 0] += n_scan
     prefix_a = c_array(prefix, np.dtype(np.uint8), "prefix", (n, 16))
     columns = []
     for name, values, dtype in (
@@ -456,30 +477,34 @@ def encode_pbas(buf, scan, sel, prefix, plen, lifetime, status, src, dst, config
     plen_a, lifetime_a, status_a = columns
     src_a = c_array(src, np.dtype(np.uint8), "src", (n_scan, 16))
     dst_a = c_array(dst, np.dtype(np.uint8), "dst", (n_scan, 16))
-    rows = scan_a[sel_a]
-    if n and not rows["fast"].all():
-        raise ValueError(f"scan row {sel_a[rows['fast'] == 0][0]} is not fast")
-    # What the records point at must lie in buf and fit an option (fast records always do).
-    if n and (
-        (rows["mn_len"] < 1).any()
-        or (rows["mn_len"] > MAX_OPTION - 1).any()
-        or (rows["mn_start"] < 0).any()
-        or (rows["mn_start"] + rows["mn_len"] > len(data)).any()
-        or (rows["llid_len"] > MAX_OPTION - 2).any()
-        or (rows["llid_len"] < -1).any()
-        or ((rows["llid_len"] >= 0) & (rows["llid_start"] < 0)).any()
-        or ((rows["llid_len"] >= 0) & (rows["llid_start"] + rows["llid_len"] > len(data))).any()
-    ):
-        raise ValueError("a scan record's MN-ID or MN LL-ID lies outside buf")
 
+    # Pass 1: each selected record checked (see record_error) and its PBA's length.
+    cdef cnp.ndarray rows = np.empty(n, dtype=np.int64)
+    cdef int64_t* js = <int64_t*>cnp.PyArray_DATA(rows)
+    cdef const int64_t* sel_p = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>sel_a)
     cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
     cdef int64_t* o = <int64_t*>cnp.PyArray_DATA(offsets)
     cdef const scan_t* rec = <const scan_t*>cnp.PyArray_DATA(<cnp.ndarray>scan_a)
-    cdef const int64_t* js = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>sel_a)
+    cdef Py_ssize_t size = len(data)
     cdef Py_ssize_t k, j
+    cdef int error = 0
     with nogil:
         for k in range(n):
-            o[k + 1] = o[k] + pba_length(&rec[js[k]])
+            j = wrap_index(sel_p[k], n_scan)
+            if j < 0:
+                error = ERR_INDEX
+                break
+            error = record_error(&rec[j], size)
+            if error:
+                break
+            js[k] = j
+            o[k + 1] = o[k] + pba_length(&rec[j])
+    if error == ERR_INDEX:
+        raise IndexError(f"index {sel_a[k]} is out of bounds for axis 0 with size {n_scan}")
+    if error == ERR_NOT_FAST:
+        raise ValueError(f"scan row {j} is not fast")
+    if error:
+        raise ValueError(f"scan row {j}: its MN-ID or MN LL-ID does not lie in buf or fit an option")
     cdef cnp.ndarray out = np.empty(o[n], dtype=np.uint8)
     cdef uint8_t* p = <uint8_t*>cnp.PyArray_DATA(out)
     cdef const uint8_t* d = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>data)

@@ -686,6 +686,13 @@ def test_encode_pbas_errors() -> None:
         lma_batch.encode_pbas(buf, out_scan, [0], one[0], [0], [70000], [0], addr, addr)
     with pytest.raises(TypeError):
         lma_batch.encode_pbas(buf, np.zeros(2, np.uint8), [0], *one, addr, addr)
+    for field, value in (("mn_start", len(buf) - 3), ("mn_len", 0), ("llid_len", 300)):
+        tampered = out_scan.copy()
+        tampered[field][0] = value
+        with pytest.raises(ValueError, match="does not lie in buf"):
+            lma_batch.encode_pbas(buf, tampered, [0], *one, addr, addr)
+    out, _ = lma_batch.encode_pbas(buf, out_scan, [-2], *one, addr, addr)  # numpy indexing
+    assert out[6] == 0 and out[8:10].tobytes() == b"\0\1"
     out, offsets = lma_batch.encode_pbas(
         buf, out_scan, np.zeros(0, np.int64), np.zeros((0, 16), np.uint8), [], [], [], addr, addr
     )
