@@ -85,3 +85,30 @@ HEARTBEAT_DTYPE = np.dtype(
 SS_ACK_DTYPE = np.dtype(
     [("error", "u1"), ("checksum_ok", "i1"), ("identifier", "<u2")], align=False
 )
+
+# One record per received datagram from lmaload._ext.lma_batch.scan_pbus, the LMA's fast lane.
+# ``fast`` is 1 for a PBU the lane may take: the reference decodes it (decode_mh), its checksum
+# verifies, the P flag is set, lifetime > 0, and its options (padding aside) are exactly one NAI
+# MN-ID (non-empty), one HNP, one HI, one ATT, at most one Timestamp and at most one MN LL-ID, in
+# any order. Then every other field is what decode_mh and ProxyBindingUpdate.parse give; when
+# ``fast`` is 0 the other fields mean nothing (the datagram goes to the reference path).
+PBU_SCAN_DTYPE = np.dtype(
+    [
+        ("fast", "u1"),
+        ("flags", "<u2"),  # the Binding Update flag word
+        ("seq", "<u2"),
+        ("lifetime", "<u2"),  # in 4-second units, as on the wire
+        ("mn_start", "<i8"),  # the NAI (the MN-ID after its subtype octet): offset into buf
+        ("mn_len", "<i2"),
+        ("hnp", "u1", (16,)),  # the HNP with the bits beyond plen masked off
+        ("plen", "u1"),
+        ("hnp_zero", "u1"),  # 1: the HNP was ALL_ZERO ::/0 as sent
+        ("hi", "u1"),
+        ("att", "u1"),
+        ("has_ts", "u1"),
+        ("ts", "<u8"),  # the Timestamp option's value (48.16 fixed point)
+        ("llid_start", "<i8"),  # the MN LL-ID's identifier (after its 2 reserved octets)
+        ("llid_len", "<i2"),  # -1: no MN LL-ID option
+    ],
+    align=False,
+)
