@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from ipaddress import IPv6Address, ip_address
+from pathlib import Path
 
 import numpy as np
 
@@ -70,6 +71,12 @@ def encode_pbus(count: int, lma: IPv6Address) -> tuple[np.ndarray, np.ndarray, n
         offsets,
         sources.reshape(-1, 4),
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def blast(
@@ -124,10 +131,13 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
+        cpu = cpu_seconds(lma.pid)
         received, elapsed = blast(buf, offsets, sources, (LMA_HOST, port), args.window)
+        cpu = cpu_seconds(lma.pid) - cpu
         print(
             f"{received} PBAs for {args.count} PBUs in {elapsed:.2f} s: "
-            f"{received / elapsed:,.0f} PBUs/s (reference engine, one core, UDP loopback)"
+            f"{received / elapsed:,.0f} PBUs/s (reference engine, one core, UDP loopback); "
+            f"the LMA used {cpu:.2f} s of CPU: {received / cpu:,.0f} PBUs per CPU second"
         )
     finally:
         lma.send_signal(signal.SIGTERM)

@@ -24,7 +24,7 @@ the alignment of spec-digest §1.2, as ``encode_options`` places it.
 import numpy as np
 
 from lmaload.bulk_types import SyncBatch
-from lmaload.protocol.binding_cache import BCE_DTYPE
+from lmaload.bce import BCE_DTYPE
 from lmaload.wire.codepoints import DEFAULT_CONFIG
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE

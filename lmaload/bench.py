@@ -17,14 +17,17 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 import numpy as np
 
 from lmaload import bulk
 from lmaload._ext import mmsg
+from lmaload.bulk_types import PbuOptions
 from lmaload.population import PopulationSpec, generate
+from lmaload.protocol import Datagram, Datagrams, LmaConfig, LmaEngine, redundancy
+from lmaload.protocol.datagrams import Columns
 from lmaload.transport.batch import BatchSocket
 from lmaload.wire import (
     AccessTechnologyType,
@@ -34,7 +37,9 @@ from lmaload.wire import (
     MobileNodeIdentifier,
     Timestamp,
     encode_ipv6_mh,
+    encode_mh,
 )
+from lmaload.wire import codepoints as cp
 
 LMA = IPv6Address("fd00:6c6d:6100::1")
 LMA2 = IPv6Address("fd00:6c6d:6100::2")
@@ -104,6 +109,72 @@ def bench_state_sync(mns: int, reference_mns: int, repeat: int) -> dict[str, Any
         "compiled": bulk.encode_state_sync is not bulk.py_encode_state_sync,
     }
     out["ratio"] = out["pbci_options"]["per_second"] / out["reference"]["per_second"]
+    return out
+
+
+def _engine_batches(pop: Any, hi: int, request_prefix: bool, batch: int) -> list[Datagrams]:
+    """The population's PBUs (Timestamp of the bench's clock) as received batches of columns."""
+    pop.mns["hi"] = hi
+    pop.mns["seq"] += 1
+    pop.mns["ts"] += 1  # 1/65536 s later: newer than the last accepted
+    options = PbuOptions(request_prefix=request_prefix)
+    buf, offsets = bulk.encode_pbus(
+        pop, np.arange(len(pop.mns)), LMA, lifetime=900, options=options
+    )
+    src = np.ascontiguousarray(pop.mags["addr6"][pop.mns["mag"]])
+    dst = np.tile(np.frombuffer(LMA.packed, dtype=np.uint8), (len(pop.mns), 1))
+    columns = Columns.from_offsets(buf, offsets, src, dst)
+    return [Datagrams([columns.take(slice(i, i + batch))]) for i in range(0, len(pop.mns), batch)]
+
+
+def bench_lma_engine(mns: int, reference_mns: int, repeat: int) -> dict[str, Any]:
+    """PBUs through the reference LMA engine on one core, no sockets: registration (ALL_ZERO,
+    HI 1) then refresh (the assigned prefix, HI 5) of every MN, in received batches of 1 024
+    columns (the fast lane), with a standby alive (changes go out as SS-REPs); and the same
+    through the reference path (batches of datagrams) for the ratio."""
+    now = time.time()
+
+    def run(count: int, fast: bool) -> tuple[Timing, Timing]:
+        pop = generate(PopulationSpec(mns=count, mags=max(1, count // 1000), seed=4))
+        pop.mns["ts"] = round(now * 65536)
+        config = LmaConfig(address=LMA, peers=(LMA2,), prefix_pool=IPv6Network("2001:db8::/32"))
+        standby = LmaConfig(address=LMA2, peers=(LMA,), role="standby")
+        hello = encode_mh(redundancy.hello(standby, 0, 0), LMA2, LMA)
+        registration = _engine_batches(pop, cp.HI_ATTACH_NEW_INTERFACE, False, 1024)
+        refresh = _engine_batches(pop, cp.HI_NOT_CHANGED, True, 1024)
+        if not fast:
+            registration = [Datagrams(list(b)) for b in registration]
+            refresh = [Datagrams(list(b)) for b in refresh]
+        timings = []
+        engine = LmaEngine(config, now)
+        engine.receive(Datagrams([Datagram(hello, LMA2, LMA)]), now)
+        for batches in (registration, refresh):
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            for batch in batches:
+                engine.receive(batch, now)
+                engine.datagrams_to_send()
+            timings.append(Timing(time.perf_counter() - t0, time.process_time() - c0))
+        accepted = engine.counters.pba_status[cp.STATUS_ACCEPTED]
+        if accepted != 2 * count:
+            raise RuntimeError(f"the engine accepted {accepted} of {2 * count} PBUs")
+        return timings[0], timings[1]
+
+    best = [Timing(float("inf"), float("inf"))] * 2
+    for _ in range(repeat):
+        timings = run(mns, True)
+        best = [min(b, t, key=lambda x: x.seconds) for b, t in zip(best, timings, strict=True)]
+    reference = run(reference_mns, False)
+    out: dict[str, Any] = {"mns": mns, "registration": _rate(mns, best[0])}
+    out["refresh"] = _rate(mns, best[1])
+    out["reference"] = {
+        "registration": _rate(reference_mns, reference[0]),
+        "refresh": _rate(reference_mns, reference[1]),
+    }
+    out["ratio"] = min(
+        out[k]["per_second"] / out["reference"][k]["per_second"]
+        for k in ("registration", "refresh")
+    )
     return out
 
 
@@ -257,6 +328,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "pbu_encode": bench_pbu_encode(n, 5_000 if quick else 20_000, repeat),
         "state_sync": bench_state_sync(n, 1_000 if quick else 5_000, repeat),
         "pba_decode": bench_pba_decode(n, 5_000 if quick else 20_000, repeat),
+        "lma_engine": bench_lma_engine(n // 2 if quick else n // 4, 2_000 if quick else 10_000, 2),
         "udp_send": bench_udp_send(n),
         "population": bench_population(n),
     }
@@ -265,7 +337,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 def format_report(results: dict[str, Any]) -> str:
     """The human-readable table of ``lmaload bench``."""
     pbu, sync, pba = results["pbu_encode"], results["state_sync"], results["pba_decode"]
-    udp, pop = results["udp_send"], results["population"]
+    udp, pop, lma = results["udp_send"], results["population"], results["lma_engine"]
     lines = [
         f"PBU encode       {pbu['bulk']['per_second'] / 1e6:8.2f} M msgs/s   reference "
         f"{pbu['reference']['per_second'] / 1e3:8.1f} k msgs/s   ratio {pbu['ratio']:8.0f}x",
@@ -279,6 +351,10 @@ def format_report(results: dict[str, Any]) -> str:
         f"{udp['sendmsg_pktinfo']['per_second'] / 1e6:.2f} M/s "
         f"({udp['ratio_vs_sendmsg_pktinfo']:.2f}x), sendto loop "
         f"{udp['sendto']['per_second'] / 1e6:.2f} M/s",
+        f"LMA engine       {lma['registration']['per_second'] / 1e3:8.1f} k new/s   "
+        f"{lma['refresh']['per_second'] / 1e3:8.1f} k refresh/s   reference "
+        f"{lma['reference']['registration']['per_second'] / 1e3:.1f} k / "
+        f"{lma['reference']['refresh']['per_second'] / 1e3:.1f} k   ratio {lma['ratio']:.0f}x",
         f"Population       {pop['array_bytes_per_node']:8.1f} B/node (arrays), "
         f"{pop['traced_bytes_per_node']:.1f} B/node retained at {pop['nodes']:,} nodes",
     ]

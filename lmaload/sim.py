@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
 
-from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 
 
 class Endpoint(Protocol):
@@ -71,6 +71,7 @@ class Simulator:
     start: float = 1_700_000_000.0
     default_link: LinkProfile = field(default_factory=LinkProfile)
     tracing: bool = False
+    columns: bool = False  # deliver each batch as columns, as the UDP transport does
 
     def __post_init__(self) -> None:
         self.now = self.start
@@ -177,6 +178,8 @@ class Simulator:
                         self.trace.append(Delivery(self.now, name, datagram))
         for name, batch in batches.items():
             node = self._nodes[name]
+            if self.columns:
+                batch = Datagrams([Columns.of(list(batch))])
             node.endpoint.receive(batch, self.now)
             self._collect(node)
 

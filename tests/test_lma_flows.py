@@ -10,6 +10,7 @@ with an LFI (HI 5, the assigned prefix, R33); on an HA Switch it re-registers wi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 
@@ -51,6 +52,14 @@ LOSSY = LinkProfile(delay=0.002, jitter=0.002, loss=0.05, duplicate=0.05, reorde
 PROFILES = [pytest.param(0, CLEAN, id="clean")] + [
     pytest.param(seed, LOSSY, id=f"lossy-{seed}") for seed in (1, 2, 3)
 ]
+
+
+@pytest.fixture(autouse=True, params=["datagrams", "columns"])
+def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every flow twice: batches of datagrams take the LMA's reference path, columns (as the
+    UDP transport delivers them) its compiled fast lane."""
+    if request.param == "columns":
+        monkeypatch.setitem(globals(), "Simulator", functools.partial(Simulator, columns=True))
 
 
 @dataclass

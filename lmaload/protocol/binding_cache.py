@@ -18,11 +18,12 @@ or was served here until its MAG switched over to another LMA (MOVED, spec-diges
 
 from __future__ import annotations
 
-from enum import IntEnum
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 import numpy as np
+
+from lmaload.bce import BCE_DTYPE, BceState
 
 
 def prefix_key(prefix: IPv6Network) -> bytes:
@@ -35,31 +36,6 @@ def key_network(key: bytes) -> IPv6Network:
     return IPv6Network((int.from_bytes(key[:16], "big"), key[16]))
 
 
-class BceState(IntEnum):
-    FREE = 0
-    ACTIVE = 1
-    DEREGISTERED = 2
-    SYNCED = 3
-    MOVED = 4
-
-
-BCE_DTYPE = np.dtype(
-    [
-        ("state", "u1"),
-        ("flags", "<u2"),  # flag word of the last accepted PBU
-        ("seq", "<u2"),  # sequence number of the last accepted PBU
-        ("lifetime", "<u2"),  # granted lifetime, 4-second units
-        ("expires", "<f8"),  # end of the lifetime; for DEREGISTERED the deletion time
-        ("ts", "<u8"),  # last accepted Timestamp option (48.16), 0 under the sequence scheme
-        ("att", "u1"),
-        ("hi", "u1"),  # handoff indicator of the last accepted PBU
-        ("tunnel", "<u4"),  # tunnel interface id (local, opaque, R4)
-        ("proxy_coa", "u1", (16,)),
-        ("lla", "u1", (16,)),  # MAG link-local address (all zero: none)
-        ("anchor", "u1", (16,)),  # address of the LMA serving the session
-    ],
-    align=False,
-)
 ADDRESS_FIELDS = frozenset({"proxy_coa", "lla", "anchor"})
 INITIAL_CAPACITY = 64
 
@@ -77,7 +53,9 @@ class BindingCache:
         self.prefix_keys: list[tuple[bytes, ...]] = [()] * capacity
         self.ll_ids: list[bytes | None] = [None] * capacity
         self._free = list(range(capacity - 1, -1, -1))
-        self._by_mn: dict[bytes, set[int]] = {}
+        # MN identifier → its row, or the set of its rows when it has several (multihoming):
+        # no set per session for the common case.
+        self._by_mn: dict[bytes, int | set[int]] = {}
         self._by_prefix: dict[bytes, int] = {}
         self._by_mag: dict[bytes, set[int]] = {}
 
@@ -90,7 +68,10 @@ class BindingCache:
         return self._by_prefix.get(prefix_key(prefix))
 
     def by_mn(self, mn_id: bytes) -> set[int]:
-        return self._by_mn.get(mn_id, set())
+        rows = self._by_mn.get(mn_id)
+        if rows is None:
+            return set()
+        return {rows} if isinstance(rows, int) else set(rows)
 
     def by_mag(self, mag: IPv6Address) -> set[int]:
         return self._by_mag.get(mag.packed, set())
@@ -98,9 +79,10 @@ class BindingCache:
     def mags(self) -> list[IPv6Address]:
         return [self._address(key) for key in self._by_mag]
 
-    def key_in_use(self, key: bytes) -> bool:
-        """Whether the prefix of this key belongs to an entry."""
-        return key in self._by_prefix
+    @property
+    def prefix_index(self) -> dict[bytes, int]:
+        """Prefix key → row; the prefix pool reads it to skip prefixes in use (do not write)."""
+        return self._by_prefix
 
     def prefixes(self, row: int) -> tuple[IPv6Network, ...]:
         """The home network prefixes of ``row``."""
@@ -165,7 +147,13 @@ class BindingCache:
         self.prefix_keys[row] = prefix_keys
         self.ll_ids[row] = ll_id
         self.set(row, **fields)
-        self._by_mn.setdefault(mn_id, set()).add(row)
+        rows = self._by_mn.get(mn_id)
+        if rows is None:
+            self._by_mn[mn_id] = row
+        elif isinstance(rows, int):
+            self._by_mn[mn_id] = {rows, row}
+        else:
+            rows.add(row)
         for key in prefix_keys:
             self._by_prefix[key] = row
         self._by_mag.setdefault(self.rows["proxy_coa"][row].tobytes(), set()).add(row)
@@ -174,9 +162,12 @@ class BindingCache:
     def delete(self, row: int) -> None:
         mn_id = self.mn_ids[row]
         rows = self._by_mn[mn_id]
-        rows.discard(row)
-        if not rows:
+        if isinstance(rows, int):
             del self._by_mn[mn_id]
+        else:
+            rows.discard(row)
+            if len(rows) == 1:
+                self._by_mn[mn_id] = rows.pop()
         for key in self.prefix_keys[row]:
             del self._by_prefix[key]
         self._unindex_mag(row, self.rows["proxy_coa"][row].tobytes())

@@ -3,15 +3,23 @@
 A datagram is one whole Mobility Header with the IPv6 source and destination of its checksum
 pseudo-header: for raw IPv6 sockets those are the packet's addresses; for the UDP/5436 transport
 of RFC 5844 the driver strips (on receive) or adds (on send) the inner IPv6 header that carries
-them. This reference batch is a plain list; a compiled fast path can offer the same interface over
-one contiguous buffer plus offsets.
+them.
+
+A batch holds, in order, plain ``Datagram`` tuples and ``Columns``: runs of datagrams over one
+buffer with packed addresses, as the batched socket calls and the compiled codecs produce them.
+Iterating a batch gives ``Datagram`` tuples either way (building them for columns); an engine's
+fast lane and a transport take the columns as they are (``parts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import NamedTuple
+
+import numpy as np
 
 
 class Datagram(NamedTuple):
@@ -24,30 +32,138 @@ class Datagram(NamedTuple):
     arrival: float | None = None
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Datagram ``i`` is ``buf[starts[i]:ends[i]]`` (uint8 buffer, int64 bounds) from ``src[i]``
+    to ``dst[i]`` (packed IPv6 addresses, (n, 16) uint8), received at ``arrival[i]`` (Unix
+    seconds, NaN where unknown; None: all unknown)."""
+
+    buf: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    arrival: np.ndarray | None = None
+
+    @classmethod
+    def from_offsets(
+        cls, buf: np.ndarray, offsets: np.ndarray, src: np.ndarray, dst: np.ndarray
+    ) -> Columns:
+        """Datagrams laid end to end: datagram ``i`` is ``buf[offsets[i]:offsets[i + 1]]``."""
+        return cls(buf, offsets[:-1], offsets[1:], src, dst)
+
+    @classmethod
+    def of(cls, datagrams: Sequence[Datagram]) -> Columns:
+        """The same datagrams laid out as columns."""
+        payloads = [d.data for d in datagrams]
+        offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in payloads], out=offsets[1:])
+        buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+
+        def packed(addresses: Iterable[IPv6Address]) -> np.ndarray:
+            octets = b"".join(a.packed for a in addresses)
+            return np.frombuffer(octets, dtype=np.uint8).reshape(-1, 16)
+
+        arrival = [math.nan if d.arrival is None else d.arrival for d in datagrams]
+        return cls(
+            buf,
+            offsets[:-1],
+            offsets[1:],
+            packed(d.src for d in datagrams),
+            packed(d.dst for d in datagrams),
+            np.array(arrival, dtype=np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def datagram(self, i: int) -> Datagram:
+        arrival = None if self.arrival is None else float(self.arrival[i])
+        return Datagram(
+            self.buf[self.starts[i] : self.ends[i]].tobytes(),
+            IPv6Address(self.src[i].tobytes()),
+            IPv6Address(self.dst[i].tobytes()),
+            None if arrival is None or math.isnan(arrival) else arrival,
+        )
+
+    def take(self, index: np.ndarray | slice) -> Columns:
+        """The datagrams at ``index`` (same buffer)."""
+        arrival = None if self.arrival is None else self.arrival[index]
+        return Columns(
+            self.buf,
+            self.starts[index],
+            self.ends[index],
+            self.src[index],
+            self.dst[index],
+            arrival,
+        )
+
+
 class Datagrams:
-    """An ordered batch of datagrams."""
+    """An ordered batch of datagrams (see the module docstring). ``done`` counts the datagrams
+    an engine has finished with, so that a driver can resume after one that raised."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_len", "_parts", "done")
 
-    def __init__(self, items: Iterable[Datagram] = ()) -> None:
-        self._items: list[Datagram] = list(items)
+    def __init__(self, items: Iterable[Datagram | Columns] = ()) -> None:
+        self._parts: list[Datagram | Columns] = []
+        self._len = 0
+        self.done = 0
+        self.extend(items)
 
     def append(
         self, data: bytes, src: IPv6Address, dst: IPv6Address, arrival: float | None = None
     ) -> None:
-        self._items.append(Datagram(data, src, dst, arrival))
+        self._parts.append(Datagram(data, src, dst, arrival))
+        self._len += 1
 
-    def extend(self, other: Iterable[Datagram]) -> None:
-        self._items.extend(other)
+    def extend(self, other: Iterable[Datagram | Columns]) -> None:
+        parts = other._parts if isinstance(other, Datagrams) else other
+        for part in parts:
+            if isinstance(part, Columns):
+                if not len(part):
+                    continue
+                self._len += len(part)
+            else:
+                self._len += 1
+            self._parts.append(part)
+
+    def parts(self) -> list[Datagram | Columns]:
+        """The batch as it is held: datagrams and columns, in order."""
+        return self._parts
+
+    def after(self, count: int) -> Datagrams:
+        """The datagrams after the first ``count``."""
+        rest = Datagrams()
+        for part in self._parts:
+            size = len(part) if isinstance(part, Columns) else 1
+            if count >= size:
+                count -= size
+                continue
+            rest.extend([part.take(slice(count, None)) if isinstance(part, Columns) else part])
+            count = 0
+        return rest
 
     def __iter__(self) -> Iterator[Datagram]:
-        return iter(self._items)
+        for part in self._parts:
+            if isinstance(part, Columns):
+                for i in range(len(part)):
+                    yield part.datagram(i)
+            else:
+                yield part
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._len
 
     def __getitem__(self, index: int) -> Datagram:
-        return self._items[index]
+        if index < 0:
+            index += self._len
+        for part in self._parts:
+            size = len(part) if isinstance(part, Columns) else 1
+            if index < size:
+                return part.datagram(index) if isinstance(part, Columns) else part
+            index -= size
+        raise IndexError("datagram index out of range")
 
     def __repr__(self) -> str:
-        return f"Datagrams({len(self._items)})"
+        return f"Datagrams({self._len})"

@@ -19,13 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from lmaload._ext.bce_sync import encode_sessions
+from lmaload._ext.expiry import ExpiryHeap
+from lmaload._ext.lane import PrefixPool
+from lmaload.bulk_types import SyncBatch
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache, prefix_key
 from lmaload.protocol.config import LmaConfig
-from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.protocol.events import Counters, Event, Role
+from lmaload.protocol.fast_lane import FastLane
 from lmaload.protocol.pmip import ALL_ZERO, ProxyBindingUpdate, build_pba, serial_newer
-from lmaload.protocol.prefix_pool import PrefixPool
 from lmaload.protocol.redundancy import (
     HaSwitch,
     Peer,
@@ -76,7 +80,8 @@ class MagHeartbeat:
 
 @dataclass
 class SyncChange:
-    """A binding change waiting for the next SS-REP batch, with the PBAs it withholds."""
+    """A deleted session waiting for the next SS-REP batch — its options, taken while the entry
+    was still there — with the PBAs it withholds."""
 
     options: list[Option]
     pbas: list[Datagram] = field(default_factory=list)
@@ -109,8 +114,9 @@ class LmaEngine:
         self.owns_lmaa = config.mode == "hard" or self.role is Role.ACTIVE
         self._lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
         self._wire = config.wire
-        self._pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.key_in_use)
+        self._pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.prefix_index)
         self._timers = Timers()
+        self._expiry = ExpiryHeap()  # binding cache lifetimes (and MinDelayBeforeBCEDelete)
         self._out = Datagrams()
         # Restart Counter advertised for the LMAA: in virtual mode the group's, synced (R30).
         self._lmaa_restart_counter = config.restart_counter
@@ -124,13 +130,18 @@ class LmaEngine:
         self._tunnels: dict[bytes, int] = {}  # packed MAG address → tunnel interface id
         self._hb_seq = 0
         self._heartbeats: dict[IPv6Address, MagHeartbeat] = {}
-        self._sync_changes: dict[tuple[bytes, bytes], SyncChange] = {}
+        # Changes for the next SS-REP batch: deleted sessions by (MN-ID, first prefix key), and
+        # the rows of live ones (read when packed), with the PBAs they withhold in before-ack.
+        self._sync_deleted: dict[tuple[bytes, bytes], SyncChange] = {}
+        self._sync_live: list[np.ndarray] = []
+        self._sync_held: dict[int, list[Datagram]] = {}
         self._sync_queue: deque[Datagram] = deque()
         self._sync_next_send = now
         self._sync_id = 0
         self._sync_pending: dict[int, PendingSync] = {}
         self._sync_requests: dict[IPv6Address, tuple[int, float]] = {}  # peer → (Id, interval)
         self._rng = random.Random(int(config.address))
+        self._fast = FastLane(self) if self._fast_lane_applies() else None
         self._timers.arm(("hello",), now)
         self._timers.arm(("heartbeat",), now + config.heartbeat_interval)
         self._event(now, "role", role=self.role.value, reason="start")
@@ -140,9 +151,14 @@ class LmaEngine:
     # --- driving interface ---------------------------------------------------------------------
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
-        """Process a batch of received Mobility Headers."""
-        for data, src, dst, arrival in datagrams:
-            self._receive_one(data, src, dst, now, now if arrival is None else arrival)
+        """Process a batch of received Mobility Headers, counting them in ``datagrams.done``.
+        Columns go through the compiled fast lane where it applies (``fast_lane``)."""
+        for part in datagrams.parts():
+            if isinstance(part, Columns):
+                self._receive_columns(part, now, datagrams)
+            else:
+                self._receive_datagram(part, now)
+                datagrams.done += 1
         self._flush_sync(now)
 
     def datagrams_to_send(self) -> Datagrams:
@@ -152,11 +168,24 @@ class LmaEngine:
 
     def next_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (Unix seconds), or None."""
-        return self._timers.next()
+        timer, expiry = self._timers.next(), self._next_expiry()
+        if timer is None or expiry is None:
+            return expiry if timer is None else timer
+        return min(timer, expiry)
 
     def handle_timer(self, now: float) -> None:
-        """Run every timer due at ``now``."""
-        while (key := self._timers.pop_due(now)) is not None:
+        """Run every timer due at ``now``, and end the entries whose time is up, in time order
+        (timers first at equal times)."""
+        while True:
+            timer, expiry = self._timers.next(), self._next_expiry()
+            if expiry is not None and expiry <= now and (timer is None or expiry < timer):
+                rows = self.cache.rows
+                for row in self._expiry.pop_due(expiry, rows["expires"], rows["state"]):
+                    self._expire(now, int(row))
+                continue
+            key = self._timers.pop_due(now)
+            if key is None:
+                break
             kind, *args = key  # type: ignore[misc]
             getattr(self, f"_timer_{kind}")(now, *args)
         self._flush_sync(now)
@@ -177,6 +206,51 @@ class LmaEngine:
         return len(self._sync_queue) + len(self._sync_pending)
 
     # --- receive dispatch ----------------------------------------------------------------------
+
+    def _receive_datagram(self, datagram: Datagram, now: float) -> None:
+        data, src, dst, arrival = datagram
+        self._receive_one(data, src, dst, now, now if arrival is None else arrival)
+
+    def _receive_columns(self, columns: Columns, now: float, batch: Datagrams) -> None:
+        if self._fast is None:
+            for i in range(len(columns)):
+                self._receive_datagram(columns.datagram(i), now)
+                batch.done += 1
+            return
+
+        base = batch.done
+
+        def slow(i: int) -> None:
+            batch.done = base + i  # the lane took those before it
+            self._receive_datagram(columns.datagram(i), now)
+
+        def accepted(rows: np.ndarray, expires: np.ndarray) -> None:
+            self._expiry.push_many(rows, expires)
+            self._sync_live.append(rows)
+
+        self._fast.receive(columns, now, slow, accepted)
+        batch.done = base + len(columns)
+
+    def _fast_lane_applies(self) -> bool:
+        """The lane answers PBUs at once and authorises everyone (see ``fast_lane``)."""
+        policy = self.config.policy
+        return (
+            self.config.sync == "async"
+            and policy.authorized_mags is None
+            and policy.authorized_mns is None
+            and not policy.pmip_disabled_mns
+        )
+
+    def _ownership(self) -> tuple[object, ...]:
+        """Everything that decides which MAGs' PBUs the fast lane may take (``fast_lane``)."""
+        return (
+            self.role,
+            self.owns_lmaa,
+            frozenset(self._moved.items()),
+            frozenset(self._taken),
+            frozenset(self._recovered),
+            frozenset(self._ha_switches),
+        )
 
     def _receive_one(
         self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float, arrival: float
@@ -402,7 +476,7 @@ class LmaEngine:
             lla=lla,
             tunnel=self._tunnels.setdefault(mag.packed, len(self._tunnels) + 1),
         )
-        self._timers.arm(("bce", row), expires)
+        self._expiry.push(row, expires)
         pba = build_pba(
             pbu,
             cp.STATUS_ACCEPTED,
@@ -430,7 +504,7 @@ class LmaEngine:
             ts=pbu.timestamp.value if pbu.timestamp is not None else 0,
             hi=pbu.hi,
         )
-        self._timers.arm(("bce", row), expires)
+        self._expiry.push(row, expires)
         lla = self.cache.get(row, "lla")
         pba = build_pba(pbu, cp.STATUS_ACCEPTED, prefixes=self.cache.prefixes(row), lla=lla)
         self._record_change(row, now, deleted=True, pba=self._pba_datagram(pbu, pba))
@@ -452,12 +526,15 @@ class LmaEngine:
         return Datagram(encode_mh(pba, pbu.dst, pbu.src, self._wire), pbu.dst, pbu.src)
 
     def _delete(self, row: int) -> None:
-        self._timers.cancel(("bce", row))
         for key in self.cache.prefix_keys[row]:
             self._pool.release(key)
         self.cache.delete(row)
 
-    def _timer_bce(self, now: float, row: int) -> None:
+    def _next_expiry(self) -> float | None:
+        rows = self.cache.rows
+        return self._expiry.next(rows["expires"], rows["state"])
+
+    def _expire(self, now: float, row: int) -> None:
         """The end of a lifetime, or of MinDelayBeforeBCEDelete after a de-registration."""
         state = self.cache.state(row)
         if state is BceState.ACTIVE:
@@ -798,14 +875,21 @@ class LmaEngine:
 
     def _record_change(self, row: int, now: float, deleted: bool, pba: Datagram | None) -> None:
         """Queue a binding change for the next SS-REP batch; in before-ack mode the PBA waits
-        for the standby's SS-ACK, otherwise it goes now."""
-        key = (self.cache.mn_ids[row], self.cache.prefix_keys[row][0])
-        change = self._sync_changes.setdefault(key, SyncChange([]))
-        change.options = session_options(self.cache, row, now, deleted)
+        for the standby's SS-ACK, otherwise it goes now. A live entry is read when packed; a
+        deleted one is described now, while it is still there."""
+        held = self.config.sync == "before-ack" and self._sync_targets()
+        if deleted:
+            key = (self.cache.mn_ids[row], self.cache.prefix_keys[row][0])
+            change = self._sync_deleted.setdefault(key, SyncChange([]))
+            change.options = session_options(self.cache, row, now, deleted=True)
+            pbas = change.pbas
+        else:
+            self._sync_live.append(np.array([row], dtype=np.int64))
+            pbas = self._sync_held.setdefault(row, []) if held else []
         if pba is None:
             return
-        if self.config.sync == "before-ack" and self._sync_targets():
-            change.pbas.append(pba)
+        if held:
+            pbas.append(pba)
         else:
             self._out.extend([pba])
 
@@ -821,36 +905,102 @@ class LmaEngine:
     def _flush_sync(self, now: float) -> None:
         self._timer_pace(now)
 
+    def _has_changes(self) -> bool:
+        return bool(self._sync_deleted or self._sync_live)
+
     def _pack_changes(self, now: float) -> None:
-        """Every binding change recorded since the last pacing slot, into SS-REPs."""
-        changes = list(self._sync_changes.values())
-        self._sync_changes.clear()
+        """Every binding change recorded since the last pacing slot, into SS-REPs: the deleted
+        sessions, then the live entries changed (each once, as they are now)."""
+        deleted = list(self._sync_deleted.values())
+        self._sync_deleted.clear()
+        rows = self._live_rows()
+        held, self._sync_held = self._sync_held, {}
         targets = self._sync_targets()
         if not targets:
-            for change in changes:
+            for change in deleted:
                 self._out.extend(change.pbas)
+            for pbas in held.values():
+                self._out.extend(pbas)
             return
-        self._send_sync_batch(changes, targets, now)
+        if deleted:
+            messages = pack_sessions(self._lead_options(), [c.options for c in deleted])
+            for options, carried in messages:
+                ident = self._next_sync_id()
+                rep = StateSync(cp.SS_REPLY, ident, cp.SS_FLAG_A, tuple(options))
+                data = {t: encode_mh(rep, self.config.address, t, self._wire) for t in targets}
+                pbas = [p for i in carried for p in deleted[i].pbas]
+                self._send_sync(ident, data, targets, pbas, len(carried), now)
+        if len(rows):
+            first_id = self._sync_id
+            batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
+            first = next(iter(batches.values())).first
+            for k in range(len(first) - 1):
+                ident = self._next_sync_id()
+                data = {t: _message(b, k) for t, b in batches.items()}
+                carried = rows[first[k] : first[k + 1]]
+                pbas = [p for r in carried.tolist() for p in held.pop(r, ())]
+                self._send_sync(ident, data, targets, pbas, len(carried), now)
+        for pbas in held.values():  # entries no longer live: their PBAs need not wait
+            self._out.extend(pbas)
 
-    def _send_sync_batch(
-        self, changes: list[SyncChange], targets: list[IPv6Address], now: float
+    def _live_rows(self) -> np.ndarray:
+        """The live entries changed since the last packing, in the order of their first change,
+        each once, dropping those that are no longer served here."""
+        if not self._sync_live:
+            return np.zeros(0, dtype=np.int64)
+        rows = np.concatenate(self._sync_live)
+        self._sync_live = []
+        _, first = np.unique(rows, return_index=True)
+        rows = rows[np.sort(first)]
+        return rows[self.cache.rows["state"][rows] == BceState.ACTIVE]
+
+    def _encode_live(
+        self, rows: np.ndarray, now: float, dst: IPv6Address, identifier: int, more: bool
+    ) -> SyncBatch:
+        """SS-REPs for the entries in ``rows`` (``encode_sessions``): async batches (``more``
+        False) number their messages on from ``identifier``, a full sync (``more``) gives them
+        all ``identifier`` and sets M on all but the last."""
+        cache = self.cache
+        return encode_sessions(
+            cache.rows,
+            cache.mn_ids,
+            cache.prefix_keys,
+            cache.ll_ids,
+            rows,
+            now,
+            self._lmaa_restart_counter,
+            self.config.address.packed,
+            dst.packed,
+            identifier,
+            step_identifiers=not more,
+            ack=not more,
+            more=more,
+            config=self._wire,
+        )
+
+    def _next_sync_id(self) -> int:
+        self._sync_id = self._sync_id % 0xFFFF + 1  # non-zero (R14)
+        return self._sync_id
+
+    def _send_sync(
+        self,
+        ident: int,
+        data: dict[IPv6Address, bytes],
+        targets: list[IPv6Address],
+        pbas: list[Datagram],
+        sessions: int,
+        now: float,
     ) -> None:
-        messages = pack_sessions(self._lead_options(), [c.options for c in changes])
-        for options, carried in messages:
-            self._sync_id = self._sync_id % 0xFFFF + 1  # non-zero (R14)
-            ident = self._sync_id
-            rep = StateSync(cp.SS_REPLY, ident, cp.SS_FLAG_A, tuple(options))
-            data = {t: encode_mh(rep, self.config.address, t, self._wire) for t in targets}
-            pbas = [p for i in carried for p in changes[i].pbas]
-            pending = PendingSync(data, set(targets), pbas, self.config.sync_ack_timeout, now)
-            self._sync_pending[ident] = pending
-            for target in targets:
-                self._enqueue_sync(data[target], target)
-            self.counters.sessions_synced_out += len(carried)
-            delay = len(self._sync_queue) / self.config.sync_pacing_rate
-            self._timers.arm(("ssrep", ident), now + delay + pending.interval)
-            if pbas:
-                self._timers.arm(("hold", ident), now + self.config.before_ack_timeout)
+        """Queue one SS-REP (A=1) to every target and wait for their SS-ACKs."""
+        pending = PendingSync(data, set(targets), pbas, self.config.sync_ack_timeout, now)
+        self._sync_pending[ident] = pending
+        for target in targets:
+            self._enqueue_sync(data[target], target)
+        self.counters.sessions_synced_out += sessions
+        delay = len(self._sync_queue) / self.config.sync_pacing_rate
+        self._timers.arm(("ssrep", ident), now + delay + pending.interval)
+        if pbas:
+            self._timers.arm(("hold", ident), now + self.config.before_ack_timeout)
 
     def _enqueue_sync(self, data: bytes, dst: IPv6Address) -> None:
         self.counters.ss_rep_sent += 1
@@ -864,7 +1014,7 @@ class LmaEngine:
         self._sync_next_send = max(self._sync_next_send, now)
         step = 1.0 / self.config.sync_pacing_rate
         while self._sync_next_send <= now:
-            if not self._sync_queue and self._sync_changes:
+            if not self._sync_queue and self._has_changes():
                 self._pack_changes(now)
             if not self._sync_queue:
                 break
@@ -872,7 +1022,7 @@ class LmaEngine:
             self.counters.ss_rep_octets_sent += len(datagram.data)
             self._out.extend([datagram])
             self._sync_next_send += step
-        if self._sync_queue or self._sync_changes:
+        if self._sync_queue or self._has_changes():
             self._timers.arm(("pace",), self._sync_next_send)
 
     def _timer_ssrep(self, now: float, ident: int) -> None:
@@ -950,13 +1100,16 @@ class LmaEngine:
                 wanted.update(self.cache.by_mn(opt.identifier))
             elif isinstance(opt, MagAddress):
                 wanted.update(self.cache.by_mag(opt.address))
-        rows = sorted(r for r in wanted if self.cache.state(r) is BceState.ACTIVE)
-        sessions = [session_options(self.cache, r, now, deleted=False) for r in rows]
-        messages = pack_sessions(self._lead_options(), sessions)
-        for i, (options, _) in enumerate(messages):
-            flags = cp.SS_FLAG_M if i < len(messages) - 1 else 0
-            rep = StateSync(cp.SS_REPLY, msg.identifier, flags, tuple(options))
+        rows = np.array(
+            sorted(r for r in wanted if self.cache.state(r) is BceState.ACTIVE), dtype=np.int64
+        )
+        if not len(rows):  # still one SS-REP, ending the request
+            rep = StateSync(cp.SS_REPLY, msg.identifier, 0, tuple(self._lead_options()))
             self._enqueue_sync(encode_mh(rep, self.config.address, src, self._wire), src)
+            return
+        batch = self._encode_live(rows, now, src, msg.identifier, more=True)
+        for k in range(len(batch.offsets) - 1):
+            self._enqueue_sync(_message(batch, k), src)
         self.counters.sessions_synced_out += len(rows)
 
     def _on_sync_reply(self, msg: StateSync, src: IPv6Address, now: float) -> None:
@@ -1031,7 +1184,7 @@ class LmaEngine:
             lla=session.lla or ALL_ZERO,
             tunnel=pbci.tunnel_interface_id,
         )
-        self._timers.arm(("bce", row), expires)
+        self._expiry.push(row, expires)
         self.counters.sessions_synced_in += 1
 
     def _is_stale(self, row: int, session: SyncedSession) -> bool:
@@ -1050,6 +1203,10 @@ class LmaEngine:
 
     def _event(self, now: float, kind: str, **detail: Any) -> None:
         self.events.append(Event(now, kind, detail))
+
+
+def _message(batch: SyncBatch, k: int) -> bytes:
+    return batch.buf[batch.offsets[k] : batch.offsets[k + 1]].tobytes()
 
 
 def _link_local(mn_id: bytes) -> IPv6Address:

@@ -21,10 +21,10 @@ import selectors
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Protocol
 
-from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.datagrams import Datagrams
 from lmaload.protocol.events import Event
 from lmaload.protocol.lma import LmaEngine
 from lmaload.transport.batch import BatchSocket
@@ -47,21 +47,6 @@ class Transport(Protocol):
     def receive(self, sock: BatchSocket, max_datagrams: int | None = None) -> Datagrams: ...
     def send(self, datagrams: Datagrams) -> None: ...
     def close(self) -> None: ...
-
-
-class _Progress(Datagrams):
-    """A batch that counts the datagrams the engine is done with (it asked for the next)."""
-
-    __slots__ = ("done",)
-
-    def __init__(self, items: Iterable[Datagram]) -> None:
-        super().__init__(items)
-        self.done = 0
-
-    def __iter__(self) -> Iterator[Datagram]:
-        for item in super().__iter__():
-            yield item
-            self.done += 1
 
 
 class EngineLoop:
@@ -155,8 +140,7 @@ class EngineLoop:
             if self._stopping:
                 return
 
-    def _feed(self, datagrams: Datagrams, now: float) -> None:
-        batch = _Progress(datagrams)
+    def _feed(self, batch: Datagrams, now: float) -> None:
         while True:
             try:
                 self.engine.receive(batch, now)
@@ -165,7 +149,7 @@ class EngineLoop:
                 if not self.drops["engine_error"]:
                     log.exception("the engine failed on a datagram; dropping such datagrams")
                 self.drops["engine_error"] += 1
-                batch = _Progress(batch[batch.done + 1 :])  # type: ignore[misc]
+                batch = batch.after(batch.done + 1)
 
     def _after_engine(self) -> None:
         """Send what the engine produced, report its events, follow its LMAA ownership."""

@@ -30,9 +30,11 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
+from lmaload._ext.lma_batch import frame as frame_batch
+from lmaload._ext.lma_batch import unframe as unframe_batch
 from lmaload.capture import Capture
-from lmaload.protocol.datagrams import Datagram, Datagrams
-from lmaload.transport.batch import BatchSocket
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
+from lmaload.transport.batch import Batch, BatchSocket
 from lmaload.wire import Message, WireError, decode_mh, encode_mh
 from lmaload.wire.ipv6 import ipv6_header, split_ipv6_mh
 
@@ -94,9 +96,10 @@ class UdpTransport:
         self._lmaa = lmaa
         self.lmaa_socket: BatchSocket | None = None
         self._want_lmaa = False
-        self._routes: dict[IPv6Address, tuple[bytes, int]] = {}
+        # packed inner address → packed outer address and port
+        self._routes: dict[bytes, tuple[bytes, int]] = {}
         for inner, outer in (routes or {}).items():
-            self._routes[inner] = self._packed(outer)
+            self._routes[inner.packed] = self._packed(outer)
 
     def _packed(self, outer: OuterAddress) -> tuple[bytes, int]:
         packed = ipaddress.ip_address(outer[0]).packed
@@ -135,52 +138,128 @@ class UdpTransport:
         return False
 
     def receive(self, sock: BatchSocket, max_datagrams: int | None = None) -> Datagrams:
-        """What is queued on ``sock``, inner headers stripped; learns the outer addresses."""
+        """What is queued on ``sock``, inner headers stripped, as columns over the socket's
+        receive buffer (valid until the next receive); learns the outer addresses."""
         batch = sock.recv(max_datagrams)
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
         if batch.new_drops:  # the receive buffer overflowed
             self.drops["kernel"] += batch.new_drops
-        out = Datagrams()
+        if not batch.count:
+            return Datagrams()
+        if self.capture is not None:
+            self._capture_in(sock, batch)
+        starts, ends, inner_src, inner_dst, ok = unframe_batch(batch.buf, batch.offsets)
+        good = ok.view(bool)
+        bad = batch.count - int(np.count_nonzero(good))
+        if bad:
+            self.drops["bad_inner_header"] += bad
+        arrival = batch.arrival * 1e-9
+        arrival[batch.arrival == 0] = np.nan
+        columns = Columns(batch.buf, starts, ends, inner_src, inner_dst, arrival)
+        if bad:
+            columns = columns.take(good)
+            outer, sport = batch.src[good], batch.sport[good]
+        else:
+            outer, sport = batch.src, batch.sport
+        self._learn(columns.src, outer, sport)
+        return Datagrams([columns])
+
+    def _learn(self, inner: np.ndarray, outer: np.ndarray, sport: np.ndarray) -> None:
+        """Route each inner source to the outer address and port it last came from."""
+        if not len(inner):
+            return
+        keys = np.ascontiguousarray(inner).view(np.dtype((np.void, 16))).ravel()
+        unique, index = np.unique(keys[::-1], return_index=True)
+        last = len(keys) - 1 - index
         routes = self._routes
-        buf, offsets, src, sport = batch.buf, batch.offsets, batch.src, batch.sport
-        arrival = (batch.arrival * 1e-9).tolist()
+        for key, i in zip(unique.tolist(), last.tolist(), strict=True):
+            routes[key] = (outer[i].tobytes(), int(sport[i]))
+
+    def _capture_in(self, sock: BatchSocket, batch: Batch) -> None:
         capture = self.capture
-        if capture is not None:
-            port, now = sock.local_address[1], time.time()
+        assert capture is not None
+        port, now = sock.local_address[1], time.time()
+        arrival = (batch.arrival * 1e-9).tolist()
         for i in range(batch.count):
-            payload = buf[offsets[i] : offsets[i + 1]].tobytes()
-            if capture is not None:
-                source = (src[i].tobytes(), int(sport[i]))
-                local = (batch.dst[i].tobytes(), port)
-                capture.record(arrival[i] or now, "in", source, local, payload)
-            try:
-                data, inner_src, inner_dst, _ = unframe(payload)
-            except WireError:
-                self.drops["bad_inner_header"] += 1
-                continue
-            routes[inner_src] = (src[i].tobytes(), int(sport[i]))
-            out.append(data, inner_src, inner_dst, arrival[i] or None)
-        if capture is not None and batch.count:
-            capture.flush()
-        return out
+            source = (batch.src[i].tobytes(), int(batch.sport[i]))
+            local = (batch.dst[i].tobytes(), port)
+            capture.record(arrival[i] or now, "in", source, local, batch.datagram(i))
+        capture.flush()
 
     def send(self, datagrams: Datagrams) -> None:
         """Frame and send, each from the socket of its source address (the LMAA's or ours)."""
         lmaa = self._lmaa[0] if self.lmaa_socket is not None else None  # type: ignore[index]
         by_socket: dict[BatchSocket, list[tuple[bytes, bytes, int]]] = {}
-        for data, src, dst, _ in datagrams:
-            outer = self._routes.get(dst)
+        for part in datagrams.parts():
+            if isinstance(part, Columns):
+                self._send_columns(part, lmaa)
+                continue
+            data, src, dst, _ = part
+            outer = self._outer(dst.packed)
             if outer is None:
-                fallback = default_outer(dst, self.family)
-                if fallback is None:
-                    self.drops["no_route"] += 1
-                    continue
-                outer = self._packed(fallback)
+                self.drops["no_route"] += 1
+                continue
             sock = self.lmaa_socket if src == lmaa else self.main
             by_socket.setdefault(sock, []).append((frame(data, src, dst), *outer))  # type: ignore[arg-type]
         for sock, items in by_socket.items():
             self._send_all(sock, items)
+
+    def _outer(self, inner: bytes) -> tuple[bytes, int] | None:
+        outer = self._routes.get(inner)
+        if outer is None:
+            fallback = default_outer(IPv6Address(inner), self.family)
+            if fallback is not None:
+                outer = self._packed(fallback)
+        return outer
+
+    def _send_columns(self, columns: Columns, lmaa: IPv6Address | None) -> None:
+        """Send columns (the LMA's PBAs) per source socket, each to its route."""
+        src_keys = np.ascontiguousarray(columns.src).view(np.dtype((np.void, 16))).ravel()
+        dst_keys = np.ascontiguousarray(columns.dst).view(np.dtype((np.void, 16))).ravel()
+        unique, inverse = np.unique(dst_keys, return_inverse=True)
+        width = 4 if self.family == socket.AF_INET else 16
+        hosts = np.zeros((len(unique), width), dtype=np.uint8)
+        ports = np.zeros(len(unique), dtype=np.uint16)
+        routed = np.ones(len(unique), dtype=bool)
+        for k, key in enumerate(unique.tolist()):
+            outer = self._outer(key)
+            if outer is None:
+                routed[k] = False
+            else:
+                hosts[k] = np.frombuffer(outer[0], dtype=np.uint8)
+                ports[k] = outer[1]
+        keep = routed[inverse]
+        if not keep.all():
+            self.drops["no_route"] += int(np.count_nonzero(~keep))
+        from_lmaa = np.zeros(len(columns), dtype=bool)
+        if lmaa is not None:
+            from_lmaa = src_keys == np.frombuffer(lmaa.packed, dtype=np.dtype((np.void, 16)))[0]
+        for sock, mask in ((self.main, keep & ~from_lmaa), (self.lmaa_socket, keep & from_lmaa)):
+            if sock is None or not mask.any():
+                continue
+            part = columns.take(mask)
+            buf, offsets = frame_batch(part.buf, part.starts, part.ends, part.src, part.dst)
+            if self.capture is not None:
+                self._capture_out(sock, buf, offsets, hosts[inverse[mask]], ports[inverse[mask]])
+            send_batch(sock, buf, offsets, hosts[inverse[mask]], ports[inverse[mask]], self.drops)
+
+    def _capture_out(
+        self,
+        sock: BatchSocket,
+        buf: np.ndarray,
+        offsets: np.ndarray,
+        hosts: np.ndarray,
+        ports: np.ndarray,
+    ) -> None:
+        capture = self.capture
+        assert capture is not None
+        host, port = sock.local_address[:2]
+        local, now = (ipaddress.ip_address(host).packed, port), time.time()
+        for i in range(len(offsets) - 1):
+            payload = buf[offsets[i] : offsets[i + 1]].tobytes()
+            capture.record(now, "out", local, (hosts[i].tobytes(), int(ports[i])), payload)
+        capture.flush()
 
     def _send_all(self, sock: BatchSocket, items: list[tuple[bytes, bytes, int]]) -> None:
         width = 4 if self.family == socket.AF_INET else 16

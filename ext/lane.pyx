@@ -1,0 +1,383 @@
+# cython: language_level=3
+"""The LMA engine's fast lane: RFC 5213 PBU processing (spec-digest §3.2) for the common PBU, in
+compiled code, over the columnar binding cache.
+
+``lmaload.protocol.lma.LmaEngine`` hands a run of scanned PBUs (``lmaload._ext.lma_batch``
+scan records, ``lmaload.bulk_types.PBU_SCAN_DTYPE``) to ``Lane.run``. The lane takes the two
+cases that make up a load: a new session asking for a prefix (ALL_ZERO HNP) and a refresh of an
+entry this LMA serves (its prefix, HI 5 or any HI, same MAG, newer Timestamp or sequence number).
+It stops, with nothing changed, at the first PBU that needs anything else — a rejection, a
+hand-off, a revived or synced entry, an explicitly requested new prefix, an exhausted pool — and
+the engine gives that one to the reference path (``LmaEngine._receive_one``) before running the
+lane again from the next. The outcome is the reference's, PBU for PBU, which the differential
+tests check.
+
+The lane writes the binding cache rows (by the field offsets of ``BCE_DTYPE``), the cache's
+lists and indexes, the pool and the tunnel table; the engine then arms the expiry of the accepted
+rows, records them for State Synchronization and encodes their PBAs in one call.
+
+``PrefixPool`` lives here too, compiled, so that the lane allocates without a Python call; the
+reference path uses the same object.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.math cimport fabs, isnan
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.string cimport memcmp, memcpy, memset
+
+from lmaload.bulk_types import PBU_SCAN_DTYPE
+from lmaload.bce import BCE_DTYPE, BceState
+from lmaload.wire import codepoints as cp
+
+cnp.import_array()
+
+
+def _offset(dtype, name):
+    return dtype.fields[name][1]
+
+
+# Binding cache row layout.
+cdef Py_ssize_t ROW_SIZE = BCE_DTYPE.itemsize
+cdef Py_ssize_t R_STATE = _offset(BCE_DTYPE, "state")
+cdef Py_ssize_t R_FLAGS = _offset(BCE_DTYPE, "flags")
+cdef Py_ssize_t R_SEQ = _offset(BCE_DTYPE, "seq")
+cdef Py_ssize_t R_LIFETIME = _offset(BCE_DTYPE, "lifetime")
+cdef Py_ssize_t R_EXPIRES = _offset(BCE_DTYPE, "expires")
+cdef Py_ssize_t R_TS = _offset(BCE_DTYPE, "ts")
+cdef Py_ssize_t R_ATT = _offset(BCE_DTYPE, "att")
+cdef Py_ssize_t R_HI = _offset(BCE_DTYPE, "hi")
+cdef Py_ssize_t R_TUNNEL = _offset(BCE_DTYPE, "tunnel")
+cdef Py_ssize_t R_PROXY_COA = _offset(BCE_DTYPE, "proxy_coa")
+cdef Py_ssize_t R_ANCHOR = _offset(BCE_DTYPE, "anchor")
+
+# Scan record layout.
+cdef Py_ssize_t SCAN_SIZE = PBU_SCAN_DTYPE.itemsize
+cdef Py_ssize_t S_FLAGS = _offset(PBU_SCAN_DTYPE, "flags")
+cdef Py_ssize_t S_SEQ = _offset(PBU_SCAN_DTYPE, "seq")
+cdef Py_ssize_t S_LIFETIME = _offset(PBU_SCAN_DTYPE, "lifetime")
+cdef Py_ssize_t S_MN_START = _offset(PBU_SCAN_DTYPE, "mn_start")
+cdef Py_ssize_t S_MN_LEN = _offset(PBU_SCAN_DTYPE, "mn_len")
+cdef Py_ssize_t S_HNP = _offset(PBU_SCAN_DTYPE, "hnp")
+cdef Py_ssize_t S_PLEN = _offset(PBU_SCAN_DTYPE, "plen")
+cdef Py_ssize_t S_HNP_ZERO = _offset(PBU_SCAN_DTYPE, "hnp_zero")
+cdef Py_ssize_t S_HI = _offset(PBU_SCAN_DTYPE, "hi")
+cdef Py_ssize_t S_ATT = _offset(PBU_SCAN_DTYPE, "att")
+cdef Py_ssize_t S_HAS_TS = _offset(PBU_SCAN_DTYPE, "has_ts")
+cdef Py_ssize_t S_TS = _offset(PBU_SCAN_DTYPE, "ts")
+cdef Py_ssize_t S_LLID_START = _offset(PBU_SCAN_DTYPE, "llid_start")
+cdef Py_ssize_t S_LLID_LEN = _offset(PBU_SCAN_DTYPE, "llid_len")
+
+cdef uint8_t ACTIVE = BceState.ACTIVE
+cdef uint8_t HI_BETWEEN_INTERFACES = cp.HI_HANDOFF_BETWEEN_INTERFACES
+cdef uint8_t HI_BETWEEN_MAGS = cp.HI_HANDOFF_BETWEEN_MAGS
+cdef uint8_t HI_UNKNOWN = cp.HI_UNKNOWN
+
+
+cdef extern from *:
+    ctypedef unsigned long long u128 "unsigned __int128"
+
+
+cdef class PrefixPool:
+    """Allocation of home network prefixes from the LMA's pool (RFC 5213 §5.3.2, ALL_ZERO HNP),
+    as binding-cache prefix keys (``binding_cache.prefix_key``): the pool's /``length`` subnets
+    in order, then the released ones (last released first), skipping any that is a key of
+    ``taken`` (the cache's prefix index: prefixes of sessions synchronised from a peer)."""
+
+    cdef u128 _base, _step, _count, _next
+    cdef uint8_t _length
+    cdef list _released
+    cdef dict _taken
+
+    def __init__(self, pool, int length, dict taken):
+        if not pool.prefixlen <= length <= 128:
+            raise ValueError("the prefix length must not be shorter than the pool's")
+        self._base = 0
+        for octet in pool.network_address.packed:
+            self._base = (self._base << 8) | <uint8_t>octet
+        self._step = (<u128>1) << (128 - length) if length > 0 else 0
+        # Subnets beyond 2^64 are never reached; the count is capped to stay in 128 bits.
+        self._count = (<u128>1) << min(length - pool.prefixlen, 64)
+        self._next = 0
+        self._length = length
+        self._released = []
+        self._taken = taken
+
+    def allocate(self):
+        """The key of a free prefix, or None when the pool is exhausted (status 130)."""
+        return self._allocate()
+
+    def release(self, bytes key not None):
+        """Return a prefix this pool handed out (others are ignored)."""
+        if len(key) != 17 or (<const uint8_t*>PyBytes_AS_STRING(key))[16] != self._length:
+            return
+        cdef u128 value = 0
+        cdef const uint8_t* octets = <const uint8_t*>PyBytes_AS_STRING(key)
+        cdef int i
+        for i in range(16):
+            value = (value << 8) | octets[i]
+        if value >= self._base and (self._step == 0 or (value - self._base) // self._step < self._count):
+            self._released.append(key)
+
+    cdef object _allocate(self):
+        cdef object key
+        cdef uint8_t octets[17]
+        cdef u128 value
+        cdef int i
+        while self._released:
+            key = self._released.pop()
+            if key not in self._taken:
+                return key
+        while self._next < self._count:
+            value = self._base + self._next * self._step
+            self._next += 1
+            for i in range(15, -1, -1):
+                octets[i] = <uint8_t>(value & 0xFF)
+                value >>= 8
+            octets[16] = self._length
+            key = PyBytes_FromStringAndSize(<const char*>octets, 17)
+            if key not in self._taken:
+                return key
+        return None
+
+
+cdef inline uint16_t get16(const uint8_t* p) noexcept nogil:
+    cdef uint16_t v
+    memcpy(&v, p, 2)
+    return v
+
+
+cdef inline uint64_t get64(const uint8_t* p) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+
+cdef inline bint serial_newer(uint16_t a, uint16_t b) noexcept nogil:
+    """RFC 6275 §9.5.1, as lmaload.protocol.pmip.serial_newer."""
+    cdef uint16_t d = <uint16_t>(a - b)
+    return 0 < d < 0x8000
+
+
+cdef class Accepted:
+    """The PBUs one ``Lane.run`` accepted, in order: datagram index, binding cache row, the
+    assigned prefix (16 octets and length), granted lifetime and the row's new expiry."""
+
+    cdef public object sel, row, prefix, plen, lifetime, expires
+    cdef public Py_ssize_t count
+
+    def __init__(self, Py_ssize_t capacity):
+        self.sel = np.empty(capacity, dtype=np.int64)
+        self.row = np.empty(capacity, dtype=np.int64)
+        self.prefix = np.empty((capacity, 16), dtype=np.uint8)
+        self.plen = np.empty(capacity, dtype=np.uint8)
+        self.lifetime = np.empty(capacity, dtype=np.uint16)
+        self.expires = np.empty(capacity, dtype=np.float64)
+        self.count = 0
+
+
+cdef class Lane:
+    """The fast lane of one LMA engine: ``cache`` (BindingCache), ``pool`` (PrefixPool),
+    ``tunnels`` (packed MAG → tunnel interface id, shared with the engine), the engine's own
+    individual ``address`` (packed) and the TimestampValidityWindow."""
+
+    cdef object cache, tunnels
+    cdef PrefixPool pool
+    cdef bytes address
+    cdef double window
+
+    def __init__(self, cache, PrefixPool pool, dict tunnels, bytes address, double window):
+        if len(address) != 16:
+            raise ValueError("the address is 16 octets")
+        self.cache = cache
+        self.pool = pool
+        self.tunnels = tunnels
+        self.address = address
+        self.window = window
+
+    def run(
+        self,
+        const uint8_t[::1] buf,
+        cnp.ndarray scan,
+        const uint8_t[:, ::1] src,
+        const uint8_t[::1] eligible,
+        const double[::1] arrival,
+        double now,
+        Py_ssize_t start,
+        Accepted out,
+    ):
+        """Process datagrams ``start``, ``start + 1``, ... while they are eligible PBUs the lane
+        can take; return the index of the first one it did not take (``len(scan)`` when none).
+        ``out`` receives the accepted ones (``out.count`` of them, from 0)."""
+        cdef Py_ssize_t n = scan.shape[0]
+        if not (src.shape[0] == n and eligible.shape[0] == n and arrival.shape[0] == n):
+            raise ValueError("scan, src, eligible and arrival differ in length")
+        if len(out.sel) < n - start:
+            raise ValueError("out is too small for the run")
+        cache = self.cache
+        cdef object rows_array = cache.rows
+        cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
+        cdef const uint8_t* recs = <const uint8_t*>cnp.PyArray_DATA(scan)
+        cdef list free = cache._free
+        cdef list mn_ids = cache.mn_ids
+        cdef list prefix_keys = cache.prefix_keys
+        cdef list ll_ids = cache.ll_ids
+        cdef dict by_mn = cache._by_mn
+        cdef dict by_prefix = cache._by_prefix
+        cdef dict by_mag = cache._by_mag
+        cdef dict tunnels = self.tunnels
+        cdef PrefixPool pool = self.pool
+        cdef const uint8_t* own = <const uint8_t*>PyBytes_AS_STRING(self.address)
+
+        cdef int64_t[::1] o_sel = out.sel
+        cdef int64_t[::1] o_row = out.row
+        cdef uint8_t[:, ::1] o_prefix = out.prefix
+        cdef uint8_t[::1] o_plen = out.plen
+        cdef uint16_t[::1] o_lifetime = out.lifetime
+        cdef double[::1] o_expires = out.expires
+        cdef Py_ssize_t count = 0
+
+        cdef Py_ssize_t i, row, candidates
+        cdef const uint8_t* rec
+        cdef uint8_t* r
+        cdef const uint8_t* mag_ptr = NULL
+        cdef object mag = None, mag_rows = None, tunnel = None
+        cdef object mn, llid, key, found, rows_of_mn, c
+        cdef int64_t mn_start, llid_start
+        cdef int16_t llid_len
+        cdef uint64_t ts
+        cdef uint16_t seq, lifetime
+        cdef uint8_t hi, att, has_ts
+        cdef double when, expires
+        cdef uint8_t key_octets[17]
+
+        for i in range(start, n):
+            if not eligible[i]:
+                out.count = count
+                return i
+            rec = recs + i * SCAN_SIZE
+            has_ts = rec[S_HAS_TS]
+            ts = get64(rec + S_TS)
+            seq = get16(rec + S_SEQ)
+            lifetime = get16(rec + S_LIFETIME)
+            hi = rec[S_HI]
+            att = rec[S_ATT]
+            when = arrival[i]
+            if isnan(when):
+                when = now
+            if has_ts and fabs(<double>ts / 65536.0 - when) > self.window:
+                break  # 156
+            mn_start = (<const int64_t*>(rec + S_MN_START))[0]
+            mn = PyBytes_FromStringAndSize(<const char*>&buf[mn_start], get16(rec + S_MN_LEN))
+            llid_len = (<const int16_t*>(rec + S_LLID_LEN))[0]
+            if llid_len >= 0:
+                llid_start = (<const int64_t*>(rec + S_LLID_START))[0]
+                llid = PyBytes_FromStringAndSize(<const char*>&buf[llid_start], llid_len)
+            else:
+                llid = None
+            if mag_ptr == NULL or memcmp(mag_ptr, &src[i, 0], 16) != 0:
+                mag_ptr = &src[i, 0]
+                mag = PyBytes_FromStringAndSize(<const char*>mag_ptr, 16)
+                tunnel = mag_rows = None
+
+            if rec[S_HNP_ZERO]:
+                # A new session unless exactly one entry of this MN interface hands off (§3.2.1).
+                rows_of_mn = by_mn.get(mn)
+                if rows_of_mn is not None and (
+                    hi == HI_BETWEEN_INTERFACES or hi == HI_BETWEEN_MAGS or hi == HI_UNKNOWN
+                ):
+                    candidates = 0
+                    for c in ((rows_of_mn,) if type(rows_of_mn) is int else rows_of_mn):
+                        if llid is None or (
+                            ll_ids[c] == llid and rows[<Py_ssize_t>c * ROW_SIZE + R_ATT] == att
+                        ):
+                            candidates += 1
+                    if candidates == 1:
+                        break  # hand-off
+                key = pool._allocate()
+                if key is None:
+                    break  # 130
+                if not free:
+                    cache._grow()
+                    rows_array = cache.rows
+                    rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
+                row = free.pop()
+                r = rows + row * ROW_SIZE
+                memset(r, 0, ROW_SIZE)
+                mn_ids[row] = mn
+                prefix_keys[row] = (key,)
+                ll_ids[row] = llid
+                if rows_of_mn is None:
+                    by_mn[mn] = row
+                elif type(rows_of_mn) is int:
+                    by_mn[mn] = {rows_of_mn, row}
+                else:
+                    rows_of_mn.add(row)
+                by_prefix[key] = row
+                if mag_rows is None:
+                    mag_rows = by_mag.get(mag)
+                    if mag_rows is None:
+                        mag_rows = by_mag[mag] = set()
+                mag_rows.add(row)
+                memcpy(r + R_PROXY_COA, mag_ptr, 16)
+                memcpy(&o_prefix[count, 0], PyBytes_AS_STRING(key), 16)
+                o_plen[count] = (<const uint8_t*>PyBytes_AS_STRING(key))[16]
+            else:
+                memcpy(key_octets, rec + S_HNP, 16)
+                key_octets[16] = rec[S_PLEN]
+                key = PyBytes_FromStringAndSize(<const char*>key_octets, 17)
+                found = by_prefix.get(key)
+                if found is None:
+                    break  # a new session with a requested prefix
+                row = found
+                r = rows + row * ROW_SIZE
+                if (
+                    mn_ids[row] != mn
+                    or prefix_keys[row] != (key,)
+                    or r[R_STATE] != ACTIVE
+                    or memcmp(r + R_ANCHOR, own, 16) != 0
+                    or memcmp(r + R_PROXY_COA, mag_ptr, 16) != 0
+                ):
+                    break  # 159 / 155, revived or synced entry, hand-off
+                if has_ts:
+                    if ts <= get64(r + R_TS):
+                        break  # 157
+                elif not serial_newer(seq, get16(r + R_SEQ)):
+                    break  # 135
+                memcpy(&o_prefix[count, 0], key_octets, 16)
+                o_plen[count] = key_octets[16]
+
+            expires = now + 4.0 * lifetime
+            r[R_STATE] = ACTIVE
+            memcpy(r + R_ANCHOR, own, 16)
+            memcpy(r + R_FLAGS, rec + S_FLAGS, 2)
+            memcpy(r + R_SEQ, &seq, 2)
+            memcpy(r + R_LIFETIME, &lifetime, 2)
+            memcpy(r + R_EXPIRES, &expires, 8)
+            if not has_ts:
+                ts = 0
+            memcpy(r + R_TS, &ts, 8)
+            r[R_ATT] = att
+            r[R_HI] = hi
+            if tunnel is None:
+                tunnel = tunnels.get(mag)
+                if tunnel is None:
+                    tunnel = tunnels[mag] = len(tunnels) + 1
+            _put_u32(r + R_TUNNEL, tunnel)
+            o_sel[count] = i
+            o_row[count] = row
+            o_lifetime[count] = lifetime
+            o_expires[count] = expires
+            count += 1
+        else:
+            out.count = count
+            return n
+        out.count = count
+        return i
+
+
+cdef inline void _put_u32(uint8_t* p, object value):
+    cdef unsigned int v = value
+    memcpy(p, &v, 4)

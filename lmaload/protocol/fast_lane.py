@@ -1,0 +1,127 @@
+"""The glue between ``LmaEngine`` and its compiled fast lane (``lmaload._ext.lane``): which
+received PBUs the lane may take, and the PBAs of those it accepted, encoded in one call.
+
+A batch that arrives as ``Columns`` is scanned by ``lmaload._ext.lma_batch.scan_pbus``. A PBU is
+*eligible* when the scan says the reference decoder would read exactly its fields (``fast``), it
+is addressed to this LMA, and the engine's per-MAG state lets the lane decide alone: the engine
+serves that MAG at that address (``_serves``), no HA Switch to the MAG awaits its PBU, and it is
+not a HI 5 re-registration asking for a prefix from a MAG taken over (a recovery, §8.5). The
+lane itself stops at every PBU whose outcome is not an acceptance it can write
+(``lmaload._ext.lane``). That per-MAG state changes only in the reference path, so eligibility is
+worked out again whenever a datagram went that way and the state differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv6Address
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lmaload._ext.lane import Accepted, Lane
+from lmaload._ext.lma_batch import encode_pbas, scan_pbus
+from lmaload.protocol.datagrams import Columns
+from lmaload.wire import codepoints as cp
+
+if TYPE_CHECKING:
+    from lmaload.protocol.lma import LmaEngine
+
+
+class FastLane:
+    """Runs the columns of a received batch through the lane and the reference path, in order."""
+
+    def __init__(self, engine: LmaEngine) -> None:
+        self._engine = engine
+        config = engine.config
+        self._lane = Lane(
+            engine.cache,
+            engine._pool,
+            engine._tunnels,
+            config.address.packed,
+            config.timestamp_validity_window,
+        )
+        self._address = np.frombuffer(config.address.packed, dtype=np.uint8)
+        self._lmaa = np.frombuffer(config.lmaa.packed, dtype=np.uint8)  # type: ignore[union-attr]
+        self.taken = 0  # PBUs the lane processed
+
+    def receive(
+        self,
+        columns: Columns,
+        now: float,
+        slow: Callable[[int], None],
+        on_accepted: Callable[[np.ndarray, np.ndarray], None],
+    ) -> None:
+        """Process every datagram of ``columns``: the lane's, and ``slow(i)`` for the others.
+        ``on_accepted(rows, expires)`` follows each run the lane accepted."""
+        engine = self._engine
+        n = len(columns)
+        scan = scan_pbus(
+            columns.buf, columns.starts, columns.ends, columns.src, columns.dst, engine._wire
+        )
+        arrival = columns.arrival if columns.arrival is not None else np.full(n, np.nan)
+        arrival = np.ascontiguousarray(arrival, dtype=np.float64)
+        src = np.ascontiguousarray(columns.src)
+        state = engine._ownership()
+        eligible = self._eligible(scan, columns)
+        accepted = Accepted(n)
+        i = 0
+        while i < n:
+            stop = self._lane.run(columns.buf, scan, src, eligible, arrival, now, i, accepted)
+            if accepted.count:
+                self.taken += accepted.count
+                self._answer(columns, scan, accepted)
+                on_accepted(
+                    accepted.row[: accepted.count].copy(), accepted.expires[: accepted.count]
+                )
+            if stop == n:
+                break
+            slow(stop)
+            if engine._ownership() != state:
+                state = engine._ownership()
+                eligible = self._eligible(scan, columns)
+            i = stop + 1
+
+    def _eligible(self, scan: np.ndarray, columns: Columns) -> np.ndarray:
+        engine = self._engine
+        ok = scan["fast"].astype(bool)
+        local = (columns.dst == self._address).all(axis=1)
+        if engine.owns_lmaa:
+            local |= (columns.dst == self._lmaa).all(axis=1)
+        ok &= local
+        if not ok.any():
+            return ok.view(np.uint8)
+        pairs = np.ascontiguousarray(np.concatenate([columns.src, columns.dst], axis=1))
+        keys = pairs.view(np.dtype((np.void, 32))).ravel()
+        unique, inverse = np.unique(keys[ok], return_inverse=True)
+        allowed = np.zeros(len(unique), dtype=bool)
+        recovered = np.zeros(len(unique), dtype=bool)
+        for k, key in enumerate(unique):
+            octets = key.tobytes()
+            mag, dst = IPv6Address(octets[:16]), IPv6Address(octets[16:])
+            allowed[k] = engine._serves(mag, dst) and mag not in engine._ha_switches
+            recovered[k] = mag in engine._recovered
+        recovery = scan["hnp_zero"][ok].astype(bool) & (scan["hi"][ok] == cp.HI_NOT_CHANGED)
+        ok[ok] = allowed[inverse] & ~(recovered[inverse] & recovery)
+        return ok.view(np.uint8)
+
+    def _answer(self, columns: Columns, scan: np.ndarray, accepted: Accepted) -> None:
+        """PBA 0 for every accepted PBU, from where it was sent to back to its sender."""
+        engine = self._engine
+        k = accepted.count
+        sel = accepted.sel[:k]
+        buf, offsets = encode_pbas(
+            columns.buf,
+            scan,
+            sel,
+            accepted.prefix[:k],
+            accepted.plen[:k],
+            accepted.lifetime[:k],
+            np.zeros(k, dtype=np.uint8),
+            columns.src,
+            columns.dst,
+            engine._wire,
+        )
+        engine._out.extend([Columns.from_offsets(buf, offsets, columns.dst[sel], columns.src[sel])])
+        engine.counters.pbu_processed += k
+        engine.counters.pba_status[cp.STATUS_ACCEPTED] += k

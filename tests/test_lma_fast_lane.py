@@ -1,0 +1,167 @@
+"""The LMA engine's compiled fast lane against its reference path: the same received batches,
+given as columns (fast lane) to one engine and as datagrams (reference path) to another, must
+give the same datagrams out, octet for octet and in order, the same binding cache, counters and
+State Synchronization — over random mixes of new sessions, refreshes, hand-offs,
+de-registrations, stale and out-of-window PBUs, wrong prefixes, heartbeats and garbage."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv6Address, IPv6Network
+
+import pytest
+
+from lmaload.protocol import Datagram, Datagrams, LmaConfig, LmaEngine, redundancy
+from lmaload.protocol.datagrams import Columns
+from lmaload.wire import (
+    AccessTechnologyType,
+    AlternateCareOfAddress,
+    BindingAck,
+    BindingUpdate,
+    HandoffIndicator,
+    Heartbeat,
+    HomeNetworkPrefix,
+    MobileNodeIdentifier,
+    MobileNodeLinkLayerIdentifier,
+    Timestamp,
+    decode_mh,
+    encode_mh,
+)
+
+T0 = 1_700_000_000.0
+LMA = IPv6Address("2001:db8:bbbb::1")
+PEER = IPv6Address("2001:db8:bbbb::2")
+MAGS = [IPv6Address(f"2001:db8:aaaa::{i}") for i in range(1, 5)]
+POOL = IPv6Network("2001:db8:8000::/56")  # 256 /64s: small enough to run out
+ZERO = HomeNetworkPrefix(IPv6Address("::"), 0)
+
+
+class Mix:
+    """Random PBU traffic for a few MAGs and MNs, following what the LMA answered."""
+
+    def __init__(self, rng: random.Random, mns: int, sequence_scheme: bool) -> None:
+        self.rng = rng
+        self.mns = [b"mn%d@fast.example" % i for i in range(mns)]
+        self.sequence_scheme = sequence_scheme
+        self.seq = dict.fromkeys(self.mns, 0)
+        self.prefix: dict[bytes, HomeNetworkPrefix] = {}
+        self.mag = {mn: rng.choice(MAGS) for mn in self.mns}
+        self.hello_seq = 0
+
+    def learn(self, out: list[Datagram]) -> None:
+        for data, _, _, _ in out:
+            msg = decode_mh(data).message
+            if not isinstance(msg, BindingAck) or msg.status != 0 or msg.lifetime == 0:
+                continue
+            mn = next(o.identifier for o in msg.options if isinstance(o, MobileNodeIdentifier))
+            hnp = next(o for o in msg.options if isinstance(o, HomeNetworkPrefix))
+            self.prefix[mn] = hnp
+
+    def batch(self, now: float, size: int) -> list[Datagram]:
+        return [self.datagram(now) for _ in range(size)]
+
+    def datagram(self, now: float) -> Datagram:
+        rng = self.rng
+        mn = rng.choice(self.mns)
+        mag = self.mag[mn]
+        kind = rng.choices(
+            ["new", "refresh", "handoff", "dereg", "stale", "window", "wrong", "other", "junk"],
+            [20, 40, 5, 4, 4, 3, 3, 6, 3],
+        )[0]
+        self.seq[mn] = (self.seq[mn] + rng.choice([1, 1, 1, 0, 40000])) & 0xFFFF
+        seq, lifetime, hi = self.seq[mn], rng.choice([100, 200, 5]), 5
+        hnp = self.prefix.get(mn, ZERO)
+        ts: float | None = None if self.sequence_scheme else now + rng.uniform(-0.1, 0.1)
+        extra: list = []
+        if kind == "new":
+            hnp, hi = ZERO, 1
+            if rng.random() < 0.2:
+                extra.append(MobileNodeLinkLayerIdentifier(b"\x02\x00\x00\x00\x00\x01"))
+        elif kind == "handoff":
+            mag = self.mag[mn] = rng.choice(MAGS)
+            hi = 3
+        elif kind == "dereg":
+            lifetime = 0
+        elif kind == "stale" and ts is not None:
+            ts -= 1.0
+        elif kind == "window" and ts is not None:
+            ts += 5.0
+        elif kind == "wrong":
+            hnp = self.prefix.get(rng.choice(self.mns), ZERO)
+        elif kind == "other":
+            choice = rng.randrange(3)
+            if choice == 0:
+                return self._wrap(Heartbeat(rng.randrange(1 << 16)), mag, LMA)
+            if choice == 1:
+                extra.append(AlternateCareOfAddress(mag))
+            else:  # to another address
+                return self._wrap(self._pbu(mn, seq, lifetime, hnp, hi, ts, extra), mag, PEER)
+        elif kind == "junk":
+            data = bytearray(encode_mh(self._pbu(mn, seq, lifetime, hnp, hi, ts, extra), mag, LMA))
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            return Datagram(bytes(data), mag, LMA, now)
+        return self._wrap(self._pbu(mn, seq, lifetime, hnp, hi, ts, extra), mag, LMA, now)
+
+    def _pbu(self, mn, seq, lifetime, hnp, hi, ts, extra) -> BindingUpdate:
+        options = [MobileNodeIdentifier(mn), hnp, HandoffIndicator(hi), AccessTechnologyType(4)]
+        if ts is not None:
+            options.append(Timestamp.from_unix(ts))
+        options += extra
+        self.rng.shuffle(options)
+        return BindingUpdate(seq, lifetime, options=tuple(options))
+
+    @staticmethod
+    def _wrap(msg, src: IPv6Address, dst: IPv6Address, arrival: float | None = None) -> Datagram:
+        return Datagram(encode_mh(msg, src, dst), src, dst, arrival)
+
+
+def state(engine: LmaEngine) -> tuple:
+    cache = engine.cache
+    live = cache.live_rows()
+    return (
+        cache.rows[live].tobytes(),
+        [cache.mn_ids[r] for r in live],
+        [cache.prefix_keys[r] for r in live],
+        [cache.ll_ids[r] for r in live],
+        sorted(cache._by_mn.items()),
+        sorted(cache._by_prefix.items()),
+        sorted(cache._by_mag.items()),
+        sorted(engine._tunnels.items()),
+        engine.counters,
+        engine.next_timer(),
+    )
+
+
+def sent(out: Datagrams) -> list[tuple[bytes, IPv6Address, IPv6Address]]:
+    return [(d.data, d.src, d.dst) for d in out]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fast_lane_matches_the_reference_path(seed: int) -> None:
+    rng = random.Random(seed)
+    sequence_scheme = seed % 3 == 0
+    peers = (PEER,) if seed % 2 else ()
+    config = LmaConfig(address=LMA, prefix_pool=POOL, peers=peers)
+    standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
+    fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
+    assert fast._fast is not None
+    mix = Mix(rng, mns=rng.choice([5, 40, 300]), sequence_scheme=sequence_scheme)
+    now = T0
+    for _ in range(30):
+        now += rng.choice([0.001, 0.05, 1.0, 30.0, 500.0])
+        for engine in (fast, reference):
+            if (due := engine.next_timer()) is not None and due <= now:
+                engine.handle_timer(now)
+        assert sent(fast.datagrams_to_send()) == sent(reference.datagrams_to_send())
+        batch = mix.batch(now, rng.choice([1, 7, 64, 300]))
+        if peers:  # keep the standby alive: the changes go out as SS-REPs
+            hello = redundancy.hello(standby, mix.hello_seq, 0)
+            mix.hello_seq += 1
+            batch.insert(rng.randrange(len(batch) + 1), mix._wrap(hello, PEER, LMA))
+        fast.receive(Datagrams([Columns.of(batch)]), now)
+        reference.receive(Datagrams(batch), now)
+        out_fast, out_reference = fast.datagrams_to_send(), reference.datagrams_to_send()
+        assert sent(out_fast) == sent(out_reference)
+        assert state(fast) == state(reference)
+        mix.learn(list(out_reference))
+    assert fast._fast.taken > fast.counters.pba_status[0] / 2
