@@ -3,11 +3,12 @@
 compiled code, over the columnar binding cache.
 
 ``lmaload.protocol.lma.LmaEngine`` hands a run of scanned PBUs (``lmaload._ext.lma_batch``
-scan records, ``lmaload.bulk_types.PBU_SCAN_DTYPE``) to ``Lane.run``. The lane takes the two
-cases that make up a load: a new session asking for a prefix (ALL_ZERO HNP) and a refresh of an
-entry this LMA serves (its prefix, HI 5 or any HI, same MAG, newer Timestamp or sequence number).
+scan records, ``lmaload.bulk_types.PBU_SCAN_DTYPE``) to ``Lane.run``. The lane takes the
+cases that make up a load: a new session asking for a prefix (ALL_ZERO HNP), and a PBU for an
+entry in the cache from the MAG it names (its prefix, newer Timestamp or sequence number): a
+refresh, a revival of a de-registered entry, or the adoption of a synchronised one at takeover.
 It stops, with nothing changed, at the first PBU that needs anything else — a rejection, a
-hand-off, a revived or synced entry, an explicitly requested new prefix, an exhausted pool — and
+hand-off, an explicitly requested new prefix, an exhausted pool — and
 the engine gives that one to the reference path (``LmaEngine._receive_one``) before running the
 lane again from the next. The outcome is the reference's, PBU for PBU, which the differential
 tests check.
@@ -336,11 +337,9 @@ cdef class Lane:
                 if (
                     mn_ids[row] != mn
                     or prefix_keys[row] != (key,)
-                    or r[R_STATE] != ACTIVE
-                    or memcmp(r + R_ANCHOR, own, 16) != 0
                     or memcmp(r + R_PROXY_COA, mag_ptr, 16) != 0
                 ):
-                    break  # 159 / 155, revived or synced entry, hand-off
+                    break  # 159 / 155, hand-off
                 if has_ts:
                     if ts <= get64(r + R_TS):
                         break  # 157

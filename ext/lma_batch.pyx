@@ -182,6 +182,7 @@ cdef packed struct scan_t:
     uint64_t ts
     int64_t llid_start
     int16_t llid_len
+    uint8_t has_lfi
 
 
 cdef int check_layout() except -1:
@@ -201,6 +202,7 @@ cdef enum:  # what an option type is to the fast lane (each seen at most once)
     K_ATT = 8
     K_TS = 16
     K_LLID = 32
+    K_LFI = 64
     K_REQUIRED = K_MNID | K_HNP | K_HI | K_ATT
 
 _OPTION_KIND = {
@@ -210,6 +212,7 @@ _OPTION_KIND = {
     wo.AccessTechnologyType: K_ATT,
     wo.Timestamp: K_TS,
     wo.MobileNodeLinkLayerIdentifier: K_LLID,
+    wo.LmaFailureIndication: K_LFI,
 }
 
 
@@ -298,11 +301,15 @@ cdef bint scan_one(
                 return False
             r.has_ts = 1
             r.ts = bswap64(load64(mh + body))
-        else:  # K_LLID
+        elif k == K_LLID:
             if length < 2:
                 return False
             r.llid_start = base + body + 2
             r.llid_len = length - 2
+        else:  # K_LFI: LmaFailureIndication.unpack takes the LMAA, and its IPv4 LMAA or not
+            if length != 16 and length != 20:
+                return False
+            r.has_lfi = 1
     if seen & K_REQUIRED != K_REQUIRED:
         return False
     # The checksum over the pseudo-header (n is a multiple of 8).

@@ -89,9 +89,9 @@ SS_ACK_DTYPE = np.dtype(
 # One record per received datagram from lmaload._ext.lma_batch.scan_pbus, the LMA's fast lane.
 # ``fast`` is 1 for a PBU the lane may take: the reference decodes it (decode_mh), its checksum
 # verifies, the P flag is set, lifetime > 0, and its options (padding aside) are exactly one NAI
-# MN-ID (non-empty), one HNP, one HI, one ATT, at most one Timestamp and at most one MN LL-ID, in
-# any order. Then every other field is what decode_mh and ProxyBindingUpdate.parse give; when
-# ``fast`` is 0 the other fields mean nothing (the datagram goes to the reference path).
+# MN-ID (non-empty), one HNP, one HI, one ATT, at most one Timestamp, at most one MN LL-ID and at
+# most one LMA Failure Indication, in any order. Then every other field is what decode_mh and
+# ProxyBindingUpdate.parse give; when ``fast`` is 0 the other fields mean nothing (the datagram goes to the reference path).
 PBU_SCAN_DTYPE = np.dtype(
     [
         ("fast", "u1"),
@@ -109,6 +109,7 @@ PBU_SCAN_DTYPE = np.dtype(
         ("ts", "<u8"),  # the Timestamp option's value (48.16 fixed point)
         ("llid_start", "<i8"),  # the MN LL-ID's identifier (after its 2 reserved octets)
         ("llid_len", "<i2"),  # -1: no MN LL-ID option
+        ("has_lfi", "u1"),  # 1: an LMA Failure Indication (a failover PBU, seed §6.2)
     ],
     align=False,
 )

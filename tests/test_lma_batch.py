@@ -57,8 +57,9 @@ FAST_OPTIONS = {
     AccessTechnologyType,
     Timestamp,
     MobileNodeLinkLayerIdentifier,
+    LmaFailureIndication,
 }
-REQUIRED = FAST_OPTIONS - {Timestamp, MobileNodeLinkLayerIdentifier}
+REQUIRED = FAST_OPTIONS - {Timestamp, MobileNodeLinkLayerIdentifier, LmaFailureIndication}
 
 SETTINGS = settings(
     max_examples=150,
@@ -106,6 +107,7 @@ def reference_scan(data: bytes, src: bytes, dst: bytes, config: WireConfig) -> d
         "att": pbu.att,
         "ts": pbu.timestamp.value if pbu.timestamp is not None else None,
         "llid": pbu.ll_id,
+        "lfi": int(pbu.lfi is not None),
     }
 
 
@@ -124,6 +126,7 @@ def record_fields(rec: np.void, buf: np.ndarray) -> dict:
         "att": int(rec["att"]),
         "ts": int(rec["ts"]) if rec["has_ts"] else None,
         "llid": buf[llid_start : llid_start + llid_len].tobytes() if llid_len >= 0 else None,
+        "lfi": int(rec["has_lfi"]),
     }
 
 
@@ -407,7 +410,7 @@ def test_scan_typical_pbu() -> None:
     [
         AlternateCareOfAddress(MAG),
         LinkLocalAddress(IPv6Address(0)),
-        LmaFailureIndication(LMA),
+        LmaFailureIndication(LMA, IPv4Address("192.0.2.9")),  # a second LFI, below
         VendorSpecific(b"\0\0\0\x01\x02"),
         IPv4CareOfAddress(IPv4Address("192.0.2.1")),
         IPv4HomeAddressRequest(IPv4Address(0)),
@@ -426,6 +429,8 @@ def test_scan_disqualifying_option(extra: Option) -> None:
     opts = fast_options()
     if isinstance(extra, MobileNodeLinkLayerIdentifier):
         opts.append(MobileNodeLinkLayerIdentifier(b"\3"))
+    if isinstance(extra, LmaFailureIndication):
+        opts.append(LmaFailureIndication(LMA))
     assert scan_one([*opts, extra])["fast"] == 0
     assert scan_one([extra, *opts])["fast"] == 0
 

@@ -11,7 +11,7 @@ from ipaddress import IPv6Address, IPv6Network
 
 import pytest
 
-from lmaload.protocol import Datagram, Datagrams, LmaConfig, LmaEngine, redundancy
+from lmaload.protocol import BceState, Datagram, Datagrams, LmaConfig, LmaEngine, redundancy
 from lmaload.protocol.datagrams import Columns
 from lmaload.wire import (
     AccessTechnologyType,
@@ -21,9 +21,11 @@ from lmaload.wire import (
     HandoffIndicator,
     Heartbeat,
     HomeNetworkPrefix,
+    LmaFailureIndication,
     MobileNodeIdentifier,
     MobileNodeLinkLayerIdentifier,
     Timestamp,
+    WireError,
     decode_mh,
     encode_mh,
 )
@@ -34,6 +36,9 @@ PEER = IPv6Address("2001:db8:bbbb::2")
 MAGS = [IPv6Address(f"2001:db8:aaaa::{i}") for i in range(1, 5)]
 POOL = IPv6Network("2001:db8:8000::/56")  # 256 /64s: small enough to run out
 ZERO = HomeNetworkPrefix(IPv6Address("::"), 0)
+
+
+KINDS = ["new", "refresh", "lfi", "handoff", "dereg", "stale", "window", "wrong", "other", "junk"]
 
 
 class Mix:
@@ -47,6 +52,7 @@ class Mix:
         self.prefix: dict[bytes, HomeNetworkPrefix] = {}
         self.mag = {mn: rng.choice(MAGS) for mn in self.mns}
         self.hello_seq = 0
+        self.weights = dict(zip(KINDS, [20, 40, 5, 5, 4, 4, 3, 3, 6, 3], strict=True))
 
     def learn(self, out: list[Datagram]) -> None:
         for data, _, _, _ in out:
@@ -55,7 +61,8 @@ class Mix:
                 continue
             mn = next(o.identifier for o in msg.options if isinstance(o, MobileNodeIdentifier))
             hnp = next(o for o in msg.options if isinstance(o, HomeNetworkPrefix))
-            self.prefix[mn] = hnp
+            if mn in self.seq:  # not one a corrupted PBU made up
+                self.prefix[mn] = hnp
 
     def batch(self, now: float, size: int) -> list[Datagram]:
         return [self.datagram(now) for _ in range(size)]
@@ -64,10 +71,7 @@ class Mix:
         rng = self.rng
         mn = rng.choice(self.mns)
         mag = self.mag[mn]
-        kind = rng.choices(
-            ["new", "refresh", "handoff", "dereg", "stale", "window", "wrong", "other", "junk"],
-            [20, 40, 5, 4, 4, 3, 3, 6, 3],
-        )[0]
+        kind = rng.choices(list(self.weights), list(self.weights.values()))[0]
         self.seq[mn] = (self.seq[mn] + rng.choice([1, 1, 1, 0, 40000])) & 0xFFFF
         seq, lifetime, hi = self.seq[mn], rng.choice([100, 200, 5]), 5
         hnp = self.prefix.get(mn, ZERO)
@@ -77,6 +81,8 @@ class Mix:
             hnp, hi = ZERO, 1
             if rng.random() < 0.2:
                 extra.append(MobileNodeLinkLayerIdentifier(b"\x02\x00\x00\x00\x00\x01"))
+        elif kind == "lfi":
+            extra.append(LmaFailureIndication(PEER))
         elif kind == "handoff":
             mag = self.mag[mn] = rng.choice(MAGS)
             hi = 3
@@ -165,3 +171,64 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         assert state(fast) == state(reference)
         mix.learn(list(out_reference))
     assert fast._fast.taken > fast.counters.pba_status[0] / 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_lane_matches_the_reference_path_through_a_takeover(seed: int) -> None:
+    """A standby synchronised from an active (PEER) that dies: the MAGs' failover PBUs (LFI) are
+    held per MAG while the SO-REQ is out, then adopted (replayed through the lane)."""
+    rng = random.Random(100 + seed)
+    active = LmaEngine(LmaConfig(address=PEER, peers=(LMA,), prefix_pool=POOL), T0)
+    config = LmaConfig(address=LMA, peers=(PEER,), role="standby", prefix_pool=POOL)
+    fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
+    mix = Mix(rng, mns=rng.choice([20, 200]), sequence_scheme=seed % 2 == 0)
+    mix.weights = {"new": 2, "refresh": 6, "stale": 1, "junk": 1}
+    now = T0
+
+    def step(to_standby: list[Datagram], dt: float) -> None:
+        nonlocal now
+        now += dt
+        for engine in (fast, reference):
+            if (due := engine.next_timer()) is not None and due <= now:
+                engine.handle_timer(now)
+        fast.receive(Datagrams([Columns.of(to_standby)]), now)
+        reference.receive(Datagrams(to_standby), now)
+        out = sent(fast.datagrams_to_send())
+        assert out == sent(reference.datagrams_to_send())
+        assert state(fast) == state(reference)
+        acks = [Datagram(d, s, dst) for d, s, dst in out if dst == PEER]
+        if active is not None:
+            active.receive(Datagrams(acks), now)
+
+    # Registration at the active; its HELLOs and SS-REPs go to both standbys.
+    for _ in range(8):
+        batch = [d for d in mix.batch(now, 50) if d.dst == LMA]
+        active.receive(Datagrams([_to(d, PEER) for d in batch]), now)
+        out = list(active.datagrams_to_send())
+        mix.learn([d for d in out if d.dst != LMA])
+        step([d for d in out if d.dst == LMA], 0.5)
+        if (due := active.next_timer()) is not None and due <= now:
+            active.handle_timer(now)
+            step([d for d in active.datagrams_to_send() if d.dst == LMA], 0.0)
+    assert fast.cache.count(BceState.SYNCED) > 0
+    # The active dies; the MAGs fail over to the standby with LFI PBUs for their sessions.
+    active = None
+    for _ in range(12):
+        batch = []
+        for mn, hnp in list(mix.prefix.items())[: rng.randrange(1, 60)]:
+            mix.seq[mn] = (mix.seq[mn] + 1) & 0xFFFF
+            ts = None if mix.sequence_scheme else now + 0.3
+            pbu = mix._pbu(mn, mix.seq[mn], 100, hnp, 5, ts, [LmaFailureIndication(PEER)])
+            batch.append(Mix._wrap(pbu, mix.mag[mn], LMA, now + 0.3))
+        step(batch, 0.3)
+    assert fast._fast.taken > 0
+    assert fast.cache.count(BceState.ACTIVE) > 0
+
+
+def _to(datagram: Datagram, dst: IPv6Address) -> Datagram:
+    """The message re-addressed (checksum redone) to ``dst``; garbage stays as it is."""
+    try:
+        msg = decode_mh(datagram.data).message
+    except WireError:
+        return datagram._replace(dst=dst)
+    return Datagram(encode_mh(msg, datagram.src, dst), datagram.src, dst, datagram.arrival)

@@ -51,9 +51,11 @@ class FastLane:
         now: float,
         slow: Callable[[int], None],
         on_accepted: Callable[[np.ndarray, np.ndarray], None],
+        replay: bool = False,
     ) -> None:
         """Process every datagram of ``columns``: the lane's, and ``slow(i)`` for the others.
-        ``on_accepted(rows, expires)`` follows each run the lane accepted."""
+        ``on_accepted(rows, expires)`` follows each run the lane accepted. ``replay``: PBUs
+        held for a takeover, counted when they arrived."""
         engine = self._engine
         n = len(columns)
         scan = scan_pbus(
@@ -63,50 +65,86 @@ class FastLane:
         arrival = np.ascontiguousarray(arrival, dtype=np.float64)
         src = np.ascontiguousarray(columns.src)
         state = engine._ownership()
-        eligible = self._eligible(scan, columns)
+        eligible, hold = self._classify(scan, columns, replay)
         accepted = Accepted(n)
         i = 0
         while i < n:
             stop = self._lane.run(columns.buf, scan, src, eligible, arrival, now, i, accepted)
             if accepted.count:
                 self.taken += accepted.count
-                self._answer(columns, scan, accepted)
+                self._answer(columns, scan, accepted, count=not replay)
                 on_accepted(
                     accepted.row[: accepted.count].copy(), accepted.expires[: accepted.count]
                 )
             if stop == n:
                 break
-            slow(stop)
-            if engine._ownership() != state:
-                state = engine._ownership()
-                eligible = self._eligible(scan, columns)
+            if hold[stop]:
+                self._hold(columns, scan, stop)
+            else:
+                slow(stop)
+                if engine._ownership() != state:
+                    state = engine._ownership()
+                    eligible, hold = self._classify(scan, columns, replay)
             i = stop + 1
 
-    def _eligible(self, scan: np.ndarray, columns: Columns) -> np.ndarray:
+    def _classify(
+        self, scan: np.ndarray, columns: Columns, replay: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which datagrams the lane may take, and which are failover PBUs to hold for a
+        takeover already under way (hard mode: a MAG this LMA does not serve yet)."""
         engine = self._engine
+        n = len(scan)
         ok = scan["fast"].astype(bool)
         local = (columns.dst == self._address).all(axis=1)
         if engine.owns_lmaa:
             local |= (columns.dst == self._lmaa).all(axis=1)
         ok &= local
-        if not ok.any():
-            return ok.view(np.uint8)
+        hold = np.zeros(n, dtype=bool)
+        if not ok.any() or engine._withholds_pbas():
+            return np.zeros(n, dtype=np.uint8), hold
         pairs = np.ascontiguousarray(np.concatenate([columns.src, columns.dst], axis=1))
         keys = pairs.view(np.dtype((np.void, 32))).ravel()
         unique, inverse = np.unique(keys[ok], return_inverse=True)
         allowed = np.zeros(len(unique), dtype=bool)
+        held = np.zeros(len(unique), dtype=bool)
         recovered = np.zeros(len(unique), dtype=bool)
-        for k, key in enumerate(unique):
-            octets = key.tobytes()
-            mag, dst = IPv6Address(octets[:16]), IPv6Address(octets[16:])
-            allowed[k] = engine._serves(mag, dst) and mag not in engine._ha_switches
+        hard = engine.config.mode == "hard"
+        for k, key in enumerate(unique.tolist()):
+            mag, dst = IPv6Address(key[:16]), IPv6Address(key[16:])
+            if mag in engine._ha_switches:
+                continue
+            allowed[k] = engine._serves(mag, dst)
+            held[k] = hard and not replay and not allowed[k] and mag in engine._takeovers
             recovered[k] = mag in engine._recovered
-        recovery = scan["hnp_zero"][ok].astype(bool) & (scan["hi"][ok] == cp.HI_NOT_CHANGED)
-        ok[ok] = allowed[inverse] & ~(recovered[inverse] & recovery)
-        return ok.view(np.uint8)
+        zero = scan["hnp_zero"][ok].astype(bool)
+        lfi = scan["has_lfi"][ok].astype(bool)
+        # A recovery asking for a new prefix (§8.5) is the reference path's.
+        recovery = zero & (lfi | (recovered[inverse] & (scan["hi"][ok] == cp.HI_NOT_CHANGED)))
+        hold[ok] = held[inverse] & lfi
+        ok[ok] = allowed[inverse] & ~recovery
+        return ok.view(np.uint8), hold
 
-    def _answer(self, columns: Columns, scan: np.ndarray, accepted: Accepted) -> None:
-        """PBA 0 for every accepted PBU, from where it was sent to back to its sender."""
+    def _hold(self, columns: Columns, scan: np.ndarray, i: int) -> None:
+        """Hold a failover PBU for the takeover of its MAG, as ``LmaEngine._queue_takeover``
+        does once the takeover is under way."""
+        engine = self._engine
+        rec = scan[i]
+        buf = columns.buf
+        start, length = int(rec["mn_start"]), int(rec["mn_len"])
+        llid = None
+        if rec["llid_len"] >= 0:
+            at = int(rec["llid_start"])
+            llid = buf[at : at + int(rec["llid_len"])].tobytes()
+        datagram = columns.datagram(i)
+        key = (buf[start : start + length].tobytes(), llid, int(rec["att"]))
+        engine._takeovers[datagram.src].hold(key, datagram)
+        engine.counters.pbu_processed += 1
+
+    def _answer(
+        self, columns: Columns, scan: np.ndarray, accepted: Accepted, count: bool
+    ) -> None:
+        """PBA 0 for every accepted PBU, from where it was sent to back to its sender;
+        ``count``: count the PBUs as processed."""
         engine = self._engine
         k = accepted.count
         sel = accepted.sel[:k]
@@ -123,5 +161,6 @@ class FastLane:
             engine._wire,
         )
         engine._out.extend([Columns.from_offsets(buf, offsets, columns.dst[sel], columns.src[sel])])
-        engine.counters.pbu_processed += k
+        if count:
+            engine.counters.pbu_processed += k
         engine.counters.pba_status[cp.STATUS_ACCEPTED] += k

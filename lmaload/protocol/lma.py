@@ -224,22 +224,26 @@ class LmaEngine:
             batch.done = base + i  # the lane took those before it
             self._receive_datagram(columns.datagram(i), now)
 
-        def accepted(rows: np.ndarray, expires: np.ndarray) -> None:
-            self._expiry.push_many(rows, expires)
-            self._sync_live.append(rows)
-
-        self._fast.receive(columns, now, slow, accepted)
+        self._fast.receive(columns, now, slow, self._lane_accepted)
         batch.done = base + len(columns)
 
+    def _lane_accepted(self, rows: np.ndarray, expires: np.ndarray) -> None:
+        """Follow-up of PBUs the fast lane accepted: their entries' expiry and sync."""
+        self._expiry.push_many(rows, expires)
+        self._sync_live.append(rows)
+
     def _fast_lane_applies(self) -> bool:
-        """The lane answers PBUs at once and authorises everyone (see ``fast_lane``)."""
+        """The lane authorises everyone (see ``fast_lane``)."""
         policy = self.config.policy
         return (
-            self.config.sync == "async"
-            and policy.authorized_mags is None
+            policy.authorized_mags is None
             and policy.authorized_mns is None
             and not policy.pmip_disabled_mns
         )
+
+    def _withholds_pbas(self) -> bool:
+        """before-ack with a standby alive: PBAs wait for SS-ACKs (not the fast lane's way)."""
+        return self.config.sync == "before-ack" and bool(self._sync_targets())
 
     def _ownership(self) -> tuple[object, ...]:
         """Everything that decides which MAGs' PBUs the fast lane may take (``fast_lane``)."""
@@ -250,6 +254,8 @@ class LmaEngine:
             frozenset(self._taken),
             frozenset(self._recovered),
             frozenset(self._ha_switches),
+            frozenset(self._takeovers),
+            self._withholds_pbas(),
         )
 
     def _receive_one(
@@ -268,7 +274,7 @@ class LmaEngine:
             return
         msg = decoded.message
         if isinstance(msg, BindingUpdate):
-            self._on_pbu(msg, src, dst, now, arrival)
+            self._on_pbu(msg, Datagram(data, src, dst, arrival), now)
         elif isinstance(msg, Heartbeat):
             self._on_heartbeat(msg, src, dst, now)
         elif isinstance(msg, UnknownMessage):
@@ -295,12 +301,12 @@ class LmaEngine:
 
     # --- PBU processing (RFC 5213 §5.3, spec-digest §3.2) ---------------------------------------
 
-    def _on_pbu(
-        self, msg: BindingUpdate, src: IPv6Address, dst: IPv6Address, now: float, arrival: float
-    ) -> None:
-        """``arrival``: the LMA clock when the PBU reached this host, which its Timestamp is
-        checked against (spec-digest §3.4), so that time it spends queued here (a failover
-        burst) does not push a punctual MAG out of the window."""
+    def _on_pbu(self, msg: BindingUpdate, datagram: Datagram, now: float) -> None:
+        """``datagram.arrival``: the LMA clock when the PBU reached this host, which its
+        Timestamp is checked against (spec-digest §3.4), so that time it spends queued here (a
+        failover burst) does not push a punctual MAG out of the window."""
+        _, src, dst, arrival = datagram
+        assert arrival is not None
         self.counters.pbu_processed += 1
         if not msg.flags & cp.BU_FLAG_P:
             self._drop("not_proxy")
@@ -316,7 +322,7 @@ class LmaEngine:
         elif self._serves(mag, dst):
             self._process(pbu, now, arrival)
         elif pbu.lfi is not None and self.config.mode == "hard":
-            self._queue_takeover(pbu, pbu.lfi, now, arrival)
+            self._queue_takeover(pbu, datagram, now)
         else:
             self._reject(pbu, cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE, now)
 
@@ -744,18 +750,17 @@ class LmaEngine:
 
     # --- hard switch per MAG (seed Figure 3, spec-digest §8.5, R16, R17, R29) ------------------
 
-    def _queue_takeover(
-        self, pbu: ProxyBindingUpdate, lfi: LmaFailureIndication, now: float, arrival: float
-    ) -> None:
+    def _queue_takeover(self, pbu: ProxyBindingUpdate, datagram: Datagram, now: float) -> None:
         """Hold a PBU+LFI; the first one of a MAG sends the SO-REQ naming that MAG."""
         mag = pbu.proxy_coa
+        key = (pbu.mn_id.identifier, pbu.ll_id, pbu.att)  # type: ignore[union-attr]
         takeover = self._takeovers.get(mag)
         if takeover is not None:
-            takeover.hold(pbu, arrival)
+            takeover.hold(key, datagram)
             return
-        current = self._current_lma_of(mag, lfi.lmaa)
+        current = self._current_lma_of(mag, pbu.lfi.lmaa)  # type: ignore[union-attr]
         takeover = Takeover(mag, current, self.config.switchover_initial_timeout)
-        takeover.hold(pbu, arrival)
+        takeover.hold(key, datagram)
         self._takeovers[mag] = takeover
         self._event(now, "switchover_started", mag=str(mag), current=str(current))
         if not self._peers[current].alive:
@@ -802,8 +807,7 @@ class LmaEngine:
         self._event(
             now, "switchover_done", mag=str(mag), reason=reason, queued=len(takeover.queued)
         )
-        for pbu, arrival in takeover.queued.values():
-            self._process(pbu, now, arrival)
+        self._replay(list(takeover.queued.values()), now)
         current = self._peers[takeover.current]
         if self.config.send_switch_complete and current.alive:
             complete = HomeAgentControl(cp.HAC_SWITCH_COMPLETE, 0, mag)
@@ -815,8 +819,26 @@ class LmaEngine:
         takeover = self._takeovers.pop(mag)
         self._timers.cancel(("so", mag))
         self._event(now, "switchover_refused", mag=str(mag), reason=reason)
-        for pbu, _ in takeover.queued.values():
-            self._reject(pbu, cp.STATUS_ADMINISTRATIVELY_PROHIBITED, now)
+        for datagram in takeover.queued.values():
+            self._reject(self._held_pbu(datagram), cp.STATUS_ADMINISTRATIVELY_PROHIBITED, now)
+
+    def _replay(self, held: list[Datagram], now: float) -> None:
+        """Process held PBUs as this LMA's own (steps 9-14), through the fast lane where it
+        applies; they were counted and admitted when they arrived."""
+        if self._fast is None:
+            for datagram in held:
+                self._process(self._held_pbu(datagram), now, datagram.arrival)  # type: ignore[arg-type]
+            return
+
+        def slow(i: int) -> None:
+            self._process(self._held_pbu(held[i]), now, held[i].arrival)  # type: ignore[arg-type]
+
+        self._fast.receive(Columns.of(held), now, slow, self._lane_accepted, replay=True)
+
+    def _held_pbu(self, datagram: Datagram) -> ProxyBindingUpdate:
+        data, src, dst, _ = datagram
+        msg = decode_mh(data, src, dst, self._wire).message
+        return ProxyBindingUpdate.parse(msg, src, dst)  # type: ignore[arg-type]
 
     def _on_ha_control(self, msg: HomeAgentControl, src: IPv6Address, now: float) -> None:
         mag = msg.mag_address

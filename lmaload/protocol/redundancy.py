@@ -12,7 +12,7 @@ from math import ceil
 from typing import Protocol
 
 from lmaload.protocol.binding_cache import BindingCache
-from lmaload.protocol.pmip import ProxyBindingUpdate
+from lmaload.protocol.datagrams import Datagram
 from lmaload.wire import (
     AccessTechnologyType,
     HomeAgentHello,
@@ -130,18 +130,17 @@ def hello(settings: HelloSettings, sequence: int, flags: int) -> HomeAgentHello:
 @dataclass
 class Takeover:
     """A per-MAG hard-switch takeover at the standby (spec-digest §8.5, R16, R17, R29): the
-    PBUs (with their arrival times) held until the current LMA answers the SO-REQ, the latest
-    one per mobile node interface (a MAG retransmitting while it waits replaces its PBU, which
-    the PBA must match)."""
+    PBUs (as received, with their arrival times) held until the current LMA answers the SO-REQ,
+    the latest one per mobile node interface — (MN-ID, MN LL-ID, ATT) — so that a MAG
+    retransmitting while it waits replaces its PBU, which the PBA must match."""
 
     mag: IPv6Address
     current: IPv6Address
     interval: float = 1.0
-    queued: dict[tuple[object, ...], tuple[ProxyBindingUpdate, float]] = field(default_factory=dict)
+    queued: dict[tuple[bytes, bytes | None, int | None], Datagram] = field(default_factory=dict)
 
-    def hold(self, pbu: ProxyBindingUpdate, arrival: float) -> None:
-        key = (pbu.mn_id.identifier if pbu.mn_id else None, pbu.ll_id, pbu.att)
-        self.queued[key] = (pbu, arrival)
+    def hold(self, key: tuple[bytes, bytes | None, int | None], datagram: Datagram) -> None:
+        self.queued[key] = datagram
 
 
 @dataclass
