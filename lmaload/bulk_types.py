@@ -91,7 +91,8 @@ SS_ACK_DTYPE = np.dtype(
 # verifies, the P flag is set, lifetime > 0, and its options (padding aside) are exactly one NAI
 # MN-ID (non-empty), one HNP, one HI, one ATT, at most one Timestamp, at most one MN LL-ID and at
 # most one LMA Failure Indication, in any order. Then every other field is what decode_mh and
-# ProxyBindingUpdate.parse give; when ``fast`` is 0 the other fields mean nothing (the datagram goes to the reference path).
+# ProxyBindingUpdate.parse give; when ``fast`` is 0 the other fields mean nothing (the datagram
+# goes to the reference path).
 PBU_SCAN_DTYPE = np.dtype(
     [
         ("fast", "u1"),

@@ -24,11 +24,13 @@ from lmaload.wire import (
     LmaFailureIndication,
     MobileNodeIdentifier,
     MobileNodeLinkLayerIdentifier,
+    StateSync,
     Timestamp,
     WireError,
     decode_mh,
     encode_mh,
 )
+from lmaload.wire import codepoints as cp
 
 T0 = 1_700_000_000.0
 LMA = IPv6Address("2001:db8:bbbb::1")
@@ -63,6 +65,15 @@ class Mix:
             hnp = next(o for o in msg.options if isinstance(o, HomeNetworkPrefix))
             if mn in self.seq:  # not one a corrupted PBU made up
                 self.prefix[mn] = hnp
+
+    def ack(self, datagram: Datagram) -> Datagram | None:
+        """The standby's SS-ACK for an SS-REP asking for one, most of the time."""
+        msg = decode_mh(datagram.data).message
+        if not isinstance(msg, StateSync) or not msg.flags & cp.SS_FLAG_A:
+            return None
+        if self.rng.random() < 0.2:
+            return None
+        return self._wrap(StateSync(cp.SS_ACK, msg.identifier), PEER, LMA)
 
     def batch(self, now: float, size: int) -> list[Datagram]:
         return [self.datagram(now) for _ in range(size)]
@@ -147,19 +158,23 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
     rng = random.Random(seed)
     sequence_scheme = seed % 3 == 0
     peers = (PEER,) if seed % 2 else ()
-    config = LmaConfig(address=LMA, prefix_pool=POOL, peers=peers)
+    sync = "before-ack" if seed % 4 == 1 else "async"
+    config = LmaConfig(address=LMA, prefix_pool=POOL, peers=peers, sync=sync)
     standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
     fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
     assert fast._fast is not None
     mix = Mix(rng, mns=rng.choice([5, 40, 300]), sequence_scheme=sequence_scheme)
     now = T0
+    acks: list[Datagram] = []
     for _ in range(30):
         now += rng.choice([0.001, 0.05, 1.0, 30.0, 500.0])
         for engine in (fast, reference):
             if (due := engine.next_timer()) is not None and due <= now:
                 engine.handle_timer(now)
-        assert sent(fast.datagrams_to_send()) == sent(reference.datagrams_to_send())
-        batch = mix.batch(now, rng.choice([1, 7, 64, 300]))
+        timed = list(reference.datagrams_to_send())
+        assert sent(fast.datagrams_to_send()) == sent(timed)
+        acks += [ack for d in timed if d.dst == PEER and (ack := mix.ack(d)) is not None]
+        batch = mix.batch(now, rng.choice([1, 7, 64, 300])) + acks
         if peers:  # keep the standby alive: the changes go out as SS-REPs
             hello = redundancy.hello(standby, mix.hello_seq, 0)
             mix.hello_seq += 1
@@ -170,6 +185,7 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         assert sent(out_fast) == sent(out_reference)
         assert state(fast) == state(reference)
         mix.learn(list(out_reference))
+        acks = [ack for d in out_reference if d.dst == PEER and (ack := mix.ack(d)) is not None]
     assert fast._fast.taken > fast.counters.pba_status[0] / 2
 
 

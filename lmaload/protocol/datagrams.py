@@ -74,6 +74,33 @@ class Columns:
             np.array(arrival, dtype=np.float64),
         )
 
+    @classmethod
+    def concat(cls, parts: Sequence[Columns]) -> Columns:
+        """The datagrams of ``parts`` in order, copied into one buffer."""
+        if len(parts) == 1:
+            return parts[0]
+        compacted = [part.compact() for part in parts]
+        sizes = np.cumsum([0] + [len(buf) for buf, _ in compacted])
+        starts = np.concatenate(
+            [o[:-1] + base for (_, o), base in zip(compacted, sizes, strict=False)]
+        )
+        ends = np.concatenate(
+            [o[1:] + base for (_, o), base in zip(compacted, sizes, strict=False)]
+        )
+        arrival = None
+        if any(p.arrival is not None for p in parts):
+            arrival = np.concatenate(
+                [p.arrival if p.arrival is not None else np.full(len(p), math.nan) for p in parts]
+            )
+        return cls(
+            np.concatenate([buf for buf, _ in compacted]),
+            starts,
+            ends,
+            np.concatenate([p.src for p in parts]),
+            np.concatenate([p.dst for p in parts]),
+            arrival,
+        )
+
     def __len__(self) -> int:
         return len(self.starts)
 
@@ -85,6 +112,14 @@ class Columns:
             IPv6Address(self.dst[i].tobytes()),
             None if arrival is None or math.isnan(arrival) else arrival,
         )
+
+    def compact(self) -> tuple[np.ndarray, np.ndarray]:
+        """The datagrams end to end in a new buffer: (buf, offsets)."""
+        lengths = self.ends - self.starts
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        at = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1] - self.starts, lengths)
+        return self.buf[at], offsets
 
     def take(self, index: np.ndarray | slice) -> Columns:
         """The datagrams at ``index`` (same buffer)."""

@@ -100,7 +100,7 @@ class FastLane:
             local |= (columns.dst == self._lmaa).all(axis=1)
         ok &= local
         hold = np.zeros(n, dtype=bool)
-        if not ok.any() or engine._withholds_pbas():
+        if not ok.any():
             return np.zeros(n, dtype=np.uint8), hold
         pairs = np.ascontiguousarray(np.concatenate([columns.src, columns.dst], axis=1))
         keys = pairs.view(np.dtype((np.void, 32))).ravel()
@@ -140,9 +140,7 @@ class FastLane:
         engine._takeovers[datagram.src].hold(key, datagram)
         engine.counters.pbu_processed += 1
 
-    def _answer(
-        self, columns: Columns, scan: np.ndarray, accepted: Accepted, count: bool
-    ) -> None:
+    def _answer(self, columns: Columns, scan: np.ndarray, accepted: Accepted, count: bool) -> None:
         """PBA 0 for every accepted PBU, from where it was sent to back to its sender;
         ``count``: count the PBUs as processed."""
         engine = self._engine
@@ -160,7 +158,11 @@ class FastLane:
             columns.dst,
             engine._wire,
         )
-        engine._out.extend([Columns.from_offsets(buf, offsets, columns.dst[sel], columns.src[sel])])
+        pbas = Columns.from_offsets(buf, offsets, columns.dst[sel], columns.src[sel])
+        if engine._withholds_pbas():
+            engine._hold_pbas(accepted.row[:k].copy(), pbas)
+        else:
+            engine._out.extend([pbas])
         if count:
             engine.counters.pbu_processed += k
         engine.counters.pba_status[cp.STATUS_ACCEPTED] += k

@@ -93,7 +93,7 @@ class PendingSync:
 
     data: dict[IPv6Address, bytes]
     waiting: set[IPv6Address]
-    pbas: list[Datagram]
+    pbas: Datagrams
     interval: float
     packed_at: float
     retransmissions: int = 0
@@ -134,7 +134,7 @@ class LmaEngine:
         # the rows of live ones (read when packed), with the PBAs they withhold in before-ack.
         self._sync_deleted: dict[tuple[bytes, bytes], SyncChange] = {}
         self._sync_live: list[np.ndarray] = []
-        self._sync_held: dict[int, list[Datagram]] = {}
+        self._sync_held: list[tuple[np.ndarray, Columns]] = []  # rows and the PBAs they withhold
         self._sync_queue: deque[Datagram] = deque()
         self._sync_next_send = now
         self._sync_id = 0
@@ -242,7 +242,7 @@ class LmaEngine:
         )
 
     def _withholds_pbas(self) -> bool:
-        """before-ack with a standby alive: PBAs wait for SS-ACKs (not the fast lane's way)."""
+        """before-ack with a standby alive: PBAs wait for the SS-ACK of their change."""
         return self.config.sync == "before-ack" and bool(self._sync_targets())
 
     def _ownership(self) -> tuple[object, ...]:
@@ -255,7 +255,6 @@ class LmaEngine:
             frozenset(self._recovered),
             frozenset(self._ha_switches),
             frozenset(self._takeovers),
-            self._withholds_pbas(),
         )
 
     def _receive_one(
@@ -907,13 +906,21 @@ class LmaEngine:
             pbas = change.pbas
         else:
             self._sync_live.append(np.array([row], dtype=np.int64))
-            pbas = self._sync_held.setdefault(row, []) if held else []
+            if held and pba is not None:
+                self._hold_pbas(np.array([row], dtype=np.int64), Columns.of([pba]))
+                return
+            pbas = []
         if pba is None:
             return
         if held:
             pbas.append(pba)
         else:
             self._out.extend([pba])
+
+    def _hold_pbas(self, rows: np.ndarray, pbas: Columns) -> None:
+        """before-ack: withhold the PBA ``pbas[i]`` until the SS-REP carrying ``rows[i]`` is
+        acknowledged."""
+        self._sync_held.append((rows, pbas))
 
     def _sync_targets(self) -> list[IPv6Address]:
         return [p.address for p in self._peers.values() if p.alive]
@@ -928,7 +935,7 @@ class LmaEngine:
         self._timer_pace(now)
 
     def _has_changes(self) -> bool:
-        return bool(self._sync_deleted or self._sync_live)
+        return bool(self._sync_deleted or self._sync_live or self._sync_held)
 
     def _pack_changes(self, now: float) -> None:
         """Every binding change recorded since the last pacing slot, into SS-REPs: the deleted
@@ -936,13 +943,12 @@ class LmaEngine:
         deleted = list(self._sync_deleted.values())
         self._sync_deleted.clear()
         rows = self._live_rows()
-        held, self._sync_held = self._sync_held, {}
+        held_rows, held = self._held_pbas()
         targets = self._sync_targets()
         if not targets:
             for change in deleted:
                 self._out.extend(change.pbas)
-            for pbas in held.values():
-                self._out.extend(pbas)
+            self._out.extend([held])
             return
         if deleted:
             messages = pack_sessions(self._lead_options(), [c.options for c in deleted])
@@ -950,20 +956,36 @@ class LmaEngine:
                 ident = self._next_sync_id()
                 rep = StateSync(cp.SS_REPLY, ident, cp.SS_FLAG_A, tuple(options))
                 data = {t: encode_mh(rep, self.config.address, t, self._wire) for t in targets}
-                pbas = [p for i in carried for p in deleted[i].pbas]
+                pbas = Datagrams(p for i in carried for p in deleted[i].pbas)
                 self._send_sync(ident, data, targets, pbas, len(carried), now)
-        if len(rows):
-            first_id = self._sync_id
-            batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
-            first = next(iter(batches.values())).first
-            for k in range(len(first) - 1):
-                ident = self._next_sync_id()
-                data = {t: _message(b, k) for t, b in batches.items()}
-                carried = rows[first[k] : first[k + 1]]
-                pbas = [p for r in carried.tolist() for p in held.pop(r, ())]
-                self._send_sync(ident, data, targets, pbas, len(carried), now)
-        for pbas in held.values():  # entries no longer live: their PBAs need not wait
-            self._out.extend(pbas)
+        if not len(rows):
+            self._out.extend([held])  # entries no longer live: their PBAs need not wait
+            return
+        first_id = self._sync_id
+        batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
+        first = next(iter(batches.values())).first
+        # The message carrying each held PBA's entry (-1: none, the entry is gone).
+        sorter = np.argsort(rows, kind="stable")
+        at = np.minimum(np.searchsorted(rows, held_rows, sorter=sorter), len(rows) - 1)
+        found = rows[sorter[at]] == held_rows
+        message = np.where(found, np.searchsorted(first, sorter[at], side="right") - 1, -1)
+        order = np.argsort(message, kind="stable")
+        bounds = np.searchsorted(message[order], np.arange(-1, len(first)))
+        self._out.extend([held.take(order[bounds[0] : bounds[1]])])
+        for k in range(len(first) - 1):
+            ident = self._next_sync_id()
+            data = {t: _message(b, k) for t, b in batches.items()}
+            pbas = Datagrams([held.take(order[bounds[k + 1] : bounds[k + 2]])])
+            self._send_sync(ident, data, targets, pbas, first[k + 1] - first[k], now)
+
+    def _held_pbas(self) -> tuple[np.ndarray, Columns]:
+        """Every withheld PBA as one run of columns, with the entry each waits for."""
+        held, self._sync_held = self._sync_held, []
+        if not held:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, Columns.of([])
+        rows = np.concatenate([r for r, _ in held])
+        return rows, Columns.concat([c for _, c in held])
 
     def _live_rows(self) -> np.ndarray:
         """The live entries changed since the last packing, in the order of their first change,
@@ -1009,7 +1031,7 @@ class LmaEngine:
         ident: int,
         data: dict[IPv6Address, bytes],
         targets: list[IPv6Address],
-        pbas: list[Datagram],
+        pbas: Datagrams,
         sessions: int,
         now: float,
     ) -> None:
@@ -1068,7 +1090,7 @@ class LmaEngine:
         if pending is not None and pending.pbas:
             self.counters.pba_sync_timeout += len(pending.pbas)
             self._out.extend(pending.pbas)
-            pending.pbas = []
+            pending.pbas = Datagrams()
 
     def _finish_sync(self, ident: int) -> None:
         pending = self._sync_pending.pop(ident)

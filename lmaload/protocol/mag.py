@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv6Address
 
 import numpy as np
 
@@ -43,7 +42,7 @@ from lmaload.measure.schedule import LagMeter
 from lmaload.measure.takeover import TakeoverMeter
 from lmaload.population import Population
 from lmaload.population import SessionState as S
-from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.protocol.events import Event
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
@@ -158,22 +157,36 @@ class MagEngine:
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
         """Process a batch of received Mobility Headers (PBAs, heartbeats, HA Switch)."""
-        pbas: list[tuple[bytes, IPv6Address]] = []
-        heartbeats: list[Datagram] = []
-        for datagram in datagrams:
-            data = datagram.data
-            if len(data) < 8 or data[0] != cp.PAYLOAD_PROTO_NONE:
-                continue
-            if data[2] == cp.MH_BINDING_ACK:
-                pbas.append((data, datagram.src))
-            elif data[2] == cp.MH_HEARTBEAT:
-                heartbeats.append(datagram)
-            elif data[2] == cp.MH_HOME_AGENT_SWITCH:
-                self._on_ha_switch(datagram, now)
-        if pbas:
-            self._on_pbas(pbas, now)
+        parts = datagrams.parts()
+        listed = [p for p in parts if not isinstance(p, Columns)]
+        for columns in [p for p in parts if isinstance(p, Columns)]:
+            self._receive_columns(columns, now)
+        if listed:
+            self._receive_columns(Columns.of(listed), now)  # type: ignore[arg-type]
+
+    def _receive_columns(self, columns: Columns, now: float) -> None:
+        buf, starts = columns.buf, columns.starts
+        kind = np.zeros(len(columns), dtype=np.int16)  # the MH type; -1: not a Mobility Header
+        whole = columns.ends - starts >= 8
+        kind[whole] = buf[starts[whole] + 2]
+        whole[whole] = buf[starts[whole]] == cp.PAYLOAD_PROTO_NONE
+        kind[~whole] = -1
+        pbas = np.flatnonzero(kind == cp.MH_BINDING_ACK)
+        if pbas.size:
+            part = columns.take(pbas)
+            self._on_pbas(*part.compact(), self._lma_of(part.src), now)
+        heartbeats = np.flatnonzero(kind == cp.MH_HEARTBEAT).tolist()
         if heartbeats:
-            self._on_heartbeats(heartbeats, now)
+            self._on_heartbeats([columns.datagram(i) for i in heartbeats], now)
+        for i in np.flatnonzero(kind == cp.MH_HOME_AGENT_SWITCH).tolist():
+            self._on_ha_switch(columns.datagram(i), now)
+
+    def _lma_of(self, src: np.ndarray) -> np.ndarray:
+        """Index of the LMA each packed source address is, -1 for none of them."""
+        lma = np.full(len(src), -1, dtype=np.int64)
+        for i, packed in enumerate(self._lma_packed):
+            lma[(src == packed).all(axis=1)] = i
+        return lma
 
     def datagrams_to_send(self) -> Datagrams:
         """Everything the engine has to send; the engine forgets it."""
@@ -314,18 +327,15 @@ class MagEngine:
             buf, offsets = encode_pbus(
                 self.pop, group, self._lmas[lma_i], lifetime=lifetime, options=options
             )
-            self._emit(buf, offsets, mns["mag"][group], [self._lmas[lma_i]] * len(group))
+            self._emit(buf, offsets, mns["mag"][group], np.full(len(group), lma_i))
 
     def _emit(
-        self, buf: np.ndarray, offsets: np.ndarray, mags: np.ndarray, dsts: list[IPv6Address]
+        self, buf: np.ndarray, offsets: np.ndarray, mags: np.ndarray, lmas: np.ndarray
     ) -> None:
-        data = buf.tobytes()
-        o = offsets.tolist()
-        srcs = self._mag_addrs
-        self._out.extend(
-            Datagram(data[o[i] : o[i + 1]], srcs[m], dst)
-            for i, (m, dst) in enumerate(zip(mags.tolist(), dsts, strict=True))
-        )
+        """Messages from the MAGs of rows ``mags`` to the LMAs of index ``lmas``, as columns."""
+        src = np.ascontiguousarray(self.pop.mags["addr6"][mags])
+        dst = np.ascontiguousarray(self._lma_packed[lmas])
+        self._out.extend([Columns.from_offsets(buf, offsets, src, dst)])
 
     def _clear_prefix(self, rows: np.ndarray) -> None:
         """Ask the LMA for a prefix next time (ALL_ZERO HNP)."""
@@ -374,15 +384,12 @@ class MagEngine:
 
     # --- PBAs ----------------------------------------------------------------------------------
 
-    def _on_pbas(self, pbas: list[tuple[bytes, IPv6Address]], now: float) -> None:
+    def _on_pbas(self, buf: np.ndarray, offsets: np.ndarray, lma: np.ndarray, now: float) -> None:
+        """PBAs ``buf[offsets[i]:offsets[i + 1]]`` from the LMAs of index ``lma[i]`` (-1: none)."""
         mns = self.pop.mns
-        self.counters.pba_received += len(pbas)
-        lengths = [len(d) for d, _ in pbas]
-        offsets = np.zeros(len(pbas) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum(lengths)
-        buf = np.frombuffer(b"".join(d for d, _ in pbas), dtype=np.uint8)
+        count = len(offsets) - 1
+        self.counters.pba_received += count
         pba = decode_pbas(buf, offsets, framing="mh")
-        lma = np.array([self._lma_index.get(src, -1) for _, src in pbas], dtype=np.int64)
         ids = pba["mn_id"]
         pos = np.minimum(np.searchsorted(self._ids_sorted, ids), len(self._ids_sorted) - 1)
         found = (ids != NO_MN_ID) & (self._ids_sorted[pos] == ids) if len(mns) else ids < 0
@@ -396,7 +403,7 @@ class MagEngine:
         ok, rows = ok[match], rows[match]
         rows, first = np.unique(rows, return_index=True)  # a duplicated PBA counts once
         ok = ok[first]
-        self.counters.pba_ignored += len(pbas) - len(rows)
+        self.counters.pba_ignored += count - len(rows)
         if not rows.size:
             return
         pba, lma = pba[ok], lma[ok]
@@ -473,7 +480,7 @@ class MagEngine:
         buf, offsets = encode_heartbeats(
             self.pop, pair_mags, self._lma_packed[pair_lmas], table.seq[pair_mags, pair_lmas]
         )
-        self._emit(buf, offsets, pair_mags, [self._lmas[i] for i in pair_lmas.tolist()])
+        self._emit(buf, offsets, pair_mags, pair_lmas)
         self.counters.heartbeat_requests_sent += len(pair_mags)
         if not down_mags.size:
             return

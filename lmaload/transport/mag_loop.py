@@ -24,16 +24,19 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
+from lmaload._ext.lma_batch import frame as frame_batch
+from lmaload._ext.lma_batch import unframe as unframe_batch
 from lmaload.capture import Capture
 from lmaload.population import Population
-from lmaload.protocol.datagrams import Datagram, Datagrams
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.protocol.mag import MagEngine
 from lmaload.transport.batch import BatchSocket
 from lmaload.transport.raw_mh import send_raw
-from lmaload.transport.udp5436 import frame, send_batch, unframe
-from lmaload.wire import WireError
+from lmaload.transport.udp5436 import send_batch
 
-SOCKET_BUFFER = 8 << 20
+# Room for a failover burst: every MAG's PBUs at once, then the PBAs of a takeover (the kernel
+# charges a few hundred octets of overhead per small datagram against the buffer).
+SOCKET_BUFFER = 64 << 20
 MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
 
 
@@ -51,65 +54,80 @@ class MagTransport:
         self.sock = BatchSocket.udp("0.0.0.0", 0, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
         self._port = self.sock.local_address[1]
         mags = population.mags
-        self._mag_addr4 = {IPv6Address(a6.tobytes()): a4.tobytes() for a6, a4 in mags}
+        self._mag_addr4 = {a6.tobytes(): a4.tobytes() for a6, a4 in mags}
         self._lmas = {
-            inner: (IPv4Address(host).packed, port) for inner, (host, port) in lmas.items()
+            inner.packed: (IPv4Address(host).packed, port) for inner, (host, port) in lmas.items()
         }
 
     def send(self, datagrams: Datagrams) -> None:
-        payloads: list[bytes] = []
-        srcs: list[bytes] = []
-        dsts: list[bytes] = []
-        ports: list[int] = []
-        for data, src, dst, _ in datagrams:
-            mag, lma = self._mag_addr4.get(src), self._lmas.get(dst)
-            if mag is None or lma is None:
-                self.drops["no_route"] += 1
-                continue
-            payloads.append(frame(data, src, dst))
-            srcs.append(mag)
-            dsts.append(lma[0])
-            ports.append(lma[1])
-        if not payloads:
+        """Frame and send, each from its MAG's IPv4 address to its LMA's outer address."""
+        for part in datagrams.parts():
+            self._send(part if isinstance(part, Columns) else Columns.of([part]))
+
+    def _send(self, columns: Columns) -> None:
+        n = len(columns)
+        src4 = np.zeros((n, 4), dtype=np.uint8)
+        dst4 = np.zeros((n, 4), dtype=np.uint8)
+        ports = np.zeros(n, dtype=np.uint16)
+        routed = np.ones(n, dtype=bool)
+        for addresses, table, column in (
+            (columns.src, self._mag_addr4, 0),
+            (columns.dst, self._lmas, 1),
+        ):
+            keys = np.ascontiguousarray(addresses).view(np.dtype((np.void, 16))).ravel()
+            unique, inverse = np.unique(keys, return_inverse=True)
+            for k, key in enumerate(unique.tolist()):
+                found = table.get(key)
+                at = inverse == k
+                if found is None:
+                    routed[at] = False
+                elif column == 0:
+                    src4[at] = np.frombuffer(found, dtype=np.uint8)
+                else:
+                    dst4[at] = np.frombuffer(found[0], dtype=np.uint8)
+                    ports[at] = found[1]
+        if not routed.all():
+            self.drops["no_route"] += int(np.count_nonzero(~routed))
+            columns = columns.take(routed)
+            src4, dst4, ports = src4[routed], dst4[routed], ports[routed]
+        if not len(columns):
             return
+        buf, offsets = frame_batch(
+            columns.buf, columns.starts, columns.ends, columns.src, columns.dst
+        )
         if self.capture is not None:
             now, port = time.time(), self._port
-            for payload, src, dst, dport in zip(payloads, srcs, dsts, ports, strict=True):
-                self.capture.record(now, "out", (src, port), (dst, dport), payload)
+            for i in range(len(offsets) - 1):
+                payload = buf[offsets[i] : offsets[i + 1]].tobytes()
+                local, remote = (src4[i].tobytes(), port), (dst4[i].tobytes(), int(ports[i]))
+                self.capture.record(now, "out", local, remote, payload)
             self.capture.flush()
-        offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in payloads], out=offsets[1:])
-        send_batch(
-            self.sock,
-            np.frombuffer(b"".join(payloads), dtype=np.uint8),
-            offsets,
-            np.frombuffer(b"".join(dsts), dtype=np.uint8).reshape(-1, 4),
-            np.array(ports, dtype=np.uint16),
-            self.drops,
-            np.frombuffer(b"".join(srcs), dtype=np.uint8).reshape(-1, 4),
-        )
+        send_batch(self.sock, buf, offsets, dst4, ports, self.drops, src4)
 
     def receive(self) -> Datagrams:
-        """What is queued (one recvmmsg), inner headers stripped."""
+        """What is queued (one recvmmsg), inner headers stripped, as columns over the socket's
+        receive buffer (valid until the next receive)."""
         batch = self.sock.recv()
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
         if batch.new_drops:
             self.drops["kernel"] += batch.new_drops
-        out: list[Datagram] = []
-        capture, now = self.capture, time.time()
-        for i in range(batch.count):
-            payload = batch.datagram(i)
-            if capture is not None:
+        if not batch.count:
+            return Datagrams()
+        if self.capture is not None:
+            now = time.time()
+            for i in range(batch.count):
                 source = (batch.src[i].tobytes(), int(batch.sport[i]))
-                capture.record(now, "in", source, (batch.dst[i].tobytes(), self._port), payload)
-            try:
-                out.append(unframe(payload))
-            except WireError:
-                self.drops["bad_inner_header"] += 1
-        if capture is not None and batch.count:
-            capture.flush()
-        return Datagrams(out)
+                local = (batch.dst[i].tobytes(), self._port)
+                self.capture.record(now, "in", source, local, batch.datagram(i))
+            self.capture.flush()
+        starts, ends, src, dst, ok = unframe_batch(batch.buf, batch.offsets)
+        good = ok.view(bool)
+        columns = Columns(batch.buf, starts, ends, src, dst)
+        if not good.all():
+            self.drops["bad_inner_header"] += int(np.count_nonzero(~good))
+            columns = columns.take(good)
+        return Datagrams([columns])
 
     def close(self) -> None:
         self.sock.close()
