@@ -467,12 +467,12 @@ def _shard(
 
 
 @main.command(name="run", cls=_OneLineErrors)
-@click.option("--mns", type=click.IntRange(1), default=30_000, show_default=True)
+@click.option("--mns", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--mags", type=click.IntRange(1, 65_000), default=100, show_default=True)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
-    default=1500.0,
+    default=5000.0,
     show_default=True,
     help="Target registrations per second (open loop).",
 )

@@ -63,13 +63,14 @@ MAX_BEHIND_SCHEDULE = 0.01
 class RunConfig:
     """The options of ``lmaload run``."""
 
-    # What the embedded pair sustains on a 2-vCPU box with before-ack sync, in about 30 s: the
-    # reference LMA handles some 10,000 PBUs/s on one core, and at the failover the standby
-    # answers every session (and the MAGs' retransmissions while it waits for LMA1's HELLOs to
-    # stop) at that pace; 50,000 sessions still complete, with takeovers near 15 s.
-    mns: int = 30_000
+    # The default run takes about 25 s on a 2-vCPU box with before-ack sync (20 s of it
+    # registering). 5,000/s leaves room: with before-ack, every PBA waits for the standby's
+    # SS-ACK, and once that wait passes the MAGs' 1 s retransmission timer, registration
+    # collapses into retransmissions (seen at 10,000/s: the standby's State Sync ingest is the
+    # reference path, some 15-20 k sessions/s).
+    mns: int = 100_000
     mags: int = 100
-    rate: float = 1500.0
+    rate: float = 5000.0
     ramp: float = 0.0  # seconds from 0 to ``rate``
     mode: Literal["hard", "virtual"] = "hard"
     sync: Literal["async", "before-ack"] = "before-ack"
