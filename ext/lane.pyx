@@ -29,7 +29,7 @@ from libc.math cimport fabs, isnan
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
-from lmaload.bulk_types import PBU_SCAN_DTYPE
+from lmaload.bulk_types import PBU_SCAN_DTYPE, SS_SESSION_DTYPE
 from lmaload.bce import BCE_DTYPE, BceState
 from lmaload.wire import codepoints as cp
 
@@ -380,3 +380,171 @@ cdef class Lane:
 cdef inline void _put_u32(uint8_t* p, object value):
     cdef unsigned int v = value
     memcpy(p, &v, 4)
+
+
+# State Synchronization records (lmaload._ext.lma_batch.scan_ss_rep).
+cdef Py_ssize_t SS_SIZE = SS_SESSION_DTYPE.itemsize
+cdef Py_ssize_t Q_OK = _offset(SS_SESSION_DTYPE, "ok")
+cdef Py_ssize_t Q_FLAGS = _offset(SS_SESSION_DTYPE, "flags")
+cdef Py_ssize_t Q_SEQ = _offset(SS_SESSION_DTYPE, "seq")
+cdef Py_ssize_t Q_LIFETIME = _offset(SS_SESSION_DTYPE, "lifetime")
+cdef Py_ssize_t Q_TUNNEL = _offset(SS_SESSION_DTYPE, "tunnel")
+cdef Py_ssize_t Q_PROXY_COA = _offset(SS_SESSION_DTYPE, "proxy_coa")
+cdef Py_ssize_t Q_MN_START = _offset(SS_SESSION_DTYPE, "mn_start")
+cdef Py_ssize_t Q_MN_LEN = _offset(SS_SESSION_DTYPE, "mn_len")
+cdef Py_ssize_t Q_HNP = _offset(SS_SESSION_DTYPE, "hnp")
+cdef Py_ssize_t Q_PLEN = _offset(SS_SESSION_DTYPE, "plen")
+cdef Py_ssize_t Q_ATT = _offset(SS_SESSION_DTYPE, "att")
+cdef Py_ssize_t Q_TS = _offset(SS_SESSION_DTYPE, "ts")
+cdef Py_ssize_t Q_LLID_START = _offset(SS_SESSION_DTYPE, "llid_start")
+cdef Py_ssize_t Q_LLID_LEN = _offset(SS_SESSION_DTYPE, "llid_len")
+cdef Py_ssize_t Q_HAS_LLA = _offset(SS_SESSION_DTYPE, "has_lla")
+cdef Py_ssize_t Q_LLA = _offset(SS_SESSION_DTYPE, "lla")
+cdef Py_ssize_t R_LLA = _offset(BCE_DTYPE, "lla")
+
+cdef uint8_t SYNCED = BceState.SYNCED
+cdef uint8_t MOVED = BceState.MOVED
+
+
+cdef class Synced:
+    """What one ``Lane.apply_synced`` did: the rows stored (with their new expiry), and the
+    sessions dropped as older than the copy held (``stale``) or missing an option (``bad``)."""
+
+    cdef public object row, expires
+    cdef public Py_ssize_t count, stale, bad
+
+    def __init__(self, Py_ssize_t capacity):
+        self.row = np.empty(capacity, dtype=np.int64)
+        self.expires = np.empty(capacity, dtype=np.float64)
+        self.count = self.stale = self.bad = 0
+
+
+def apply_synced(
+    cache,
+    const uint8_t[::1] data,
+    cnp.ndarray sessions,
+    bytes sender not None,
+    double now,
+    delete,
+    Synced out,
+):
+    """Store the sessions of one SS-REP from ``sender`` (16 octets), scanned from ``data``, in
+    the binding cache as ``LmaEngine._apply_synced`` does one by one: state SYNCED, anchor the
+    sender; lifetime 0 deletes a synced or moved copy; an older copy than ours is dropped. A row
+    whose MN or prefixes differ is given to ``delete(row)`` first (the engine's, which also
+    returns the prefix to the pool)."""
+    cdef Py_ssize_t n = sessions.shape[0]
+    if len(sender) != 16:
+        raise ValueError("the sender is 16 octets")
+    if len(out.row) < n:
+        raise ValueError("out is too small")
+    cdef const uint8_t* recs = <const uint8_t*>cnp.PyArray_DATA(sessions)
+    cdef const uint8_t* anchor = <const uint8_t*>PyBytes_AS_STRING(sender)
+    cdef object rows_array = cache.rows
+    cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
+    cdef list free = cache._free
+    cdef list mn_ids = cache.mn_ids
+    cdef list prefix_keys = cache.prefix_keys
+    cdef list ll_ids = cache.ll_ids
+    cdef dict by_mn = cache._by_mn
+    cdef dict by_prefix = cache._by_prefix
+    cdef dict by_mag = cache._by_mag
+    cdef int64_t[::1] o_row = out.row
+    cdef double[::1] o_expires = out.expires
+    cdef Py_ssize_t count = 0, stale = 0, bad = 0, i, row
+    cdef const uint8_t* rec
+    cdef uint8_t* r
+    cdef uint8_t key_octets[17]
+    cdef object mn, key, found, llid, rows_of_mn, mag_rows, mag
+    cdef int64_t start
+    cdef int16_t llid_len
+    cdef uint16_t seq, lifetime
+    cdef uint64_t ts, held_ts
+    cdef double expires
+    cdef bint is_stale
+
+    for i in range(n):
+        rec = recs + i * SS_SIZE
+        if not rec[Q_OK]:
+            bad += 1
+            continue
+        start = (<const int64_t*>(rec + Q_MN_START))[0]
+        mn = PyBytes_FromStringAndSize(<const char*>&data[start], get16(rec + Q_MN_LEN))
+        memcpy(key_octets, rec + Q_HNP, 16)
+        key_octets[16] = rec[Q_PLEN]
+        key = PyBytes_FromStringAndSize(<const char*>key_octets, 17)
+        seq = get16(rec + Q_SEQ)
+        lifetime = get16(rec + Q_LIFETIME)
+        ts = get64(rec + Q_TS)
+        found = by_prefix.get(key)
+        if found is not None and (mn_ids[found] != mn or prefix_keys[found] != (key,)):
+            delete(found)
+            found = None
+        if found is not None:
+            r = rows + <Py_ssize_t>found * ROW_SIZE
+            held_ts = get64(r + R_TS)
+            if held_ts and ts:
+                is_stale = ts < held_ts
+            else:
+                is_stale = serial_newer(get16(r + R_SEQ), seq)
+            if is_stale:
+                stale += 1
+                continue
+        if lifetime == 0:
+            if found is not None and (r[R_STATE] == SYNCED or r[R_STATE] == MOVED):
+                delete(found)
+            continue
+        if found is None:
+            llid_len = (<const int16_t*>(rec + Q_LLID_LEN))[0]
+            llid = None
+            if llid_len >= 0:
+                start = (<const int64_t*>(rec + Q_LLID_START))[0]
+                llid = PyBytes_FromStringAndSize(<const char*>&data[start], llid_len)
+            if not free:
+                cache._grow()
+                rows_array = cache.rows
+                rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
+            row = free.pop()
+            r = rows + row * ROW_SIZE
+            memset(r, 0, ROW_SIZE)
+            mn_ids[row] = mn
+            prefix_keys[row] = (key,)
+            ll_ids[row] = llid
+            rows_of_mn = by_mn.get(mn)
+            if rows_of_mn is None:
+                by_mn[mn] = row
+            elif type(rows_of_mn) is int:
+                by_mn[mn] = {rows_of_mn, row}
+            else:
+                rows_of_mn.add(row)
+            by_prefix[key] = row
+            mag = PyBytes_FromStringAndSize(<const char*>(rec + Q_PROXY_COA), 16)
+            mag_rows = by_mag.get(mag)
+            if mag_rows is None:
+                by_mag[mag] = {row}
+            else:
+                mag_rows.add(row)
+            memcpy(r + R_PROXY_COA, rec + Q_PROXY_COA, 16)
+        else:
+            row = found
+            if memcmp(r + R_PROXY_COA, rec + Q_PROXY_COA, 16) != 0:
+                cache.move(row, PyBytes_FromStringAndSize(<const char*>(rec + Q_PROXY_COA), 16))
+        expires = now + 4.0 * lifetime
+        r[R_STATE] = SYNCED
+        memcpy(r + R_ANCHOR, anchor, 16)
+        memcpy(r + R_FLAGS, rec + Q_FLAGS, 2)
+        memcpy(r + R_SEQ, &seq, 2)
+        memcpy(r + R_LIFETIME, &lifetime, 2)
+        memcpy(r + R_EXPIRES, &expires, 8)
+        memcpy(r + R_TS, &ts, 8)
+        r[R_ATT] = rec[Q_ATT]
+        memcpy(r + R_PROXY_COA, rec + Q_PROXY_COA, 16)
+        if rec[Q_HAS_LLA]:
+            memcpy(r + R_LLA, rec + Q_LLA, 16)
+        else:
+            memset(r + R_LLA, 0, 16)
+        memcpy(r + R_TUNNEL, rec + Q_TUNNEL, 4)
+        o_row[count] = row
+        o_expires[count] = expires
+        count += 1
+    out.count, out.stale, out.bad = count, stale, bad

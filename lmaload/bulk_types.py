@@ -114,3 +114,28 @@ PBU_SCAN_DTYPE = np.dtype(
     ],
     align=False,
 )
+
+# One record per session of a State Synchronization Reply (lmaload._ext.lma_batch.scan_ss_rep):
+# the PBCI's fields and its MN options. ``ok`` is 0 for a session missing a mandatory MN option
+# (MN-ID, HNP, ATT), which the standby drops, as ``SyncedSession.parse`` returns None.
+SS_SESSION_DTYPE = np.dtype(
+    [
+        ("ok", "u1"),
+        ("flags", "<u2"),
+        ("seq", "<u2"),
+        ("lifetime", "<u2"),  # remaining, 4-second units; 0: deleted
+        ("tunnel", "<u4"),
+        ("proxy_coa", "u1", (16,)),
+        ("mn_start", "<i8"),  # the NAI, offset into the message
+        ("mn_len", "<i2"),
+        ("hnp", "u1", (16,)),
+        ("plen", "u1"),
+        ("att", "u1"),
+        ("ts", "<u8"),  # 0: no Timestamp option
+        ("llid_start", "<i8"),
+        ("llid_len", "<i2"),  # -1: no MN LL-ID option
+        ("has_lla", "u1"),
+        ("lla", "u1", (16,)),
+    ],
+    align=False,
+)

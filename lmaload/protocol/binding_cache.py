@@ -114,11 +114,7 @@ class BindingCache:
     def set(self, row: int, **fields: Any) -> None:
         """Assign fields of ``row``; IPv6Address values go to the address columns."""
         if "proxy_coa" in fields:
-            old = self.get(row, "proxy_coa")
-            new = fields["proxy_coa"]
-            if old != new and self.rows["state"][row] != BceState.FREE:
-                self._unindex_mag(row, old.packed)
-                self._by_mag.setdefault(new.packed, set()).add(row)
+            self.move(row, fields["proxy_coa"].packed)
         columns = self._columns
         for name, value in fields.items():
             if name in ADDRESS_FIELDS:
@@ -128,6 +124,14 @@ class BindingCache:
                 columns[name][row] = octets
             else:
                 columns[name][row] = value
+
+    def move(self, row: int, mag: bytes) -> None:
+        """Index a live ``row`` under the MAG of packed address ``mag`` instead of its own (the
+        caller writes the ``proxy_coa`` column)."""
+        old = self.rows["proxy_coa"][row].tobytes()
+        if old != mag and self.rows["state"][row] != BceState.FREE:
+            self._unindex_mag(row, old)
+            self._by_mag.setdefault(mag, set()).add(row)
 
     # --- insertion and deletion ----------------------------------------------------------------
 

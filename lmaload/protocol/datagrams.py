@@ -134,6 +134,25 @@ class Columns:
         )
 
 
+SMALL = 32  # up to this many rows, grouping by a dict beats sorting
+
+
+def distinct(rows: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """The distinct rows of an (n, k) uint8 array (addresses, say) as bytes, and the index of
+    each row among them."""
+    n, width = rows.shape
+    if n <= SMALL:
+        index: dict[bytes, int] = {}
+        inverse = np.empty(n, dtype=np.intp)
+        flat = rows.tobytes()
+        for i in range(n):
+            inverse[i] = index.setdefault(flat[i * width : (i + 1) * width], len(index))
+        return list(index), inverse
+    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, width))).ravel()
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return unique.tolist(), inverse.reshape(-1)
+
+
 class Datagrams:
     """An ordered batch of datagrams (see the module docstring). ``done`` counts the datagrams
     an engine has finished with, so that a driver can resume after one that raised."""

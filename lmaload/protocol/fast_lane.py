@@ -21,7 +21,7 @@ import numpy as np
 
 from lmaload._ext.lane import Accepted, Lane
 from lmaload._ext.lma_batch import encode_pbas, scan_pbus
-from lmaload.protocol.datagrams import Columns
+from lmaload.protocol.datagrams import Columns, distinct
 from lmaload.wire import codepoints as cp
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ class FastLane:
         self._address = np.frombuffer(config.address.packed, dtype=np.uint8)
         self._lmaa = np.frombuffer(config.lmaa.packed, dtype=np.uint8)  # type: ignore[union-attr]
         self.taken = 0  # PBUs the lane processed
+        self._verdicts: dict[tuple[bytes, bool], tuple[bool, bool, bool]] = {}
+        self._verdicts_for: tuple[object, ...] | None = None
 
     def receive(
         self,
@@ -102,20 +104,14 @@ class FastLane:
         hold = np.zeros(n, dtype=bool)
         if not ok.any():
             return np.zeros(n, dtype=np.uint8), hold
-        pairs = np.ascontiguousarray(np.concatenate([columns.src, columns.dst], axis=1))
-        keys = pairs.view(np.dtype((np.void, 32))).ravel()
-        unique, inverse = np.unique(keys[ok], return_inverse=True)
-        allowed = np.zeros(len(unique), dtype=bool)
-        held = np.zeros(len(unique), dtype=bool)
-        recovered = np.zeros(len(unique), dtype=bool)
-        hard = engine.config.mode == "hard"
-        for k, key in enumerate(unique.tolist()):
-            mag, dst = IPv6Address(key[:16]), IPv6Address(key[16:])
-            if mag in engine._ha_switches:
-                continue
-            allowed[k] = engine._serves(mag, dst)
-            held[k] = hard and not replay and not allowed[k] and mag in engine._takeovers
-            recovered[k] = mag in engine._recovered
+        pairs = np.concatenate([columns.src[ok], columns.dst[ok]], axis=1)
+        unique, inverse = distinct(pairs)
+        state = engine._ownership()
+        if state != self._verdicts_for:
+            self._verdicts.clear()
+            self._verdicts_for = state
+        verdicts = np.array([self._verdict(key, replay) for key in unique], dtype=bool)
+        allowed, held, recovered = verdicts.reshape(-1, 3).T
         zero = scan["hnp_zero"][ok].astype(bool)
         lfi = scan["has_lfi"][ok].astype(bool)
         # A recovery asking for a new prefix (§8.5) is the reference path's.
@@ -123,6 +119,25 @@ class FastLane:
         hold[ok] = held[inverse] & lfi
         ok[ok] = allowed[inverse] & ~recovery
         return ok.view(np.uint8), hold
+
+    def _verdict(self, pair: bytes, replay: bool) -> tuple[bool, bool, bool]:
+        """For PBUs from the MAG to the address of ``pair`` (32 octets): whether the lane may
+        answer them, hold them for a takeover under way, and whether the MAG was taken over.
+        Kept until the engine's ownership state changes (``_classify`` checks)."""
+        key = (pair, replay)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            engine = self._engine
+            mag, dst = IPv6Address(pair[:16]), IPv6Address(pair[16:])
+            if mag in engine._ha_switches:
+                verdict = (False, False, False)
+            else:
+                allowed = engine._serves(mag, dst)
+                hard = engine.config.mode == "hard"
+                held = hard and not replay and not allowed and mag in engine._takeovers
+                verdict = (allowed, held, mag in engine._recovered)
+            self._verdicts[key] = verdict
+        return verdict
 
     def _hold(self, columns: Columns, scan: np.ndarray, i: int) -> None:
         """Hold a failover PBU for the takeover of its MAG, as ``LmaEngine._queue_takeover``

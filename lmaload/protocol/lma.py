@@ -21,7 +21,8 @@ import numpy as np
 
 from lmaload._ext.bce_sync import encode_sessions
 from lmaload._ext.expiry import ExpiryHeap
-from lmaload._ext.lane import PrefixPool
+from lmaload._ext.lane import PrefixPool, Synced, apply_synced
+from lmaload._ext.lma_batch import scan_ss_rep
 from lmaload.bulk_types import SyncBatch
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache, prefix_key
@@ -64,7 +65,9 @@ from lmaload.wire import (
 from lmaload.wire import codepoints as cp
 from lmaload.wire.messages import pack_sessions
 
-HAC_SWITCH_STATUS_TAKE_OVER = frozenset({0, 130})  # spec-digest §8.5 policy table
+HAC_SWITCH_STATUS_TAKE_OVER = frozenset({0, 130})
+NO_ROWS = np.zeros(0, dtype=np.int64)
+NO_COLUMNS = Columns.of([])  # spec-digest §8.5 policy table
 MAX_SYNC_REQUEST_TIMEOUT = 30.0
 
 
@@ -207,9 +210,11 @@ class LmaEngine:
 
     # --- receive dispatch ----------------------------------------------------------------------
 
-    def _receive_datagram(self, datagram: Datagram, now: float) -> None:
+    def _receive_datagram(self, datagram: Datagram, now: float, compiled: bool = False) -> None:
+        """One datagram by the reference path; ``compiled``: it came in columns, and an SS-REP
+        is read by the compiled scan where it can be."""
         data, src, dst, arrival = datagram
-        self._receive_one(data, src, dst, now, now if arrival is None else arrival)
+        self._receive_one(data, src, dst, now, now if arrival is None else arrival, compiled)
 
     def _receive_columns(self, columns: Columns, now: float, batch: Datagrams) -> None:
         if self._fast is None:
@@ -222,7 +227,7 @@ class LmaEngine:
 
         def slow(i: int) -> None:
             batch.done = base + i  # the lane took those before it
-            self._receive_datagram(columns.datagram(i), now)
+            self._receive_datagram(columns.datagram(i), now, compiled=True)
 
         self._fast.receive(columns, now, slow, self._lane_accepted)
         batch.done = base + len(columns)
@@ -258,10 +263,25 @@ class LmaEngine:
         )
 
     def _receive_one(
-        self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float, arrival: float
+        self,
+        data: bytes,
+        src: IPv6Address,
+        dst: IPv6Address,
+        now: float,
+        arrival: float,
+        compiled: bool = False,
     ) -> None:
         if dst != self.config.address and not (dst == self._lmaa and self.owns_lmaa):
             self._drop("not_local")
+            return
+        if (
+            compiled
+            and len(data) > 8
+            and data[2] == self._wire.mh_state_sync
+            and src in self._peers
+            and (scanned := scan_ss_rep(data, src.packed, dst.packed, self._wire)) is not None
+        ):
+            self._on_scanned_sync_reply(data, scanned, src, now)
             return
         try:
             decoded = decode_mh(data, src, dst, self._wire)
@@ -982,8 +1002,7 @@ class LmaEngine:
         """Every withheld PBA as one run of columns, with the entry each waits for."""
         held, self._sync_held = self._sync_held, []
         if not held:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, Columns.of([])
+            return NO_ROWS, NO_COLUMNS
         rows = np.concatenate([r for r, _ in held])
         return rows, Columns.concat([c for _, c in held])
 
@@ -1156,6 +1175,29 @@ class LmaEngine:
             self._enqueue_sync(_message(batch, k), src)
         self.counters.sessions_synced_out += len(rows)
 
+    def _on_scanned_sync_reply(
+        self,
+        data: bytes,
+        scanned: tuple[int, int, int, np.ndarray],
+        src: IPv6Address,
+        now: float,
+    ) -> None:
+        """An SS-REP the compiled scan read (``lma_batch.scan_ss_rep``), stored in one call to
+        ``lane.apply_synced`` — the same as ``_on_sync_reply``."""
+        flags, identifier, counter, sessions = scanned
+        self.counters.ss_rep_received += 1
+        if counter >= 0 and not self.owns_lmaa:
+            self._lmaa_restart_counter = counter
+        done = Synced(len(sessions))
+        buf = np.frombuffer(data, dtype=np.uint8)
+        apply_synced(self.cache, buf, sessions, src.packed, now, self._delete, done)
+        for reason, count in (("bad_synced_session", done.bad), ("stale_sync", done.stale)):
+            if count:
+                self.counters.drops[reason] += count
+        self._expiry.push_many(done.row[: done.count], done.expires[: done.count])
+        self.counters.sessions_synced_in += done.count
+        self._after_sync_reply(flags, identifier, src, now)
+
     def _on_sync_reply(self, msg: StateSync, src: IPv6Address, now: float) -> None:
         self.counters.ss_rep_received += 1
         lead = next(
@@ -1178,10 +1220,14 @@ class LmaEngine:
                 self._drop("bad_synced_session")
             else:
                 self._apply_synced(session, src, now)
-        if msg.flags & cp.SS_FLAG_A:
-            self._send(StateSync(cp.SS_ACK, msg.identifier), self.config.address, src)
+        self._after_sync_reply(msg.flags, msg.identifier, src, now)
+
+    def _after_sync_reply(self, flags: int, identifier: int, src: IPv6Address, now: float) -> None:
+        """The SS-ACK asked for, and the end of a full sync this LMA requested."""
+        if flags & cp.SS_FLAG_A:
+            self._send(StateSync(cp.SS_ACK, identifier), self.config.address, src)
         request = self._sync_requests.get(src)
-        if request is not None and request[0] == msg.identifier and not msg.flags & cp.SS_FLAG_M:
+        if request is not None and request[0] == identifier and not flags & cp.SS_FLAG_M:
             del self._sync_requests[src]
             self._timers.cancel(("ssreq", src))
             self._event(now, "sync_complete", peer=str(src))

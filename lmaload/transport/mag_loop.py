@@ -28,7 +28,7 @@ from lmaload._ext.lma_batch import frame as frame_batch
 from lmaload._ext.lma_batch import unframe as unframe_batch
 from lmaload.capture import Capture
 from lmaload.population import Population
-from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams, distinct
 from lmaload.protocol.mag import MagEngine
 from lmaload.transport.batch import BatchSocket
 from lmaload.transport.raw_mh import send_raw
@@ -65,27 +65,22 @@ class MagTransport:
             self._send(part if isinstance(part, Columns) else Columns.of([part]))
 
     def _send(self, columns: Columns) -> None:
-        n = len(columns)
-        src4 = np.zeros((n, 4), dtype=np.uint8)
-        dst4 = np.zeros((n, 4), dtype=np.uint8)
-        ports = np.zeros(n, dtype=np.uint16)
-        routed = np.ones(n, dtype=bool)
-        for addresses, table, column in (
-            (columns.src, self._mag_addr4, 0),
-            (columns.dst, self._lmas, 1),
-        ):
-            keys = np.ascontiguousarray(addresses).view(np.dtype((np.void, 16))).ravel()
-            unique, inverse = np.unique(keys, return_inverse=True)
-            for k, key in enumerate(unique.tolist()):
-                found = table.get(key)
-                at = inverse == k
-                if found is None:
-                    routed[at] = False
-                elif column == 0:
-                    src4[at] = np.frombuffer(found, dtype=np.uint8)
-                else:
-                    dst4[at] = np.frombuffer(found[0], dtype=np.uint8)
-                    ports[at] = found[1]
+        mags, mag_of = distinct(columns.src)
+        lmas, lma_of = distinct(columns.dst)
+        src4 = np.zeros((len(mags), 4), dtype=np.uint8)
+        dst4 = np.zeros((len(lmas), 4), dtype=np.uint8)
+        ports = np.zeros(len(lmas), dtype=np.uint16)
+        known_mag = np.zeros(len(mags), dtype=bool)
+        known_lma = np.zeros(len(lmas), dtype=bool)
+        for k, key in enumerate(mags):
+            if (addr4 := self._mag_addr4.get(key)) is not None:
+                src4[k], known_mag[k] = np.frombuffer(addr4, dtype=np.uint8), True
+        for k, key in enumerate(lmas):
+            if (outer := self._lmas.get(key)) is not None:
+                dst4[k], known_lma[k] = np.frombuffer(outer[0], dtype=np.uint8), True
+                ports[k] = outer[1]
+        src4, dst4, ports = src4[mag_of], dst4[lma_of], ports[lma_of]
+        routed = known_mag[mag_of] & known_lma[lma_of]
         if not routed.all():
             self.drops["no_route"] += int(np.count_nonzero(~routed))
             columns = columns.take(routed)

@@ -33,7 +33,7 @@ import numpy as np
 from lmaload._ext.lma_batch import frame as frame_batch
 from lmaload._ext.lma_batch import unframe as unframe_batch
 from lmaload.capture import Capture
-from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams, distinct
 from lmaload.transport.batch import Batch, BatchSocket
 from lmaload.wire import Message, WireError, decode_mh, encode_mh
 from lmaload.wire.ipv6 import ipv6_header, split_ipv6_mh
@@ -169,11 +169,11 @@ class UdpTransport:
         """Route each inner source to the outer address and port it last came from."""
         if not len(inner):
             return
-        keys = np.ascontiguousarray(inner).view(np.dtype((np.void, 16))).ravel()
-        unique, index = np.unique(keys[::-1], return_index=True)
-        last = len(keys) - 1 - index
+        keys, inverse = distinct(inner)
+        last = np.zeros(len(keys), dtype=np.intp)
+        np.maximum.at(last, inverse, np.arange(len(inverse)))
         routes = self._routes
-        for key, i in zip(unique.tolist(), last.tolist(), strict=True):
+        for key, i in zip(keys, last.tolist(), strict=True):
             routes[key] = (outer[i].tobytes(), int(sport[i]))
 
     def _capture_in(self, sock: BatchSocket, batch: Batch) -> None:
@@ -215,14 +215,12 @@ class UdpTransport:
 
     def _send_columns(self, columns: Columns, lmaa: IPv6Address | None) -> None:
         """Send columns (the LMA's PBAs) per source socket, each to its route."""
-        src_keys = np.ascontiguousarray(columns.src).view(np.dtype((np.void, 16))).ravel()
-        dst_keys = np.ascontiguousarray(columns.dst).view(np.dtype((np.void, 16))).ravel()
-        unique, inverse = np.unique(dst_keys, return_inverse=True)
+        unique, inverse = distinct(columns.dst)
         width = 4 if self.family == socket.AF_INET else 16
         hosts = np.zeros((len(unique), width), dtype=np.uint8)
         ports = np.zeros(len(unique), dtype=np.uint16)
         routed = np.ones(len(unique), dtype=bool)
-        for k, key in enumerate(unique.tolist()):
+        for k, key in enumerate(unique):
             outer = self._outer(key)
             if outer is None:
                 routed[k] = False
@@ -234,7 +232,7 @@ class UdpTransport:
             self.drops["no_route"] += int(np.count_nonzero(~keep))
         from_lmaa = np.zeros(len(columns), dtype=bool)
         if lmaa is not None:
-            from_lmaa = src_keys == np.frombuffer(lmaa.packed, dtype=np.dtype((np.void, 16)))[0]
+            from_lmaa = (columns.src == np.frombuffer(lmaa.packed, dtype=np.uint8)).all(axis=1)
         for sock, mask in ((self.main, keep & ~from_lmaa), (self.lmaa_socket, keep & from_lmaa)):
             if sock is None or not mask.any():
                 continue

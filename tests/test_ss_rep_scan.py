@@ -1,0 +1,256 @@
+"""The compiled SS-REP scan (lmaload._ext.lma_batch.scan_ss_rep) against the reference decoder:
+whatever it accepts, decode_mh + StateSync.sessions + SyncedSession.parse must read the same way
+(flags, identifier, lead Restart Counter, every session's fields, the sessions parse drops); and
+what our own encoders send it must accept."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv6Address, IPv6Network
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lmaload._ext.bce_sync import encode_sessions
+from lmaload._ext.lma_batch import scan_ss_rep
+
+from lmaload.protocol.binding_cache import BceState, BindingCache, prefix_key
+from lmaload.protocol.redundancy import SyncedSession
+from lmaload.wire import (
+    AccessTechnologyType,
+    HomeNetworkPrefix,
+    LinkLocalAddress,
+    MobileNodeIdentifier,
+    MobileNodeLinkLayerIdentifier,
+    ProxyBindingCacheInformation,
+    RestartCounter,
+    StateSync,
+    Timestamp,
+    WireConfig,
+    WireError,
+    decode_mh,
+    encode_mh,
+)
+from lmaload.wire import codepoints as cp
+from lmaload.wire.codepoints import DEFAULT_CONFIG
+from tests.strategies import mn_options, pbci, sync_options
+
+SRC = IPv6Address("2001:db8:1::1")
+DST = IPv6Address("2001:db8:2::2")
+OTHER_CONFIG = WireConfig(mh_state_sync=210, opt_pbci=230, opt_bci=231)
+configs = st.sampled_from([DEFAULT_CONFIG, OTHER_CONFIG])
+
+
+def reference(data: bytes, config: WireConfig) -> tuple | None:
+    """What the reference path reads from an SS-REP: (flags, identifier, lead counter, sessions
+    as field tuples or None for a dropped one), or None when it does not take it as one."""
+    try:
+        decoded = decode_mh(data, SRC, DST, config)
+    except WireError:
+        return None
+    msg = decoded.message
+    if not decoded.checksum_ok or not isinstance(msg, StateSync) or msg.ss_type != cp.SS_REPLY:
+        return None
+    lead = next(
+        (o for o in msg.options if isinstance(o, RestartCounter | ProxyBindingCacheInformation)),
+        None,
+    )
+    sessions = []
+    for head, options in msg.sessions():
+        session = (
+            SyncedSession.parse(head, options)
+            if isinstance(head, ProxyBindingCacheInformation)
+            else None
+        )
+        if session is None:
+            sessions.append(None)
+            continue
+        p = session.pbci
+        sessions.append(
+            (
+                p.flags,
+                p.sequence,
+                p.lifetime,
+                p.tunnel_interface_id,
+                p.proxy_coa.packed,
+                session.mn_id,
+                session.prefixes,
+                session.att,
+                session.timestamp,
+                session.ll_id,
+                session.lla.packed if session.lla is not None else None,
+            )
+        )
+    counter = lead.counter if isinstance(lead, RestartCounter) else -1
+    return msg.flags, msg.identifier, counter, sessions
+
+
+def scanned(data: bytes, config: WireConfig) -> tuple | None:
+    out = scan_ss_rep(data, SRC.packed, DST.packed, config)
+    if out is None:
+        return None
+    flags, identifier, counter, records = out
+    sessions = []
+    for r in records:
+        if not r["ok"]:
+            sessions.append(None)
+            continue
+        mn = data[int(r["mn_start"]) : int(r["mn_start"]) + int(r["mn_len"])]
+        llid = None
+        if r["llid_len"] >= 0:
+            llid = data[int(r["llid_start"]) : int(r["llid_start"]) + int(r["llid_len"])]
+        network = IPv6Network((int.from_bytes(r["hnp"].tobytes(), "big"), int(r["plen"])))
+        sessions.append(
+            (
+                int(r["flags"]),
+                int(r["seq"]),
+                int(r["lifetime"]),
+                int(r["tunnel"]),
+                r["proxy_coa"].tobytes(),
+                mn,
+                (network,),
+                int(r["att"]),
+                int(r["ts"]),
+                llid,
+                r["lla"].tobytes() if r["has_lla"] else None,
+            )
+        )
+    return flags, identifier, counter, sessions
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), configs, st.integers(0, 255), st.integers(0, 0xFFFF))
+def test_what_the_scan_takes_the_reference_reads_alike(data, config, flags, identifier) -> None:
+    options = data.draw(sync_options(config))
+    if data.draw(st.booleans()):
+        options = (RestartCounter(data.draw(st.integers(0, 2**32 - 1))), *options)
+    try:
+        mh = encode_mh(StateSync(cp.SS_REPLY, identifier, flags, options), SRC, DST, config)
+    except ValueError:
+        return
+    if data.draw(st.booleans()) and len(mh) > 8:  # corrupt an octet (the checksum may catch it)
+        at = data.draw(st.integers(0, len(mh) - 1))
+        mh = mh[:at] + bytes([mh[at] ^ data.draw(st.integers(1, 255))]) + mh[at + 1 :]
+    got = scanned(mh, config)
+    if got is not None:
+        assert got == reference(mh, config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(pbci(), st.lists(mn_options(), max_size=6)), max_size=8),
+    configs,
+)
+def test_flat_sessions_of_known_options_are_read(sessions, config) -> None:
+    options = tuple(o for head, rest in sessions for o in (head, *rest))
+    try:
+        mh = encode_mh(StateSync(cp.SS_REPLY, 7, cp.SS_FLAG_A, options), SRC, DST, config)
+    except ValueError:
+        return
+    got = scanned(mh, config)
+    if got is not None:
+        assert got == reference(mh, config)
+
+
+@st.composite
+def sessions_of_known_options(draw: st.DrawFn) -> list:
+    """A session of the options the scan reads, each at most once, in any order, sometimes
+    without a mandatory one."""
+    ipv6 = st.integers(0, 2**128 - 1).map(IPv6Address)
+    length = draw(st.integers(0, 128))
+    prefix = draw(st.integers(0, 2**128 - 1)) >> (128 - length) << (128 - length) if length else 0
+    candidates = [
+        MobileNodeIdentifier(draw(st.binary(min_size=1, max_size=80))),
+        HomeNetworkPrefix(IPv6Address(prefix), length),
+        AccessTechnologyType(draw(st.integers(0, 255))),
+        Timestamp(draw(st.integers(0, 2**64 - 1))),
+        MobileNodeLinkLayerIdentifier(draw(st.binary(max_size=30))),
+        LinkLocalAddress(draw(ipv6)),
+    ]
+    chosen = [o for o in candidates if draw(st.integers(0, 9)) > 0]
+    return [draw(pbci()), *draw(st.permutations(chosen))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(sessions_of_known_options(), max_size=10),
+    st.none() | st.integers(0, 2**32 - 1),
+    configs,
+)
+def test_sessions_of_known_options_are_read_alike(sessions, counter, config) -> None:
+    options = tuple(o for session in sessions for o in session)
+    if counter is not None:
+        options = (RestartCounter(counter), *options)
+    try:
+        mh = encode_mh(StateSync(cp.SS_REPLY, 9, cp.SS_FLAG_A, options), SRC, DST, config)
+    except ValueError:
+        return
+    got = scanned(mh, config)
+    assert got is not None
+    assert got == reference(mh, config)
+
+
+def test_what_the_engine_sends_is_read() -> None:
+    """Every SS-REP of the compiled encoder over a random cache is taken, and read as the
+    reference reads it."""
+    rng = random.Random(3)
+    cache = BindingCache()
+    for i in range(500):
+        network = IPv6Network((0x20010DB8 << 96 | i << 64, 64))
+        row = cache.insert(
+            b"mn%d@x" % i,
+            (prefix_key(network),),
+            bytes([2, i & 0xFF]) if rng.random() < 0.3 else None,
+            state=BceState.ACTIVE,
+            proxy_coa=IPv6Address(rng.choice(["2001:db8:aa::1", "2001:db8:aa::2"])),
+        )
+        cache.set(
+            row,
+            flags=cp.PBU_DEFAULT_FLAGS,
+            seq=rng.randrange(1 << 16),
+            lifetime=100,
+            expires=1e9 + rng.uniform(1, 400),
+            ts=rng.choice([0, rng.randrange(1 << 60)]),
+            att=4,
+            tunnel=rng.randrange(1, 100),
+            lla=IPv6Address("fe80::1") if rng.random() < 0.3 else IPv6Address(0),
+        )
+    batch = encode_sessions(
+        cache.rows,
+        cache.mn_ids,
+        cache.prefix_keys,
+        cache.ll_ids,
+        cache.live_rows(),
+        1e9,
+        5,
+        SRC.packed,
+        DST.packed,
+        0,
+        step_identifiers=True,
+        ack=True,
+    )
+    for k in range(len(batch.offsets) - 1):
+        mh = batch.buf[batch.offsets[k] : batch.offsets[k + 1]].tobytes()
+        got = scanned(mh, DEFAULT_CONFIG)
+        assert got is not None and got == reference(mh, DEFAULT_CONFIG)
+        assert got[2] == 5 and all(s is not None for s in got[3])
+
+
+def test_what_the_scan_declines() -> None:
+    att, mn = AccessTechnologyType(4), MobileNodeIdentifier(b"mn@x")
+    head = ProxyBindingCacheInformation(0, 1, 2, 3, SRC)
+    for options in (
+        (head, mn, att, RestartCounter(1)),  # a Restart Counter inside a session
+        (mn, head, att),  # an option before the sessions
+        (head, mn, mn, att),  # twice in a session
+        (ProxyBindingCacheInformation(0, 1, 2, 3, SRC, nested=True), mn, att),
+    ):
+        mh = encode_mh(StateSync(cp.SS_REPLY, 1, 0, options), SRC, DST)
+        assert scan_ss_rep(mh, SRC.packed, DST.packed) is None
+    mh = bytearray(encode_mh(StateSync(cp.SS_REPLY, 1, 0, (head, mn, att)), SRC, DST))
+    assert scan_ss_rep(bytes(mh), SRC.packed, DST.packed) is not None
+    mh[4] ^= 1  # checksum
+    assert scan_ss_rep(bytes(mh), SRC.packed, DST.packed) is None
+    request = encode_mh(StateSync(cp.SS_REQUEST, 1, 0, ()), SRC, DST)
+    assert scan_ss_rep(request, SRC.packed, DST.packed) is None
+    assert scan_ss_rep(np.zeros(3, dtype=np.uint8), SRC.packed, DST.packed) is None
