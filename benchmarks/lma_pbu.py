@@ -4,7 +4,8 @@ over UDP/5436 on loopback.
 The client, pinned to the other core, pre-encodes PBUs for distinct mobile nodes (sequence-number
 scheme, so no Timestamp goes stale while it waits), blasts them with the batched sender from
 several MAG source addresses of 127.1/16 with at most ``--window`` unanswered, and counts the
-PBAs. ``--profile FILE`` runs the LMA under cProfile and prints where its time went.
+PBAs: first new sessions (ALL_ZERO HNP), then refreshes (HI 5) of the prefixes the PBAs gave.
+``--profile FILE`` runs the LMA under cProfile and prints where its time went.
 
     python3 benchmarks/lma_pbu.py --count 100000
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmaload.bulk import decode_pbas
 from lmaload.transport.batch import BatchSocket
 from lmaload.transport.udp5436 import frame, mapped
 from lmaload.wire import (
@@ -47,19 +49,27 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def encode_pbus(count: int, lma: IPv6Address) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Framed PBUs for ``count`` distinct MNs (buf, offsets) and each one's MAG source row."""
+def encode_pbus(
+    count: int, lma: IPv6Address, prefixes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Framed PBUs for ``count`` distinct MNs (buf, offsets) and each one's MAG source row:
+    new sessions asking for a prefix (HI 1), or with ``prefixes`` (the /64 each MN was given,
+    (count, 16)) refreshes of those (HI 5)."""
     payloads = []
     mags = [mapped(ip_address(h)) for h in MAG_HOSTS]
     for i in range(count):
         mag = mags[i % len(mags)]
+        hnp = (
+            ZERO if prefixes is None else HomeNetworkPrefix(IPv6Address(prefixes[i].tobytes()), 64)
+        )
         options = (
-            MobileNodeIdentifier(b"mn%08d@bench.example" % i),
-            ZERO,
-            HandoffIndicator(1),
+            MobileNodeIdentifier(b"mn%d@bench.example" % i),
+            hnp,
+            HandoffIndicator(1 if prefixes is None else 5),
             AccessTechnologyType(4),
         )
-        mh = encode_mh(BindingUpdate(1, 1000, options=options), mag, lma)
+        seq = 1 if prefixes is None else 2
+        mh = encode_mh(BindingUpdate(seq, 1000, options=options), mag, lma)
         payloads.append(frame(mh, mag, lma))
     offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum([len(p) for p in payloads], out=offsets[1:])
@@ -80,9 +90,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def blast(
-    buf: np.ndarray, offsets: np.ndarray, sources: np.ndarray, lma: tuple[str, int], window: int
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    sources: np.ndarray,
+    lma: tuple[str, int],
+    window: int,
+    prefixes: np.ndarray,
 ) -> tuple[int, float]:
-    """Send everything with at most ``window`` unanswered; (PBAs received, seconds)."""
+    """Send everything with at most ``window`` unanswered; (PBAs received, seconds). The
+    prefix each PBA 0 assigns goes to ``prefixes`` (row: the MN's number)."""
     count = len(offsets) - 1
     # bound to the wildcard address: the PBAs come back to every MAG address, at one port
     sock = BatchSocket.udp("0.0.0.0", 0, rcvbuf=8 << 20, sndbuf=8 << 20)
@@ -95,8 +111,13 @@ def blast(
             sent += sock.send(
                 buf[: offsets[end]], offsets[: end + 1], lma[0], lma[1], sources[:end], sent
             )
-        got = sock.recv(timeout=0.001 if sent < count else 0.2).count
+        batch = sock.recv(timeout=0.001 if sent < count else 0.2)
+        got = batch.count
         received += got
+        if got:
+            pba = decode_pbas(batch.buf, batch.offsets)
+            ok = (pba["error"] == 0) & (pba["status"] == 0) & (pba["mn_id"] < count)
+            prefixes[pba["mn_id"][ok]] = pba["hnp"][ok]
         now = time.perf_counter()
         if got:
             last_progress = now
@@ -131,14 +152,19 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        cpu = cpu_seconds(lma.pid)
-        received, elapsed = blast(buf, offsets, sources, (LMA_HOST, port), args.window)
-        cpu = cpu_seconds(lma.pid) - cpu
-        print(
-            f"{received} PBAs for {args.count} PBUs in {elapsed:.2f} s: "
-            f"{received / elapsed:,.0f} PBUs/s (reference engine, one core, UDP loopback); "
-            f"the LMA used {cpu:.2f} s of CPU: {received / cpu:,.0f} PBUs per CPU second"
-        )
+        prefixes = np.zeros((args.count, 16), dtype=np.uint8)
+        for phase in ("new sessions", "refreshes"):
+            if phase == "refreshes":
+                buf, offsets, sources = encode_pbus(args.count, lma_inner, prefixes)
+            cpu = cpu_seconds(lma.pid)
+            target = (LMA_HOST, port)
+            received, elapsed = blast(buf, offsets, sources, target, args.window, prefixes)
+            cpu = cpu_seconds(lma.pid) - cpu
+            print(
+                f"{phase}: {received} PBAs for {args.count} PBUs in {elapsed:.2f} s: "
+                f"{received / elapsed:,.0f} PBUs/s over UDP loopback; the LMA used "
+                f"{cpu:.2f} s of CPU: {received / cpu:,.0f} PBUs per CPU second"
+            )
     finally:
         lma.send_signal(signal.SIGTERM)
         lma.wait(30)
