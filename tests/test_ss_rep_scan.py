@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from lmaload._ext.bce_sync import encode_sessions
 from lmaload._ext.lma_batch import scan_ss_rep
 
+from lmaload.protocol import Datagram, Datagrams, LmaConfig, LmaEngine
 from lmaload.protocol.binding_cache import BceState, BindingCache, prefix_key
+from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.redundancy import SyncedSession
 from lmaload.wire import (
     AccessTechnologyType,
@@ -234,6 +236,30 @@ def test_what_the_engine_sends_is_read() -> None:
         got = scanned(mh, DEFAULT_CONFIG)
         assert got is not None and got == reference(mh, DEFAULT_CONFIG)
         assert got[2] == 5 and all(s is not None for s in got[3])
+
+
+def test_a_prefix_with_host_bits_is_a_bad_session_both_ways() -> None:
+    """The scan leaves it to the reference path, which drops that session (and no other)."""
+    bad = (
+        ProxyBindingCacheInformation(0, 1, 100, 3, SRC),
+        MobileNodeIdentifier(b"mn1@x"),
+        HomeNetworkPrefix(IPv6Address("2001:db8::1"), 64),
+        AccessTechnologyType(4),
+    )
+    good = (
+        ProxyBindingCacheInformation(0, 1, 100, 3, SRC),
+        MobileNodeIdentifier(b"mn2@x"),
+        HomeNetworkPrefix(IPv6Address("2001:db8:0:1::"), 64),
+        AccessTechnologyType(4),
+    )
+    mh = encode_mh(StateSync(cp.SS_REPLY, 1, 0, (*bad, *good)), SRC, DST)
+    assert scan_ss_rep(mh, SRC.packed, DST.packed) is None
+    for columns in (False, True):
+        engine = LmaEngine(LmaConfig(address=DST, peers=(SRC,), role="standby"), 1e9)
+        batch = [Datagram(mh, SRC, DST)]
+        engine.receive(Datagrams([Columns.of(batch)] if columns else batch), 1e9)
+        assert engine.counters.drops["bad_synced_session"] == 1
+        assert engine.counters.sessions_synced_in == 1
 
 
 def test_what_the_scan_declines() -> None:

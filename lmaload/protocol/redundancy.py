@@ -56,7 +56,8 @@ class SyncedSession:
     def parse(
         cls, pbci: ProxyBindingCacheInformation, options: Iterable[Option]
     ) -> SyncedSession | None:
-        """None when a mandatory MN option (MN-ID, HNP, ATT; §8.1) is missing."""
+        """None when a mandatory MN option (MN-ID, HNP, ATT; §8.1) is missing, or an HNP has
+        host bits set."""
         mn_id = att = None
         prefixes: list[IPv6Network] = []
         timestamp = 0
@@ -65,7 +66,10 @@ class SyncedSession:
             if isinstance(opt, MobileNodeIdentifier):
                 mn_id = opt.identifier
             elif isinstance(opt, HomeNetworkPrefix):
-                prefixes.append(IPv6Network((int(opt.prefix), opt.prefix_length)))
+                try:
+                    prefixes.append(IPv6Network((int(opt.prefix), opt.prefix_length)))
+                except ValueError:  # host bits set: no prefix a binding could have
+                    return None
             elif isinstance(opt, AccessTechnologyType):
                 att = opt.value
             elif isinstance(opt, Timestamp):
