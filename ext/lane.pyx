@@ -162,6 +162,52 @@ cdef inline bint serial_newer(uint16_t a, uint16_t b) noexcept nogil:
     return 0 < d < 0x8000
 
 
+cdef class Indexes:
+    """The binding cache's lists and indexes, looked up once per call."""
+
+    cdef list free, mn_ids, prefix_keys, ll_ids
+    cdef dict by_mn, by_prefix, by_mag
+
+    def __init__(self, cache):
+        self.free = cache._free
+        self.mn_ids = cache.mn_ids
+        self.prefix_keys = cache.prefix_keys
+        self.ll_ids = cache.ll_ids
+        self.by_mn = cache._by_mn
+        self.by_prefix = cache._by_prefix
+        self.by_mag = cache._by_mag
+
+
+cdef Py_ssize_t new_row(
+    cache, Indexes ix, object mn, bytes key, object llid, bytes mag, object rows_of_mn
+) except -1:
+    """A zeroed row of the cache (grown if full) holding a new entry: MN ``mn`` (whose
+    by-MN index entry is ``rows_of_mn``, None for none), the one prefix ``key``, MN LL-ID
+    ``llid``, at the MAG of packed address ``mag``. The caller reads ``cache.rows`` again."""
+    if not ix.free:
+        cache._grow()
+    cdef Py_ssize_t row = ix.free.pop()
+    cdef uint8_t* r = <uint8_t*>cnp.PyArray_DATA(cache.rows) + row * ROW_SIZE
+    memset(r, 0, ROW_SIZE)
+    memcpy(r + R_PROXY_COA, PyBytes_AS_STRING(mag), 16)
+    ix.mn_ids[row] = mn
+    ix.prefix_keys[row] = (key,)
+    ix.ll_ids[row] = llid
+    if rows_of_mn is None:
+        ix.by_mn[mn] = row
+    elif type(rows_of_mn) is int:
+        ix.by_mn[mn] = {rows_of_mn, row}
+    else:
+        rows_of_mn.add(row)
+    ix.by_prefix[key] = row
+    mag_rows = ix.by_mag.get(mag)
+    if mag_rows is None:
+        ix.by_mag[mag] = {row}
+    else:
+        mag_rows.add(row)
+    return row
+
+
 cdef class Accepted:
     """The PBUs one ``Lane.run`` accepted, in order: datagram index, binding cache row, the
     assigned prefix (16 octets and length), granted lifetime and the row's new expiry."""
@@ -218,16 +264,14 @@ cdef class Lane:
         if len(out.sel) < n - start:
             raise ValueError("out is too small for the run")
         cache = self.cache
-        cdef object rows_array = cache.rows
-        cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
+        cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
         cdef const uint8_t* recs = <const uint8_t*>cnp.PyArray_DATA(scan)
-        cdef list free = cache._free
-        cdef list mn_ids = cache.mn_ids
-        cdef list prefix_keys = cache.prefix_keys
-        cdef list ll_ids = cache.ll_ids
-        cdef dict by_mn = cache._by_mn
-        cdef dict by_prefix = cache._by_prefix
-        cdef dict by_mag = cache._by_mag
+        cdef Indexes indexes = Indexes(cache)
+        cdef list mn_ids = indexes.mn_ids
+        cdef list prefix_keys = indexes.prefix_keys
+        cdef list ll_ids = indexes.ll_ids
+        cdef dict by_mn = indexes.by_mn
+        cdef dict by_prefix = indexes.by_prefix
         cdef dict tunnels = self.tunnels
         cdef PrefixPool pool = self.pool
         cdef const uint8_t* own = <const uint8_t*>PyBytes_AS_STRING(self.address)
@@ -244,7 +288,7 @@ cdef class Lane:
         cdef const uint8_t* rec
         cdef uint8_t* r
         cdef const uint8_t* mag_ptr = NULL
-        cdef object mag = None, mag_rows = None, tunnel = None
+        cdef object mag = None, tunnel = None
         cdef object mn, llid, key, found, rows_of_mn, c
         cdef int64_t mn_start, llid_start
         cdef int16_t llid_len
@@ -281,7 +325,7 @@ cdef class Lane:
             if mag_ptr == NULL or memcmp(mag_ptr, &src[i, 0], 16) != 0:
                 mag_ptr = &src[i, 0]
                 mag = PyBytes_FromStringAndSize(<const char*>mag_ptr, 16)
-                tunnel = mag_rows = None
+                tunnel = None
 
             if rec[S_HNP_ZERO]:
                 # A new session unless exactly one entry of this MN interface hands off (§3.2.1).
@@ -300,29 +344,9 @@ cdef class Lane:
                 key = pool._allocate()
                 if key is None:
                     break  # 130
-                if not free:
-                    cache._grow()
-                    rows_array = cache.rows
-                    rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
-                row = free.pop()
+                row = new_row(cache, indexes, mn, key, llid, mag, rows_of_mn)
+                rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
                 r = rows + row * ROW_SIZE
-                memset(r, 0, ROW_SIZE)
-                mn_ids[row] = mn
-                prefix_keys[row] = (key,)
-                ll_ids[row] = llid
-                if rows_of_mn is None:
-                    by_mn[mn] = row
-                elif type(rows_of_mn) is int:
-                    by_mn[mn] = {rows_of_mn, row}
-                else:
-                    rows_of_mn.add(row)
-                by_prefix[key] = row
-                if mag_rows is None:
-                    mag_rows = by_mag.get(mag)
-                    if mag_rows is None:
-                        mag_rows = by_mag[mag] = set()
-                mag_rows.add(row)
-                memcpy(r + R_PROXY_COA, mag_ptr, 16)
                 memcpy(&o_prefix[count, 0], PyBytes_AS_STRING(key), 16)
                 o_plen[count] = (<const uint8_t*>PyBytes_AS_STRING(key))[16]
             else:
@@ -440,22 +464,18 @@ def apply_synced(
         raise ValueError("out is too small")
     cdef const uint8_t* recs = <const uint8_t*>cnp.PyArray_DATA(sessions)
     cdef const uint8_t* anchor = <const uint8_t*>PyBytes_AS_STRING(sender)
-    cdef object rows_array = cache.rows
-    cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
-    cdef list free = cache._free
-    cdef list mn_ids = cache.mn_ids
-    cdef list prefix_keys = cache.prefix_keys
-    cdef list ll_ids = cache.ll_ids
-    cdef dict by_mn = cache._by_mn
-    cdef dict by_prefix = cache._by_prefix
-    cdef dict by_mag = cache._by_mag
+    cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
+    cdef Indexes indexes = Indexes(cache)
+    cdef list mn_ids = indexes.mn_ids
+    cdef list prefix_keys = indexes.prefix_keys
+    cdef dict by_prefix = indexes.by_prefix
     cdef int64_t[::1] o_row = out.row
     cdef double[::1] o_expires = out.expires
     cdef Py_ssize_t count = 0, stale = 0, bad = 0, i, row
     cdef const uint8_t* rec
     cdef uint8_t* r
     cdef uint8_t key_octets[17]
-    cdef object mn, key, found, llid, rows_of_mn, mag_rows, mag
+    cdef object mn, key, found, llid, mag
     cdef int64_t start
     cdef int16_t llid_len
     cdef uint16_t seq, lifetime
@@ -500,31 +520,10 @@ def apply_synced(
             if llid_len >= 0:
                 start = (<const int64_t*>(rec + Q_LLID_START))[0]
                 llid = PyBytes_FromStringAndSize(<const char*>&data[start], llid_len)
-            if not free:
-                cache._grow()
-                rows_array = cache.rows
-                rows = <uint8_t*>cnp.PyArray_DATA(rows_array)
-            row = free.pop()
-            r = rows + row * ROW_SIZE
-            memset(r, 0, ROW_SIZE)
-            mn_ids[row] = mn
-            prefix_keys[row] = (key,)
-            ll_ids[row] = llid
-            rows_of_mn = by_mn.get(mn)
-            if rows_of_mn is None:
-                by_mn[mn] = row
-            elif type(rows_of_mn) is int:
-                by_mn[mn] = {rows_of_mn, row}
-            else:
-                rows_of_mn.add(row)
-            by_prefix[key] = row
             mag = PyBytes_FromStringAndSize(<const char*>(rec + Q_PROXY_COA), 16)
-            mag_rows = by_mag.get(mag)
-            if mag_rows is None:
-                by_mag[mag] = {row}
-            else:
-                mag_rows.add(row)
-            memcpy(r + R_PROXY_COA, rec + Q_PROXY_COA, 16)
+            row = new_row(cache, indexes, mn, key, llid, mag, indexes.by_mn.get(mn))
+            rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
+            r = rows + row * ROW_SIZE
         else:
             row = found
             if memcmp(r + R_PROXY_COA, rec + Q_PROXY_COA, 16) != 0:
