@@ -42,6 +42,7 @@ include "binding_cache.pxi"
 cdef enum:
     IPPROTO_MH = 135
     PAYLOAD_PROTO_NONE = 59
+    OPT_PAD1 = 0
     OPT_PADN = 1
     OPT_MN_IDENTIFIER = 8
     OPT_HOME_NETWORK_PREFIX = 22
@@ -60,6 +61,9 @@ cdef enum:
     PBCI_LENGTH = 28
     MAX_OPTION_LENGTH = 255
     PREFIX_KEY_LENGTH = 17
+
+
+include "octets.pxi"
 
 
 cdef struct session_t:
@@ -142,34 +146,6 @@ cdef Py_ssize_t layout(
     m += 1
     first[m] = n
     return m
-
-
-cdef inline Py_ssize_t put_padding(uint8_t* mh, Py_ssize_t off, Py_ssize_t n) noexcept nogil:
-    """Pad1 or PadN of ``n`` octets at ``off``."""
-    if n == 1:
-        mh[off] = 0
-    elif n >= 2:
-        mh[off] = OPT_PADN
-        mh[off + 1] = <uint8_t>(n - 2)
-        memset(mh + off + 2, 0, n - 2)
-    return off + n
-
-
-cdef inline void put_be16(uint8_t* q, uint16_t v) noexcept nogil:
-    q[0] = v >> 8
-    q[1] = <uint8_t>v
-
-
-cdef inline void put_be32(uint8_t* q, uint32_t v) noexcept nogil:
-    q[0] = v >> 24
-    q[1] = <uint8_t>(v >> 16)
-    q[2] = <uint8_t>(v >> 8)
-    q[3] = <uint8_t>v
-
-
-cdef inline void put_be64(uint8_t* q, uint64_t v) noexcept nogil:
-    put_be32(q, <uint32_t>(v >> 32))
-    put_be32(q + 4, <uint32_t>v)
 
 
 cdef Py_ssize_t write_session(

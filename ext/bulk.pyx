@@ -39,7 +39,6 @@ cnp.import_array()
 
 cdef extern from *:
     void prefetch "__builtin_prefetch"(const void*) noexcept nogil
-    uint16_t bswap16 "__builtin_bswap16"(uint16_t) noexcept nogil
     uint32_t bswap32 "__builtin_bswap32"(uint32_t) noexcept nogil
     uint64_t bswap64 "__builtin_bswap64"(uint64_t) noexcept nogil
 
@@ -329,7 +328,7 @@ cdef int encode_pbu_rows(pbu_batch_t* c) noexcept nogil:
         a += (<uint64_t>hi << t.hi_shift) + (<uint64_t>att << t.att_shift)
         b = 0
         copy_template(p, t.data, length)
-        store_be16(p + 6, seq)
+        put_be16(p + 6, seq)
         # The digits end at 37 + d: an even offset (weight 1) when d is odd.
         v = write_decimal(p + NAI_DIGITS_AT + d, mn_id)
         if d & 1:
@@ -355,7 +354,7 @@ cdef int encode_pbu_rows(pbu_batch_t* c) noexcept nogil:
             b += load32(mn.ipv4_hoa)
         if t.coa_at >= 0:
             memcpy(p + t.coa_at, mags[mag].addr4, 4)
-        store_be16(p + 4, finish(a, b))
+        put_be16(p + 4, finish(a, b))
         p += length
         total += length
         offsets[i + 1] = total
@@ -399,8 +398,8 @@ def encode_pbus(
         memset(c.head, 0, NAI_DIGITS_AT)
         c.head[0] = PAYLOAD_PROTO_NONE
         c.head[2] = MH_BINDING_UPDATE
-        store_be16(c.head + 8, int(flags))
-        store_be16(c.head + 10, int(lifetime))
+        put_be16(c.head + 8, int(flags))
+        put_be16(c.head + 10, int(lifetime))
         c.head[12] = cp.OPT_HOME_NETWORK_PREFIX
         c.head[13] = 18
         c.head[32] = cp.OPT_MN_IDENTIFIER
@@ -510,14 +509,14 @@ def encode_heartbeats(pop, mags, lmas, sequences):
             p[1] = 1
             p[2] = MH_HEARTBEAT
             seq = seq_v[i]
-            store_be16(p + 8, seq >> 16)
-            store_be16(p + 10, seq & 0xFFFF)
+            put_be16(p + 8, seq >> 16)
+            put_be16(p + 10, seq & 0xFFFF)
             p[12] = OPT_PADN
             p[13] = 2
             a = constant + seq
             b = (halves(load64(mag_table[mag].addr6)) + halves(load64(mag_table[mag].addr6 + 8))
                  + halves(load64(&lma_v[i, 0])) + halves(load64(&lma_v[i, 8])))
-            store_be16(p + 4, finish(a, b))
+            put_be16(p + 4, finish(a, b))
             p += 16
     if mag < 0:
         raise IndexError(f"index {mags_v[i]} is out of bounds for axis 0 with size {len(pop.mags)}")
@@ -594,22 +593,15 @@ cdef bint options_ok(
     found_t* f,
 ) noexcept nogil:
     """decode_options' checks on mh[off:end], noting the first options the records need."""
-    cdef uint8_t kind, length, k
+    cdef uint8_t kind = 0, length, k
     cdef Py_ssize_t body
-    while off < end:
-        kind = mh[off]
-        if kind == OPT_PAD1:
-            off += 1
-            continue
-        if off + 2 > end:
+    while True:
+        body = next_option(mh, &off, end, &kind)
+        if body == OPTIONS_MALFORMED:
             return False
-        length = mh[off + 1]
-        body = off + 2
-        off = body + length
-        if off > end:
-            return False
-        if kind == OPT_PADN:
-            continue
+        if body == OPTIONS_END:
+            return True
+        length = mh[body - 1]
         k = w.option_kind[kind]
         if k == O_ANY:
             pass
@@ -657,7 +649,6 @@ cdef bint options_ok(
         elif k == O_LFI:
             if length != 16 and length != 20:
                 return False
-    return True
 
 
 cdef struct decoded_t:

@@ -36,7 +36,6 @@ cnp.import_array()
 
 
 cdef extern from *:
-    uint16_t bswap16 "__builtin_bswap16"(uint16_t) noexcept nogil
     uint64_t bswap64 "__builtin_bswap64"(uint64_t) noexcept nogil
 
 
@@ -206,7 +205,7 @@ cdef bint scan_one(
 ) noexcept nogil:
     """Fill r from the MH mh[0:n] (at offset base of the buffer); False unless fast."""
     cdef Py_ssize_t off, body
-    cdef uint8_t kind, length, k, q
+    cdef uint8_t kind = 0, length, k, q
     cdef int seen = 0
     # decode_mh's framing, then BindingUpdate._require.
     if n < BU_OPTIONS or mh[0] != PAYLOAD_PROTO_NONE or (mh[1] + 1) * 8 != n:
@@ -220,20 +219,13 @@ cdef bint scan_one(
         return False
     # decode_options: each option's Length within the message, then its class's unpack checks.
     off = BU_OPTIONS
-    while off < n:
-        kind = mh[off]
-        if kind == OPT_PAD1:
-            off += 1
-            continue
-        if off + 2 > n:
+    while True:
+        body = next_option(mh, &off, n, &kind)
+        if body == OPTIONS_MALFORMED:
             return False
-        length = mh[off + 1]
-        body = off + 2
-        off = body + length
-        if off > n:
-            return False
-        if kind == OPT_PADN:
-            continue
+        if body == OPTIONS_END:
+            break
+        length = mh[body - 1]
         k = t.option_kind[kind]
         if k == K_OTHER or seen & k:
             return False
@@ -351,8 +343,8 @@ cdef inline void write_pba(
     p[5] = 0
     p[6] = status
     p[7] = BA_FLAG_P
-    store_be16(p + 8, r.seq)
-    store_be16(p + 10, lifetime)
+    put_be16(p + 8, r.seq)
+    put_be16(p + 10, lifetime)
     p[12] = OPT_MN_IDENTIFIER
     p[13] = 1 + r.mn_len
     p[14] = MNID_SUBTYPE_NAI
@@ -389,7 +381,7 @@ cdef inline void write_pba(
         memcpy(p + pos + 4, buf + r.llid_start, r.llid_len)
         pos += 4 + r.llid_len
     pad(p, pos, 8, 0)
-    store_be16(p + 4, finish(length + IPPROTO_MH, address_sum(src, dst) + native_sum(p, length)))
+    put_be16(p + 4, finish(length + IPPROTO_MH, address_sum(src, dst) + native_sum(p, length)))
 
 
 cdef enum:
@@ -563,7 +555,7 @@ def frame(buf, starts, ends, src, dst):
             p = base + of[i]
             p[0] = 0x60
             p[1] = p[2] = p[3] = 0
-            store_be16(p + 4, <uint16_t>ln[i])
+            put_be16(p + 4, <uint16_t>ln[i])
             p[6] = IPPROTO_MH
             p[7] = HOP_LIMIT
             memcpy(p + 8, sa + 16 * i, 16)
@@ -660,24 +652,17 @@ cdef Py_ssize_t scan_sessions(
 ) noexcept nogil:
     """Sessions of the SS-REP options mh[10:n] into out; -1 when the scan declines."""
     cdef Py_ssize_t off = 10, body, count = 0
-    cdef uint8_t kind, length, k
+    cdef uint8_t kind = 0, length, k
     cdef int seen = 0
     cdef session_t* s = NULL
     counter[0] = -1
-    while off < n:
-        kind = mh[off]
-        if kind == OPT_PAD1:
-            off += 1
-            continue
-        if off + 2 > n:
+    while True:
+        body = next_option(mh, &off, n, &kind)
+        if body == OPTIONS_MALFORMED:
             return -1
-        length = mh[off + 1]
-        body = off + 2
-        off = body + length
-        if off > n:
-            return -1
-        if kind == OPT_PADN:
-            continue
+        if body == OPTIONS_END:
+            break
+        length = mh[body - 1]
         k = kinds[kind]
         if k == Q_OTHER:
             return -1

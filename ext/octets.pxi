@@ -1,8 +1,8 @@
-# Octet and checksum helpers shared by the ext modules that read and write Mobility Headers.
-# Include after checksum.pxi and after the module's bswap16 declaration:
+# Octet, checksum and option-framing helpers shared by the ext modules that read and write
+# Mobility Headers. Include after checksum.pxi and after the module's OPT_PAD1 and OPT_PADN:
 #     include "octets.pxi"
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 
 cdef inline uint64_t load64(const uint8_t* p) noexcept nogil:
@@ -30,9 +30,7 @@ cdef inline uint16_t finish(uint64_t a, uint64_t b) noexcept nogil:
     return csum_fold(a + (((b << 8) | (b >> 8)) & 0xFFFF))
 
 
-cdef inline void store_be16(uint8_t* p, uint16_t v) noexcept nogil:
-    v = bswap16(v)
-    memcpy(p, &v, 2)
+
 
 
 cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
@@ -52,3 +50,59 @@ cdef inline Py_ssize_t wrap_index(int64_t i, Py_ssize_t n) noexcept nogil:
     if i < 0:
         i += n
     return i if 0 <= i < n else -1
+
+
+cdef inline void put_be16(uint8_t* q, uint16_t v) noexcept nogil:
+    q[0] = v >> 8
+    q[1] = <uint8_t>v
+
+
+cdef inline void put_be32(uint8_t* q, uint32_t v) noexcept nogil:
+    q[0] = v >> 24
+    q[1] = <uint8_t>(v >> 16)
+    q[2] = <uint8_t>(v >> 8)
+    q[3] = <uint8_t>v
+
+
+cdef inline void put_be64(uint8_t* q, uint64_t v) noexcept nogil:
+    put_be32(q, <uint32_t>(v >> 32))
+    put_be32(q + 4, <uint32_t>v)
+
+
+cdef inline Py_ssize_t put_padding(uint8_t* mh, Py_ssize_t off, Py_ssize_t n) noexcept nogil:
+    """Pad1 or PadN of ``n`` octets at ``off``."""
+    if n == 1:
+        mh[off] = OPT_PAD1
+    elif n >= 2:
+        mh[off] = OPT_PADN
+        mh[off + 1] = <uint8_t>(n - 2)
+        memset(mh + off + 2, 0, n - 2)
+    return off + n
+
+
+cdef enum:
+    OPTIONS_END = -1
+    OPTIONS_MALFORMED = -2
+
+
+cdef inline Py_ssize_t next_option(
+    const uint8_t* mh, Py_ssize_t* off, Py_ssize_t end, uint8_t* kind
+) noexcept nogil:
+    """decode_options' framing of mh[off[0]:end]: the body offset of the next option, its type
+    in kind[0] (its Length is mh[body - 1]) and off[0] moved past it, Pad1 and PadN skipped;
+    OPTIONS_END at the end, OPTIONS_MALFORMED when an option runs past ``end``."""
+    cdef Py_ssize_t body
+    while off[0] < end:
+        kind[0] = mh[off[0]]
+        if kind[0] == OPT_PAD1:
+            off[0] += 1
+            continue
+        if off[0] + 2 > end:
+            return OPTIONS_MALFORMED
+        body = off[0] + 2
+        off[0] = body + mh[off[0] + 1]
+        if off[0] > end:
+            return OPTIONS_MALFORMED
+        if kind[0] != OPT_PADN:
+            return body
+    return OPTIONS_END

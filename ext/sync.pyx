@@ -26,6 +26,7 @@ include "population.pxi"
 cdef enum:
     IPPROTO_MH = 135
     PAYLOAD_PROTO_NONE = 59
+    OPT_PAD1 = 0
     OPT_PADN = 1
     OPT_MN_IDENTIFIER = 8
     OPT_HOME_NETWORK_PREFIX = 22
@@ -41,6 +42,9 @@ cdef enum:
     PBCI_LENGTH = 28
     LL_ID_SIZE = 8  # octets of the ll_id column; the reference slices ll_id[:ll_len]
     MAX_OPTION_LENGTH = 255
+
+
+include "octets.pxi"
 
 # Outcomes of a pass over the sessions; the index of the offending session goes with them.
 cdef enum:
@@ -171,34 +175,6 @@ cdef int layout(
     first[m] = n
     count[0] = m
     return OK
-
-
-cdef inline Py_ssize_t put_padding(uint8_t* mh, Py_ssize_t off, Py_ssize_t n) noexcept nogil:
-    """Pad1 or PadN of ``n`` octets at ``off``."""
-    if n == 1:
-        mh[off] = 0
-    elif n >= 2:
-        mh[off] = OPT_PADN
-        mh[off + 1] = <uint8_t>(n - 2)
-        memset(mh + off + 2, 0, n - 2)
-    return off + n
-
-
-cdef inline void put_be16(uint8_t* q, uint16_t v) noexcept nogil:
-    q[0] = v >> 8
-    q[1] = <uint8_t>v
-
-
-cdef inline void put_be32(uint8_t* q, uint32_t v) noexcept nogil:
-    q[0] = v >> 24
-    q[1] = <uint8_t>(v >> 16)
-    q[2] = <uint8_t>(v >> 8)
-    q[3] = <uint8_t>v
-
-
-cdef inline void put_be64(uint8_t* q, uint64_t v) noexcept nogil:
-    put_be32(q, <uint32_t>(v >> 32))
-    put_be32(q + 4, <uint32_t>v)
 
 
 cdef inline Py_ssize_t put_decimal(uint8_t* q, uint32_t v) noexcept nogil:
