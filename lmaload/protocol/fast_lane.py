@@ -67,7 +67,7 @@ class FastLane:
         arrival = np.ascontiguousarray(arrival, dtype=np.float64)
         src = np.ascontiguousarray(columns.src)
         state = engine._ownership()
-        eligible, hold = self._classify(scan, columns, replay)
+        eligible, hold = self._classify(scan, columns, replay, state)
         accepted = Accepted(n)
         i = 0
         while i < n:
@@ -84,16 +84,18 @@ class FastLane:
                 self._hold(columns, scan, stop)
             else:
                 slow(stop)
-                if engine._ownership() != state:
-                    state = engine._ownership()
-                    eligible, hold = self._classify(scan, columns, replay)
+                now_state = engine._ownership()
+                if now_state != state:
+                    state = now_state
+                    eligible, hold = self._classify(scan, columns, replay, state)
             i = stop + 1
 
     def _classify(
-        self, scan: np.ndarray, columns: Columns, replay: bool
+        self, scan: np.ndarray, columns: Columns, replay: bool, state: tuple[object, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Which datagrams the lane may take, and which are failover PBUs to hold for a
-        takeover already under way (hard mode: a MAG this LMA does not serve yet)."""
+        takeover already under way (hard mode: a MAG this LMA does not serve yet); ``state`` is
+        the engine's ownership state now."""
         engine = self._engine
         n = len(scan)
         ok = scan["fast"].astype(bool)
@@ -106,7 +108,6 @@ class FastLane:
             return np.zeros(n, dtype=np.uint8), hold
         pairs = np.concatenate([columns.src[ok], columns.dst[ok]], axis=1)
         unique, inverse = distinct(pairs)
-        state = engine._ownership()
         if state != self._verdicts_for:
             self._verdicts.clear()
             self._verdicts_for = state

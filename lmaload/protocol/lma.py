@@ -918,24 +918,21 @@ class LmaEngine:
         """Queue a binding change for the next SS-REP batch; in before-ack mode the PBA waits
         for the standby's SS-ACK, otherwise it goes now. A live entry is read when packed; a
         deleted one is described now, while it is still there."""
-        held = self.config.sync == "before-ack" and self._sync_targets()
+        rows = np.array([row], dtype=np.int64)
         if deleted:
             key = (self.cache.mn_ids[row], self.cache.prefix_keys[row][0])
             change = self._sync_deleted.setdefault(key, SyncChange([]))
             change.options = session_options(self.cache, row, now, deleted=True)
-            pbas = change.pbas
         else:
-            self._sync_live.append(np.array([row], dtype=np.int64))
-            if held and pba is not None:
-                self._hold_pbas(np.array([row], dtype=np.int64), Columns.of([pba]))
-                return
-            pbas = []
+            self._sync_live.append(rows)
         if pba is None:
             return
-        if held:
-            pbas.append(pba)
-        else:
+        if not self._withholds_pbas():
             self._out.extend([pba])
+        elif deleted:
+            change.pbas.append(pba)
+        else:
+            self._hold_pbas(rows, Columns.of([pba]))
 
     def _hold_pbas(self, rows: np.ndarray, pbas: Columns) -> None:
         """before-ack: withhold the PBA ``pbas[i]`` until the SS-REP carrying ``rows[i]`` is
