@@ -5,120 +5,16 @@ healthy run's numbers stay what they were (every node registered, the target rat
 
 from __future__ import annotations
 
-from collections import Counter
-from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 import pytest
 
 from lmaload.measure import results as res
-from lmaload.protocol import LmaConfig, LmaEngine
-from lmaload.protocol.datagrams import Datagrams
-from lmaload.protocol.mag import MagEngine
 from lmaload.run import RunConfig, Runner, exit_status
 from lmaload.sim import LinkProfile, Simulator
-from lmaload.wire import codepoints as cp
+from tests.sim_target import SimLoop, SimPair
 
-LMA1 = IPv6Address("fd00:5213::1")
-LMA2 = IPv6Address("fd00:5213::2")
 MNS, MAGS, RATE = 2000, 10, 1000.0
-
-
-class Mute:
-    """An LMA engine that takes the first ``answered`` PBUs and drops every later one unseen
-    (it still answers heartbeats and talks to its peer): an LMA whose PBU processing stalled."""
-
-    def __init__(self, inner: LmaEngine, answered: int | None) -> None:
-        self.inner = inner
-        self.left = answered
-
-    def receive(self, datagrams: Datagrams, now: float) -> None:
-        kept = Datagrams()
-        for d in datagrams:
-            if d.data[2] == cp.MH_BINDING_UPDATE and self.left is not None:
-                if self.left == 0:
-                    continue
-                self.left -= 1
-            kept.append(*d)
-        self.inner.receive(kept, now)
-
-    def next_timer(self) -> float | None:
-        return self.inner.next_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.inner.handle_timer(now)
-
-    def datagrams_to_send(self) -> Datagrams:
-        return self.inner.datagrams_to_send()
-
-
-class SimLoop:
-    """``Runner``'s MAG driver on the simulator: the engine is a node, time is the simulator's."""
-
-    def __init__(self, sim: Simulator, engine: MagEngine) -> None:
-        self.sim = sim
-        self.datagrams_sent = self.datagrams_received = 0
-        self.transport = type("Transport", (), {"drops": Counter()})()
-        pop = engine.pop
-        sim.add_node("mags", engine, [pop.mag_address6(m) for m in range(len(pop.mags))])
-
-    def run_until(self, deadline: float) -> None:
-        self.sim.run_until(deadline)
-
-    def close(self) -> None:
-        pass
-
-
-class SimPair:
-    """The ``Target`` of a simulated run: reference LMA engines, LMA1 active, LMA1 answering only
-    its first ``answered`` PBUs."""
-
-    starting = "starting the simulated pair"
-    observes_sync = True
-    can_fail = True
-
-    def __init__(self, sim: Simulator, answered: int | None) -> None:
-        self.sim = sim
-        self.engines = []
-        for address, peer, role, preference, pool in (
-            (LMA1, LMA2, "active", 200, "fd00:b000::/40"),
-            (LMA2, LMA1, "standby", 100, "fd00:c000::/40"),
-        ):
-            config = LmaConfig(
-                address=address,
-                peers=(peer,),
-                role=role,
-                preference=preference,
-                prefix_pool=IPv6Network(pool),
-                sync="async",
-            )
-            self.engines.append(LmaEngine(config, sim.now))
-        sim.add_node("lma1", Mute(self.engines[0], answered), [LMA1])
-        sim.add_node("lma2", self.engines[1], [LMA2])
-
-    def start(self) -> None:
-        pass
-
-    def wait_ready(self, timeout: float) -> None:
-        self.sim.run_for(1.0)  # the pair sees each other's HELLO
-
-    def routes(self) -> dict[IPv6Address, tuple[str, int]]:
-        return {LMA1: ("lma1", 0), LMA2: ("lma2", 0)}
-
-    def anchors(self) -> tuple[IPv6Address, IPv6Address | None]:
-        return LMA1, LMA2
-
-    def synced(self, sessions: int) -> bool:
-        return len(self.engines[1].cache) >= sessions
-
-    def fail(self) -> None:
-        self.sim.crash("lma1")
-
-    def failure_problems(self) -> list[str]:
-        return []
-
-    def stop(self) -> None:
-        pass
 
 
 def simulated_run(answered: int | None) -> dict[str, Any]:
