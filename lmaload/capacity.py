@@ -10,7 +10,8 @@ the registration latency's p99 must be within ``latency_bound`` and the generato
 to its schedule. A trial whose generator fell behind, or used nearly a whole core, is flagged
 *generator-bound*: its verdict says more about lmaload than about the target.
 
-The search: an exponential ramp from ``start_rate`` until a trial fails the PDR; then, for the PDR
+The MAGs of a trial register with the active LMA (or the LMAA) and never fail over. The search:
+an exponential ramp from ``start_rate`` until a trial fails the PDR; then, for the PDR
 and then the NDR, bisection between the highest rate that passed below the lowest that failed,
 until they are within ``resolution`` of each other; then a longer confirmation trial at the rate
 found. A failed confirmation becomes the new upper bound and the bisection goes on. Every trial
@@ -163,16 +164,21 @@ class CapacitySearch:
     # --- the search ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Search; the results document. A target that stops answering ends the search: the
+        document then holds the trials so far and why it was ``aborted``."""
         cfg = self.config
-        rate = cfg.start_rate
-        while True:  # exponential ramp until the PDR fails
-            trial = self._trial(rate, cfg.trial_duration)
-            if not trial.pdr or rate >= cfg.max_rate or self._exhausted():
-                break
-            rate = min(rate * 2, cfg.max_rate)
-        found: dict[str, float | None] = {}
-        for kind in KINDS:
-            found[kind] = self._search(kind)
+        found: dict[str, float | None] = dict.fromkeys(KINDS)
+        try:
+            rate = cfg.start_rate
+            while True:  # exponential ramp until the PDR fails
+                trial = self._trial(rate, cfg.trial_duration)
+                if not trial.pdr or rate >= cfg.max_rate or self._exhausted():
+                    break
+                rate = min(rate * 2, cfg.max_rate)
+            for kind in KINDS:
+                found[kind] = self._search(kind)
+        except CapacityError as exc:
+            return self._document(found, str(exc))
         return self._document(found)
 
     def _exhausted(self) -> bool:
@@ -222,10 +228,10 @@ class CapacitySearch:
         sessions = max(1, round(rate * duration))
         spec = PopulationSpec(mns=sessions, mags=cfg.mags, seed=cfg.seed, first_id=self._next_id)
         self._next_id += sessions
-        lmaa, standby = self.target.anchors()
+        # The MAGs of a trial do not fail over: a trial measures registrations, and heartbeats
+        # missed under overload would otherwise move the MAGs to the standby mid-search.
         mag_config = MagConfig(
-            lmaa=lmaa,
-            standby=standby,
+            lmaa=self.target.anchors()[0],
             mode=cfg.mode,
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
@@ -239,7 +245,7 @@ class CapacitySearch:
             answered = engine.heartbeats.answered
             if not self._serve(loop, now + READY_TIMEOUT, lambda: answered.any(axis=0).all()):
                 raise CapacityError(
-                    f"an LMA did not answer the MAGs' heartbeats within {READY_TIMEOUT:g} s"
+                    f"the LMA did not answer the MAGs' heartbeats within {READY_TIMEOUT:g} s"
                 )
             start = self.clock()
             engine.start_schedule(start)
@@ -333,7 +339,9 @@ class CapacitySearch:
 
     # --- the results ---------------------------------------------------------------------------
 
-    def _document(self, found: dict[str, float | None]) -> dict[str, Any]:
+    def _document(
+        self, found: dict[str, float | None], aborted: str | None = None
+    ) -> dict[str, Any]:
         cfg = self.config
         rates: dict[str, Any] = {}
         for kind in KINDS:
@@ -360,6 +368,7 @@ class CapacitySearch:
             "schema_version": res.SCHEMA_VERSION,
             "kind": "capacity",
             "config": config,
+            "aborted": aborted,
             **rates,
             "generator": {
                 "cpu_per_registration_us": float(np.median(timed)) if timed else None,
@@ -388,8 +397,13 @@ def table(results: dict[str, Any]) -> str:
 
 
 def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
-    """1 when no rate passed, or the generator, not the target, set the limit."""
+    """1 when the search was aborted, no rate passed, or the generator, not the target, set the
+    limit."""
     reasons = []
+    if results["aborted"]:
+        reasons.append(
+            f"the search stopped after {len(results['trials'])} trials: {results['aborted']}"
+        )
     for kind in KINDS:
         r = results[kind]
         if r["rate"] is None:
