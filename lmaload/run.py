@@ -99,6 +99,36 @@ class RunConfig:
     lab: bool = False  # the embedded pair in network namespaces, over raw Mobility Header
     lab_prefix: str = DEFAULT_PREFIX
 
+    def __post_init__(self) -> None:
+        """ValueError, naming the options, for a combination that does not make a run."""
+        lab = "--lab (or --transport raw)"
+        if self.fault.needs_lab and not self.lab:
+            raise ValueError(f"--fault {self.fault.kind} needs --lab")
+        if self.lab and self.lma is not None:
+            raise ValueError(f"{lab} runs the embedded pair: not with --lma")
+        if self.lab and self.mode == "virtual":
+            raise ValueError(
+                f"{lab} runs hard mode only (a virtual LMAA cannot move between namespaces yet)"
+            )
+        if self.lab and self.pcap is not None:
+            raise ValueError(
+                "--pcap samples UDP/5436: in the lab, capture its links (see lmaload lab status)"
+            )
+        shards = self.shard[1]
+        if shards > min(self.mns, self.mags):
+            raise ValueError(f"--shard: {shards} shards need as many MNs and MAGs at least")
+        if shards > 1 and (self.lma is None or self.start_at is None):
+            raise ValueError(
+                "--shard with N > 1 needs --lma (every shard loads the same LMAs) and --start-at"
+            )
+        if self.fail_at is not None and self.duration:
+            raise ValueError("--duration and --fail-at both time the failure: give one")
+        if self.lma is not None and self.lma_metrics_port is not None:
+            raise ValueError("--lma-metrics-port is for the embedded pair: not with --lma")
+        if self.lab and (shards > 1 or self.lma_metrics_port is not None):
+            option = "--shard" if shards > 1 else "--lma-metrics-port"
+            raise ValueError(f"{option} is not for the lab (one pair, /metrics in its namespaces)")
+
     @property
     def shard_rate(self) -> float:
         return self.rate / self.shard[1]

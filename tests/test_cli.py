@@ -1,9 +1,11 @@
-"""`lmaload decode`: hex and capture input, text and JSON output, and its exit codes."""
+"""The command line: `lmaload decode` (hex and capture input, text and JSON output, its exit
+codes) and a help text on every option of every command."""
 
 import json
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -131,3 +133,17 @@ def test_installed_script_prints_no_traceback() -> None:
         )
         assert proc.returncode == want, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_every_option_of_every_command_has_a_help_text() -> None:
+    def options(command: click.Command, name: str):
+        if isinstance(command, click.Group):
+            for sub, child in command.commands.items():
+                yield from options(child, f"{name} {sub}")
+            return
+        for param in command.params:
+            if isinstance(param, click.Option):
+                yield name, param
+
+    missing = [f"{name} {p.opts[0]}" for name, p in options(main, "lmaload") if not p.help]
+    assert missing == []
