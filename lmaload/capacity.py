@@ -34,9 +34,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lmaload import results as res
 from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import EmbeddedPair, LmaStartError
-from lmaload.measure import results as res
 from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate

@@ -13,7 +13,7 @@ detect it (heartbeats) and fail over until every MAG at risk took over (or
 that lost LMA1 moved); keep serving ``observe`` seconds more; stop the target. In a virtual
 switch the MAGs refresh their sessions as soon as the LMAA answers their heartbeats again
 (``MagConfig.refresh_on_recovery``), which is when the takeover of a MAG is measured done. The
-results are ``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to
+results are ``lmaload.results``'s; ``lmaload.generator_metrics`` serves them to
 Prometheus while the run goes on (``metrics_port``) and pushes the last values to a Pushgateway
 at the end.
 """
@@ -34,13 +34,13 @@ from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 
+from lmaload import results as res
 from lmaload.capture import Capture, merge
 from lmaload.fault import Fault, parse_fault
 from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lab.netns import LabError
 from lmaload.lab.topology import DEFAULT_PREFIX
 from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
-from lmaload.measure import results as res
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S

@@ -23,8 +23,8 @@ def merge_command(documents: tuple[Path, ...], results_path: Path) -> None:
     run would have: 1 when the generators fell behind or sessions were lost with before-ack
     sync, or when the documents are not the shards of one run.
     """
-    from lmaload.measure.merge import MergeError, merge
-    from lmaload.measure.results import table
+    from lmaload.merge import MergeError, merge
+    from lmaload.results import table
     from lmaload.run import exit_status
 
     loaded = []

@@ -236,7 +236,7 @@ def run_command(
     """
     from lmaload.fault import parse_fault
     from lmaload.lab.topology import check_prefix
-    from lmaload.measure.results import table
+    from lmaload.results import table
     from lmaload.run import RunConfig, RunError, run
 
     try:

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from lmaload import results as res
 from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import LmaChild, free_port
-from lmaload.measure import results as res
 from lmaload.population import Population, PopulationSpec, generate
 from lmaload.run import Progress
 from lmaload.sync.metrics import SyncMetrics

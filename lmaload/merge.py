@@ -19,12 +19,8 @@ import numpy as np
 
 from lmaload.measure.goodput import achieved_rate
 from lmaload.measure.histogram import Histogram
-from lmaload.measure.results import (
-    SCHEMA_VERSION,
-    latency_summary,
-    percentiles_over,
-    retransmission_health,
-)
+from lmaload.measure.summary import latency_summary, percentiles_over
+from lmaload.results import SCHEMA_VERSION, retransmission_health
 
 PER_SHARD_CONFIG = frozenset(
     {"shard", "results", "pcap", "metrics_port", "metrics_host", "lma_metrics_port"}
