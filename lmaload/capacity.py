@@ -171,7 +171,7 @@ class CapacitySearch:
         try:
             rate = cfg.start_rate
             while True:  # exponential ramp until the PDR fails
-                trial = self._trial(rate, cfg.trial_duration)
+                trial = self.trial(rate, cfg.trial_duration)
                 if not trial.pdr or rate >= cfg.max_rate or self._exhausted():
                     break
                 rate = min(rate * 2, cfg.max_rate)
@@ -202,10 +202,10 @@ class CapacitySearch:
             elif low is None:
                 if high / 2 < cfg.min_rate:
                     return None
-                self._trial(high / 2, cfg.trial_duration)
+                self.trial(high / 2, cfg.trial_duration)
                 continue
             elif (high - low) / high > cfg.resolution:
-                self._trial((low + high) / 2, cfg.trial_duration)
+                self.trial((low + high) / 2, cfg.trial_duration)
                 continue
             else:
                 candidate = low
@@ -214,14 +214,15 @@ class CapacitySearch:
             confirmed = [
                 t for t in self.trials if t.confirmation and t.rate == candidate and t.passed(kind)
             ]
-            if confirmed or self._trial(candidate, cfg.confirm_duration, True).passed(kind):
+            if confirmed or self.trial(candidate, cfg.confirm_duration, True).passed(kind):
                 return candidate
         low, _ = self.bounds(kind)
         return low
 
     # --- one trial -----------------------------------------------------------------------------
 
-    def _trial(self, rate: float, duration: float, confirmation: bool = False) -> Trial:
+    def trial(self, rate: float, duration: float, confirmation: bool = False) -> Trial:
+        """Run one trial at ``rate`` for ``duration`` seconds; it joins ``trials``."""
         cfg = self.config
         if self.trials:
             self.sleep(PAUSE)
