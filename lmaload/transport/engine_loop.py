@@ -24,9 +24,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
+from lmaload.protocol import LmaEngine
 from lmaload.protocol.datagrams import Datagrams
 from lmaload.protocol.events import Event
-from lmaload.protocol.lma import LmaEngine
 from lmaload.transport.batch import BatchSocket
 
 # Batches taken from one socket before timers get a look in, so a flood cannot starve them.
