@@ -2,10 +2,11 @@
 RFC 5847 heartbeat responder and originator, and the redundancy layer of the seed draft (HA-HELLO,
 State Synchronization, per-MAG hard switch, HA Switch fan-out, virtual switch).
 
-The engine never reads a clock and owns no socket: a driver (or ``lmaload.sim``) hands it batches
-of received datagrams with ``receive(batch, now)``, calls ``handle_timer(now)`` when
-``next_timer()`` is due, and sends what ``datagrams_to_send()`` returns. ``now`` is Unix time in
-seconds; Timestamp options are checked against it.
+The engine never reads a clock and owns no socket: it is an ``Endpoint``
+(``lmaload.protocol.endpoint``). A driver (or ``lmaload.sim``) hands it batches of received
+datagrams with ``receive(batch, now)``, calls ``handle_timer(now)`` when ``next_timer()`` is due,
+sends what ``datagrams_to_send()`` returns and takes its events with ``pop_events()``. ``now`` is
+Unix time in seconds; Timestamp options are checked against it.
 
 ``LmaEngine`` decodes and dispatches; the work is done by its collaborators, which share an
 ``LmaState`` and an ``Ownership``: ``PbuProcessor`` (``pbu``), ``Heartbeats`` (``heartbeat``),
@@ -118,9 +119,14 @@ class LmaEngine:
             self._timer_handlers[kind](now, *args)
         self.sync_out.on_pace_timer(now)
 
+    def pop_events(self) -> list[Event]:
+        """What happened since the last call, oldest first; the engine forgets it."""
+        events, self.state.events = self.state.events, []
+        return events
+
     @property
     def events(self) -> list[Event]:
-        """What happened since the events were last popped, oldest first."""
+        """What happened and was not popped yet, oldest first."""
         return self.state.events
 
     @property
