@@ -186,7 +186,7 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         assert state(fast) == state(reference)
         mix.learn(list(out_reference))
         acks = [ack for d in out_reference if d.dst == PEER and (ack := mix.ack(d)) is not None]
-    assert fast.fast_lane.taken > fast.counters.pba_status[0] / 2
+    assert fast.fast_lane.pbus_accepted > fast.counters.pba_status[0] / 2
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -237,7 +237,7 @@ def test_fast_lane_matches_the_reference_path_through_a_takeover(seed: int) -> N
             pbu = mix._pbu(mn, mix.seq[mn], 100, hnp, 5, ts, [LmaFailureIndication(PEER)])
             batch.append(Mix._wrap(pbu, mix.mag[mn], LMA, now + 0.3))
         step(batch, 0.3)
-    assert fast.fast_lane.taken > 0
+    assert fast.fast_lane.pbus_accepted > 0
     assert fast.cache.count(BceState.ACTIVE) > 0
 
 

@@ -71,7 +71,7 @@ class LmaEngine:
             "so": self._on_switchover_timer,
             "pace": self.sync_out.on_pace_timer,
             "ssrep": self.sync_out.on_retransmit_timer,
-            "hold": self.sync_out.on_hold_timer,
+            "before_ack": self.sync_out.on_before_ack_timer,
             "ssreq": self.sync_in.on_request_timer,
         }
         state.event(now, "role", role=ownership.role.value, reason="start")
@@ -167,11 +167,11 @@ class LmaEngine:
 
     # --- receive dispatch ----------------------------------------------------------------------
 
-    def _receive_datagram(self, datagram: Datagram, now: float, compiled: bool = False) -> None:
-        """One datagram by the reference path; ``compiled``: it came in columns, and an SS-REP
-        is read by the compiled scan where it can be."""
+    def _receive_datagram(self, datagram: Datagram, now: float, as_columns: bool = False) -> None:
+        """One datagram by the reference path; ``as_columns``: it arrived in columns, and an
+        SS-REP is read by the compiled scan where it can be."""
         data, src, dst, arrival = datagram
-        self._receive_one(data, src, dst, now, now if arrival is None else arrival, compiled)
+        self._receive_one(data, src, dst, now, now if arrival is None else arrival, as_columns)
 
     def _receive_columns(self, columns: Columns, now: float, batch: Datagrams) -> None:
         base = batch.done
@@ -182,7 +182,7 @@ class LmaEngine:
             return
         for i in self._through_lane(columns, now, replay=False):
             batch.done = base + i  # the lane took those before it
-            self._receive_datagram(columns.datagram(i), now, compiled=True)
+            self._receive_datagram(columns.datagram(i), now, as_columns=True)
         batch.done = base + len(columns)
 
     def _through_lane(self, columns: Columns, now: float, replay: bool) -> Iterator[int]:
@@ -232,14 +232,14 @@ class LmaEngine:
         dst: IPv6Address,
         now: float,
         arrival: float,
-        compiled: bool = False,
+        as_columns: bool = False,
     ) -> None:
         state = self.state
         if dst != state.address and not (dst == state.lmaa and self.ownership.owns_lmaa):
             state.drop("not_local")
             return
         if (
-            compiled
+            as_columns
             and len(data) > 8
             and data[2] == state.wire.mh_state_sync
             and src in state.peers
@@ -339,11 +339,8 @@ class LmaEngine:
         self.heartbeats.survive(peer, was_active, now)
 
     def _on_switchover_timer(self, now: float, mag: IPv6Address) -> None:
-        outcome = self.takeovers.on_switchover_timer(now, mag)
-        if outcome is Outcome.COMPLETE:
+        if self.takeovers.on_switchover_timer(now, mag) is Outcome.COMPLETE:
             self._complete_takeover(mag, now, "no SO-REP")
-        elif outcome is Outcome.REFUSE:
-            self._refuse_takeover(mag, now, "no SO-REP")
 
     def _complete_takeover(self, mag: IPv6Address, now: float, reason: str) -> None:
         """Serve the MAG from now on: answer its held PBUs, then SW-COMP (R11)."""
@@ -356,7 +353,7 @@ class LmaEngine:
     def _refuse_takeover(self, mag: IPv6Address, now: float, reason: str) -> None:
         ended = self.takeovers.refuse(mag, now, reason)
         for datagram in ended.held:
-            pbu = self.pbu.decode_held(datagram)
+            pbu = self.pbu.decode(datagram)
             self.pbu.reject(pbu, cp.STATUS_ADMINISTRATIVELY_PROHIBITED, now)
 
     def _replay(self, ended: Ended, now: float) -> None:
@@ -368,7 +365,7 @@ class LmaEngine:
         else:
             indices = self._through_lane(Columns.of(held), now, replay=True)
         for i in indices:
-            self.pbu.process(self.pbu.decode_held(held[i]), now, held[i].arrival)  # type: ignore[arg-type]
+            self.pbu.process(self.pbu.decode(held[i]), now, held[i].arrival)  # type: ignore[arg-type]
 
     def _next_expiry(self) -> float | None:
         rows = self.state.cache.rows

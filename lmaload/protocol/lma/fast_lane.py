@@ -43,7 +43,7 @@ class LaneBatch:
     accepted: Accepted
     ownership: OwnershipSnapshot | None = None
     eligible: np.ndarray | None = None
-    hold: np.ndarray | None = None
+    for_takeover: np.ndarray | None = None
 
 
 @dataclass
@@ -76,7 +76,7 @@ class FastLane:
         )
         self._address = np.frombuffer(config.address.packed, dtype=np.uint8)
         self._lmaa = np.frombuffer(state.lmaa.packed, dtype=np.uint8)
-        self.taken = 0  # PBUs the lane processed
+        self.pbus_accepted = 0
         self._verdicts: dict[tuple[bytes, bool], tuple[bool, bool, bool]] = {}
         self._verdicts_for: OwnershipSnapshot | None = None
 
@@ -97,7 +97,7 @@ class FastLane:
     ) -> LaneRun:
         """Take the PBUs of ``batch`` from ``start`` on, as far as the lane can (``LaneRun``)."""
         if batch.ownership is not ownership:
-            batch.eligible, batch.hold = self._classify(batch, ownership)
+            batch.eligible, batch.for_takeover = self._classify(batch, ownership)
             batch.ownership = ownership
         columns, accepted = batch.columns, batch.accepted
         stop = self._lane.run(
@@ -106,10 +106,10 @@ class FastLane:
         k = accepted.count
         pbas = None
         if k:
-            self.taken += k
+            self.pbus_accepted += k
             pbas = self._answer(batch)
         key = None
-        if stop < len(columns) and batch.hold[stop]:  # type: ignore[index]
+        if stop < len(columns) and batch.for_takeover[stop]:  # type: ignore[index]
             key = self._takeover_key(batch, stop)
         return LaneRun(stop, accepted.row[:k].copy(), accepted.expires[:k], pbas, key)
 
@@ -125,9 +125,9 @@ class FastLane:
         if ownership.owns_lmaa:
             local |= (columns.dst == self._lmaa).all(axis=1)
         ok &= local
-        hold = np.zeros(n, dtype=bool)
+        for_takeover = np.zeros(n, dtype=bool)
         if not ok.any():
-            return np.zeros(n, dtype=np.uint8), hold
+            return np.zeros(n, dtype=np.uint8), for_takeover
         pairs = np.concatenate([columns.src[ok], columns.dst[ok]], axis=1)
         unique, inverse = distinct(pairs)
         if ownership is not self._verdicts_for:
@@ -136,20 +136,21 @@ class FastLane:
         verdicts = np.array(
             [self._verdict(key, batch.replay, ownership) for key in unique], dtype=bool
         )
-        allowed, held, recovered = verdicts.reshape(-1, 3).T
+        allowed, takeover, recovered = verdicts.reshape(-1, 3).T
         zero = scan["hnp_zero"][ok].astype(bool)
         lfi = scan["has_lfi"][ok].astype(bool)
         # A recovery asking for a new prefix (§8.5) is the reference path's.
         recovery = zero & (lfi | (recovered[inverse] & (scan["hi"][ok] == cp.HI_NOT_CHANGED)))
-        hold[ok] = held[inverse] & lfi
+        for_takeover[ok] = takeover[inverse] & lfi
         ok[ok] = allowed[inverse] & ~recovery
-        return ok.view(np.uint8), hold
+        return ok.view(np.uint8), for_takeover
 
     def _verdict(
         self, pair: bytes, replay: bool, ownership: OwnershipSnapshot
     ) -> tuple[bool, bool, bool]:
         """For PBUs from the MAG to the address of ``pair`` (32 octets): whether the lane may
-        answer them, hold them for a takeover under way, and whether the MAG was taken over.
+        answer them, whether they go to the takeover of the MAG under way, and whether the MAG
+        was taken over.
         Kept while the ownership snapshot stays the same (``_classify`` checks)."""
         key = (pair, replay)
         verdict = self._verdicts.get(key)
@@ -160,8 +161,8 @@ class FastLane:
             else:
                 allowed = ownership.serves(mag, dst)
                 hard = not ownership.virtual
-                held = hard and not replay and not allowed and mag in ownership.taking_over
-                verdict = (allowed, held, mag in ownership.recovered)
+                takeover = hard and not replay and not allowed and mag in ownership.taking_over
+                verdict = (allowed, takeover, mag in ownership.recovered)
             self._verdicts[key] = verdict
         return verdict
 

@@ -49,9 +49,10 @@ class Ownership:
         self._lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
         self._role = Role.INIT if config.role == "auto" else Role(config.role)
         self._owns_lmaa = config.mode == "hard" or self._role is Role.ACTIVE
-        self._took_over: set[IPv6Address] = set()  # MAGs taken over (partial switchover)
+        self._took_over: set[IPv6Address] = set()  # MAGs won by a per-MAG takeover
         self._yielded: dict[IPv6Address, IPv6Address] = {}  # MAG → the LMA it switched over to
-        self._recovered: set[IPv6Address] = set()  # MAGs taken over from another LMA
+        # MAGs whose sessions came from a peer (takeover, HA Switch): see PbuProcessor._is_recovery
+        self._recovered: set[IPv6Address] = set()
         self._takeovers: dict[IPv6Address, Takeover] = {}
         self._ha_switches: dict[IPv6Address, HaSwitch] = {}
         self._snapshot: OwnershipSnapshot | None = None

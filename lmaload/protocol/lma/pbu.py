@@ -60,8 +60,8 @@ class PbuProcessor:
             self.reject(pbu, cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE, now)
         return None
 
-    def decode_held(self, datagram: Datagram) -> ProxyBindingUpdate:
-        """A PBU held for a takeover, parsed again (it was valid when it arrived)."""
+    def decode(self, datagram: Datagram) -> ProxyBindingUpdate:
+        """A PBU that was admitted when it arrived (and held for a takeover), decoded again."""
         data, src, dst, _ = datagram
         msg = decode_mh(data, src, dst, self._state.wire).message
         return ProxyBindingUpdate.parse(msg, src, dst)  # type: ignore[arg-type]

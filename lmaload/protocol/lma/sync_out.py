@@ -68,7 +68,7 @@ class SyncOut:
         # the rows of live ones (read when packed), with the PBAs they withhold in before-ack.
         self._deleted: dict[tuple[bytes, bytes], SyncChange] = {}
         self._live: list[np.ndarray] = []
-        self._sync_held: list[tuple[np.ndarray, Columns]] = []  # rows and the PBAs they withhold
+        self._withheld: list[tuple[np.ndarray, Columns]] = []  # PBAs and the rows they wait for
         self._queue: deque[Datagram] = deque()
         self._next_send = now
         self._id = 0
@@ -100,7 +100,7 @@ class SyncOut:
         elif deleted:
             change.pbas.append(pba)
         else:
-            self.hold_pbas(rows, Columns.of([pba]))
+            self.withhold_pbas(rows, Columns.of([pba]))
 
     def record_live(self, rows: np.ndarray) -> None:
         """Entries accepted (created or refreshed) outside ``record_change``: the fast lane's."""
@@ -109,7 +109,7 @@ class SyncOut:
     def send_pbas(self, rows: np.ndarray, pbas: Columns) -> None:
         """Send the PBAs ``pbas[i]`` of the live entries ``rows[i]``, or withhold them."""
         if self.withholds_pbas():
-            self.hold_pbas(rows, pbas)
+            self.withhold_pbas(rows, pbas)
         else:
             self._state.out.extend([pbas])
 
@@ -117,10 +117,10 @@ class SyncOut:
         """before-ack with a standby alive: PBAs wait for the SS-ACK of their change."""
         return self._config.sync == "before-ack" and bool(self._state.live_peers())
 
-    def hold_pbas(self, rows: np.ndarray, pbas: Columns) -> None:
+    def withhold_pbas(self, rows: np.ndarray, pbas: Columns) -> None:
         """before-ack: withhold the PBA ``pbas[i]`` until the SS-REP carrying ``rows[i]`` is
         acknowledged."""
-        self._sync_held.append((rows, pbas))
+        self._withheld.append((rows, pbas))
 
     # --- pacing and packing --------------------------------------------------------------------
 
@@ -144,7 +144,7 @@ class SyncOut:
             self._state.timers.arm(("pace",), self._next_send)
 
     def _has_changes(self) -> bool:
-        return bool(self._deleted or self._live or self._sync_held)
+        return bool(self._deleted or self._live or self._withheld)
 
     def _pack_changes(self, now: float) -> None:
         """Every binding change recorded since the last pacing slot, into SS-REPs: the deleted
@@ -153,12 +153,12 @@ class SyncOut:
         deleted = list(self._deleted.values())
         self._deleted.clear()
         rows = self._live_rows()
-        held_rows, held = self._held_pbas()
+        waiting_rows, withheld = self._take_withheld_pbas()
         targets = state.live_peers()
         if not targets:
             for change in deleted:
                 state.out.extend(change.pbas)
-            state.out.extend([held])
+            state.out.extend([withheld])
             return
         if deleted:
             messages = pack_sessions(self._lead_options(), [c.options for c in deleted])
@@ -169,32 +169,32 @@ class SyncOut:
                 pbas = Datagrams(p for i in carried for p in deleted[i].pbas)
                 self._send(ident, data, targets, pbas, len(carried), now)
         if not len(rows):
-            state.out.extend([held])  # entries no longer live: their PBAs need not wait
+            state.out.extend([withheld])  # entries no longer live: their PBAs need not wait
             return
         first_id = self._id
         batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
         first = next(iter(batches.values())).first
-        # The message carrying each held PBA's entry (-1: none, the entry is gone).
+        # The message carrying each withheld PBA's entry (-1: none, the entry is gone).
         sorter = np.argsort(rows, kind="stable")
-        at = np.minimum(np.searchsorted(rows, held_rows, sorter=sorter), len(rows) - 1)
-        found = rows[sorter[at]] == held_rows
+        at = np.minimum(np.searchsorted(rows, waiting_rows, sorter=sorter), len(rows) - 1)
+        found = rows[sorter[at]] == waiting_rows
         message = np.where(found, np.searchsorted(first, sorter[at], side="right") - 1, -1)
         order = np.argsort(message, kind="stable")
         bounds = np.searchsorted(message[order], np.arange(-1, len(first)))
-        state.out.extend([held.take(order[bounds[0] : bounds[1]])])
+        state.out.extend([withheld.take(order[bounds[0] : bounds[1]])])
         for k in range(len(first) - 1):
             ident = self._next_id()
             data = {t: _message(b, k) for t, b in batches.items()}
-            pbas = Datagrams([held.take(order[bounds[k + 1] : bounds[k + 2]])])
+            pbas = Datagrams([withheld.take(order[bounds[k + 1] : bounds[k + 2]])])
             self._send(ident, data, targets, pbas, first[k + 1] - first[k], now)
 
-    def _held_pbas(self) -> tuple[np.ndarray, Columns]:
+    def _take_withheld_pbas(self) -> tuple[np.ndarray, Columns]:
         """Every withheld PBA as one run of columns, with the entry each waits for."""
-        held, self._sync_held = self._sync_held, []
-        if not held:
+        withheld, self._withheld = self._withheld, []
+        if not withheld:
             return NO_ROWS, NO_COLUMNS
-        rows = np.concatenate([r for r, _ in held])
-        return rows, Columns.concat([c for _, c in held])
+        rows = np.concatenate([r for r, _ in withheld])
+        return rows, Columns.concat([c for _, c in withheld])
 
     def _live_rows(self) -> np.ndarray:
         """The live entries changed since the last packing, in the order of their first change,
@@ -262,7 +262,7 @@ class SyncOut:
         delay = len(self._queue) / self._config.sync_pacing_rate
         self._state.timers.arm(("ssrep", ident), now + delay + pending.interval)
         if pbas:
-            self._state.timers.arm(("hold", ident), now + self._config.before_ack_timeout)
+            self._state.timers.arm(("before_ack", ident), now + self._config.before_ack_timeout)
 
     def _enqueue(self, data: bytes, dst: IPv6Address) -> None:
         self._state.counters.ss_rep_sent += 1
@@ -284,7 +284,7 @@ class SyncOut:
             self._enqueue(pending.data[target], target)
         self._state.timers.arm(("ssrep", ident), now + pending.interval)
 
-    def on_hold_timer(self, now: float, ident: int) -> None:
+    def on_before_ack_timer(self, now: float, ident: int) -> None:
         """before-ack: the standby did not acknowledge in time — answer the MAGs anyway."""
         pending = self._pending.get(ident)
         if pending is not None and pending.pbas:
@@ -313,7 +313,7 @@ class SyncOut:
     def _finish(self, ident: int) -> None:
         pending = self._pending.pop(ident)
         self._state.timers.cancel(("ssrep", ident))
-        self._state.timers.cancel(("hold", ident))
+        self._state.timers.cancel(("before_ack", ident))
         self._state.out.extend(pending.pbas)
 
     # --- SS-REQ --------------------------------------------------------------------------------

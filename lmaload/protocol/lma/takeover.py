@@ -3,7 +3,8 @@
 At the standby: a failover PBU (with an LFI) from a MAG it does not serve opens a takeover of
 that MAG — the PBUs are held, an SO-REQ names the MAG to its current LMA — which completes on an
 SO-REP that grants it, on the current LMA's death, or when the SO-REQs go unanswered. The
-engine then processes the held PBUs as its own and this module sends the Switch Complete.
+engine then processes the held PBUs as its own and this module sends the Switch Complete; an
+SO-REP that refuses ends the takeover, and the engine rejects the held PBUs.
 At the current LMA: an SO-REQ naming a MAG yields that MAG (its entries become MOVED); without
 a MAG it is the base HA-rel full switchover. A Switch Complete ends the MOVED entries.
 """
@@ -99,7 +100,8 @@ class Takeovers:
         state.send(request, state.address, takeover.current)
 
     def on_switchover_timer(self, now: float, mag: IPv6Address) -> Outcome:
-        """No SO-REP yet: send the SO-REQ again, the interval doubling, until the longest."""
+        """No SO-REP yet: send the SO-REQ again, the interval doubling up to the longest; after
+        that, the current LMA is taken as gone (COMPLETE)."""
         takeover = self._ownership.takeover(mag)
         assert takeover is not None
         if takeover.interval < self._config.switchover_max_timeout:
@@ -107,7 +109,7 @@ class Takeovers:
             self._send_request(takeover)
             self._state.timers.arm(("so", mag), now + takeover.interval)
             return Outcome.WAIT
-        return Outcome.COMPLETE if self._config.takeover_on_so_timeout else Outcome.REFUSE
+        return Outcome.COMPLETE
 
     def on_reply(self, msg: HomeAgentControl, src: IPv6Address) -> Outcome:
         """An SO-REP: whether it grants or refuses the takeover of its MAG (WAIT: unsolicited)."""
@@ -140,7 +142,7 @@ class Takeovers:
     def confirm(self, ended: Ended) -> None:
         """Switch Complete to the LMA that served the MAG, if it is still alive."""
         state = self._state
-        if self._config.send_switch_complete and state.peers[ended.current].alive:
+        if state.peers[ended.current].alive:
             complete = HomeAgentControl(cp.HAC_SWITCH_COMPLETE, 0, ended.mag)
             state.send(complete, state.address, ended.current)
 
@@ -171,8 +173,6 @@ class Takeovers:
             return 0  # a retransmitted SO-REQ
         if not ownership.serves(mag, state.lmaa):
             return 130
-        if not self._config.accept_partial_switchover:
-            return 129
         ownership.yield_mag(mag, src)
         cache = state.cache
         for row in cache.by_mag(mag):
