@@ -2,8 +2,8 @@
 pool, tunnel ids, lifetimes, timers, peers, counters, and what it has to send and report.
 
 Each collaborator of ``LmaEngine`` (``pbu``, ``heartbeat``, ``takeover``, ``sync_out``,
-``sync_in``) holds the one ``LmaState`` of its engine and the other state objects it needs
-(``Ownership``); what it alone keeps stays private to it.
+``sync_in``, ``fast_lane``) is given the one ``LmaState`` of its engine, the ``Ownership`` if it
+needs it, and the collaborators it hands work to; what it alone keeps stays private to it.
 """
 
 from __future__ import annotations
