@@ -200,6 +200,11 @@ class MagEngine:
         out, self._out = self._out, Datagrams()
         return out
 
+    def pop_events(self) -> list[Event]:
+        """What happened since the last call, oldest first; the engine forgets it."""
+        events, self.events = self.events, []
+        return events
+
     def next_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (Unix seconds), or None."""
         times = []
