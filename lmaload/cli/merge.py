@@ -12,7 +12,6 @@ import click
 from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
-    OneLineErrors,
     fail,
     junit_option,
     main,
@@ -21,7 +20,7 @@ from lmaload.cli.group import (
 )
 
 
-@main.command(name="merge", cls=OneLineErrors)
+@main.command(name="merge")
 @click.argument(
     "documents", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
