@@ -28,7 +28,7 @@ def read_logs(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
         if at < 0:
             continue
         try:
-            documents.append(json.loads(line[at + len(RESULTS_MARKER) :]))
+            documents.append(json.loads(line[at + len(RESULTS_MARKER) :].rstrip("\r\n")))
         except ValueError as exc:
             raise LogError(
                 f"{source}, line {number}: the {RESULTS_MARKER} line is not whole JSON ({exc})"
