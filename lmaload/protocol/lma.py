@@ -959,10 +959,10 @@ class LmaEngine:
         sessions, then the live entries changed (each once, as they are now)."""
         deleted = list(self._sync_deleted.values())
         self._sync_deleted.clear()
-        rows = self._live_rows()
         held_rows, held = self._held_pbas()
         targets = self._sync_targets()
         if not targets:
+            self._sync_live = []
             for change in deleted:
                 self._out.extend(change.pbas)
             self._out.extend([held])
@@ -975,6 +975,7 @@ class LmaEngine:
                 data = {t: encode_mh(rep, self.config.address, t, self._wire) for t in targets}
                 pbas = Datagrams(p for i in carried for p in deleted[i].pbas)
                 self._send_sync(ident, data, targets, pbas, len(carried), now)
+        rows = self._live_rows()
         if not len(rows):
             self._out.extend([held])  # entries no longer live: their PBAs need not wait
             return
