@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lmaload import bulk
+from lmaload import bench_raw, bulk
 from lmaload._ext import mmsg
 from lmaload.bulk_types import PbuOptions
 from lmaload.population import PopulationSpec, generate
@@ -320,6 +320,13 @@ def bench_population(mns: int) -> dict[str, Any]:
     }
 
 
+def bench_lma_raw(quick: bool) -> dict[str, Any]:
+    """The reference LMA over the raw Mobility Header next to a raw-MH echo, each in a network
+    namespace of its own (``lmaload.bench_raw``); skipped, saying why, without root."""
+    reason = bench_raw.unavailable()
+    return {"skipped": reason} if reason is not None else bench_raw.run(quick)
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """All benchmarks; ``quick`` shrinks them for a smoke run (CI)."""
     n = 100_000 if quick else 1_000_000
@@ -331,6 +338,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "lma_engine": bench_lma_engine(n // 2 if quick else n // 4, 2_000 if quick else 10_000, 2),
         "udp_send": bench_udp_send(n),
         "population": bench_population(n),
+        "lma_raw": bench_lma_raw(quick),
     }
 
 
@@ -358,6 +366,15 @@ def format_report(results: dict[str, Any]) -> str:
         f"Population       {pop['array_bytes_per_node']:8.1f} B/node (arrays), "
         f"{pop['traced_bytes_per_node']:.1f} B/node retained at {pop['nodes']:,} nodes",
     ]
+    raw = results["lma_raw"]
+    if "skipped" in raw:
+        lines.append(f"LMA over raw MH  skipped: {raw['skipped']}")
+    else:
+        lines.append(
+            f"LMA over raw MH  {raw['per_cpu_second'] / 1e3:8.1f} k PBAs/CPU-s (lowest load)  "
+            f"ratio to a raw-MH echo {raw['ratio']:.2f}   lost {raw['lost']}   "
+            f"RSS {raw['rss_bytes'] / 2**20:.0f} MiB"
+        )
     if not all(r["compiled"] for r in (pbu, sync, pba)):
         lines.append("warning: some bulk functions ran their pure-Python reference (not built)")
     return "\n".join(lines)
