@@ -199,6 +199,11 @@ class LmaEngine:
         return self.cache.count(BceState.ACTIVE)
 
     @property
+    def fast_lane_pbus(self) -> int:
+        """PBUs the compiled fast lane processed (``fast_lane``)."""
+        return 0 if self._fast is None else self._fast.taken
+
+    @property
     def peers_alive(self) -> int:
         """Peer LMAs whose HA-HELLOs are current."""
         return len(self._sync_targets())
