@@ -18,6 +18,7 @@ import numpy as np
 from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.transport.batch import Batch, BatchSocket
 from lmaload.transport.udp5436 import send_batch
+from lmaload.wire import codepoints as cp
 
 
 def send_raw(sock: BatchSocket, datagrams: Datagrams, drops: Counter[str]) -> None:
@@ -75,8 +76,12 @@ class RawTransport:
         sndbuf: int | None = None,
     ) -> None:
         self.drops: Counter[str] = Counter()
+        # No inner header on this transport: room for the longest Mobility Header is enough.
         self.main = BatchSocket.raw_mh(
-            None if address is None else str(address), rcvbuf=rcvbuf, sndbuf=sndbuf
+            None if address is None else str(address),
+            rcvbuf=rcvbuf,
+            sndbuf=sndbuf,
+            max_size=cp.MH_MAX_LENGTH,
         )
 
     @property
