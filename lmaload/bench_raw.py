@@ -326,21 +326,22 @@ def run(
     plan = QUICK if quick else FULL
     plan = {"mns": mns or plan["mns"], "windows": windows or plan["windows"]}
     pbus = encode_pbus(max(plan["mns"]))
-    log = log or Path(tempfile.mkstemp(prefix="lmaload-bench-raw-", suffix=".log")[1])
     affinity = os.sched_getaffinity(0)
     loads: list[Load] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        if log is None:
+            log = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "servers.log"
+        stack.callback(os.sched_setaffinity, 0, affinity)
         _pin(CLIENT_CPU)
-        with testbed() as (mag_ns, lma_ns):
-            with inside(mag_ns):
-                sock = BatchSocket.raw_mh(rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
-            with sock:
-                for server in ("echo", "lma"):
-                    for count in plan["mns"]:
-                        for window in plan["windows"]:
-                            loads.append(_one(sock, pbus, server, count, window, lma_ns, log))
-    finally:
-        os.sched_setaffinity(0, affinity)
+        mag_ns, lma_ns = stack.enter_context(testbed())
+        with inside(mag_ns):
+            sock = stack.enter_context(
+                BatchSocket.raw_mh(rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+            )
+        for server in ("echo", "lma"):
+            for count in plan["mns"]:
+                for window in plan["windows"]:
+                    loads.append(_one(sock, pbus, server, count, window, lma_ns, log))
     return summary(loads)
 
 
