@@ -21,28 +21,36 @@ from lmaload.transport.udp5436 import send_batch
 from lmaload.wire import codepoints as cp
 
 
-def send_raw(sock: BatchSocket, datagrams: Datagrams, drops: Counter[str]) -> None:
+def send_raw(
+    sock: BatchSocket, datagrams: Datagrams, drops: Counter[str], bound: bytes | None = None
+) -> None:
     """Send Mobility Headers on a raw socket, each from its own source address, one sendmmsg
-    run per part of the batch (``send_batch`` counts what the kernel refuses in ``drops``)."""
+    run per part of the batch (``send_batch`` counts what the kernel refuses in ``drops``).
+    ``bound``: the packed address the socket is bound to, which needs no IPV6_PKTINFO."""
     listed: list[Datagram] = []
     for part in datagrams.parts():
         if isinstance(part, Columns):
             if listed:
-                _send_columns(sock, Columns.of(listed), drops)
+                _send_columns(sock, Columns.of(listed), drops, bound)
                 listed = []
-            _send_columns(sock, part, drops)
+            _send_columns(sock, part, drops, bound)
         else:
             listed.append(part)
     if listed:
-        _send_columns(sock, Columns.of(listed), drops)
+        _send_columns(sock, Columns.of(listed), drops, bound)
 
 
-def _send_columns(sock: BatchSocket, columns: Columns, drops: Counter[str]) -> None:
+def _send_columns(
+    sock: BatchSocket, columns: Columns, drops: Counter[str], bound: bytes | None
+) -> None:
     starts, ends = columns.starts, columns.ends
-    if np.array_equal(starts[1:], ends[:-1]):  # end to end already (the codecs' output)
+    if (starts[1:] == ends[:-1]).all():  # end to end already (the codecs' output)
         buf, offsets = columns.buf, np.concatenate([starts[:1], ends])
     else:
         buf, offsets = columns.compact()
+    src: np.ndarray | None = columns.src
+    if bound is not None and columns.src.tobytes() == bound * len(columns):
+        src = None  # all from the bound address: no control message to build and parse
     send_batch(
         sock,
         np.ascontiguousarray(buf),
@@ -50,7 +58,7 @@ def _send_columns(sock: BatchSocket, columns: Columns, drops: Counter[str]) -> N
         columns.dst,
         0,
         drops,
-        columns.src,
+        src,
     )
 
 
@@ -76,6 +84,7 @@ class RawTransport:
         sndbuf: int | None = None,
     ) -> None:
         self.drops: Counter[str] = Counter()
+        self._bound = None if address is None else address.packed
         # No inner header on this transport: room for the longest Mobility Header is enough.
         self.main = BatchSocket.raw_mh(
             None if address is None else str(address),
@@ -106,7 +115,7 @@ class RawTransport:
         return Datagrams([received_columns(batch)])
 
     def send(self, datagrams: Datagrams) -> None:
-        send_raw(self.main, datagrams, self.drops)
+        send_raw(self.main, datagrams, self.drops, self._bound)
 
     def close(self) -> None:
         self.main.close()
