@@ -13,15 +13,16 @@ worked out again whenever a datagram went that way and the state differs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lmaload._ext.lane import Accepted, Lane
+from lmaload._ext.lane import Accepted, Lane, classify
 from lmaload._ext.lma_batch import encode_pbas, scan_pbus
-from lmaload.protocol.datagrams import Columns, distinct
+from lmaload.protocol.datagrams import Columns
 from lmaload.wire import codepoints as cp
 
 if TYPE_CHECKING:
@@ -41,8 +42,8 @@ class FastLane:
             config.address.packed,
             config.timestamp_validity_window,
         )
-        self._address = np.frombuffer(config.address.packed, dtype=np.uint8)
-        self._lmaa = np.frombuffer(config.lmaa.packed, dtype=np.uint8)  # type: ignore[union-attr]
+        self._address = config.address.packed
+        self._lmaa = config.lmaa.packed  # type: ignore[union-attr]
         self.taken = 0  # PBUs the lane processed
         self._verdicts: dict[tuple[bytes, bool], tuple[bool, bool, bool]] = {}
         self._verdicts_for: tuple[object, ...] | None = None
@@ -95,31 +96,19 @@ class FastLane:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Which datagrams the lane may take, and which are failover PBUs to hold for a
         takeover already under way (hard mode: a MAG this LMA does not serve yet); ``state`` is
-        the engine's ownership state now."""
-        engine = self._engine
-        n = len(scan)
-        ok = scan["fast"].astype(bool)
-        local = (columns.dst == self._address).all(axis=1)
-        if engine.owns_lmaa:
-            local |= (columns.dst == self._lmaa).all(axis=1)
-        ok &= local
-        hold = np.zeros(n, dtype=bool)
-        if not ok.any():
-            return np.zeros(n, dtype=np.uint8), hold
-        pairs = np.concatenate([columns.src[ok], columns.dst[ok]], axis=1)
-        unique, inverse = distinct(pairs)
+        the engine's ownership state now (``lmaload._ext.lane.classify``)."""
         if state != self._verdicts_for:
             self._verdicts.clear()
             self._verdicts_for = state
-        verdicts = np.array([self._verdict(key, replay) for key in unique], dtype=bool)
-        allowed, held, recovered = verdicts.reshape(-1, 3).T
-        zero = scan["hnp_zero"][ok].astype(bool)
-        lfi = scan["has_lfi"][ok].astype(bool)
-        # A recovery asking for a new prefix (§8.5) is the reference path's.
-        recovery = zero & (lfi | (recovered[inverse] & (scan["hi"][ok] == cp.HI_NOT_CHANGED)))
-        hold[ok] = held[inverse] & lfi
-        ok[ok] = allowed[inverse] & ~recovery
-        return ok.view(np.uint8), hold
+        lmaa = self._lmaa if self._engine.owns_lmaa else None
+        return classify(
+            scan,
+            np.ascontiguousarray(columns.src),
+            np.ascontiguousarray(columns.dst),
+            self._address,
+            lmaa,
+            functools.partial(self._verdict, replay=replay),
+        )
 
     def _verdict(self, pair: bytes, replay: bool) -> tuple[bool, bool, bool]:
         """For PBUs from the MAG to the address of ``pair`` (32 octets): whether the lane may
