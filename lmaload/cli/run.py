@@ -34,6 +34,7 @@ from lmaload.shard_logs import RESULTS_MARKER
 
 if TYPE_CHECKING:
     from lmaload.measure.schedule import Stage
+    from lmaload.run import RunConfig
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -285,7 +286,7 @@ def run_command(ctx: click.Context, **options: Any) -> None:
 
 def run_config(
     ctx: click.Context, options: dict[str, Any], shard: tuple[int, int], start_at: float | None
-) -> Any:
+) -> RunConfig:
     """The RunConfig of run's ``options`` (``lmaload run`` and ``k8s-job``, which checks them
     before it prints); UsageError for a bad combination."""
     from lmaload.fault import parse_fault
