@@ -75,6 +75,9 @@ cdef uint8_t ACTIVE = BceState.ACTIVE
 cdef uint8_t HI_BETWEEN_INTERFACES = cp.HI_HANDOFF_BETWEEN_INTERFACES
 cdef uint8_t HI_BETWEEN_MAGS = cp.HI_HANDOFF_BETWEEN_MAGS
 cdef uint8_t HI_UNKNOWN = cp.HI_UNKNOWN
+# lmaload._ext.lma_step's codes
+cdef uint8_t LANE = 1
+cdef uint8_t SHED = 4
 
 
 cdef extern from *:
@@ -256,7 +259,8 @@ cdef class Lane:
         Accepted out,
     ):
         """Process datagrams ``start``, ``start + 1``, ... while they are eligible PBUs the lane
-        can take; return the index of the first one it did not take (``len(scan)`` when none).
+        can take (``eligible``: the codes of ``lmaload._ext.lma_step``, LANE; SHED ones are
+        passed over); return the index of the first one it did not take (``len(scan)`` when none).
         ``out`` receives the accepted ones (``out.count`` of them, from 0)."""
         cdef Py_ssize_t n = scan.shape[0]
         if not (src.shape[0] == n and eligible.shape[0] == n and arrival.shape[0] == n):
@@ -299,7 +303,9 @@ cdef class Lane:
         cdef uint8_t key_octets[17]
 
         for i in range(start, n):
-            if not eligible[i]:
+            if eligible[i] == SHED:
+                continue
+            if eligible[i] != LANE:
                 out.count = count
                 return i
             rec = recs + i * SCAN_SIZE
