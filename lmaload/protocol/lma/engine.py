@@ -262,6 +262,8 @@ class LmaEngine:
                 continue
             if run.takeover_key is not None:
                 datagram = batch.columns.datagram(run.stop)
+                if datagram.arrival is None:  # as the reference path holds it
+                    datagram = datagram._replace(arrival=now)
                 self.takeovers.hold(datagram.src, run.takeover_key, datagram)
                 counters.pbu_processed += 1
             else:
