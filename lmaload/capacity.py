@@ -24,7 +24,6 @@ the simulated clock against a simulated LMA of known capacity.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,8 @@ from typing import Any, Literal
 import numpy as np
 
 from lmaload import results as res
+from lmaload.checks import Check
+from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import EmbeddedPair, LmaStartError
 from lmaload.measure.goodput import achieved_rate, scheduled_window
@@ -397,24 +398,40 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
-    """1 when the search was aborted, no rate passed, or the generator, not the target, set the
-    limit."""
-    reasons = []
-    if results["aborted"]:
-        reasons.append(
-            f"the search stopped after {len(results['trials'])} trials: {results['aborted']}"
+def checks(results: dict[str, Any]) -> list[Check]:
+    """The search ran to its end; for the PDR and the NDR, some rate passed, and the target, not
+    the generator, set the limit."""
+    found = [
+        Check(
+            "search completed",
+            not results["aborted"],
+            f"the search stopped after {len(results['trials'])} trials: {results['aborted']}",
         )
+    ]
     for kind in KINDS:
         r = results[kind]
-        if r["rate"] is None:
-            reasons.append(f"no trial rate passed the {kind.upper()} criteria")
-        elif r["limit"] == "generator":
-            reasons.append(
-                f"the generator, not the target, was the limit of the {kind.upper()} search: "
-                "the target's capacity is higher than reported"
+        found.append(
+            Check(
+                f"{kind.upper()} found",
+                r["rate"] is not None,
+                f"no trial rate passed the {kind.upper()} criteria",
             )
-    return (1 if reasons else 0), reasons
+        )
+        if r["rate"] is not None:
+            found.append(
+                Check(
+                    f"{kind.upper()} limited by the target",
+                    r["limit"] != "generator",
+                    f"the generator, not the target, was the limit of the {kind.upper()} "
+                    "search: the target's capacity is higher than reported",
+                )
+            )
+    return found
+
+
+def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1 (``checks``)."""
+    return check_status(checks(results))
 
 
 @contextlib.contextmanager
@@ -432,9 +449,8 @@ def _target(config: CapacityConfig, log_dir: Path) -> Iterator[Target]:
 
 def capacity(
     config: CapacityConfig, show: Callable[[str], None]
-) -> tuple[dict[str, Any], int, list[str]]:
-    """Search, showing a line per trial; write the results file; (results, exit status,
-    reasons)."""
+) -> tuple[dict[str, Any], list[Check]]:
+    """Search, showing a line per trial; (results, checks)."""
     with (
         tempfile.TemporaryDirectory(prefix="lmaload-capacity-") as logs,
         _target(config, Path(logs)) as target,
@@ -446,7 +462,4 @@ def capacity(
         except LmaStartError as exc:
             raise CapacityError(str(exc)) from None
         results = CapacitySearch(config, target, show=show).run()
-    config.results.parent.mkdir(parents=True, exist_ok=True)
-    config.results.write_text(json.dumps(results, indent=2) + "\n")
-    status, reasons = exit_status(results)
-    return results, status, reasons
+    return results, checks(results)

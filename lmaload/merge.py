@@ -40,6 +40,7 @@ def merge(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     config["shards"] = len(documents)
     return {
         "schema_version": SCHEMA_VERSION,
+        "kind": "run",
         "config": config,
         "registration": _registration([d["registration"] for d in documents]),
         "refresh_latency_us": latency_summary(

@@ -21,7 +21,6 @@ at the end.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ import numpy as np
 
 from lmaload import results as res
 from lmaload.capture import Capture, merge
+from lmaload.checks import Check
+from lmaload.checks import exit_status as check_status
 from lmaload.fault import Fault, parse_fault
 from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lab.netns import LabError
@@ -290,6 +291,7 @@ class Runner:
             loop.close()
         return {
             "schema_version": res.SCHEMA_VERSION,
+            "kind": "run",
             "config": self._config_json(),
             "registration": res.registration(registration, cfg.shard_rate, spec.mns),
             "refresh_latency_us": res.latency_summary(engine.latency["refresh"]),
@@ -440,43 +442,71 @@ class Runner:
         return config
 
 
-def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
-    """0 or 1, and the reasons for a 1 (a run's document, or merged shards'): the generator fell
-    behind (unless ``allow_lag``); mobile nodes left unregistered — given up, or unanswered at
-    the end of the registration phase, which waits for the MAGs to give up the last scheduled PBU
-    (not when ``--fail-at`` cut it short); a failure that no MAG detected; failover accounting
-    that does not add up; sessions not recovered with before-ack sync."""
+def checks(results: dict[str, Any]) -> list[Check]:
+    """What a run (or merged shards) must show: the generator on schedule (unless
+    ``allow_lag``); every mobile node registered by the end of the registration phase, which
+    waits for the MAGs to give up the last scheduled PBU (not when ``--fail-at`` cut it short);
+    with a failure measured, some MAG detecting it and the failover accounting adding up; with
+    before-ack sync, no session lost."""
     config = results["config"]
-    reasons = []
     behind = results["generator"]["behind_schedule"]
-    if behind > MAX_BEHIND_SCHEDULE and not config["allow_lag"]:
-        reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
+    found = [
+        Check(
+            "generator on schedule",
+            behind <= MAX_BEHIND_SCHEDULE or config["allow_lag"],
+            f"the generator fell behind schedule for {behind:.1%} of registrations",
+        )
+    ]
     reg = results["registration"]
-    missing = res.unregistered(reg)
-    if missing and not reg["cut_by_failure"]:
-        reasons.append(
-            f"{missing} of {reg['sessions']} mobile nodes were not registered "
-            f"({reg['given_up']} given up, {reg['unanswered'] + reg['not_sent']} unanswered)"
+    if not reg["cut_by_failure"]:
+        missing = res.unregistered(reg)
+        found.append(
+            Check(
+                "every mobile node registered",
+                not missing,
+                f"{missing} of {reg['sessions']} mobile nodes were not registered "
+                f"({reg['given_up']} given up, {reg['unanswered'] + reg['not_sent']} unanswered)",
+            )
         )
     takeover = results["takeover"]
     summary = takeover["summary"]
     # On a lossy link a MAG that never lost LMA1 stays with it: its sessions are not lost.
     moves_all = parse_fault(config.get("fault", "kill-active")).kind != "loss"
     if takeover["failure_at"] is not None:
-        if moves_all and not summary["detection"]["count"]:
-            reasons.append("no MAG detected the failure of the active LMA")
-        fates = ("kept", "lost", "pending", "not_attempted")
-        if sum(summary[f] for f in fates) != summary["at_risk"]:
-            reasons.append(
-                f"the failover accounting does not add up: {summary['at_risk']} sessions at "
-                f"risk, {', '.join(f'{summary[f]} {f}' for f in fates)}"
+        if moves_all:
+            found.append(
+                Check(
+                    "failure detected",
+                    bool(summary["detection"]["count"]),
+                    "no MAG detected the failure of the active LMA",
+                )
             )
-    unrecovered = summary["lost"] + (
-        summary["pending"] + summary["not_attempted"] if moves_all else 0
-    )
-    if config["sync"] == "before-ack" and unrecovered:
-        reasons.append(f"{unrecovered} sessions lost with before-ack sync")
-    return (1 if reasons else 0), reasons
+        fates = ("kept", "lost", "pending", "not_attempted")
+        found.append(
+            Check(
+                "failover accounting adds up",
+                sum(summary[f] for f in fates) == summary["at_risk"],
+                f"the failover accounting does not add up: {summary['at_risk']} sessions at "
+                f"risk, {', '.join(f'{summary[f]} {f}' for f in fates)}",
+            )
+        )
+    if config["sync"] == "before-ack":
+        unrecovered = summary["lost"] + (
+            summary["pending"] + summary["not_attempted"] if moves_all else 0
+        )
+        found.append(
+            Check(
+                "no session lost with before-ack sync",
+                not unrecovered,
+                f"{unrecovered} sessions lost with before-ack sync",
+            )
+        )
+    return found
+
+
+def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1 (``checks``)."""
+    return check_status(checks(results))
 
 
 @contextlib.contextmanager
@@ -525,9 +555,9 @@ def _metrics(config: RunConfig) -> tuple[GeneratorMetrics | None, WSGIServer | N
         raise RunError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from None
 
 
-def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], int, list[str]]:
-    """Carry out the run, write the results file, push the metrics; (results, exit status,
-    reasons). A push that fails is a ``warn``ing, not a failure of the run."""
+def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], list[Check]]:
+    """Carry out the run and push the metrics; (results, checks). A push that fails is a
+    ``warn``ing, not a failure of the run."""
     metrics, server = _metrics(config)
     try:
         with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
@@ -545,8 +575,6 @@ def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any],
         if server is not None:
             server.shutdown()
             server.server_close()
-    config.results.parent.mkdir(parents=True, exist_ok=True)
-    config.results.write_text(json.dumps(results, indent=2) + "\n")
     if metrics is not None and config.pushgateway is not None:
         try:
             index, count = config.shard
@@ -554,7 +582,4 @@ def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any],
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)  # urllib's errors wrap the socket's
             warn(f"could not push the metrics to {config.pushgateway}: {reason}")
-    status, reasons = exit_status(results)
-    if problems:
-        return results, 1, [*reasons, *problems]
-    return results, status, reasons
+    return results, [*checks(results), *(Check("failure injected", False, p) for p in problems)]

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
     OneLineErrors,
     allow_remote_option,
     fail,
     heartbeat_interval_option,
+    junit_option,
     mags_option,
     main,
     mode_option,
     results_option,
     seed_option,
     sync_option,
+    threshold_option,
 )
 from lmaload.cli.targets import lma_option, run_targets, standby_option
 
@@ -82,6 +86,8 @@ from lmaload.cli.targets import lma_option, run_targets, standby_option
 @standby_option
 @allow_remote_option
 @results_option("capacity.json")
+@threshold_option("capacity")
+@junit_option
 def capacity_command(
     mags: int,
     mode: str,
@@ -99,6 +105,8 @@ def capacity_command(
     standby: str | None,
     allow_remote: bool,
     results_path: Path,
+    thresholds: list[Any],
+    junit_path: Path | None,
 ) -> None:
     """Find the highest registration rate the target sustains (RFC 2544 / MLRsearch style).
 
@@ -131,11 +139,8 @@ def capacity_command(
         results=results_path,
     )
     try:
-        results, status, reasons = capacity(config, lambda line: click.echo(line, err=True))
+        results, checks = capacity(config, lambda line: click.echo(line, err=True))
     except CapacityError as exc:
         fail(f"capacity: {exc}")
         sys.exit(EXIT_INVALID_INPUT)
-    click.echo(table(results))
-    for reason in reasons:
-        fail(f"capacity: {reason}")
-    sys.exit(status)
+    finish("capacity", results, checks, thresholds, results_path, junit_path, table)

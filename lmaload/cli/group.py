@@ -88,6 +88,39 @@ metrics_port_option = click.option(
 )
 
 
+junit_option = click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a JUnit XML report here: a test case per check and per threshold.",
+)
+
+
+def threshold_option(kind: str) -> Any:
+    """``--threshold EXPR`` (repeatable), parsed against the figures of ``kind`` documents."""
+
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
+        from lmaload.thresholds import ThresholdError, parse
+
+        try:
+            return [parse(v, kind) for v in values]
+        except ThresholdError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+
+    from lmaload.figures import TABLES
+
+    return click.option(
+        "--threshold",
+        "thresholds",
+        multiple=True,
+        metavar="EXPR",
+        callback=parse,
+        help="FIGURE OP LIMIT (repeatable), e.g. takeover.p99<3s, registration.latency.p99<=50ms, "
+        "sessions.lost==0, registration.failed_ratio<0.1%; any crossed makes the exit status 99. "
+        f"Figures: {', '.join(f.name for f in TABLES[kind])}.",
+    )
+
+
 def results_option(default: str) -> Any:
     return click.option(
         "--results",

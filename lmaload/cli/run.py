@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
     OneLineErrors,
@@ -14,6 +16,7 @@ from lmaload.cli.group import (
     allow_remote_option,
     fail,
     heartbeat_interval_option,
+    junit_option,
     mags_option,
     main,
     metrics_port_option,
@@ -21,6 +24,7 @@ from lmaload.cli.group import (
     results_option,
     seed_option,
     sync_option,
+    threshold_option,
 )
 from lmaload.cli.targets import lma_option, run_targets, standby_option
 
@@ -190,6 +194,8 @@ def _shard(text: str | None) -> tuple[int, int]:
     show_default=True,
     help="Name prefix of the lab's network namespaces.",
 )
+@threshold_option("run")
+@junit_option
 def run_command(
     mns: int,
     mags: int,
@@ -223,6 +229,8 @@ def run_command(
     transport: str | None,
     lab: bool,
     lab_prefix: str,
+    thresholds: list[Any],
+    junit_path: Path | None,
 ) -> None:
     """Register a population with an LMA pair — the embedded one on loopback or in a namespace
     lab (--lab), or yours with --lma/--standby — fail the active, and measure the failover.
@@ -286,11 +294,8 @@ def run_command(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        results, status, reasons = run(config, warn=lambda m: fail(f"run: warning: {m}"))
+        results, checks = run(config, warn=lambda m: fail(f"run: warning: {m}"))
     except RunError as exc:
         fail(f"run: {exc}")
         sys.exit(EXIT_INVALID_INPUT)
-    click.echo(table(results))
-    for reason in reasons:
-        fail(f"run: {reason}")
-    sys.exit(status)
+    finish("run", results, checks, thresholds, results_path, junit_path, table)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from ipaddress import IPv6Address
 from pathlib import Path
+from typing import Any
 
 import click
 
+from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
     IPv6Param,
@@ -15,12 +17,14 @@ from lmaload.cli.group import (
     allow_lag_option,
     allow_remote_option,
     fail,
+    junit_option,
     mags_option,
     main,
     metrics_port_option,
     refuse_remote,
     results_option,
     seed_option,
+    threshold_option,
 )
 
 
@@ -93,10 +97,12 @@ from lmaload.cli.group import (
     help="Live sessions to check at the standby afterwards (failover PBUs from their MAGs).",
 )
 @seed_option
-@results_option("results.json")
+@results_option("sync.json")
 @metrics_port_option
 @allow_lag_option
 @allow_remote_option
+@threshold_option("sync")
+@junit_option
 def sync_command(
     standby: str | None,
     listen: str | None,
@@ -116,6 +122,8 @@ def sync_command(
     metrics_port: int | None,
     allow_lag: bool,
     allow_remote: bool,
+    thresholds: list[Any],
+    junit_path: Path | None,
 ) -> None:
     """Play the active LMA towards a standby: stream State Synchronization (PBCI + MN options
     per session, SS-REPs of up to 2048 octets) and measure how fast the standby takes it.
@@ -169,11 +177,8 @@ def sync_command(
         allow_lag=allow_lag,
     )
     try:
-        results, status, reasons = run(config)
+        results, checks = run(config)
     except SyncError as exc:
         fail(f"sync: {exc}")
         sys.exit(EXIT_INVALID_INPUT)
-    click.echo(table(results))
-    for reason in reasons:
-        fail(f"sync: {reason}")
-    sys.exit(status)
+    finish("sync", results, checks, thresholds, results_path, junit_path, table)
