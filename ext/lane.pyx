@@ -189,7 +189,10 @@ cdef Py_ssize_t new_row(
     ``llid``, at the MAG of packed address ``mag``. The caller reads ``cache.rows`` again."""
     if not ix.free:
         cache._grow()
-    cdef Py_ssize_t row = ix.free.pop()
+    # One int object for the row in every index (an object each would cost 32 octets per
+    # index per entry).
+    cdef object row_obj = ix.free.pop()
+    cdef Py_ssize_t row = row_obj
     cdef uint8_t* r = <uint8_t*>cnp.PyArray_DATA(cache.rows) + row * ROW_SIZE
     memset(r, 0, ROW_SIZE)
     memcpy(r + R_PROXY_COA, PyBytes_AS_STRING(mag), 16)
@@ -197,17 +200,17 @@ cdef Py_ssize_t new_row(
     ix.prefix_keys[row] = (key,)
     ix.ll_ids[row] = llid
     if rows_of_mn is None:
-        ix.by_mn[mn] = row
+        ix.by_mn[mn] = row_obj
     elif type(rows_of_mn) is int:
-        ix.by_mn[mn] = {rows_of_mn, row}
+        ix.by_mn[mn] = {rows_of_mn, row_obj}
     else:
-        rows_of_mn.add(row)
-    ix.by_prefix[key] = row
+        rows_of_mn.add(row_obj)
+    ix.by_prefix[key] = row_obj
     mag_rows = ix.by_mag.get(mag)
     if mag_rows is None:
-        ix.by_mag[mag] = {row}
+        ix.by_mag[mag] = {row_obj}
     else:
-        mag_rows.add(row)
+        mag_rows.add(row_obj)
     return row
 
 

@@ -86,6 +86,7 @@ class LmaSnapshot:
     peers_alive: int = 0
     bce: dict[str, int] = field(default_factory=dict)
     pbu_processed: int = 0
+    fast_lane_pbus: int = 0
     pba_status: dict[int, int] = field(default_factory=dict)
     pbus_shed: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
@@ -126,6 +127,7 @@ class LmaMetrics(Collector):
             peers_alive=engine.peers_alive,
             bce={s.name.lower(): cache.count(s) for s in BceState if s is not BceState.FREE},
             pbu_processed=counters.pbu_processed,
+            fast_lane_pbus=engine.fast_lane_pbus,
             pba_status=dict(counters.pba_status),
             pbus_shed={reason: counters.pbu_shed[reason] for reason in SHED_REASONS},
             drops=dict(drops),
@@ -157,6 +159,11 @@ class LmaMetrics(Collector):
         yield bce
         yield CounterMetricFamily(
             PREFIX + "pbus_processed", "Proxy Binding Updates processed", value=s.pbu_processed
+        )
+        yield CounterMetricFamily(
+            PREFIX + "fast_lane_pbus",
+            "Proxy Binding Updates processed by the compiled fast lane (of pbus_processed)",
+            value=s.fast_lane_pbus,
         )
         pbas = CounterMetricFamily(
             PREFIX + "pbas", "Proxy Binding Acknowledgements by status code", labels=["status"]

@@ -171,10 +171,10 @@ class SyncOut:
         state = self._state
         deleted = list(self._deleted.values())
         self._deleted.clear()
-        rows = self._live_rows()
         waiting_rows, withheld = self._take_withheld_pbas()
         targets = state.live_peers()
         if not targets:
+            self._live = []
             for change in deleted:
                 self._release(change.pbas, len(change.pbas))
             self._release([withheld], len(withheld))
@@ -187,6 +187,7 @@ class SyncOut:
                 data = {t: encode_mh(rep, state.address, t, state.wire) for t in targets}
                 pbas = Datagrams(p for i in carried for p in deleted[i].pbas)
                 self._send(ident, data, targets, pbas, len(carried), now)
+        rows = self._live_rows()
         if not len(rows):
             self._release([withheld], len(withheld))  # entries no longer live: no need to wait
             return
