@@ -427,9 +427,13 @@ class MagEngine:
         found = (ids != NO_MN_ID) & (self._ids_sorted[pos] == ids) if len(mns) else ids < 0
         ok = np.flatnonzero((pba["error"] == 0) & found & (lma >= 0))
         rows = self._id_order[pos[ok]]
+        # A PBA answering any PBU of the registration attempt — the last one, or one of the
+        # retransmissions before it (seq - retries .. seq, mod 2^16) — settles it (RFC 5213
+        # §5.3: the LMA may answer an earlier retransmission late; the answer still holds).
+        behind = (mns["seq"][rows].astype(np.int64) - pba["seq"][ok]) & 0xFFFF
         match = (
             np.isin(mns["state"][rows], AWAITING_PBA)
-            & (mns["seq"][rows] == pba["seq"][ok])
+            & (behind <= mns["retries"][rows])
             & (mns["lma"][rows] == lma[ok])
         )
         ok, rows = ok[match], rows[match]
