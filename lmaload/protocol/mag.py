@@ -101,6 +101,7 @@ class MagEngine:
         config: MagConfig,
         now: float,
         schedule_start: float | None = None,
+        compiled: bool = True,
     ) -> None:
         self.pop = population
         self.config = config
