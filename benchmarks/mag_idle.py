@@ -6,9 +6,10 @@ the embedded LMA pair (two ``lmaload lma`` processes, ``--sync async``), in this
 * registrations: ``--registrations`` fresh MNs on the same 100 MAGs at ``--rate`` per second
   (heartbeats going on beside) — CPU µs per registration, with and without the idle hold's share.
 
-CPU is this process's, user and system (``os.times``); the LMA processes are not counted. Each figure is
-the best of ``--repeat`` runs (the machine may be shared). ``--reference`` runs the engine on its
-pure-Python/numpy reference path; ``--profile FILE`` writes a cProfile of one idle hold.
+CPU is this process's, user and system (``os.times``); the LMA processes are not counted. Each
+figure is the best of ``--repeat`` runs (the machine may be shared). ``--reference`` runs the
+engine on its pure-Python/numpy reference path; ``--profile FILE`` writes a cProfile of one idle
+hold.
 
     python3 benchmarks/mag_idle.py [--seconds 5] [--rate 2000] [--json]
 """

@@ -68,16 +68,6 @@ include "octets.pxi"
 include "mh_heartbeat.pxi"
 
 
-cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
-    cdef uint32_t v
-    memcpy(&v, p, 4)
-    return v
-
-
-cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
-    return bswap32(load32(p))
-
-
 cdef object c_array(arr, dtype):
     """arr as a C-contiguous array of dtype, whose layout a packed struct here mirrors (checked
     once at import: a typed memoryview per call costs more than a small batch's work)."""

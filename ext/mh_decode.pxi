@@ -2,10 +2,20 @@
 # message and option kinds per type number under a WireConfig, shared by the ext modules that
 # read Mobility Headers. Include after checksum.pxi and octets.pxi, in a module that defines
 # IPV6_HEADER, MH_HEADER, IPPROTO_MH, PAYLOAD_PROTO_NONE, MNID_SUBTYPE_NAI, PBCI_FIXED_LENGTH and
-# NO_MN_ID and imports functools, lmaload.wire.messages as wm and lmaload.wire.options as wo:
+# NO_MN_ID, declares bswap32 (__builtin_bswap32) and imports functools, lmaload.wire.messages as wm and lmaload.wire.options as wo:
 #     include "mh_decode.pxi"
-from libc.stdint cimport int32_t
+from libc.stdint cimport int8_t, int32_t, uint32_t
 from libc.string cimport memchr, memcpy
+
+
+cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
+    return bswap32(load32(p))
 
 
 cdef enum:  # message kinds, each with its fixed-part rule
