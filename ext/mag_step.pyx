@@ -712,9 +712,10 @@ cdef class MagStep:
         """MagEngine._on_pbas for the PBAs among datagrams ``buf[starts[i]:ends[i]]`` from
         ``src[i]``: each matched to its session (MN-ID, outstanding sequence number, LMA; once
         per session), de-registrations ended, accepted ones (status < 128) registered, their
-        latency recorded and refresh timer armed. Returns None, or (accepted, rejected): with
-        ``takeover`` the (row, LMA, prefix changed) of each accepted PBA (for the
-        TakeoverMeter), and the (row, LMA, status) of each status >= 128, left to the caller."""
+        latency recorded and refresh timer armed. Returns None, or (registrations, accepted,
+        rejected): how many initial registrations were accepted, with ``takeover`` the (row,
+        LMA, prefix changed) of each accepted PBA (for the TakeoverMeter), and the (row, LMA,
+        status) of each status >= 128, left to the caller."""
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[:] s = starts
         cdef const int64_t[:] e = ends
@@ -731,6 +732,7 @@ cdef class MagStep:
         cdef bint changed
         cdef double granted, refresh_in
         cdef mn_t* mn
+        cdef Py_ssize_t registrations = 0
         memset(zero, 0, 16)
         accepted = rejected = None
         self.generation += 1
@@ -780,6 +782,7 @@ cdef class MagStep:
             memcpy(mn.hnp, hnp, 16)
             mn.hnp_len = hnp_len
             kind = 0 if state == REGISTERING else (1 if state == REFRESHING else 2)
+            registrations += state == REGISTERING
             record(&self.latency[kind], floor_div(now_ns - mn.t_send, 1000))
             if takeover:
                 if accepted is None:
@@ -797,9 +800,9 @@ cdef class MagStep:
             mn.t_acked = now_ns
             self.timers.push(row, now_ns + <int64_t>rint(refresh_in * 1e9))
             self.lfi[row] = NO_LFI
-        if accepted is None and rejected is None:
+        if not registrations and accepted is None and rejected is None:
             return None
-        return accepted or [], rejected or []
+        return registrations, accepted or [], rejected or []
 
     # --- PBUs ------------------------------------------------------------------------------
 

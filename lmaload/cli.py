@@ -674,9 +674,10 @@ def run_command(
     lab (--lab), or yours with --lma/--standby — fail the active, and measure the failover.
 
     Prints a summary table and writes the results JSON. Exits 0 on success, 1 when the
-    generator fell behind schedule (unless --allow-lag), when sessions were lost with
-    before-ack sync, when an LMA, the lab or /metrics failed to start, when an LMA did not
-    answer, or when --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is
+    generator fell behind schedule (unless --allow-lag), when mobile nodes were given up or left
+    unanswered, when no MAG detected the failure, when sessions were lost with before-ack sync,
+    when an LMA, the lab or /metrics failed to start, when an LMA did not answer, or when
+    --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is
     a warning.
     """
     from lmaload.fault import parse_fault
@@ -759,6 +760,144 @@ def run_command(
     click.echo(table(results))
     for reason in reasons:
         _fail(f"run: {reason}")
+    sys.exit(status)
+
+
+@main.command(name="capacity", cls=_OneLineErrors)
+@click.option("--mags", type=click.IntRange(1, 65_000), default=100, show_default=True)
+@click.option("--mode", type=click.Choice(["hard", "virtual"]), default="hard", show_default=True)
+@click.option(
+    "--sync", type=click.Choice(["async", "before-ack"]), default="before-ack", show_default=True
+)
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.01),
+    default=0.2,
+    show_default=True,
+    help="Seconds between the MAGs' heartbeats to each LMA.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--trial-duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds of registrations in each trial.",
+)
+@click.option(
+    "--confirm-duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds of the confirmation trial at the rate found.",
+)
+@click.option(
+    "--start-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1000.0,
+    show_default=True,
+    help="Registrations/s of the first trial; the ramp doubles it until a trial fails.",
+)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1_000_000.0,
+    show_default=True,
+    help="The ramp stops here.",
+)
+@click.option(
+    "--resolution",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.02,
+    show_default=True,
+    help="Bisect until the passing and failing rates are this close (a fraction).",
+)
+@click.option(
+    "--loss-bound",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.005,
+    show_default=True,
+    help="PDR: the share of a trial's mobile nodes that may go unregistered.",
+)
+@click.option(
+    "--latency-bound",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="Seconds: a trial passes only with its registration latency p99 within this.",
+)
+@click.option(
+    "--lma",
+    metavar="[INNER@]HOST[:PORT]",
+    help="Your active LMA over UDP/5436, instead of the embedded pair. IPv4 HOST.",
+)
+@click.option("--standby", metavar="[INNER@]HOST[:PORT]", help="Your standby LMA (hard mode).")
+@click.option(
+    "--allow-remote", is_flag=True, help="Allow --lma/--standby addresses that are not local."
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="capacity.json",
+    show_default=True,
+)
+def capacity_command(
+    mags: int,
+    mode: str,
+    sync: str,
+    heartbeat_interval: float,
+    seed: int,
+    trial_duration: float,
+    confirm_duration: float,
+    start_rate: float,
+    max_rate: float,
+    resolution: float,
+    loss_bound: float,
+    latency_bound: float,
+    lma: str | None,
+    standby: str | None,
+    allow_remote: bool,
+    results_path: Path,
+) -> None:
+    """Find the highest registration rate the target sustains (RFC 2544 / MLRsearch style).
+
+    Trials of fixed duration over fresh mobile nodes: an exponential ramp from --start-rate until
+    a trial fails, bisection to --resolution, then a longer confirmation trial. Reports the NDR
+    (no mobile node unregistered) and the PDR (at most --loss-bound unregistered), each with the
+    latency p99 within --latency-bound and the generator on schedule, and every trial. Exits 1
+    when no rate passed or the generator, not the target, was the limit; 2 on bad options.
+    """
+    from lmaload.capacity import CapacityConfig, CapacityError, capacity, table
+
+    targets = _run_targets(lma, standby, None, mode, allow_remote)
+    if start_rate > max_rate:
+        raise click.UsageError("--start-rate is above --max-rate")
+    config = CapacityConfig(
+        mags=mags,
+        mode=mode,  # type: ignore[arg-type]
+        sync=sync,  # type: ignore[arg-type]
+        heartbeat_interval=heartbeat_interval,
+        seed=seed,
+        trial_duration=trial_duration,
+        confirm_duration=confirm_duration,
+        start_rate=start_rate,
+        max_rate=max_rate,
+        resolution=resolution,
+        loss_bound=loss_bound,
+        latency_bound=latency_bound,
+        lma=targets[0],
+        standby=targets[1],
+        results=results_path,
+    )
+    try:
+        results, status, reasons = capacity(config, lambda line: click.echo(line, err=True))
+    except CapacityError as exc:
+        _fail(f"capacity: {exc}")
+        sys.exit(EXIT_INVALID_INPUT)
+    click.echo(table(results))
+    for reason in reasons:
+        _fail(f"capacity: {reason}")
     sys.exit(status)
 
 

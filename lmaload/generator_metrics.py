@@ -27,7 +27,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from lmaload.measure.histogram import Histogram
-from lmaload.measure.takeover import KEPT, LOST, PENDING
 from lmaload.metrics import (
     BUCKETS,
     SOCKET_DROPS,
@@ -44,7 +43,7 @@ PHASES = ("start", "connect", "register", "sync", "hold", "failover", "done")
 STATES = {
     getattr(SessionState, name): name.lower() for name in vars(SessionState) if name.isupper()
 }
-FATES = {"kept": KEPT, "lost": LOST, "pending": PENDING}
+FATES = ("kept", "lost", "pending", "not_attempted")
 PUSH_TIMEOUT = 10.0
 
 
@@ -94,7 +93,6 @@ class GeneratorMetrics(Collector):
         mns = engine.pop.mns
         states = np.bincount(mns["state"], minlength=len(STATES))
         meter = engine.takeover
-        fates = np.bincount(meter.fate, minlength=LOST + 1)
         heartbeats = engine.heartbeats
         self.snapshot = GeneratorSnapshot(
             phase=phase,
@@ -110,7 +108,7 @@ class GeneratorMetrics(Collector):
             behind_schedule=engine.behind_schedule,
             detection=_finite(meter.detection),
             takeover=_finite(meter.takeover),
-            fates={name: int(fates[value]) for name, value in FATES.items()},
+            fates={name: int(getattr(meter, name).sum()) for name in FATES},
             datagrams_sent=loop.datagrams_sent,
             datagrams_received=loop.datagrams_received,
             drops={**dict.fromkeys(SOCKET_DROPS, 0), **loop.transport.drops},
@@ -227,7 +225,7 @@ class GeneratorMetrics(Collector):
         yield _labelled(
             GaugeMetricFamily,
             "takeover_sessions",
-            "Sessions at risk in the failure, by fate: kept, lost, pending",
+            "Sessions at risk in the failure, by fate: kept, lost, pending, not attempted",
             "fate",
             s.fates,
         )

@@ -63,7 +63,8 @@ class SessionState:
     REFRESHING = 3
     FAILOVER = 4
     DEREGISTERING = 5
-    FAILED = 6
+    FAILED = 6  # rejected by the LMA (a final PBA status)
+    GIVEN_UP = 7  # no answer after MagConfig.max_retransmissions retransmissions
 
 
 DEFAULT_ATT_MIX: Mapping[int, float] = {8: 0.6, 4: 0.3, 7: 0.1}  # E-UTRAN, 802.11, UTRAN

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv6Address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from wsgiref.simple_server import WSGIServer
 
 import numpy as np
@@ -50,7 +50,7 @@ from lmaload.targets import Endpoint, ExternalPair, Target
 from lmaload.transport.mag_loop import MagLoop
 
 STARTUP_TIMEOUT = 15.0  # for the embedded pair to come up, and for every LMA to answer
-REGISTER_GRACE = 30.0  # after the last intended send, for retransmissions and late PBAs
+LATE_ANSWER = 1.0  # after the last PBU's give-up time: a PBA still on its way
 SYNC_TIMEOUT = 30.0
 FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
 SLICE = 0.1  # seconds of engine work between phase checks
@@ -131,6 +131,16 @@ class RunConfig:
         return self.detection_window + FAILOVER_GRACE
 
 
+class MagDriver(Protocol):
+    """What drives the MAG engine for ``Runner``: ``MagLoop`` over sockets, or a simulation."""
+
+    datagrams_sent: int
+    datagrams_received: int
+
+    def run_until(self, deadline: float) -> None: ...
+    def close(self) -> None: ...
+
+
 class RunError(Exception):
     """The run could not be carried out: one line for the user."""
 
@@ -165,7 +175,8 @@ class Progress:
 
 
 class Runner:
-    """One run against the embedded pair."""
+    """One run against ``target``. ``clock`` and ``mag_loop`` are the driver: by default the
+    wall clock and a ``MagLoop`` over the target's MAG transport; a simulation gives its own."""
 
     def __init__(
         self,
@@ -173,14 +184,20 @@ class Runner:
         target: Target,
         capture: Capture | None,
         metrics: GeneratorMetrics | None,
+        clock: Callable[[], float] = time.time,
+        mag_loop: Callable[[MagEngine], MagDriver] | None = None,
     ) -> None:
         self.config = config
         self.target = target
         self.capture = capture
         self.metrics = metrics
+        self.clock = clock
+        self._mag_loop = mag_loop or (
+            lambda engine: MagLoop(engine, target.mag_transport(engine.pop, capture))
+        )
         self.progress = Progress()
         self._enter("start")
-        self.loop: MagLoop | None = None
+        self.loop: MagDriver | None = None
         self._next_snapshot = 0.0
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
 
@@ -207,13 +224,13 @@ class Runner:
             refresh_on_recovery=True,
         )
         # The schedule waits for the LMAs to answer (or for the shards' shared start).
-        engine = MagEngine(pop, mag_config, time.time(), time.time() + STARTUP_TIMEOUT)
+        engine = MagEngine(pop, mag_config, self.clock(), self.clock() + STARTUP_TIMEOUT)
         routes = self.target.routes()
-        self.loop = loop = MagLoop(engine, self.target.mag_transport(pop, self.capture))
+        self.loop = loop = self._mag_loop(engine)
         try:
             self._wait_for_lmas(engine, routes)
-            start = time.time() if cfg.start_at is None else cfg.start_at
-            if cfg.start_at is not None and start < time.time():
+            start = self.clock() if cfg.start_at is None else cfg.start_at
+            if cfg.start_at is not None and start < self.clock():
                 raise RunError("--start-at passed before every LMA answered")
             engine.start_schedule(start)
             failure = None if cfg.fail_at is None else start + cfg.fail_at
@@ -226,9 +243,9 @@ class Runner:
                 )
                 if cfg.duration:
                     self._enter("hold")
-                    self._hold(engine, time.time() + cfg.duration)
+                    self._hold(engine, self.clock() + cfg.duration)
                 if self.target.can_fail:
-                    self._fail_active(engine, time.time(), inject=True)
+                    self._fail_active(engine, self.clock(), inject=True)
             else:
                 registration = replace(registration, sync_observed=False)
                 self._enter("hold")
@@ -265,7 +282,7 @@ class Runner:
         """Drive the engine in slices until ``done()`` or ``until``; whether it got done."""
         assert self.loop is not None
         while not done():
-            now = time.time()
+            now = self.clock()
             if now >= until:
                 return False
             self.loop.run_until(min(now + SLICE, until))
@@ -286,7 +303,7 @@ class Runner:
         """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
         self._enter("connect")
         answered = engine.heartbeats.answered
-        if self._serve(engine, time.time() + STARTUP_TIMEOUT, lambda: answered.any(axis=0).all()):
+        if self._serve(engine, self.clock() + STARTUP_TIMEOUT, lambda: answered.any(axis=0).all()):
             return
         lmas = [a for a in self.target.anchors() if a is not None]  # the engine's LMA order
         silent = [
@@ -300,30 +317,35 @@ class Runner:
     def _register(
         self, engine: MagEngine, start: float, failure: float | None
     ) -> res.RegistrationPhase:
-        """Until every session is registered or failed (at most REGISTER_GRACE after the last
-        intended send, and not past a scheduled ``failure``)."""
+        """Until every session is registered, rejected or given up, and not past a scheduled
+        ``failure``. It waits at most until the MAGs give up the last scheduled PBU, plus
+        LATE_ANSWER, so that a stalled target ends with its mobile nodes given up."""
         self._enter("register")
         self._rate_mark = (time.monotonic(), 0)
-        sessions = len(engine.pop.mns)
-        until = start + float(self.config.schedule.offsets(sessions)[-1]) + REGISTER_GRACE
-        self._serve(
+        grace = engine.config.give_up_after + LATE_ANSWER
+        until = (engine.last_scheduled or start) + grace
+        done = self._serve(
             engine,
             until if failure is None else min(until, failure),
             lambda: engine.count(S.IDLE) + engine.count(S.REGISTERING) == 0,
         )
-        return res.RegistrationPhase.snapshot(engine, start)
+        cut = not done and failure is not None and failure <= until
+        # Done: the phase ended with the last session settled (not at the next check).
+        settled = engine.last_settled
+        end = max(settled, engine.last_scheduled or start) if done and settled else self.clock()
+        return res.RegistrationPhase.snapshot(engine, end, cut)
 
     def _wait_for_sync(self, engine: MagEngine) -> float | None:
         """Seconds until the standby's binding cache held every registered session as synced
         (None: not within SYNC_TIMEOUT)."""
         self._enter("sync")
         sessions = engine.count(S.REGISTERED)
-        began = time.time()
+        began = self.clock()
         if not self.target.observes_sync:
             self._hold(engine, began + self.config.sync_wait)
             return self.config.sync_wait
         synced = self._serve(engine, began + SYNC_TIMEOUT, lambda: self.target.synced(sessions))
-        return time.time() - began if synced else None
+        return self.clock() - began if synced else None
 
     def _fail_active(self, engine: MagEngine, failure: float, inject: bool) -> None:
         """Measure from ``failure`` (and fail the active, or its link, then if ``inject``);
@@ -334,24 +356,24 @@ class Runner:
         if inject:
             self.target.fail()
             if fault.needs_lab:  # a link fault is there once its rules are (they take a while)
-                failure = time.time()
+                failure = self.clock()
         # A cut is a fault of some MAGs' path: only their sessions are at risk.
         cut = fault.cut_mags(len(engine.pop.mags)) if fault.cuts else None
         engine.mark_failure(failure, cut)
         meter = engine.takeover
-        at_risk = meter.pending > 0
+        at_risk = meter.unresolved > 0
 
         def taken_over() -> bool:
             if fault.kind == "loss":
                 # Some MAGs lose LMA1, some do not: watch one detection window, and until the
                 # MAGs that did are done moving.
                 detected = np.isfinite(meter.detection)
-                watched = time.time() - failure >= self.config.detection_window
-                return watched and not meter.pending[detected].any()
-            return not (np.isnan(meter.detection[at_risk]).any() or meter.pending.any())
+                watched = self.clock() - failure >= self.config.detection_window
+                return watched and not meter.unresolved[detected].any()
+            return not (np.isnan(meter.detection[at_risk]).any() or meter.unresolved.any())
 
         self._serve(engine, failure + self.config.failover_timeout, taken_over)
-        self._hold(engine, time.time() + self.config.observe)
+        self._hold(engine, self.clock() + self.config.observe)
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -362,12 +384,13 @@ class Runner:
             detected = int(np.isfinite(meter.detection).sum())
             return (
                 f"failover  detected by {detected}/{len(engine.pop.mags)} MAGs"
-                f"  kept {int(meter.kept.sum())}"
-                f"  lost {int(meter.lost.sum())}  pending {int(meter.pending.sum())}"
+                f"  kept {int(meter.kept.sum())}  lost {int(meter.lost.sum())}"
+                f"  pending {int(meter.pending.sum())}"
+                f"  not attempted {int(meter.not_attempted.sum())}"
             )
         if self.phase == "connect":
             return "connect   waiting for every LMA to answer the heartbeats"
-        registered = int((engine.pop.mns["t_acked"] > 0).sum())
+        registered = engine.registrations.total
         now = time.monotonic()
         then, before = self._rate_mark
         self._rate_mark = (now, registered)
@@ -388,16 +411,39 @@ class Runner:
 
 
 def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
-    """0 or 1, and the reasons for a 1 (a run's document, or merged shards')."""
+    """0 or 1, and the reasons for a 1 (a run's document, or merged shards'): the generator fell
+    behind (unless ``allow_lag``); mobile nodes left unregistered — given up, or unanswered at
+    the end of the registration phase, which waits for the MAGs to give up the last scheduled PBU
+    (not when ``--fail-at`` cut it short); a failure that no MAG detected; failover accounting
+    that does not add up; sessions not recovered with before-ack sync."""
     config = results["config"]
     reasons = []
     behind = results["generator"]["behind_schedule"]
     if behind > MAX_BEHIND_SCHEDULE and not config["allow_lag"]:
         reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
-    summary = results["takeover"]["summary"]
+    reg = results["registration"]
+    missing = res.unregistered(reg)
+    if missing and not reg["cut_by_failure"]:
+        reasons.append(
+            f"{missing} of {reg['sessions']} mobile nodes were not registered "
+            f"({reg['given_up']} given up, {reg['unanswered'] + reg['not_sent']} unanswered)"
+        )
+    takeover = results["takeover"]
+    summary = takeover["summary"]
     # On a lossy link a MAG that never lost LMA1 stays with it: its sessions are not lost.
     moves_all = parse_fault(config.get("fault", "kill-active")).kind != "loss"
-    unrecovered = summary["lost"] + (summary["pending"] if moves_all else 0)
+    if takeover["failure_at"] is not None:
+        if moves_all and not summary["detection"]["count"]:
+            reasons.append("no MAG detected the failure of the active LMA")
+        fates = ("kept", "lost", "pending", "not_attempted")
+        if sum(summary[f] for f in fates) != summary["at_risk"]:
+            reasons.append(
+                f"the failover accounting does not add up: {summary['at_risk']} sessions at "
+                f"risk, {', '.join(f'{summary[f]} {f}' for f in fates)}"
+            )
+    unrecovered = summary["lost"] + (
+        summary["pending"] + summary["not_attempted"] if moves_all else 0
+    )
     if config["sync"] == "before-ack" and unrecovered:
         reasons.append(f"{unrecovered} sessions lost with before-ack sync")
     return (1 if reasons else 0), reasons

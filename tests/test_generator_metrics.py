@@ -56,7 +56,8 @@ def test_a_failover_as_the_metrics_tell_it() -> None:
         engine.mark_failure(sim.now)
         metrics.observe(engine, loop, "failover")
         at_failure = samples(metrics)
-        assert at_failure[("lmaload_takeover_sessions", (("fate", "pending"),))] == MNS
+        assert at_failure[("lmaload_takeover_sessions", (("fate", "not_attempted"),))] == MNS
+        assert at_failure[("lmaload_takeover_sessions", (("fate", "pending"),))] == 0
         sim.run_for(12)
         metrics.observe(engine, loop, "done")
         after = samples(metrics)

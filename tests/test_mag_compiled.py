@@ -85,6 +85,7 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         schedule=Schedule.constant(rng.choice([200.0, 1000.0, 1e6])),
         deregister_at=sim.now + 5.5 if name == "lossy" else None,
         refresh_on_recovery=mode == "virtual",
+        max_retransmissions=rng.choice([1, 4]),
         **addresses,
         **overrides,
     )
@@ -123,6 +124,8 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         ],
         "events": engine.events,
         "lag": (engine.lag.max, engine.behind_schedule),
+        "registrations": vars(engine.registrations),
+        "last_settled": engine.last_settled,
         "next_timer": engine.next_timer(),
     }  # fmt: skip
 
@@ -144,6 +147,9 @@ def test_the_scenarios_reach_their_rare_paths():
     """The differential scenarios go through the reactions the compiled steps hand back."""
     crash = scenario("crash_hard", 1, compiled=True)
     assert any(e.kind == "lma_down" for e in crash["events"])
+    assert any(
+        scenario("crash_hard", seed, compiled=True)["counters"]["given_up"] for seed in range(4)
+    )
     restart = scenario("virtual_restart", 0, compiled=True)
     assert restart["counters"]["sessions_invalidated"] > 0
     statuses = scenario("statuses", 2, compiled=True)

@@ -52,17 +52,23 @@ def test_before_ack_failover_keeps_every_session(tmp_path) -> None:
     ]
     assert "takeover" in result.stdout and "registration rate" in result.stdout
     results = json.loads(path.read_text())
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
     assert {"config", "registration", "takeover", "generator"} <= results.keys()
     assert results["config"]["mns"] == 2000 and results["config"]["sync"] == "before-ack"
     assert "lmaload" in results["config"]["versions"]
     registration = results["registration"]
-    assert registration["registered"] == 2000 and registration["failed"] == 0
+    assert registration["registered"] == 2000 and registration["rejected"] == 0
+    assert registration["given_up"] == registration["unanswered"] == registration["not_sent"] == 0
+    assert registration["completed"] == sum(registration["per_second"]) == 2000
+    # 2 000 at 1 000/s: a 2 s schedule, and the window ends at the last PBA after it.
+    assert 2.0 <= registration["window"] < 3.0
+    assert registration["achieved_rate"] == 2000 / registration["window"]
     assert registration["latency_us"]["histogram"]
     assert registration["pba_status"]["0"] >= 2000
     takeover = results["takeover"]
     assert takeover["summary"]["lost"] == 0 and takeover["summary"]["pending"] == 0
-    assert takeover["summary"]["kept"] == 2000
+    assert takeover["summary"]["kept"] == takeover["summary"]["at_risk"] == 2000
+    assert takeover["summary"]["not_attempted"] == 0
     rows = takeover["mags"]
     assert [r["mag"] for r in rows] == list(range(20))
     assert all(r["detection"] is not None and r["takeover"] is not None for r in rows)
@@ -165,15 +171,44 @@ def test_duration_holds_the_population_refreshing_before_the_failure(tmp_path) -
 
 
 def test_exit_status_names_what_failed() -> None:
-    """1 when the generator fell behind by more than 1 % (unless --allow-lag) or sessions were
-    lost or left pending with before-ack sync; async losses are reported, not failed."""
+    """1 when the generator fell behind by more than 1 % (unless --allow-lag), mobile nodes
+    were left unregistered, no MAG detected the failure, the failover accounting does not add up,
+    or sessions were lost or left pending with before-ack sync; async losses are reported, not
+    failed."""
     from lmaload.run import exit_status
 
-    def document(behind: float, lost: int, allow_lag: bool = False, sync: str = "before-ack"):
+    def document(
+        behind: float,
+        lost: int,
+        allow_lag: bool = False,
+        sync: str = "before-ack",
+        unanswered: int = 0,
+        detected: int = 10,
+        at_risk: int | None = None,
+        cut: bool = False,
+    ):
+        kept = 100 - lost
         return {
             "config": {"allow_lag": allow_lag, "sync": sync},
             "generator": {"behind_schedule": behind},
-            "takeover": {"summary": {"lost": lost, "pending": 0}},
+            "registration": {
+                "sessions": 100 + unanswered,
+                "given_up": 0,
+                "unanswered": unanswered,
+                "not_sent": 0,
+                "cut_by_failure": cut,
+            },
+            "takeover": {
+                "failure_at": 1.0,
+                "summary": {
+                    "detection": {"count": detected},
+                    "at_risk": 100 if at_risk is None else at_risk,
+                    "kept": kept,
+                    "lost": lost,
+                    "pending": 0,
+                    "not_attempted": 0,
+                },
+            },
         }
 
     assert exit_status(document(0.01, 0)) == (0, [])
@@ -184,6 +219,22 @@ def test_exit_status_names_what_failed() -> None:
     assert exit_status(document(0.2, 0, allow_lag=True)) == (0, [])
     assert exit_status(document(0.0, 3)) == (1, ["3 sessions lost with before-ack sync"])
     assert exit_status(document(0.0, 3, sync="async")) == (0, [])
+    assert exit_status(document(0.0, 0, unanswered=7)) == (
+        1,
+        ["7 of 107 mobile nodes were not registered (0 given up, 7 unanswered)"],
+    )
+    assert exit_status(document(0.0, 0, unanswered=7, cut=True)) == (0, [])
+    assert exit_status(document(0.0, 0, detected=0)) == (
+        1,
+        ["no MAG detected the failure of the active LMA"],
+    )
+    assert exit_status(document(0.0, 0, at_risk=101)) == (
+        1,
+        [
+            "the failover accounting does not add up: 101 sessions at risk, 100 kept, "
+            "0 lost, 0 pending, 0 not_attempted"
+        ],
+    )
 
 
 def test_user_lmas_failed_by_fail_cmd(user_pair, tmp_path) -> None:

@@ -205,10 +205,13 @@ def test_sync_against_the_embedded_standby_verifies_every_session(tmp_path) -> N
     assert result.returncode == 0, result.stderr
     assert "sessions" in result.stdout and "verification" in result.stdout
     results = json.loads(path.read_text())
-    assert results["schema_version"] == 1 and results["config"]["standby"] == "embedded"
+    assert results["schema_version"] == 2 and results["config"]["standby"] == "embedded"
     s = results["sync"]
     assert s["records"] == {"create": 4000, "update": 2000, "delete": 400}
     assert s["records_acked"] == s["records"] and s["records_given_up"] == 0
+    assert s["records_unsettled"] == s["records_not_sent"] == 0
+    assert sum(s["acked_per_second"]) == 6400
+    assert s["sessions_per_second"] == 4000 / s["duration"]
     assert s["sessions_per_second"] > 0 and s["ss_ack_latency_us"]["histogram"]
     v = s["verification"]
     assert v["sampled"] == 3600 and v["verified"] == 3600

@@ -3,7 +3,8 @@ combined into the document of the whole run.
 
 Exact: counts add, histograms merge bucket by bucket (``Histogram.decode``/``merge``), per-MAG
 takeover rows are concatenated and the percentiles over MAGs recomputed from them; the
-registration span runs from the earliest start to the latest acknowledgement. Shards of
+registration window runs from the earliest scheduled send to the latest end of a shard's
+window, and the per-second goodput series add up second by second. Shards of
 different runs (any config difference but the shard and the output paths) are refused.
 """
 
@@ -16,8 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from lmaload.measure.goodput import achieved_rate
 from lmaload.measure.histogram import Histogram
-from lmaload.measure.results import SCHEMA_VERSION, latency_summary, percentiles_over
+from lmaload.measure.results import (
+    SCHEMA_VERSION,
+    latency_summary,
+    percentiles_over,
+    retransmission_health,
+)
 
 PER_SHARD_CONFIG = frozenset(
     {"shard", "results", "pcap", "metrics_port", "metrics_host", "lma_metrics_port"}
@@ -82,23 +89,43 @@ def _counts(parts: list[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(total.items(), key=lambda kv: int(kv[0])))
 
 
+def _per_second(parts: list[dict[str, Any]], start: float) -> list[int]:
+    total: list[int] = []
+    for part in parts:
+        shift = round(part["start"] - start)
+        for second, count in enumerate(part["per_second"], shift):
+            total.extend([0] * (second + 1 - len(total)))
+            total[second] += count
+    return total
+
+
 def _registration(parts: list[dict[str, Any]]) -> dict[str, Any]:
     start = min(p["start"] for p in parts)
-    end = max(p["start"] + p["duration"] for p in parts)
-    registered = sum(p["registered"] for p in parts)
-    span = end - start
+    window = max(p["start"] + p["window"] for p in parts) - start
+    completed = sum(p["completed"] for p in parts)
     complete = [p["sync_complete"] for p in parts]
     waits = [p["sync_wait"] for p in parts]
+
+    def total(name: str) -> int:
+        return sum(p[name] for p in parts)
+
     return {
         "start": start,
         "target_rate": sum(p["target_rate"] for p in parts),
-        "achieved_rate": registered / span if span > 0 else 0.0,
-        "sessions": sum(p["sessions"] for p in parts),
-        "registered": registered,
-        "failed": sum(p["failed"] for p in parts),
-        "duration": span,
-        "pbus_sent": sum(p["pbus_sent"] for p in parts),
-        "pbus_retransmitted": sum(p["pbus_retransmitted"] for p in parts),
+        "achieved_rate": achieved_rate(completed, window),
+        "window": window,
+        "completed": completed,
+        "per_second": _per_second(parts, start),
+        "cut_by_failure": any(p["cut_by_failure"] for p in parts),
+        **{
+            name: total(name)
+            for name in ("sessions", "registered", "rejected", "given_up", "unanswered")
+        },
+        "rejected_by_status": _counts([p["rejected_by_status"] for p in parts]),
+        "not_sent": total("not_sent"),
+        "pbus_sent": total("pbus_sent"),
+        "pbus_retransmitted": total("pbus_retransmitted"),
+        **retransmission_health(total("pbus_sent"), total("pbus_retransmitted"), completed),
         "pba_status": _counts([p["pba_status"] for p in parts]),
         "latency_us": latency_summary(_histogram([p["latency_us"]["histogram"] for p in parts])),
         "sync_wait": None if None in waits else max(waits),
@@ -129,8 +156,10 @@ def _takeover(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "takeover": percentiles_over(column("takeover")),
             "kept": sum(r["kept"] for r in rows),
             "lost": sum(r["lost"] for r in rows),
-            "pending": sum(r["pending"] for r in rows),
-            "stayed": sum(r["stayed"] for r in rows),
+            **{
+                fate: sum(r[fate] for r in rows)
+                for fate in ("pending", "not_attempted", "at_risk", "stayed")
+            },
         },
         "mags": rows,
     }

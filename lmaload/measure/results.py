@@ -1,8 +1,14 @@
-"""The results of a ``lmaload run``: the JSON document (``schema_version`` 1) built from a MAG
+"""The results of a ``lmaload run``: the JSON document (``schema_version`` 2) built from a MAG
 engine's measurements, and the short table printed at the end.
 
 Times in the JSON are seconds, latencies microseconds (the histogram's unit); the encoded
 histogram is HdrHistogram-compatible (``Histogram.encode``).
+
+Every mobile node is accounted for at the end of the registration phase: registered, rejected
+(a final PBA status), given up (unanswered through every retransmission), unanswered (still
+waiting) or not sent (the phase was cut short by ``--fail-at``), adding up to the sessions.
+Every session at risk in a failover is kept, lost, pending or not attempted. The achieved rate
+is taken over the scheduled window (``lmaload.measure.goodput``).
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ from typing import Any
 import numpy as np
 
 from lmaload import __version__
+from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.histogram import Histogram
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagCounters, MagEngine
 from lmaload.transport.mag_loop import MagLoop
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Above this share of retransmitted PBUs the target is reported overloaded: a healthy LMA loses
+# almost none, and a share this high means answers come later than the 1 s retransmission timer.
+RETRANSMISSION_OVERLOAD = 0.05
 PERCENTILES = (50.0, 99.0)
 
 
@@ -30,25 +40,43 @@ class RegistrationPhase:
     """What the engine had measured when the registration phase ended (its counters and
     latencies go on counting through the failover)."""
 
-    start: float  # Unix seconds
-    last_ack: float | None  # Unix seconds of the last accepted PBA
+    start: float  # Unix seconds: the first scheduled send
+    last_scheduled: float  # Unix seconds: the last scheduled send
+    end: float  # Unix seconds the phase ended (its wait for answers included)
+    cut: bool  # the phase ended at ``--fail-at`` with mobile nodes still to register
+    per_second: list[int]  # registrations completed in each second from ``start``
     registered: int
-    failed: int
+    rejected: int
+    given_up: int
+    unanswered: int
+    not_sent: int
     counters: MagCounters
     latency: Histogram  # µs
     sync_wait: float | None = None  # seconds the standby took to show the sessions synced
     sync_observed: bool = True  # False: the standby could not be looked into, a fixed wait
 
     @classmethod
-    def snapshot(cls, engine: MagEngine, start: float) -> RegistrationPhase:
-        acked = engine.pop.mns["t_acked"]
+    def snapshot(cls, engine: MagEngine, end: float, cut: bool = False) -> RegistrationPhase:
+        mns = engine.pop.mns
+        state = mns["state"]
+        by_state = np.bincount(state, minlength=S.GIVEN_UP + 1)
+        acked_failover = int(np.count_nonzero((state == S.FAILOVER) & (mns["t_acked"] > 0)))
+        registered = int(by_state[S.REGISTERED] + by_state[S.REFRESHING]) + acked_failover
+        rejected, given_up, not_sent = (int(by_state[s]) for s in (S.FAILED, S.GIVEN_UP, S.IDLE))
         latency = Histogram()
         latency.merge(engine.latency["register"])
+        start = engine.schedule_start
         return cls(
             start=start,
-            last_ack=float(acked.max()) / 1e9 if acked.any() else None,
-            registered=int((acked > 0).sum()),
-            failed=engine.count(S.FAILED),
+            last_scheduled=engine.last_scheduled or start,
+            end=end,
+            cut=cut,
+            per_second=engine.registrations.until(end),
+            registered=registered,
+            rejected=rejected,
+            given_up=given_up,
+            unanswered=len(mns) - registered - rejected - given_up - not_sent,
+            not_sent=not_sent,
             counters=copy.deepcopy(engine.counters),
             latency=latency,
         )
@@ -77,24 +105,49 @@ def latency_summary(histogram: Histogram) -> dict[str, Any]:
 
 
 def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[str, Any]:
-    # Achieved: sessions acknowledged per second from the start to the last acknowledgement.
-    span = phase.last_ack - phase.start if phase.last_ack is not None else 0.0
+    window = scheduled_window(phase.start, phase.last_scheduled, phase.end)
+    completed = sum(phase.per_second)
     counters = phase.counters
     return {
         "start": phase.start,
         "target_rate": rate,
-        "achieved_rate": phase.registered / span if span > 0 else 0.0,
+        "achieved_rate": achieved_rate(completed, window),
+        "window": window,
+        "completed": completed,
+        "per_second": phase.per_second,
+        "cut_by_failure": phase.cut,
         "sessions": sessions,
         "registered": phase.registered,
-        "failed": phase.failed,
-        "duration": span,
+        "rejected": phase.rejected,
+        "rejected_by_status": _status_counts(counters.failed),
+        "given_up": phase.given_up,
+        "unanswered": phase.unanswered,
+        "not_sent": phase.not_sent,
         "pbus_sent": counters.pbu_sent,
         "pbus_retransmitted": counters.pbu_retransmitted,
+        **retransmission_health(counters.pbu_sent, counters.pbu_retransmitted, completed),
         "pba_status": _status_counts(counters.pba_status),
         "latency_us": latency_summary(phase.latency),
         "sync_wait": phase.sync_wait,
         "sync_complete": phase.sync_wait is not None if phase.sync_observed else None,
     }
+
+
+def retransmission_health(sent: int, retransmitted: int, completed: int) -> dict[str, Any]:
+    """PBUs per completed registration (1.0 is perfect), the retransmitted share of the PBUs, and
+    whether that share says the target is overloaded."""
+    share = retransmitted / sent if sent else 0.0
+    return {
+        "pbus_per_registration": sent / completed if completed else None,
+        "retransmission_share": share,
+        "overloaded": share > RETRANSMISSION_OVERLOAD,
+    }
+
+
+def unregistered(registration: dict[str, Any]) -> int:
+    """Mobile nodes the registration phase did not get an answer for."""
+    r = registration
+    return r["given_up"] + r["unanswered"] + r["not_sent"]
 
 
 def _status_counts(counts: Counter[int]) -> dict[str, int]:
@@ -108,6 +161,7 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
     counters, earlier = engine.counters, before.counters
     detection, times = meter.detection, meter.takeover
     kept, lost, pending, stayed = meter.kept, meter.lost, meter.pending, meter.stayed
+    not_attempted, at_risk = meter.not_attempted, meter.at_risk
 
     def seconds(value: float) -> float | None:
         return float(value) if np.isfinite(value) else None
@@ -120,6 +174,8 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
             "kept": int(kept[m]),
             "lost": int(lost[m]),
             "pending": int(pending[m]),
+            "not_attempted": int(not_attempted[m]),
+            "at_risk": int(at_risk[m]),
             "stayed": int(stayed[m]),
         }
         for m in range(len(detection))
@@ -137,6 +193,8 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
             "kept": int(kept.sum()),
             "lost": int(lost.sum()),
             "pending": int(pending.sum()),
+            "not_attempted": int(not_attempted.sum()),
+            "at_risk": int(at_risk.sum()),
             "stayed": int(stayed.sum()),
         },
         "mags": rows,
@@ -182,10 +240,19 @@ def table(results: dict[str, Any]) -> str:
     sync_note = {True: "", False: " (timed out)", None: " (fixed: the standby is not observed)"}
     if results["config"].get("fail_at") is not None:
         sync_note[None] = " (none: the active failed at --fail-at)"
+    rejected = ", ".join(f"status {code}: {n}" for code, n in reg["rejected_by_status"].items())
+    not_sent = f", {reg['not_sent']} not sent" if reg["not_sent"] else ""
+    per_registration = reg["pbus_per_registration"]
     lines = [
-        f"registration rate   {reg['achieved_rate']:.0f}/s achieved, "
-        f"{reg['target_rate']:.0f}/s target ({reg['registered']}/{reg['sessions']} registered, "
-        f"{reg['failed']} failed)",
+        f"registration rate   {reg['achieved_rate']:.0f}/s achieved over {reg['window']:.1f} s, "
+        f"{reg['target_rate']:.0f}/s target",
+        f"mobile nodes        {reg['registered']} registered, {reg['rejected']} rejected"
+        f"{f' ({rejected})' if rejected else ''}, {reg['given_up']} given up, "
+        f"{reg['unanswered']} unanswered{not_sent} (of {reg['sessions']})",
+        f"retransmissions     {reg['pbus_sent']} PBUs, "
+        f"{_fmt(per_registration, digits=2)} per registration, "
+        f"{reg['retransmission_share']:.1%} retransmitted"
+        f"{': the target is overloaded' if reg['overloaded'] else ''}",
         f"latency             p50 {_fmt(lat['p50'], ' ms', ms)}  p99 {_fmt(lat['p99'], ' ms', ms)}"
         f"  max {_fmt(lat['max'], ' ms', ms)}",
         f"sync wait           {_fmt(reg['sync_wait'], ' s')}{sync_note[reg['sync_complete']]}",
@@ -204,8 +271,10 @@ def table(results: dict[str, Any]) -> str:
             f"  max {_fmt(det['max'], ' s')}  ({det['count']} MAGs)",
             f"takeover            p50 {_fmt(take['p50'], ' s')}  p99 {_fmt(take['p99'], ' s')}"
             f"  max {_fmt(take['max'], ' s')}  ({take['count']} MAGs)",
-            f"sessions            {summary['kept']} kept, {summary['lost']} lost, "
-            f"{summary['pending']} not taken over, {summary['stayed']} refreshed by the same LMA",
+            f"sessions            {summary['at_risk']} at risk: {summary['kept']} kept, "
+            f"{summary['lost']} lost, {summary['pending']} pending, "
+            f"{summary['not_attempted']} not attempted; {summary['stayed']} refreshed by the "
+            "same LMA",
         ]
     lines.append(
         f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "

@@ -9,9 +9,13 @@ here. Definitions (the main job's):
 * takeover time — failure instant to the last accepted PBA *from the taking-over LMA* (hard switch:
   an LMA other than the session's anchor at the failure; virtual switch: the shared LMAA) for the
   MAG's sessions, once none of them is still pending;
-* kept — acknowledged before the failure and accepted again by the taking-over LMA with the same
-  prefix; lost — rejected by it, given a different prefix, or invalidated by a Restart Counter
-  change (RFC 5847 §3.4, R30);
+* at risk — bound and acknowledged at the failure (of the MAGs whose path failed, for a cut);
+  every session at risk ends the measurement in exactly one of four fates:
+* kept — accepted again by the taking-over LMA with the same prefix; lost — rejected by it,
+  given a different prefix, given up after every retransmission, or invalidated by a Restart
+  Counter change (RFC 5847 §3.4, R30); pending — its MAG sent the taking-over LMA a PBU for it
+  that is still unanswered; not attempted — its MAG sent the taking-over LMA nothing for it
+  (the MAG did not detect the failure, or had nowhere to go);
 * stayed — bound at the failure and accepted again (refreshed) by the same LMA after it: the
   sessions a fault of some MAGs' path left with their LMA (seed §5.2).
 """
@@ -34,6 +38,7 @@ class TakeoverMeter:
         self._anchor = np.full(len(session_mags), -1, dtype=np.int16)
         self._recovered_at = np.full(len(session_mags), np.nan)
         self._stayed = np.zeros(len(session_mags), dtype=bool)
+        self._attempted = np.zeros(len(session_mags), dtype=bool)
         self._detected_at = np.full(n_mags, np.nan)
 
     def mark_failure(self, when: float, at_risk: np.ndarray, anchors: np.ndarray) -> None:
@@ -44,6 +49,7 @@ class TakeoverMeter:
         self._anchor[:] = anchors
         self._recovered_at[:] = np.nan
         self._stayed[:] = False
+        self._attempted[:] = False
         self._detected_at[:] = np.nan
 
     def detected(self, mags: np.ndarray, now: float) -> None:
@@ -58,6 +64,18 @@ class TakeoverMeter:
             return np.zeros(len(rows), dtype=bool)
         moved = np.ones(len(rows), dtype=bool) if any_lma else lmas != self._anchor[rows]
         return moved & (self.fate[rows] == PENDING)
+
+    def sent(self, rows: np.ndarray, lmas: np.ndarray, now: float, any_lma: bool) -> None:
+        """PBUs for sessions ``rows`` went to LMAs ``lmas`` at ``now``: those to the taking-over
+        LMA are attempts."""
+        if self.failure_at is None or now < self.failure_at:
+            return
+        self._attempted[rows[self._moved(rows, lmas, any_lma, now)]] = True
+
+    def gave_up(self, rows: np.ndarray) -> None:
+        """The MAG gave sessions ``rows`` up (no answer through every retransmission)."""
+        rows = rows[self.fate[rows] == PENDING]
+        self.fate[rows] = LOST
 
     def accepted(
         self,
@@ -100,7 +118,26 @@ class TakeoverMeter:
 
     @property
     def pending(self) -> np.ndarray:
+        """Sessions whose attempt at the taking-over LMA is still unanswered."""
+        return np.bincount(
+            self._mags[(self.fate == PENDING) & self._attempted], minlength=self._n_mags
+        )
+
+    @property
+    def not_attempted(self) -> np.ndarray:
+        """Sessions at risk for which the MAG sent the taking-over LMA nothing."""
+        return np.bincount(
+            self._mags[(self.fate == PENDING) & ~self._attempted], minlength=self._n_mags
+        )
+
+    @property
+    def unresolved(self) -> np.ndarray:
+        """Sessions at risk neither kept nor lost: pending or not attempted."""
         return self._per_mag(PENDING)
+
+    @property
+    def at_risk(self) -> np.ndarray:
+        return np.bincount(self._mags[self.fate != UNAFFECTED], minlength=self._n_mags)
 
     @property
     def stayed(self) -> np.ndarray:
@@ -118,5 +155,5 @@ class TakeoverMeter:
         last = np.full(self._n_mags, -np.inf)
         done = np.isfinite(self._recovered_at)
         np.maximum.at(last, self._mags[done], self._recovered_at[done])
-        last[(self.pending > 0) | ~np.isfinite(last)] = np.nan
+        last[(self.unresolved > 0) | ~np.isfinite(last)] = np.nan
         return last - (self.failure_at if self.failure_at is not None else np.nan)

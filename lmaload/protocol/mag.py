@@ -5,13 +5,14 @@ numpy columns (``population.MN_DTYPE``), PBUs and heartbeats are encoded and PBA
 Per session (spec-digest §8.8, ``state`` column): ``IDLE → REGISTERING`` (PBU at the intended
 send time of the open-loop schedule; retransmitted with a new sequence number and Timestamp, and
 HI 4 instead of 1, after INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TIMEOUT 32 s, §3.7)
-``→ REGISTERED`` (the
-assigned prefix from the PBA in ``hnp``/``hnp_len``) ``→ REFRESHING`` (HI 5, ``refresh_margin``
-before expiry) ``→ REGISTERED``. PBA status reactions (§3.4): 157 re-register; 156 resynchronise
-the clock and retry; 155 retry with ALL_ZERO; 153 to a failover PBU (the standby has no synced
-state, §8.5) start a new session there; 152 and every other code ≥128 end in ``FAILED``, counted
-by status. A PBA is matched to its session by the MN-ID's ``mn_id``, the sequence number of the
-outstanding PBU and the LMA it was sent to; anything else (stale, duplicate) is ignored.
+``→ REGISTERED`` (the assigned prefix from the PBA in ``hnp``/``hnp_len``) ``→ REFRESHING`` (HI 5,
+``refresh_margin`` before expiry) ``→ REGISTERED``. A PBU still unanswered after
+``max_retransmissions`` retransmissions ends the session in ``GIVEN_UP``. PBA status reactions
+(§3.4): 157 re-register; 156 resynchronise the clock and retry; 155 retry with ALL_ZERO; 153 to a
+failover PBU (the standby has no synced state, §8.5) start a new session there; 152 and every
+other code ≥128 end in ``FAILED``, counted by status. A PBA is matched to its session by the
+MN-ID's ``mn_id``, the sequence number of the outstanding PBU and the LMA it was sent to; anything
+else (stale, duplicate) is ignored.
 
 Per (MAG, LMA): RFC 5847 heartbeats (``HeartbeatTable``, R23); a changed Restart Counter
 invalidates the sessions anchored at that LMA, which register again from scratch (lost).
@@ -51,6 +52,7 @@ from lmaload.bulk import (
     encode_heartbeats,
     encode_pbus,
 )
+from lmaload.measure.goodput import PerSecond
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter
 from lmaload.measure.takeover import TakeoverMeter
@@ -108,6 +110,7 @@ class MagCounters:
     heartbeat_requests_answered: int = 0
     ha_switch_received: int = 0
     sessions_invalidated: int = 0
+    given_up: int = 0  # sessions whose PBU went unanswered through every retransmission
 
 
 class MagEngine:
@@ -150,6 +153,8 @@ class MagEngine:
         self.events: list[Event] = []
         self.latency = {kind: Histogram() for kind in LATENCY_KIND.values()}  # µs
         self.lag = LagMeter(config.lag_tolerance)
+        self.registrations = PerSecond()  # initial registrations accepted, per second of schedule
+        self.last_settled: float | None = None  # a registration last accepted, rejected, given up
         self.takeover = TakeoverMeter(mns["mag"], n_mags)
         self.heartbeats = HeartbeatTable(
             n_mags,
@@ -193,6 +198,8 @@ class MagEngine:
         if self._cursor:
             raise RuntimeError("the schedule has started")
         self._intended = _ns(when) + self._offsets
+        self.schedule_start = when
+        self.registrations.restart(when)
         self.pop.mns["t_send"][self._scheduled] = self._intended
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
@@ -234,7 +241,10 @@ class MagEngine:
         measuring = meter.failure_at is not None and now >= meter.failure_at
         pbas = step.pbas(buf, starts, ends, src, now, _ns(now), measuring)
         if pbas is not None:
-            accepted, rejected = pbas
+            registrations, accepted, rejected = pbas
+            if registrations:
+                self.registrations.record(now, registrations)
+                self.last_settled = now
             if accepted:
                 rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
                 meter.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
@@ -316,6 +326,11 @@ class MagEngine:
         """Fraction of scheduled registrations sent later than ``lag_tolerance``."""
         return self.lag.behind_schedule
 
+    @property
+    def last_scheduled(self) -> float | None:
+        """The intended time of the schedule's last send (Unix seconds; None: nothing to send)."""
+        return int(self._intended[-1]) / 1e9 if len(self._intended) else None
+
     def count(self, state: int) -> int:
         """Sessions in ``state`` (a ``SessionState``)."""
         return int((self.pop.mns["state"] == state).sum())
@@ -354,6 +369,10 @@ class MagEngine:
         mns["state"][done] = S.IDLE
         self._timers.disarm(done)
         retransmit = due[np.isin(state, (S.REGISTERING, S.REFRESHING, S.FAILOVER))]
+        exhausted = mns["retries"][retransmit] >= self.config.max_retransmissions
+        if exhausted.any():
+            self._give_up(retransmit[exhausted], now)
+            retransmit = retransmit[~exhausted]
         # The LMA may have opened the session and lost only its PBA: HI 1 again would open a
         # second one (a new interface, RFC 5213 §5.4.1); HI 4 updates the one it has, if any.
         first = mns["hi"][retransmit] == cp.HI_ATTACH_NEW_INTERFACE
@@ -365,6 +384,16 @@ class MagEngine:
         refresh = due[state == S.REGISTERED]
         self._begin_refresh(refresh, mns["t_due"][refresh])  # intended: when it fell due
         self._transmit(np.concatenate([retransmit, refresh]), now)
+
+    def _give_up(self, rows: np.ndarray, now: float) -> None:
+        """``rows`` had no answer through every retransmission: GIVEN_UP (a session at risk in a
+        failover is then lost)."""
+        self.pop.mns["state"][rows] = S.GIVEN_UP
+        self._timers.disarm(rows)
+        self._lfi[rows] = NO_LFI
+        self.counters.given_up += len(rows)
+        self.takeover.gave_up(rows)
+        self.last_settled = now
 
     def _begin_refresh(self, rows: np.ndarray, intended: np.ndarray | int) -> None:
         """``rows`` go REFRESHING (HI 5), their latency timed from ``intended`` (ns)."""
@@ -383,9 +412,12 @@ class MagEngine:
         mns = self.pop.mns
         now_ns = _ns(now)
         clock = np.uint64(round((now + self._clock_offset) * 65536))
+        virtual = cfg.mode == "virtual"
         if self._step is not None:
             rows = np.ascontiguousarray(rows, dtype=np.int64)
             common = self._step.transmit(rows, now_ns, int(clock))
+            if self.takeover.failure_at is not None:
+                self.takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
             groups = [(common, rows)] if common >= 0 else self._groups(rows)
         else:
             mns["seq"][rows] += np.uint16(1)
@@ -398,6 +430,7 @@ class MagEngine:
             timeout[dereg] = cfg.initial_bindack_timeout
             self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
             self.counters.pbu_sent += len(rows)
+            self.takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
             groups = self._groups(rows)
         for k, group in groups:
             lma_i, lfi_i, is_dereg = k // 512, (k // 2) % 256 - 1, k % 2
@@ -540,6 +573,8 @@ class MagEngine:
         for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
             self.counters.failed[int(code)] += int(n)
         mns["state"][rows[final]] = S.FAILED
+        if final.any():
+            self.last_settled = now
         self._timers.disarm(rows[final])
         mns["retries"][rows[retry]] += np.uint8(1)
         self._transmit(rows[retry], now)
@@ -559,6 +594,10 @@ class MagEngine:
         latency = (now_ns - mns["t_send"][rows]) // 1000
         for kind_state, kind in LATENCY_KIND.items():
             self.latency[kind].record(latency[state == kind_state])
+        registrations = int(np.count_nonzero(state == S.REGISTERING))
+        if registrations:
+            self.registrations.record(now, registrations)
+            self.last_settled = now
         self.takeover.accepted(rows, lma, changed, now, cfg.mode == "virtual")
         granted = pba["lifetime"].astype(np.float64) * 4
         refresh_in = np.maximum(

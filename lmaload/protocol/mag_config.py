@@ -29,6 +29,11 @@ class MagConfig:
       start; a send later than ``lag_tolerance`` counts as behind schedule (20 ms: more than a
       busy 2-core box's scheduling hiccups, far less than a generator that cannot keep up).
     * ``deregister_at`` (Unix seconds): de-register every bound session then (HI 4, lifetime 0).
+    * ``max_retransmissions``: a PBU still unanswered after this many retransmissions (with the
+      timeouts doubling from ``initial_bindack_timeout``: 1+2+4+8+16 = 31 s by default,
+      ``give_up_after``) is given up (``GIVEN_UP``): RFC 5213 §6.9.4.1
+      lets a MAG go on at MAX_BINDACK_TIMEOUT for ever, but a load test must account for every
+      mobile node, and one whose LMA never answered has failed.
     * ``clock_offset`` is the error of the MAGs' clock in Timestamp options; a PBA 156 makes the
       engine resynchronise (set it to 0, spec-digest §3.4).
     * ``refresh_on_recovery``: when an LMA a MAG declared unreachable answers its heartbeats again
@@ -46,6 +51,7 @@ class MagConfig:
     missing_heartbeats_allowed: int = 3
     initial_bindack_timeout: float = 1.0
     max_bindack_timeout: float = 32.0
+    max_retransmissions: int = 4
     pbu: PbuOptions = field(default_factory=PbuOptions)
     schedule: Schedule = field(default_factory=lambda: Schedule.constant(1000.0))
     lag_tolerance: float = 0.02
@@ -63,8 +69,19 @@ class MagConfig:
             raise ValueError("lifetime is 4 .. 262140 s")
         if self.heartbeat_interval <= 0 or self.missing_heartbeats_allowed < 0:
             raise ValueError("heartbeat interval must be positive")
+        if self.max_retransmissions < 0:
+            raise ValueError("max_retransmissions must not be negative")
         if self.pbu.lfi is not None:
             raise ValueError("the engine adds the LMA Failure Indication to failover PBUs")
+
+    @property
+    def give_up_after(self) -> float:
+        """Seconds from a PBU's first transmission to giving it up (every retransmission timed
+        out)."""
+        return sum(
+            min(self.initial_bindack_timeout * 2**k, self.max_bindack_timeout)
+            for k in range(self.max_retransmissions + 1)
+        )
 
     @property
     def lifetime_units(self) -> int:

@@ -359,6 +359,11 @@ def exit_status(config: SyncJobConfig, results: dict[str, Any]) -> tuple[int, li
     s = results["sync"]
     if s["records_given_up"]:
         reasons.append(f"{s['records_given_up']} records were never acknowledged")
+    if s["records_unsettled"] or s["records_not_sent"]:
+        reasons.append(
+            f"{s['records_unsettled'] or 0} records were still unacknowledged and "
+            f"{s['records_not_sent']} not sent when the stream ended"
+        )
     v = s["verification"]
     if "skipped" not in v:
         bad = v["missing"] + v["wrong_prefix"] + v["unanswered"] + v["pending"]

@@ -2,15 +2,18 @@
 ``lmaload.measure.results``: ``schema_version``, ``config``, then the job's sections) and the
 summary table printed at the end.
 
-Rates are over the stream: from its start to the last SS-ACK (to the last send without
-acknowledgements, when only what was sent is known). "Sessions" are session creates, "records"
-every PBCI option (creates, updates and deletes).
+Rates are over the scheduled window (``lmaload.measure.goodput``): from the stream's start to the
+later of the last scheduled record (rate mode) and the last record settled — acknowledged or
+given up (the last send, without acknowledgements, when only what was sent is known). Every
+planned record is accounted for: acknowledged, given up, unsettled (sent, neither) or not sent.
+"Sessions" are session creates, "records" every PBCI option (creates, updates and deletes).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.results import latency_summary
 from lmaload.sync.plan import KIND_NAMES, SyncPlan
 from lmaload.sync.sender import SyncSender
@@ -27,14 +30,17 @@ def sync_section(
     standby: dict[str, Any] | None,
 ) -> dict[str, Any]:
     cfg, c = sender.config, sender.counters
-    end = sender.last_ack if cfg.ack else sender.last_send
+    end = sender.last_settled if cfg.ack else sender.last_send
     start = sender.stream_start
-    span = end - start if end is not None and start is not None else 0.0
+    span = 0.0
+    if start is not None:
+        span = scheduled_window(start, sender.last_scheduled or start, end or start)
     basis = c.records_acked if cfg.ack else c.records_sent
     volume = c.bytes_acked if cfg.ack else c.bytes_sent
+    sent, acked = int(c.records_sent.sum()), int(c.records_acked.sum())
 
     def per_second(value: float) -> float:
-        return value / span if span > 0 else 0.0
+        return achieved_rate(int(value), span)
 
     return {
         "mode": "window" if cfg.window is not None else "rate",
@@ -52,6 +58,9 @@ def sync_section(
         "records_sent": _by_kind(c.records_sent),
         "records_acked": _by_kind(c.records_acked) if cfg.ack else None,
         "records_given_up": c.records_given_up,
+        "records_unsettled": sent - acked - c.records_given_up if cfg.ack else None,
+        "records_not_sent": len(plan) - sent,
+        "acked_per_second": sender.acked_per_second.counts if cfg.ack else None,
         "ss_reps_sent": c.ss_rep_sent,
         "ss_rep_retransmissions": c.ss_rep_retransmitted,
         "ss_reps_given_up": c.messages_given_up,
@@ -119,6 +128,10 @@ def table(results: dict[str, Any]) -> str:
         f"(creates/updates/deletes {s['records']['create']}/{s['records']['update']}/"
         f"{s['records']['delete']})",
         f"bytes               {s['bytes_per_second'] / 1e6:.2f} MB/s {basis}",
+        f"records             {sum(s['records'].values())} planned: "
+        f"{sum((s['records_acked'] or s['records_sent']).values())} {basis}, "
+        f"{s['records_given_up']} given up, {s['records_unsettled'] or 0} unsettled, "
+        f"{s['records_not_sent']} not sent",
         f"SS-REPs             {s['ss_reps_sent']} sent, {s['ss_rep_retransmissions']} "
         f"retransmitted, {s['ss_reps_given_up']} given up ({s['records_given_up']} records)",
         f"SS-ACK latency      p50 {fmt(lat['p50'], ms, ' ms')}  p99 {fmt(lat['p99'], ms, ' ms')}"

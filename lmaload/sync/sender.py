@@ -34,6 +34,7 @@ import numpy as np
 
 from lmaload.bulk import decode_ss_acks, encode_state_sync
 from lmaload.bulk_types import DECODE_MALFORMED, DECODE_OK
+from lmaload.measure.goodput import PerSecond
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter, Schedule
 from lmaload.population import Population
@@ -136,6 +137,8 @@ class SyncSender:
         self.stream_start: float | None = None if config.hello else now
         self.last_send: float | None = None
         self.last_ack: float | None = None
+        self.last_settled: float | None = None  # the last record acknowledged or given up
+        self.acked_per_second = PerSecond(now)  # records acknowledged, per second of stream
         self.cursor = 0  # records taken up so far (sent or deferred)
         self.row_state = np.zeros(len(pop.mns), dtype=np.uint8)  # 0 unsent, 1 live, 2 deleted
         self._row_message = np.zeros(len(pop.mns), dtype=np.int64)  # SS-REP of the last record
@@ -223,6 +226,13 @@ class SyncSender:
         self._advance(now)
 
     @property
+    def last_scheduled(self) -> float | None:
+        """The intended time of the last record (rate mode, once the stream started)."""
+        if self._offsets is None or self.stream_start is None or not len(self._offsets):
+            return None
+        return self.stream_start + float(self._offsets[-1])
+
+    @property
     def done(self) -> bool:
         return self.phase == "done"
 
@@ -241,6 +251,7 @@ class SyncSender:
         ):
             self.phase = "stream"
             self.stream_start = now
+            self.acked_per_second.restart(now)
         if self.phase == "stream":
             self._send_due(now)
             if self.cursor == len(self.plan) and not self.outstanding and not len(self._deferred):
@@ -388,6 +399,7 @@ class SyncSender:
             c.messages_given_up += 1
             self._retry = bool(len(self._deferred))
             c.records_given_up += int(self._kinds[ident].sum())
+            self.last_settled = now
             return
         self._retx[ident] += 1
         c.ss_rep_retransmitted += 1
@@ -409,7 +421,9 @@ class SyncSender:
         self.outstanding -= len(fresh)
         self._retry = bool(len(self._deferred))
         self.latency.record(np.rint((now - self._intended[fresh]) * 1e6).astype(np.int64))
-        c.records_acked += self._kinds[fresh].sum(axis=0)
+        acked = self._kinds[fresh].sum(axis=0)
+        c.records_acked += acked
+        self.acked_per_second.record(now, int(acked.sum()))
         c.bytes_acked += int(self._size[fresh].sum())
         for ident in fresh.tolist():
             del self._payload[ident]
@@ -417,7 +431,7 @@ class SyncSender:
         samples = now - self._sent_at[fresh[self._retx[fresh] == 0]]
         if len(samples):
             self._update_rto(float(samples.mean()))
-        self.last_ack = now
+        self.last_ack = self.last_settled = now
 
     def _update_rto(self, rtt: float) -> None:
         if self._srtt is None:
