@@ -82,6 +82,7 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         lifetime=8.0,
         refresh_margin=2.0,
         heartbeat_interval=0.2,
+        heartbeat_spacing=rng.choice([0.0, 0.05]),
         schedule=Schedule.constant(rng.choice([200.0, 1000.0, 1e6])),
         deregister_at=sim.now + 5.5 if name == "lossy" else None,
         refresh_on_recovery=mode == "virtual",

@@ -162,6 +162,7 @@ class MagEngine:
             config.heartbeat_interval,
             config.missing_heartbeats_allowed,
             now,
+            config.heartbeat_groups,
         )
         self._step = (
             MagStep(

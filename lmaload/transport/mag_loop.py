@@ -53,6 +53,7 @@ class MagTransport:
         self.drops: Counter[str] = Counter()
         self.capture = capture
         self.sock = BatchSocket.udp("0.0.0.0", 0, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self.full = False  # the last receive took as many as it could: more may be queued
         self._port = self.sock.local_address[1]
         inner = list(lmas)
         self._routes = Routes(
@@ -94,6 +95,7 @@ class MagTransport:
         """What is queued (one recvmmsg), inner headers stripped, as columns over the socket's
         receive buffer (valid until the next receive)."""
         batch = self.sock.recv()
+        self.full = batch.count >= self.sock.max_datagrams
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
         if batch.new_drops:
@@ -128,6 +130,7 @@ class RawMagTransport:
     def __init__(self, population: Population) -> None:
         self.drops: Counter[str] = Counter()
         self.sock = BatchSocket.raw_mh(rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self.full = False  # the last receive took as many as it could: more may be queued
         self._mags = {a6.tobytes() for a6 in population.mags["addr6"]}
 
     def send(self, datagrams: Datagrams) -> None:
@@ -136,6 +139,7 @@ class RawMagTransport:
     def receive(self) -> Datagrams:
         """What is queued for the MAG addresses (one recvmmsg)."""
         batch = self.sock.recv()
+        self.full = batch.count >= self.sock.max_datagrams
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
         if batch.new_drops:  # receive buffer overflow, bad checksums
@@ -184,11 +188,12 @@ class MagLoop:
     def _receive(self) -> None:
         for _ in range(MAX_BATCHES_PER_WAKEUP):
             datagrams = self.transport.receive()
-            if not len(datagrams):
+            if len(datagrams):
+                self.datagrams_received += len(datagrams)
+                self.engine.receive(datagrams, time.time())
+                self._flush()
+            if not self.transport.full:  # the queue was drained: no second recvmmsg to learn it
                 return
-            self.datagrams_received += len(datagrams)
-            self.engine.receive(datagrams, time.time())
-            self._flush()
 
     def _flush(self) -> None:
         out = self.engine.datagrams_to_send()
