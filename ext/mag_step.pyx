@@ -65,6 +65,7 @@ cdef uint32_t NO_MN_ID = bulk_types.NO_MN_ID
 cdef uint8_t HB_FLAG_R = cp.HB_FLAG_R
 cdef uint8_t HB_FLAG_U = cp.HB_FLAG_U
 cdef uint8_t HI_NOT_CHANGED = cp.HI_NOT_CHANGED
+cdef uint8_t HI_ATTACH_NEW_INTERFACE = cp.HI_ATTACH_NEW_INTERFACE
 cdef int64_t NO_TIMER = _NO_TIMER
 cdef int8_t NO_LFI = -1
 cdef uint8_t REGISTERING = S.REGISTERING
@@ -375,7 +376,8 @@ cdef class MagStep:
     cdef int64_t hb_missing_allowed
     cdef Py_ssize_t hb_cursor  # the MAG due first: MAGs tick in row order, round and round
     cdef hist_t rtt
-    cdef object histograms  # rtt, then the latency kinds
+    cdef object histograms  # rtt, the schedule's lag, then the latency kinds
+    cdef hist_t lag
     cdef hist_t latency[LATENCY_KINDS]
     # a datagram or pair handled once per batch: stamped with the batch's generation
     cdef uint32_t generation
@@ -392,7 +394,17 @@ cdef class MagStep:
     cdef Py_ssize_t out_n, out_size, out_cap_n, out_cap_size
 
     def __cinit__(
-        self, pop, lma_packed, lfi, ids_sorted, id_order, RowHeap timers, table, latency, config
+        self,
+        pop,
+        lma_packed,
+        lfi,
+        ids_sorted,
+        id_order,
+        RowHeap timers,
+        table,
+        lag,
+        latency,
+        config,
     ):
         mns = c_array(pop.mns, MN_DTYPE, "mns")
         mags = c_array(pop.mags, MAG_DTYPE, "mags")
@@ -437,8 +449,9 @@ cdef class MagStep:
         self.hb_origin = table._origin
         self.hb_interval = table.interval
         self.hb_missing_allowed = table.missing_allowed
-        self.histograms = [table.rtt, *latency]
+        self.histograms = [table.rtt, lag, *latency]
         open_histogram(&self.rtt, table.rtt)
+        open_histogram(&self.lag, lag)
         cdef int k
         for k in range(LATENCY_KINDS):
             open_histogram(&self.latency[k], latency[k])
@@ -554,8 +567,9 @@ cdef class MagStep:
         self.pbu_sent = self.pba_received = self.pba_ignored = self.hb_sent = 0
         self.hb_received = self.missed = 0
         fold_range(&self.rtt, self.histograms[0])
+        fold_range(&self.lag, self.histograms[1])
         for code in range(LATENCY_KINDS):
-            fold_range(&self.latency[code], self.histograms[1 + code])
+            fold_range(&self.latency[code], self.histograms[2 + code])
 
     # --- heartbeats ------------------------------------------------------------------------
 
@@ -805,6 +819,38 @@ cdef class MagStep:
         return registrations, accepted or [], rejected or []
 
     # --- PBUs ------------------------------------------------------------------------------
+
+    def send_scheduled(
+        self, scheduled, intended, Py_ssize_t cursor, int64_t now_ns, int64_t limit,
+        double tolerance,
+    ):
+        """MagEngine._send_scheduled up to the PBUs: the schedule's rows ``scheduled[cursor:]``
+        whose ``intended`` time (ns) is at or before ``limit`` go REGISTERING (HI 1, the first
+        LMA), their lag recorded. Returns None, or (end, the largest lag in seconds, how many
+        later than ``tolerance``): the rows ``scheduled[cursor:end]`` are due their PBU."""
+        c_array(scheduled, np.int64, "scheduled")
+        c_array(intended, np.int64, "intended")
+        cdef const int64_t* rows = <const int64_t*>data_of(scheduled)
+        cdef const int64_t* at = <const int64_t*>data_of(intended)
+        cdef Py_ssize_t end = cursor, n = len(intended)
+        cdef double lag, last = 0.0
+        cdef int64_t late = 0
+        cdef mn_t* mn
+        while end < n and at[end] <= limit:
+            lag = max(<double>(now_ns - at[end]) / 1e9, 0.0)
+            record(&self.lag, <int64_t>rint(lag * 1e6))
+            last = max(last, lag)
+            late += lag > tolerance
+            mn = &self.mns[rows[end]]
+            mn.state = REGISTERING
+            mn.hi = HI_ATTACH_NEW_INTERFACE
+            mn.retries = 0
+            mn.lma = 0
+            self.lfi[rows[end]] = NO_LFI
+            end += 1
+        if end == cursor:
+            return None
+        return end, last, late
 
     def transmit(self, rows, int64_t now_ns, uint64_t clock) -> int:
         """MagEngine._transmit's bookkeeping for ``rows`` (int64): a new sequence number and

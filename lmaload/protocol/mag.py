@@ -173,6 +173,7 @@ class MagEngine:
                 self._id_order,
                 self._timers,
                 self.heartbeats,
+                self.lag.histogram,
                 [self.latency[kind] for kind in LATENCY_KIND.values()],
                 config,
             )
@@ -345,6 +346,18 @@ class MagEngine:
     def _send_scheduled(self, now: float, limit: int) -> None:
         """Initial registrations whose intended time has come (all of them, however late: the
         lag is recorded, never hidden)."""
+        if self._step is not None:
+            sent = self._step.send_scheduled(
+                self._scheduled, self._intended, self._cursor, _ns(now), limit, self.lag.tolerance
+            )
+            if sent is None:
+                return
+            end, last, late = sent
+            self.lag.count(end - self._cursor, last, late)
+            rows = self._scheduled[self._cursor : end]
+            self._cursor = end
+            self._transmit(rows, now)
+            return
         end = int(np.searchsorted(self._intended, limit, side="right"))
         if end <= self._cursor:
             return
