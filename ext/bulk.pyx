@@ -352,39 +352,43 @@ cdef int encode_pbu_rows(pbu_batch_t* c) noexcept nogil:
     return 0
 
 
-def encode_pbus(
-    pop,
-    rows,
-    lma,
-    flags=cp.PBU_DEFAULT_FLAGS,
-    lifetime=0,
-    options=DEFAULT_PBU_OPTIONS,
-    config=DEFAULT_CONFIG,
-):
-    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled
-    (``config`` gives the LMA Failure Indication's type code)."""
-    rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
-    cdef Py_ssize_t n = len(rows_a)
-    cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint8), offsets
-    struct.pack("!HH", flags, lifetime)  # the reference's struct.error for out-of-range values
-    mns_a = c_array(pop.mns, MN_DTYPE)
-    mags_a = c_array(pop.mags, MAG_DTYPE)
-    cdef const mag_t* mags = <const mag_t*>cnp.PyArray_DATA(<cnp.ndarray>mags_a)
-    cdef Py_ssize_t n_mags = len(mags_a)
-    cdef bytes realm = pop.realm.encode()
-    cdef bytes lma_packed = lma.packed
-    cdef pbu_batch_t* c = <pbu_batch_t*>malloc(sizeof(pbu_batch_t))
-    cdef template_t* templates = <template_t*>malloc(LAYOUTS * sizeof(template_t))
-    cdef uint64_t* mag_sum = <uint64_t*>malloc(max(n_mags, 1) * sizeof(uint64_t))
-    cdef int error, k
-    cdef Py_ssize_t m, longest
-    cdef uint64_t pseudo
-    cdef cnp.ndarray out
-    try:
-        if not c or not templates or not mag_sum:
+cdef class PbuEncoder:
+    """encode_pbus' preparation for one (population, LMA, flags, lifetime, options, config) —
+    header, tail options, per-MAG pseudo-header sums, the templates as layouts come up — kept
+    for every call of ``encode``, which reads the rows' current columns. The population's MAG
+    table must not change while the encoder is in use."""
+
+    cdef pbu_batch_t* c
+    cdef template_t* templates
+    cdef uint64_t* mag_sum
+    cdef object pop, mags_a
+    cdef bytes realm
+    cdef Py_ssize_t longest
+
+    def __cinit__(
+        self,
+        pop,
+        lma,
+        flags=cp.PBU_DEFAULT_FLAGS,
+        lifetime=0,
+        options=DEFAULT_PBU_OPTIONS,
+        config=DEFAULT_CONFIG,
+    ):
+        struct.pack("!HH", flags, lifetime)  # the reference's struct.error for out-of-range values
+        self.pop = pop
+        self.mags_a = c_array(pop.mags, MAG_DTYPE)
+        cdef const mag_t* mags = <const mag_t*>cnp.PyArray_DATA(<cnp.ndarray>self.mags_a)
+        cdef Py_ssize_t n_mags = len(self.mags_a), m
+        self.realm = pop.realm.encode()
+        cdef bytes lma_packed = lma.packed
+        cdef int k
+        cdef uint64_t pseudo
+        self.c = <pbu_batch_t*>malloc(sizeof(pbu_batch_t))
+        self.templates = <template_t*>malloc(LAYOUTS * sizeof(template_t))
+        self.mag_sum = <uint64_t*>malloc(max(n_mags, 1) * sizeof(uint64_t))
+        if not self.c or not self.templates or not self.mag_sum:
             raise MemoryError()
+        cdef pbu_batch_t* c = self.c
         # MH header, fixed part, HNP (ALL_ZERO ::/0 unless per row), MN-ID up to the digits.
         memset(c.head, 0, NAI_DIGITS_AT)
         c.head[0] = PAYLOAD_PROTO_NONE
@@ -396,8 +400,8 @@ def encode_pbus(
         c.head[32] = cp.OPT_MN_IDENTIFIER
         c.head[34] = MNID_SUBTYPE_NAI
         memcpy(c.head + 35, b"mn", 2)
-        c.realm = realm
-        c.realm_length = len(realm)
+        c.realm = self.realm
+        c.realm_length = len(self.realm)
         c.link_layer_id = bool(options.link_layer_id)
         c.request_prefix = bool(options.request_prefix)
         c.tail_count = 0
@@ -418,48 +422,82 @@ def encode_pbus(
             code = options.lfi.type_code(config)
             add_tail_option(c, x, y, code, options.lfi.pack(), F_NONE)
         memset(c.built, 0, LAYOUTS)
-        c.templates = templates
+        c.templates = self.templates
 
         # Pseudo-header per MAG (its Proxy-CoA, the LMA, next header), plus its IPv4 CoA option
         # data, which always sits at an even offset.
         pseudo = csum_add(lma_packed, 16) + IPPROTO_MH
         for m in range(n_mags):
-            mag_sum[m] = pseudo + csum_add(mags[m].addr6, 16)
+            self.mag_sum[m] = pseudo + csum_add(mags[m].addr6, 16)
             if options.ipv4_coa:
-                mag_sum[m] += csum_add(mags[m].addr4, 4)
+                self.mag_sum[m] += csum_add(mags[m].addr4, 4)
+        c.mags = mags
+        c.n_mags = n_mags
+        c.mag_sum = self.mag_sum
 
-        # Room for the longest layout (10 digits, widest padding) per message and for
-        # copy_template's overrun; trimmed after.
-        longest = NAI_DIGITS_AT + 10 + 1 + c.realm_length + 7
+        # Room for the longest layout (10 digits, widest padding) per message.
+        self.longest = NAI_DIGITS_AT + 10 + 1 + c.realm_length + 7
         for k in range(c.tail_count):
-            longest += c.tail[k].x + 1 + c.tail[k].length + (8 if c.tail[k].field == F_LL else 0)
-        out = np.empty(n * longest + COPY_BLOCK - MIN_PBU, dtype=np.uint8)
+            self.longest += (
+                c.tail[k].x + 1 + c.tail[k].length + (8 if c.tail[k].field == F_LL else 0)
+            )
+
+    def __dealloc__(self):
+        free(self.c)
+        free(self.templates)
+        free(self.mag_sum)
+
+    def encode(self, rows):
+        """One PBU per selected row: (octets, offsets), as encode_pbus."""
+        rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        cdef Py_ssize_t n = len(rows_a), m
+        cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
+        if n == 0:
+            return np.zeros(0, dtype=np.uint8), offsets
+        mns_a = c_array(self.pop.mns, MN_DTYPE)
+        cdef pbu_batch_t* c = self.c
+        cdef int error
+        # Room for copy_template's overrun too; trimmed after.
+        cdef cnp.ndarray out = np.empty(n * self.longest + COPY_BLOCK - MIN_PBU, dtype=np.uint8)
         c.rows = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>rows_a)
         c.n = n
         c.mns = <const mn_t*>cnp.PyArray_DATA(<cnp.ndarray>mns_a)
         c.n_mns = len(mns_a)
-        c.mags = mags
-        c.n_mags = n_mags
-        c.mag_sum = mag_sum
         c.out = <uint8_t*>cnp.PyArray_DATA(out)
         c.offsets = <int64_t*>cnp.PyArray_DATA(offsets)
         with nogil:
             error = encode_pbu_rows(c)
         m = c.failed
-    finally:
-        free(c)
-        free(templates)
-        free(mag_sum)
-    if error == ERR_ROW:
-        raise IndexError(f"index {rows_a[m]} is out of bounds for axis 0 with size {len(pop.mns)}")
-    if error == ERR_MAG:
-        mag = pop.mns["mag"][rows_a[m]]
-        raise IndexError(f"index {mag} is out of bounds for axis 0 with size {len(pop.mags)}")
-    if error == ERR_NAI:
-        length = 1 + len(pop.nai(rows_a[m]))
-        raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
-    out.resize(offsets[n], refcheck=False)  # shrinks in place (realloc)
-    return out, offsets
+        pop = self.pop
+        if error == ERR_ROW:
+            raise IndexError(
+                f"index {rows_a[m]} is out of bounds for axis 0 with size {len(pop.mns)}"
+            )
+        if error == ERR_MAG:
+            mag = pop.mns["mag"][rows_a[m]]
+            raise IndexError(f"index {mag} is out of bounds for axis 0 with size {len(pop.mags)}")
+        if error == ERR_NAI:
+            length = 1 + len(pop.nai(rows_a[m]))
+            raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
+        out.resize(offsets[n], refcheck=False)  # shrinks in place (realloc)
+        return out, offsets
+
+
+def encode_pbus(
+    pop,
+    rows,
+    lma,
+    flags=cp.PBU_DEFAULT_FLAGS,
+    lifetime=0,
+    options=DEFAULT_PBU_OPTIONS,
+    config=DEFAULT_CONFIG,
+):
+    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled
+    (``config`` gives the LMA Failure Indication's type code)."""
+    rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+    if len(rows_a) == 0:
+        return np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64)
+    return PbuEncoder(pop, lma, flags, lifetime, options, config).encode(rows_a)
 
 
 def encode_heartbeats(pop, mags, lmas, sequences):

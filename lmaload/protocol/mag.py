@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lmaload._ext.bulk import PbuEncoder
 from lmaload._ext.mag_step import MagStep, RowHeap
 from lmaload.bulk import (
     NO_MN_ID,
@@ -148,6 +149,7 @@ class MagEngine:
         self._deregister_at = config.deregister_at
         self._timers = RowHeap(mns) if compiled else RowTimers(mns["t_due"])
         self._options: dict[int, PbuOptions] = {}  # PBU options by the LFI's LMA
+        self._encoders: dict[int, PbuEncoder] = {}  # compiled path: by encoding group key
 
         self.counters = MagCounters()
         self.events: list[Event] = []
@@ -449,13 +451,17 @@ class MagEngine:
         for k, group in groups:
             lma_i, lfi_i, is_dereg = k // 512, (k // 2) % 256 - 1, k % 2
             lifetime = 0 if is_dereg else cfg.lifetime_units
-            buf, offsets = encode_pbus(
-                self.pop, group, self._lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
-            )
-            if self._step is not None:
-                self._step.emit(buf, offsets, group, lma_i)
-            else:
+            if self._step is None:
+                buf, offsets = encode_pbus(
+                    self.pop, group, self._lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
+                )
                 self._emit(buf, offsets, mns["mag"][group], np.full(len(group), lma_i))
+                continue
+            if (encoder := self._encoders.get(k)) is None:
+                encoder = self._encoders[k] = PbuEncoder(
+                    self.pop, self._lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
+                )
+            self._step.emit(*encoder.encode(group), group, lma_i)
 
     def _groups(self, rows: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """``rows`` by encoding group: key (LMA · 256 + LFI + 1) · 2 + de-registration."""
