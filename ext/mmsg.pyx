@@ -565,3 +565,116 @@ cdef class BatchReceiver:
             count += 1
         self.offsets_p[count] = size
         return count, size, truncated, drops
+
+
+# --- the yardstick: a plain compiled request/response loop -----------------------------------
+
+cdef enum:
+    YARDSTICK_BATCH = 64
+    YARDSTICK_SLOT = 2048
+
+
+def echo_loop(int fd, int idle_ms):
+    """Answer every datagram on the UDP socket ``fd`` with itself, to its source, in batches of
+    up to 64 (recvmmsg, then sendmmsg), until none arrived for ``idle_ms``; the datagrams
+    answered. The yardstick's server: batched I/O and no work."""
+    cdef mmsghdr msgs[YARDSTICK_BATCH]
+    cdef iovec iov[YARDSTICK_BATCH]
+    cdef sockaddr_any names[YARDSTICK_BATCH]
+    cdef uint8_t* slots = <uint8_t*>calloc(YARDSTICK_BATCH, YARDSTICK_SLOT)
+    cdef pollfd p
+    cdef int i, n, sent
+    cdef long answered = 0
+    if slots == NULL:
+        raise MemoryError()
+    p.fd = fd
+    p.events = POLLIN
+    with nogil:
+        while True:
+            for i in range(YARDSTICK_BATCH):
+                iov[i].iov_base = slots + i * YARDSTICK_SLOT
+                iov[i].iov_len = YARDSTICK_SLOT
+                memset(&msgs[i], 0, sizeof(mmsghdr))
+                msgs[i].msg_hdr.msg_iov = &iov[i]
+                msgs[i].msg_hdr.msg_iovlen = 1
+                msgs[i].msg_hdr.msg_name = &names[i]
+                msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_any)
+            n = recvmmsg(fd, msgs, YARDSTICK_BATCH, MSG_DONTWAIT, NULL)
+            if n <= 0:
+                if n < 0 and errno != EAGAIN and errno != EINTR:
+                    break
+                if poll(&p, 1, idle_ms) == 0:
+                    break
+                continue
+            for i in range(n):
+                iov[i].iov_len = msgs[i].msg_len
+            sent = 0
+            while sent < n:
+                i = sendmmsg(fd, &msgs[sent], n - sent, 0)
+                if i < 0:
+                    if errno == EINTR:
+                        continue
+                    break
+                sent += i
+            answered += n
+    free(slots)
+    return answered
+
+
+def request_loop(int fd, const uint8_t[:] request, int window, long count, int timeout_ms):
+    """Send ``count`` copies of ``request`` on the connected UDP socket ``fd``, keeping
+    ``window`` unanswered, each answer releasing the next (recvmmsg and sendmmsg in batches of up
+    to 64); stops early when nothing arrived for ``timeout_ms``. Returns (answered, seconds).
+    The yardstick's client."""
+    cdef mmsghdr msgs[YARDSTICK_BATCH]
+    cdef iovec iov[YARDSTICK_BATCH]
+    cdef iovec out_iov
+    cdef mmsghdr out[YARDSTICK_BATCH]
+    cdef uint8_t* slots = <uint8_t*>calloc(YARDSTICK_BATCH, YARDSTICK_SLOT)
+    cdef pollfd p
+    cdef int i, n, k, burst
+    cdef long sent = 0, answered = 0
+    cdef double started = time.perf_counter()
+    if slots == NULL:
+        raise MemoryError()
+    if request.shape[0] == 0 or request.shape[0] > YARDSTICK_SLOT:
+        free(slots)
+        raise ValueError("the request is 1 to 2048 octets")
+    if window < 1:
+        free(slots)
+        raise ValueError("the window is at least 1")
+    out_iov.iov_base = <void*>&request[0]
+    out_iov.iov_len = request.shape[0]
+    for i in range(YARDSTICK_BATCH):
+        memset(&out[i], 0, sizeof(mmsghdr))
+        out[i].msg_hdr.msg_iov = &out_iov
+        out[i].msg_hdr.msg_iovlen = 1
+    p.fd = fd
+    p.events = POLLIN
+    with nogil:
+        while answered < count:
+            burst = <int>min(<long>min(window - (sent - answered), YARDSTICK_BATCH), count - sent)
+            while burst > 0:
+                k = sendmmsg(fd, out, burst, 0)
+                if k < 0:
+                    if errno == EINTR:
+                        continue
+                    break
+                sent += k
+                burst -= k
+            for i in range(YARDSTICK_BATCH):
+                iov[i].iov_base = slots + i * YARDSTICK_SLOT
+                iov[i].iov_len = YARDSTICK_SLOT
+                memset(&msgs[i], 0, sizeof(mmsghdr))
+                msgs[i].msg_hdr.msg_iov = &iov[i]
+                msgs[i].msg_hdr.msg_iovlen = 1
+            n = recvmmsg(fd, msgs, YARDSTICK_BATCH, MSG_DONTWAIT, NULL)
+            if n > 0:
+                answered += n
+                continue
+            if n < 0 and errno != EAGAIN and errno != EINTR:
+                break
+            if poll(&p, 1, timeout_ms) == 0:
+                break
+    free(slots)
+    return answered, time.perf_counter() - started

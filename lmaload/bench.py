@@ -325,6 +325,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     n = 100_000 if quick else 1_000_000
     repeat = 2 if quick else 5
     return {
+        "kind": "bench",
         "pbu_encode": bench_pbu_encode(n, 5_000 if quick else 20_000, repeat),
         "state_sync": bench_state_sync(n, 1_000 if quick else 5_000, repeat),
         "pba_decode": bench_pba_decode(n, 5_000 if quick else 20_000, repeat),

@@ -10,7 +10,8 @@ the registration latency's p99 must be within ``latency_bound`` and the generato
 to its schedule. A trial whose generator fell behind, or used nearly a whole core, is flagged
 *generator-bound*: its verdict says more about lmaload than about the target.
 
-The search: an exponential ramp from ``start_rate`` until a trial fails the PDR; then, for the PDR
+The MAGs of a trial register with the active LMA (or the LMAA) and never fail over. The search:
+an exponential ramp from ``start_rate`` until a trial fails the PDR; then, for the PDR
 and then the NDR, bisection between the highest rate that passed below the lowest that failed,
 until they are within ``resolution`` of each other; then a longer confirmation trial at the rate
 found. A failed confirmation becomes the new upper bound and the bisection goes on. Every trial
@@ -23,7 +24,6 @@ the simulated clock against a simulated LMA of known capacity.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,9 +33,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lmaload import results as res
+from lmaload.checks import Check
+from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import EmbeddedPair, LmaStartError
-from lmaload.measure import results as res
 from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate
@@ -163,16 +165,21 @@ class CapacitySearch:
     # --- the search ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Search; the results document. A target that stops answering ends the search: the
+        document then holds the trials so far and why it was ``aborted``."""
         cfg = self.config
-        rate = cfg.start_rate
-        while True:  # exponential ramp until the PDR fails
-            trial = self._trial(rate, cfg.trial_duration)
-            if not trial.pdr or rate >= cfg.max_rate or self._exhausted():
-                break
-            rate = min(rate * 2, cfg.max_rate)
-        found: dict[str, float | None] = {}
-        for kind in KINDS:
-            found[kind] = self._search(kind)
+        found: dict[str, float | None] = dict.fromkeys(KINDS)
+        try:
+            rate = cfg.start_rate
+            while True:  # exponential ramp until the PDR fails
+                trial = self.trial(rate, cfg.trial_duration)
+                if not trial.pdr or rate >= cfg.max_rate or self._exhausted():
+                    break
+                rate = min(rate * 2, cfg.max_rate)
+            for kind in KINDS:
+                found[kind] = self._search(kind)
+        except CapacityError as exc:
+            return self._document(found, str(exc))
         return self._document(found)
 
     def _exhausted(self) -> bool:
@@ -196,10 +203,10 @@ class CapacitySearch:
             elif low is None:
                 if high / 2 < cfg.min_rate:
                     return None
-                self._trial(high / 2, cfg.trial_duration)
+                self.trial(high / 2, cfg.trial_duration)
                 continue
             elif (high - low) / high > cfg.resolution:
-                self._trial((low + high) / 2, cfg.trial_duration)
+                self.trial((low + high) / 2, cfg.trial_duration)
                 continue
             else:
                 candidate = low
@@ -208,24 +215,25 @@ class CapacitySearch:
             confirmed = [
                 t for t in self.trials if t.confirmation and t.rate == candidate and t.passed(kind)
             ]
-            if confirmed or self._trial(candidate, cfg.confirm_duration, True).passed(kind):
+            if confirmed or self.trial(candidate, cfg.confirm_duration, True).passed(kind):
                 return candidate
         low, _ = self.bounds(kind)
         return low
 
     # --- one trial -----------------------------------------------------------------------------
 
-    def _trial(self, rate: float, duration: float, confirmation: bool = False) -> Trial:
+    def trial(self, rate: float, duration: float, confirmation: bool = False) -> Trial:
+        """Run one trial at ``rate`` for ``duration`` seconds; it joins ``trials``."""
         cfg = self.config
         if self.trials:
             self.sleep(PAUSE)
         sessions = max(1, round(rate * duration))
         spec = PopulationSpec(mns=sessions, mags=cfg.mags, seed=cfg.seed, first_id=self._next_id)
         self._next_id += sessions
-        lmaa, standby = self.target.anchors()
+        # The MAGs of a trial do not fail over: a trial measures registrations, and heartbeats
+        # missed under overload would otherwise move the MAGs to the standby mid-search.
         mag_config = MagConfig(
-            lmaa=lmaa,
-            standby=standby,
+            lmaa=self.target.anchors()[0],
             mode=cfg.mode,
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
@@ -239,7 +247,7 @@ class CapacitySearch:
             answered = engine.heartbeats.answered
             if not self._serve(loop, now + READY_TIMEOUT, lambda: answered.any(axis=0).all()):
                 raise CapacityError(
-                    f"an LMA did not answer the MAGs' heartbeats within {READY_TIMEOUT:g} s"
+                    f"the LMA did not answer the MAGs' heartbeats within {READY_TIMEOUT:g} s"
                 )
             start = self.clock()
             engine.start_schedule(start)
@@ -333,7 +341,9 @@ class CapacitySearch:
 
     # --- the results ---------------------------------------------------------------------------
 
-    def _document(self, found: dict[str, float | None]) -> dict[str, Any]:
+    def _document(
+        self, found: dict[str, float | None], aborted: str | None = None
+    ) -> dict[str, Any]:
         cfg = self.config
         rates: dict[str, Any] = {}
         for kind in KINDS:
@@ -360,6 +370,7 @@ class CapacitySearch:
             "schema_version": res.SCHEMA_VERSION,
             "kind": "capacity",
             "config": config,
+            "aborted": aborted,
             **rates,
             "generator": {
                 "cpu_per_registration_us": float(np.median(timed)) if timed else None,
@@ -387,19 +398,40 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
-    """1 when no rate passed, or the generator, not the target, set the limit."""
-    reasons = []
+def checks(results: dict[str, Any]) -> list[Check]:
+    """The search ran to its end; for the PDR and the NDR, some rate passed, and the target, not
+    the generator, set the limit."""
+    found = [
+        Check(
+            "search completed",
+            not results["aborted"],
+            f"the search stopped after {len(results['trials'])} trials: {results['aborted']}",
+        )
+    ]
     for kind in KINDS:
         r = results[kind]
-        if r["rate"] is None:
-            reasons.append(f"no trial rate passed the {kind.upper()} criteria")
-        elif r["limit"] == "generator":
-            reasons.append(
-                f"the generator, not the target, was the limit of the {kind.upper()} search: "
-                "the target's capacity is higher than reported"
+        found.append(
+            Check(
+                f"{kind.upper()} found",
+                r["rate"] is not None,
+                f"no trial rate passed the {kind.upper()} criteria",
             )
-    return (1 if reasons else 0), reasons
+        )
+        if r["rate"] is not None:
+            found.append(
+                Check(
+                    f"{kind.upper()} limited by the target",
+                    r["limit"] != "generator",
+                    f"the generator, not the target, was the limit of the {kind.upper()} "
+                    "search: the target's capacity is higher than reported",
+                )
+            )
+    return found
+
+
+def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1 (``checks``)."""
+    return check_status(checks(results))
 
 
 @contextlib.contextmanager
@@ -417,9 +449,8 @@ def _target(config: CapacityConfig, log_dir: Path) -> Iterator[Target]:
 
 def capacity(
     config: CapacityConfig, show: Callable[[str], None]
-) -> tuple[dict[str, Any], int, list[str]]:
-    """Search, showing a line per trial; write the results file; (results, exit status,
-    reasons)."""
+) -> tuple[dict[str, Any], list[Check]]:
+    """Search, showing a line per trial; (results, checks)."""
     with (
         tempfile.TemporaryDirectory(prefix="lmaload-capacity-") as logs,
         _target(config, Path(logs)) as target,
@@ -431,7 +462,4 @@ def capacity(
         except LmaStartError as exc:
             raise CapacityError(str(exc)) from None
         results = CapacitySearch(config, target, show=show).run()
-    config.results.parent.mkdir(parents=True, exist_ok=True)
-    config.results.write_text(json.dumps(results, indent=2) + "\n")
-    status, reasons = exit_status(results)
-    return results, status, reasons
+    return results, checks(results)

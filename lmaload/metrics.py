@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
 from lmaload.protocol.events import Event, Role
+from lmaload.protocol.lma import LmaEngine
 from lmaload.transport.engine_loop import EngineLoop
 
 PREFIX = "lmaload_lma_"
@@ -106,7 +107,7 @@ class LmaMetrics(Collector):
         if kind is not None:
             self._switchovers[kind] += 1
 
-    def observe(self, loop: EngineLoop) -> None:
+    def observe(self, loop: EngineLoop[LmaEngine]) -> None:
         """Take a new snapshot of ``loop``'s engine and transport (from the loop's thread)."""
         engine = loop.engine
         counters = engine.counters

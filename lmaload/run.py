@@ -13,7 +13,7 @@ detect it (heartbeats) and fail over until every MAG at risk took over (or
 that lost LMA1 moved); keep serving ``observe`` seconds more; stop the target. In a virtual
 switch the MAGs refresh their sessions as soon as the LMAA answers their heartbeats again
 (``MagConfig.refresh_on_recovery``), which is when the takeover of a MAG is measured done. The
-results are ``lmaload.measure.results``'s; ``lmaload.generator_metrics`` serves them to
+results are ``lmaload.results``'s; ``lmaload.generator_metrics`` serves them to
 Prometheus while the run goes on (``metrics_port``) and pushes the last values to a Pushgateway
 at the end.
 """
@@ -21,7 +21,6 @@ at the end.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import tempfile
 import time
@@ -34,13 +33,15 @@ from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 
+from lmaload import results as res
 from lmaload.capture import Capture, merge
+from lmaload.checks import Check
+from lmaload.checks import exit_status as check_status
 from lmaload.fault import Fault, parse_fault
 from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lab.netns import LabError
 from lmaload.lab.topology import DEFAULT_PREFIX
 from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
-from lmaload.measure import results as res
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
@@ -98,6 +99,36 @@ class RunConfig:
     duration: float = 0.0  # seconds to hold the registered population before the failure
     lab: bool = False  # the embedded pair in network namespaces, over raw Mobility Header
     lab_prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        """ValueError, naming the options, for a combination that does not make a run."""
+        lab = "--lab (or --transport raw)"
+        if self.fault.needs_lab and not self.lab:
+            raise ValueError(f"--fault {self.fault.kind} needs --lab")
+        if self.lab and self.lma is not None:
+            raise ValueError(f"{lab} runs the embedded pair: not with --lma")
+        if self.lab and self.mode == "virtual":
+            raise ValueError(
+                f"{lab} runs hard mode only (a virtual LMAA cannot move between namespaces yet)"
+            )
+        if self.lab and self.pcap is not None:
+            raise ValueError(
+                "--pcap samples UDP/5436: in the lab, capture its links (see lmaload lab status)"
+            )
+        shards = self.shard[1]
+        if shards > min(self.mns, self.mags):
+            raise ValueError(f"--shard: {shards} shards need as many MNs and MAGs at least")
+        if shards > 1 and (self.lma is None or self.start_at is None):
+            raise ValueError(
+                "--shard with N > 1 needs --lma (every shard loads the same LMAs) and --start-at"
+            )
+        if self.fail_at is not None and self.duration:
+            raise ValueError("--duration and --fail-at both time the failure: give one")
+        if self.lma is not None and self.lma_metrics_port is not None:
+            raise ValueError("--lma-metrics-port is for the embedded pair: not with --lma")
+        if self.lab and (shards > 1 or self.lma_metrics_port is not None):
+            option = "--shard" if shards > 1 else "--lma-metrics-port"
+            raise ValueError(f"{option} is not for the lab (one pair, /metrics in its namespaces)")
 
     @property
     def shard_rate(self) -> float:
@@ -260,6 +291,7 @@ class Runner:
             loop.close()
         return {
             "schema_version": res.SCHEMA_VERSION,
+            "kind": "run",
             "config": self._config_json(),
             "registration": res.registration(registration, cfg.shard_rate, spec.mns),
             "refresh_latency_us": res.latency_summary(engine.latency["refresh"]),
@@ -410,43 +442,71 @@ class Runner:
         return config
 
 
-def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
-    """0 or 1, and the reasons for a 1 (a run's document, or merged shards'): the generator fell
-    behind (unless ``allow_lag``); mobile nodes left unregistered — given up, or unanswered at
-    the end of the registration phase, which waits for the MAGs to give up the last scheduled PBU
-    (not when ``--fail-at`` cut it short); a failure that no MAG detected; failover accounting
-    that does not add up; sessions not recovered with before-ack sync."""
+def checks(results: dict[str, Any]) -> list[Check]:
+    """What a run (or merged shards) must show: the generator on schedule (unless
+    ``allow_lag``); every mobile node registered by the end of the registration phase, which
+    waits for the MAGs to give up the last scheduled PBU (not when ``--fail-at`` cut it short);
+    with a failure measured, some MAG detecting it and the failover accounting adding up; with
+    before-ack sync, no session lost."""
     config = results["config"]
-    reasons = []
     behind = results["generator"]["behind_schedule"]
-    if behind > MAX_BEHIND_SCHEDULE and not config["allow_lag"]:
-        reasons.append(f"the generator fell behind schedule for {behind:.1%} of registrations")
+    found = [
+        Check(
+            "generator on schedule",
+            behind <= MAX_BEHIND_SCHEDULE or config["allow_lag"],
+            f"the generator fell behind schedule for {behind:.1%} of registrations",
+        )
+    ]
     reg = results["registration"]
-    missing = res.unregistered(reg)
-    if missing and not reg["cut_by_failure"]:
-        reasons.append(
-            f"{missing} of {reg['sessions']} mobile nodes were not registered "
-            f"({reg['given_up']} given up, {reg['unanswered'] + reg['not_sent']} unanswered)"
+    if not reg["cut_by_failure"]:
+        missing = res.unregistered(reg)
+        found.append(
+            Check(
+                "every mobile node registered",
+                not missing,
+                f"{missing} of {reg['sessions']} mobile nodes were not registered "
+                f"({reg['given_up']} given up, {reg['unanswered'] + reg['not_sent']} unanswered)",
+            )
         )
     takeover = results["takeover"]
     summary = takeover["summary"]
     # On a lossy link a MAG that never lost LMA1 stays with it: its sessions are not lost.
     moves_all = parse_fault(config.get("fault", "kill-active")).kind != "loss"
     if takeover["failure_at"] is not None:
-        if moves_all and not summary["detection"]["count"]:
-            reasons.append("no MAG detected the failure of the active LMA")
-        fates = ("kept", "lost", "pending", "not_attempted")
-        if sum(summary[f] for f in fates) != summary["at_risk"]:
-            reasons.append(
-                f"the failover accounting does not add up: {summary['at_risk']} sessions at "
-                f"risk, {', '.join(f'{summary[f]} {f}' for f in fates)}"
+        if moves_all:
+            found.append(
+                Check(
+                    "failure detected",
+                    bool(summary["detection"]["count"]),
+                    "no MAG detected the failure of the active LMA",
+                )
             )
-    unrecovered = summary["lost"] + (
-        summary["pending"] + summary["not_attempted"] if moves_all else 0
-    )
-    if config["sync"] == "before-ack" and unrecovered:
-        reasons.append(f"{unrecovered} sessions lost with before-ack sync")
-    return (1 if reasons else 0), reasons
+        fates = ("kept", "lost", "pending", "not_attempted")
+        found.append(
+            Check(
+                "failover accounting adds up",
+                sum(summary[f] for f in fates) == summary["at_risk"],
+                f"the failover accounting does not add up: {summary['at_risk']} sessions at "
+                f"risk, {', '.join(f'{summary[f]} {f}' for f in fates)}",
+            )
+        )
+    if config["sync"] == "before-ack":
+        unrecovered = summary["lost"] + (
+            summary["pending"] + summary["not_attempted"] if moves_all else 0
+        )
+        found.append(
+            Check(
+                "no session lost with before-ack sync",
+                not unrecovered,
+                f"{unrecovered} sessions lost with before-ack sync",
+            )
+        )
+    return found
+
+
+def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1 (``checks``)."""
+    return check_status(checks(results))
 
 
 @contextlib.contextmanager
@@ -495,9 +555,9 @@ def _metrics(config: RunConfig) -> tuple[GeneratorMetrics | None, WSGIServer | N
         raise RunError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from None
 
 
-def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], int, list[str]]:
-    """Carry out the run, write the results file, push the metrics; (results, exit status,
-    reasons). A push that fails is a ``warn``ing, not a failure of the run."""
+def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any], list[Check]]:
+    """Carry out the run and push the metrics; (results, checks). A push that fails is a
+    ``warn``ing, not a failure of the run."""
     metrics, server = _metrics(config)
     try:
         with tempfile.TemporaryDirectory(prefix="lmaload-run-") as logs:
@@ -515,8 +575,6 @@ def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any],
         if server is not None:
             server.shutdown()
             server.server_close()
-    config.results.parent.mkdir(parents=True, exist_ok=True)
-    config.results.write_text(json.dumps(results, indent=2) + "\n")
     if metrics is not None and config.pushgateway is not None:
         try:
             index, count = config.shard
@@ -524,7 +582,4 @@ def run(config: RunConfig, warn: Callable[[str], None]) -> tuple[dict[str, Any],
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)  # urllib's errors wrap the socket's
             warn(f"could not push the metrics to {config.pushgateway}: {reason}")
-    status, reasons = exit_status(results)
-    if problems:
-        return results, 1, [*reasons, *problems]
-    return results, status, reasons
+    return results, [*checks(results), *(Check("failure injected", False, p) for p in problems)]

@@ -18,18 +18,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
-from typing import Protocol
 
 from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
-
-
-class Endpoint(Protocol):
-    """The sans-IO interface the simulator drives."""
-
-    def receive(self, datagrams: Datagrams, now: float) -> None: ...
-    def datagrams_to_send(self) -> Datagrams: ...
-    def next_timer(self) -> float | None: ...
-    def handle_timer(self, now: float) -> None: ...
+from lmaload.protocol.endpoint import Endpoint
 
 
 @dataclass(frozen=True)

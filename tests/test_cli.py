@@ -1,9 +1,11 @@
-"""`lmaload decode`: hex and capture input, text and JSON output, and its exit codes."""
+"""The command line: `lmaload decode` (hex and capture input, text and JSON output, its exit
+codes) and a help text on every option of every command."""
 
 import json
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -131,3 +133,36 @@ def test_installed_script_prints_no_traceback() -> None:
         )
         assert proc.returncode == want, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_every_option_of_every_command_has_a_help_text() -> None:
+    def options(command: click.Command, name: str):
+        if isinstance(command, click.Group):
+            for sub, child in command.commands.items():
+                yield from options(child, f"{name} {sub}")
+            return
+        for param in command.params:
+            if isinstance(param, click.Option):
+                yield name, param
+
+    missing = [f"{name} {p.opts[0]}" for name, p in options(main, "lmaload") if not p.help]
+    assert missing == []
+
+
+def test_home_agent_control_shows_the_mag_address_as_it_was_carried() -> None:
+    """The option form lists the MAG Address option first among the options; the literal form
+    (seed Figure 6) shows the literal field, and no option."""
+    v7, v7b = vector_named("V7"), vector_named("V7b")
+    code, out, _ = run("--json", "--src", v7["src"], "--dst", v7["dst"], v7["hex"])
+    option_form = json.loads(out)
+    assert code == 0 and "mag_address" not in option_form
+    first = option_form["options"][0]
+    assert first["name"] == "MAG Address" and first["type"] == 204
+    addresses = (v7b["src"], v7b["dst"])
+    code, out, _ = run(
+        "--json", "--wire", "hac_mag_encoding=literal", "--src", addresses[0], "--dst",
+        addresses[1], v7b["hex"],
+    )  # fmt: skip
+    literal = json.loads(out)
+    assert code == 0 and literal["mag_address"] == first["address"]
+    assert all(o["name"] != "MAG Address" for o in literal["options"])

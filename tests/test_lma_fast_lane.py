@@ -143,7 +143,7 @@ def state(engine: LmaEngine) -> tuple:
         sorted(cache._by_mn.items()),
         sorted(cache._by_prefix.items()),
         sorted(cache._by_mag.items()),
-        sorted(engine._tunnels.items()),
+        sorted(engine.state.tunnels.items()),
         engine.counters,
         engine.next_timer(),
     )
@@ -162,7 +162,7 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
     config = LmaConfig(address=LMA, prefix_pool=POOL, peers=peers, sync=sync)
     standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
     fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
-    assert fast._fast is not None
+    assert fast.fast_lane is not None
     mix = Mix(rng, mns=rng.choice([5, 40, 300]), sequence_scheme=sequence_scheme)
     now = T0
     acks: list[Datagram] = []
@@ -186,7 +186,7 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         assert state(fast) == state(reference)
         mix.learn(list(out_reference))
         acks = [ack for d in out_reference if d.dst == PEER and (ack := mix.ack(d)) is not None]
-    assert fast._fast.taken > fast.counters.pba_status[0] / 2
+    assert fast.fast_lane.pbus_accepted > fast.counters.pba_status[0] / 2
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -237,7 +237,7 @@ def test_fast_lane_matches_the_reference_path_through_a_takeover(seed: int) -> N
             pbu = mix._pbu(mn, mix.seq[mn], 100, hnp, 5, ts, [LmaFailureIndication(PEER)])
             batch.append(Mix._wrap(pbu, mix.mag[mn], LMA, now + 0.3))
         step(batch, 0.3)
-    assert fast._fast.taken > 0
+    assert fast.fast_lane.pbus_accepted > 0
     assert fast.cache.count(BceState.ACTIVE) > 0
 
 

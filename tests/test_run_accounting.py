@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lmaload.measure import results as res
+from lmaload import results as res
 from lmaload.run import RunConfig, Runner, exit_status
 from lmaload.sim import LinkProfile, Simulator
 from tests.sim_target import SimLoop, SimPair

@@ -6,7 +6,7 @@ prefixes, MN link-layer identifier — are Python lists indexed by row. Three in
 MN identifier, by home network prefix, and by Proxy-CoA (the MAG).
 
 Prefixes and MAGs are held in their packed form, which the compiled fast lane
-(``lmaload.protocol.fast_lane``) reads and writes without building ``ipaddress`` objects: a
+(``lmaload.protocol.lma.fast_lane``) reads and writes without building ``ipaddress`` objects: a
 *prefix key* is the 16 octets of the network address followed by the prefix length, a MAG key
 the 16 octets of its address. The methods taking and giving ``IPv6Network`` / ``IPv6Address``
 convert.

@@ -62,7 +62,6 @@ class LmaConfig:
     # RFC 5213 §9.1 (spec-digest §3.7), seconds
     min_delay_before_bce_delete: float = 10.0
     timestamp_validity_window: float = 0.3
-    max_delay_before_new_bce_assign: float = 1.5
     # RFC 5847 (spec-digest §4)
     heartbeat_interval: float = 60.0
     missing_heartbeats_allowed: int = 3
@@ -80,9 +79,6 @@ class LmaConfig:
     # Switchover (spec-digest §7.3, §8.5, R18, R19)
     switchover_initial_timeout: float = 1.0
     switchover_max_timeout: float = 16.0
-    takeover_on_so_timeout: bool = True
-    accept_partial_switchover: bool = True
-    send_switch_complete: bool = True
     no_synced_state: Literal["reject", "new-session"] = "reject"
     # Home Agent Switch (spec-digest §1.3, §8.6)
     ha_switch_initial_timeout: float = 5.0

@@ -284,6 +284,11 @@ class MagEngine:
         if self._step is not None and self._step.pending:
             self._out.extend([Columns.from_offsets(*self._step.seal())])
 
+    def pop_events(self) -> list[Event]:
+        """What happened since the last call, oldest first; the engine forgets it."""
+        events, self.events = self.events, []
+        return events
+
     def next_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (Unix seconds), or None."""
         times = []

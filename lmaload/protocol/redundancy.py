@@ -131,6 +131,9 @@ def hello(settings: HelloSettings, sequence: int, flags: int) -> HomeAgentHello:
     )
 
 
+TakeoverKey = tuple[bytes, bytes | None, int | None]  # (MN-ID, MN LL-ID, ATT)
+
+
 @dataclass
 class Takeover:
     """A per-MAG hard-switch takeover at the standby (spec-digest §8.5, R16, R17, R29): the
@@ -141,9 +144,9 @@ class Takeover:
     mag: IPv6Address
     current: IPv6Address
     interval: float = 1.0
-    queued: dict[tuple[bytes, bytes | None, int | None], Datagram] = field(default_factory=dict)
+    queued: dict[TakeoverKey, Datagram] = field(default_factory=dict)
 
-    def hold(self, key: tuple[bytes, bytes | None, int | None], datagram: Datagram) -> None:
+    def hold(self, key: TakeoverKey, datagram: Datagram) -> None:
         self.queued[key] = datagram
 
 

@@ -12,7 +12,6 @@ stream's wall time.
 
 from __future__ import annotations
 
-import json
 import selectors
 import socket
 import tempfile
@@ -26,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from lmaload import results as res
+from lmaload.checks import Check
+from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import LmaChild, free_port
-from lmaload.measure import results as res
 from lmaload.population import Population, PopulationSpec, generate
 from lmaload.run import Progress
 from lmaload.sync.metrics import SyncMetrics
@@ -201,6 +202,7 @@ class SyncJob:
             drops.update({f"mag_{k}": v for k, v in self.mags.drops.items()})
         return {
             "schema_version": res.SCHEMA_VERSION,
+            "kind": "sync",
             "config": self._config_json(),
             "sync": sync_section(sender, plan, verification, standby_report),
             "generator": generator_section(sender, (self.sent, self.received), cpu, drops),
@@ -353,30 +355,51 @@ class SyncJob:
         return config
 
 
-def exit_status(config: SyncJobConfig, results: dict[str, Any]) -> tuple[int, list[str]]:
-    """0 or 1, and the reasons for a 1."""
-    reasons = []
+def checks(config: SyncJobConfig, results: dict[str, Any]) -> list[Check]:
+    """Every record acknowledged and sent, the sampled sessions verified, the generator on
+    schedule (unless ``allow_lag``)."""
     s = results["sync"]
-    if s["records_given_up"]:
-        reasons.append(f"{s['records_given_up']} records were never acknowledged")
-    if s["records_unsettled"] or s["records_not_sent"]:
-        reasons.append(
+    behind = results["generator"]["behind_schedule"]
+    found = [
+        Check(
+            "every record acknowledged",
+            not s["records_given_up"],
+            f"{s['records_given_up']} records were never acknowledged",
+        ),
+        Check(
+            "every record settled",
+            not (s["records_unsettled"] or s["records_not_sent"]),
             f"{s['records_unsettled'] or 0} records were still unacknowledged and "
-            f"{s['records_not_sent']} not sent when the stream ended"
-        )
+            f"{s['records_not_sent']} not sent when the stream ended",
+        ),
+    ]
     v = s["verification"]
     if "skipped" not in v:
         bad = v["missing"] + v["wrong_prefix"] + v["unanswered"] + v["pending"]
-        if bad:
-            reasons.append(f"{bad} of {v['sampled']} sampled sessions did not verify")
-    behind = results["generator"]["behind_schedule"]
-    if behind > MAX_BEHIND_SCHEDULE and not config.allow_lag:
-        reasons.append(f"the generator fell behind schedule for {behind:.1%} of records")
-    return (1 if reasons else 0), reasons
+        found.append(
+            Check(
+                "sampled sessions verified",
+                not bad,
+                f"{bad} of {v['sampled']} sampled sessions did not verify",
+            )
+        )
+    found.append(
+        Check(
+            "generator on schedule",
+            behind <= MAX_BEHIND_SCHEDULE or config.allow_lag,
+            f"the generator fell behind schedule for {behind:.1%} of records",
+        )
+    )
+    return found
 
 
-def run(config: SyncJobConfig) -> tuple[dict[str, Any], int, list[str]]:
-    """Carry out the run, write the results file; (results, exit status, reasons)."""
+def exit_status(config: SyncJobConfig, results: dict[str, Any]) -> tuple[int, list[str]]:
+    """0 or 1, and the reasons for a 1 (``checks``)."""
+    return check_status(checks(config, results))
+
+
+def run(config: SyncJobConfig) -> tuple[dict[str, Any], list[Check]]:
+    """Carry out the run; (results, checks)."""
     with tempfile.TemporaryDirectory(prefix="lmaload-sync-") as logs:
         job = SyncJob(config, Path(logs))
         try:
@@ -384,7 +407,4 @@ def run(config: SyncJobConfig) -> tuple[dict[str, Any], int, list[str]]:
         finally:
             if job.child is not None:
                 job.child.stop()
-    config.results.parent.mkdir(parents=True, exist_ok=True)
-    config.results.write_text(json.dumps(results, indent=2) + "\n")
-    status, reasons = exit_status(config, results)
-    return results, status, reasons
+    return results, checks(config, results)

@@ -1,5 +1,5 @@
 """The ``sync`` and ``generator`` sections of a ``lmaload sync`` results document (the document of
-``lmaload.measure.results``: ``schema_version``, ``config``, then the job's sections) and the
+``lmaload.results``: ``schema_version``, ``config``, then the job's sections) and the
 summary table printed at the end.
 
 Rates are over the scheduled window (``lmaload.measure.goodput``): from the stream's start to the
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmaload.measure.goodput import achieved_rate, scheduled_window
-from lmaload.measure.results import latency_summary
+from lmaload.measure.summary import latency_summary
 from lmaload.sync.plan import KIND_NAMES, SyncPlan
 from lmaload.sync.sender import SyncSender
 

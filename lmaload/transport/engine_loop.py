@@ -3,7 +3,8 @@
 Each turn: wait (epoll) for a readable socket or the engine's next timer; on readiness receive
 a batch (recvmmsg), hand it to ``engine.receive`` with ``time.time()``, and send what
 ``engine.datagrams_to_send`` returns in one batch (sendmmsg); run ``handle_timer`` when due.
-Engine events are passed to ``on_event`` and then cleared, so a long run does not keep them.
+Engine events are popped after each step and passed to ``on_event``, so a long run does not keep
+them. The loop uses the engine only through ``LmaEndpoint`` (``lmaload.protocol.endpoint``).
 ``on_tick`` runs at most every ``tick_interval`` seconds (metrics snapshots).
 
 A datagram the engine raises on (it should not: malformed input is the engine's to count) is
@@ -22,11 +23,11 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from lmaload.protocol.datagrams import Datagrams
+from lmaload.protocol.endpoint import LmaEndpoint
 from lmaload.protocol.events import Event
-from lmaload.protocol.lma import LmaEngine
 from lmaload.transport.batch import BatchSocket
 
 # Batches taken from one socket before timers get a look in, so a flood cannot starve them.
@@ -34,6 +35,8 @@ MAX_BATCHES_PER_WAKEUP = 8
 LMAA_RETRY_INTERVAL = 0.1
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=LmaEndpoint)
 
 
 class Transport(Protocol):
@@ -49,16 +52,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class EngineLoop:
+class EngineLoop(Generic[E]):
     """Drives ``engine`` over ``transport`` until ``stop``."""
 
     def __init__(
         self,
-        engine: LmaEngine,
+        engine: E,
         transport: Transport,
         *,
         on_event: Callable[[Event], None] | None = None,
-        on_tick: Callable[[EngineLoop], None] | None = None,
+        on_tick: Callable[[EngineLoop[E]], None] | None = None,
         tick_interval: float = 0.25,
     ) -> None:
         self.engine = engine
@@ -157,12 +160,10 @@ class EngineLoop:
         if len(out):
             self.datagrams_sent += len(out)
             self.transport.send(out)
-        events = self.engine.events
-        if events:
-            if self._on_event is not None:
-                for event in events:
-                    self._on_event(event)
-            events.clear()
+        events = self.engine.pop_events()
+        if self._on_event is not None:
+            for event in events:
+                self._on_event(event)
         if self.transport.update(self.engine.owns_lmaa) or self.transport.waiting_for_lmaa:
             self._sync_sockets()
 

@@ -30,7 +30,7 @@ from lmaload._ext.mag_step import Routes
 from lmaload.capture import Capture
 from lmaload.population import Population
 from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
-from lmaload.protocol.mag import MagEngine
+from lmaload.protocol.endpoint import Endpoint
 from lmaload.transport.batch import BatchSocket
 from lmaload.transport.raw_mh import send_raw
 from lmaload.transport.udp5436 import send_batch
@@ -157,11 +157,11 @@ class RawMagTransport:
 
 
 class MagLoop:
-    """Drives a ``MagEngine`` over a ``MagTransport`` or ``RawMagTransport`` in the caller's
-    thread, a slice at a time (``run_until``), so the caller can change phases and show progress
-    between slices."""
+    """Drives a ``MagEngine`` (any ``Endpoint``) over a ``MagTransport`` or ``RawMagTransport``
+    in the caller's thread, a slice at a time (``run_until``), so the caller can change phases
+    and show progress between slices. The engine's events stay with it for the caller."""
 
-    def __init__(self, engine: MagEngine, transport: MagTransport | RawMagTransport) -> None:
+    def __init__(self, engine: Endpoint, transport: MagTransport | RawMagTransport) -> None:
         self.engine = engine
         self.transport = transport
         self.datagrams_sent = 0

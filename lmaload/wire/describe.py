@@ -108,9 +108,17 @@ def describe_option(opt: o.Option, config: WireConfig) -> dict[str, Any]:
 
 
 def describe_message(message: m.Message, config: WireConfig) -> dict[str, Any]:
+    """The message's fields and its options as they were on the wire: a Home Agent Control's
+    MAG address is the ``mag_address`` field only in the literal form (seed Figure 6); in the
+    option form it is listed first among the options, as it was carried."""
     out: dict[str, Any] = {"mh_type": message.type_code(config), "name": message.name}
     fields = _fields(message)
     fields.pop("options")
+    options = message.options
+    if isinstance(message, m.HomeAgentControl) and config.hac_mag_encoding == "option":
+        fields.pop("mag_address")
+        if message.mag_address is not None:
+            options = (o.MagAddress(message.mag_address), *options)
     if isinstance(message, m.StateSync):
         fields["ss_type_name"] = cp.SS_TYPE_NAMES.get(message.ss_type, "unknown")
     elif isinstance(message, m.HomeAgentControl):
@@ -120,7 +128,7 @@ def describe_message(message: m.Message, config: WireConfig) -> dict[str, Any]:
     elif isinstance(message, m.UnknownMessage):
         del fields["mh_type"]
     out.update(fields)
-    out["options"] = [describe_option(opt, config) for opt in message.options]
+    out["options"] = [describe_option(opt, config) for opt in options]
     return out
 
 

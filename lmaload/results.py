@@ -24,6 +24,7 @@ import numpy as np
 from lmaload import __version__
 from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.histogram import Histogram
+from lmaload.measure.summary import latency_summary, percentiles_over
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagCounters, MagEngine
 from lmaload.transport.mag_loop import MagLoop
@@ -32,7 +33,6 @@ SCHEMA_VERSION = 2
 # Above this share of retransmitted PBUs the target is reported overloaded: a healthy LMA loses
 # almost none, and a share this high means answers come later than the 1 s retransmission timer.
 RETRANSMISSION_OVERLOAD = 0.05
-PERCENTILES = (50.0, 99.0)
 
 
 @dataclass(frozen=True)
@@ -80,28 +80,6 @@ class RegistrationPhase:
             counters=copy.deepcopy(engine.counters),
             latency=latency,
         )
-
-
-def percentiles_over(values: np.ndarray) -> dict[str, float | None]:
-    """p50/p99/max of the finite values (None when there are none)."""
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return {"p50": None, "p99": None, "max": None, "count": 0}
-    p50, p99 = np.percentile(finite, PERCENTILES)
-    return {"p50": float(p50), "p99": float(p99), "max": float(finite.max()), "count": finite.size}
-
-
-def latency_summary(histogram: Histogram) -> dict[str, Any]:
-    """Count, p50, p99, max and the encoded histogram (µs)."""
-    if not histogram.total:
-        return {"count": 0, "p50": None, "p99": None, "max": None, "histogram": None}
-    return {
-        "count": histogram.total,
-        "p50": histogram.percentile(50.0),
-        "p99": histogram.percentile(99.0),
-        "max": histogram.max,
-        "histogram": histogram.encode(),
-    }
 
 
 def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[str, Any]:

@@ -19,12 +19,8 @@ import numpy as np
 
 from lmaload.measure.goodput import achieved_rate
 from lmaload.measure.histogram import Histogram
-from lmaload.measure.results import (
-    SCHEMA_VERSION,
-    latency_summary,
-    percentiles_over,
-    retransmission_health,
-)
+from lmaload.measure.summary import latency_summary, percentiles_over
+from lmaload.results import SCHEMA_VERSION, retransmission_health
 
 PER_SHARD_CONFIG = frozenset(
     {"shard", "results", "pcap", "metrics_port", "metrics_host", "lma_metrics_port"}
@@ -44,6 +40,7 @@ def merge(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     config["shards"] = len(documents)
     return {
         "schema_version": SCHEMA_VERSION,
+        "kind": "run",
         "config": config,
         "registration": _registration([d["registration"] for d in documents]),
         "refresh_latency_us": latency_summary(

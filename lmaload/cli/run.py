@@ -1,0 +1,301 @@
+"""``lmaload run``: the main job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lmaload.cli.finish import finish
+from lmaload.cli.group import (
+    EXIT_INVALID_INPUT,
+    OneLineErrors,
+    allow_lag_option,
+    allow_remote_option,
+    fail,
+    heartbeat_interval_option,
+    junit_option,
+    mags_option,
+    main,
+    metrics_port_option,
+    mode_option,
+    results_option,
+    seed_option,
+    sync_option,
+    threshold_option,
+)
+from lmaload.cli.targets import lma_option, run_targets, standby_option
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    """``--shard I/N`` parsed: (index, count)."""
+    if text is None:
+        return 0, 1
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise click.BadParameter(f"{text!r}: expected I/N with 0 <= I < N", param_hint="--shard")
+    return int(index), int(count)
+
+
+@main.command(name="run", cls=OneLineErrors)
+@click.option(
+    "--mns",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="Emulated mobile nodes, each registered once.",
+)
+@mags_option
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5000.0,
+    show_default=True,
+    help="Target registrations per second (open loop).",
+)
+@click.option(
+    "--ramp",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to ramp from 0 to --rate.",
+)
+@mode_option
+@sync_option
+@heartbeat_interval_option
+@click.option(
+    "--missing-heartbeats",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="Heartbeats a MAG may miss in a row before it declares its LMA failed (RFC 5847).",
+)
+@seed_option
+@results_option("results.json")
+@allow_lag_option
+@click.option(
+    "--lag-tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.02,
+    show_default=True,
+    help="Seconds after its intended time past which a registration counts as behind schedule.",
+)
+@lma_option
+@standby_option
+@click.option(
+    "--fail-cmd",
+    metavar="CMD",
+    help="Shell command that fails your active LMA; run at the failure instant. Without it a "
+    "run against --lma ends after the registrations.",
+)
+@click.option(
+    "--sync-wait",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="With --lma: seconds between the last registration and the failure, for state sync.",
+)
+@allow_remote_option
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Be shard I (0-based) of N processes sharing the run: MNs, MAGs and rate split "
+    "evenly; needs --lma and --start-at when N > 1. Combine the results with lmaload merge.",
+)
+@click.option(
+    "--start-at",
+    type=float,
+    metavar="UNIX_SECONDS",
+    help="Start the registration schedule then (shards share it).",
+)
+@click.option(
+    "--fail-at",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Fail the active this long after the start instead of once sync caught up "
+    "(shard 0 runs --fail-cmd; every shard measures from that instant).",
+)
+@click.option(
+    "--pcap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
+    "embedded LMAs' messages to each other (tshark: -d udp.port==5436,ipv6).",
+)
+@metrics_port_option
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address --metrics-port listens on (0.0.0.0 or :: to be scraped from elsewhere).",
+)
+@click.option(
+    "--lma-metrics-port",
+    type=click.IntRange(1, 0xFFFF),
+    help="Port of the embedded LMAs' /metrics at their own addresses, 127.0.0.11 (active) and "
+    "127.0.0.12 (standby). Default: a free port each.",
+)
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Push the final metrics to this Prometheus Pushgateway (job lmaload) at the end.",
+)
+@click.option(
+    "--lifetime",
+    type=click.FloatRange(4, 0xFFFF * 4),
+    default=3600.0,
+    show_default=True,
+    help="Binding lifetime the MAGs request, seconds (they refresh 10 s before it ends, or at "
+    "half of it).",
+)
+@click.option(
+    "--fault",
+    "fault_text",
+    default="kill-active",
+    show_default=True,
+    metavar="FAULT",
+    help="What fails on cue: kill-active (SIGKILL the active LMA); with --lab also "
+    "cut-link[=SHARE] (the MAG host loses its path to LMA1 for the first SHARE of the MAGs, "
+    "default 0.5, while LMA1 stays up) or loss=P (drop Mobility Header packets on the MAG "
+    "host-LMA1 link with probability P).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to hold the registered population (refreshing per --lifetime) before the "
+    "active is failed: a steady-state soak.",
+)
+@click.option(
+    "--observe",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep the MAGs running after the failover (refreshes, heartbeats).",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["udp", "raw"]),
+    help="udp: UDP/5436 with the RFC 5844 inner IPv6 header (the default, on loopback); raw: "
+    "the Mobility Header over IPv6, which runs in the namespace lab (implies --lab).",
+)
+@click.option(
+    "--lab",
+    is_flag=True,
+    help="Run in network namespaces (root): the LMAs in their own over raw Mobility Header "
+    "sockets, the MAGs in a MAG host's (hard mode only). Uses the lab of --lab-prefix if it is "
+    "up, else brings one up and down for the run.",
+)
+@click.option(
+    "--lab-prefix",
+    default="lmaload-lab-",
+    show_default=True,
+    help="Name prefix of the lab's network namespaces.",
+)
+@threshold_option("run")
+@junit_option
+def run_command(
+    mns: int,
+    mags: int,
+    rate: float,
+    ramp: float,
+    mode: str,
+    sync: str,
+    heartbeat_interval: float,
+    missing_heartbeats: int,
+    seed: int,
+    results_path: Path,
+    allow_lag: bool,
+    lag_tolerance: float,
+    lma: str | None,
+    standby: str | None,
+    fail_cmd: str | None,
+    sync_wait: float,
+    allow_remote: bool,
+    shard: str | None,
+    start_at: float | None,
+    fail_at: float | None,
+    pcap: Path | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    lma_metrics_port: int | None,
+    pushgateway: str | None,
+    lifetime: float,
+    fault_text: str,
+    duration: float,
+    observe: float,
+    transport: str | None,
+    lab: bool,
+    lab_prefix: str,
+    thresholds: list[Any],
+    junit_path: Path | None,
+) -> None:
+    """Register a population with an LMA pair — the embedded one on loopback or in a namespace
+    lab (--lab), or yours with --lma/--standby — fail the active, and measure the failover.
+
+    Prints a summary table and writes the results JSON. Exits 0 on success, 1 when the
+    generator fell behind schedule (unless --allow-lag), when mobile nodes were given up or left
+    unanswered, when no MAG detected the failure, when sessions were lost with before-ack sync,
+    when an LMA, the lab or /metrics failed to start, when an LMA did not answer, or when
+    --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is
+    a warning.
+    """
+    from lmaload.fault import parse_fault
+    from lmaload.lab.topology import check_prefix
+    from lmaload.results import table
+    from lmaload.run import RunConfig, RunError, run
+
+    try:
+        fault = parse_fault(fault_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    try:
+        check_prefix(lab_prefix)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lab-prefix") from None
+    if transport == "udp" and lab:
+        raise click.UsageError("--lab speaks the raw Mobility Header: not with --transport udp")
+    targets = run_targets(lma, standby, fail_cmd, mode, allow_remote)
+    try:
+        config = RunConfig(
+            mns=mns,
+            mags=mags,
+            rate=rate,
+            ramp=ramp,
+            mode=mode,  # type: ignore[arg-type]
+            sync=sync,  # type: ignore[arg-type]
+            heartbeat_interval=heartbeat_interval,
+            missing_heartbeats=missing_heartbeats,
+            seed=seed,
+            results=results_path,
+            allow_lag=allow_lag,
+            lag_tolerance=lag_tolerance,
+            lma=targets[0],
+            standby=targets[1],
+            fail_cmd=fail_cmd,
+            sync_wait=sync_wait,
+            pcap=pcap,
+            shard=_shard(shard),
+            start_at=start_at,
+            fail_at=fail_at,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            lma_metrics_port=lma_metrics_port,
+            pushgateway=pushgateway,
+            lifetime=lifetime,
+            fault=fault,
+            duration=duration,
+            observe=observe,
+            lab=lab or transport == "raw",
+            lab_prefix=lab_prefix,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        results, checks = run(config, warn=lambda m: fail(f"run: warning: {m}"))
+    except RunError as exc:
+        fail(f"run: {exc}")
+        sys.exit(EXIT_INVALID_INPUT)
+    finish("run", results, checks, thresholds, results_path, junit_path, table)

@@ -1,0 +1,352 @@
+"""State Synchronization from this LMA to its peers (spec-digest §7.2, §8.1, R14, R15, R26,
+R27): binding changes recorded as they happen, packed into SS-REPs at each pacing slot, sent
+with A=1 and retransmitted until every live peer acknowledges; in before-ack mode the PBAs of
+those changes wait for that SS-ACK. Also the answer to a peer's SS-REQ.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+
+import numpy as np
+
+from lmaload._ext.bce_sync import encode_sessions
+from lmaload.bulk_types import SyncBatch
+from lmaload.measure.histogram import Histogram
+from lmaload.protocol.binding_cache import BceState
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
+from lmaload.protocol.lma.state import LmaState
+from lmaload.protocol.redundancy import session_options
+from lmaload.wire import (
+    HomeNetworkPrefix,
+    MagAddress,
+    MobileNodeIdentifier,
+    Option,
+    RestartCounter,
+    StateSync,
+    encode_mh,
+)
+from lmaload.wire import codepoints as cp
+from lmaload.wire.messages import pack_sessions
+
+NO_ROWS = np.zeros(0, dtype=np.int64)
+NO_COLUMNS = Columns.of([])
+
+
+@dataclass
+class SyncChange:
+    """A deleted session waiting for the next SS-REP batch — its options, taken while the entry
+    was still there — with the PBAs it withholds."""
+
+    options: list[Option]
+    pbas: list[Datagram] = field(default_factory=list)
+
+
+@dataclass
+class PendingSync:
+    """An SS-REP sent with A=1 and not yet acknowledged by every peer in ``waiting``."""
+
+    data: dict[IPv6Address, bytes]
+    waiting: set[IPv6Address]
+    pbas: Datagrams
+    interval: float
+    packed_at: float
+    retransmissions: int = 0
+
+
+class SyncOut:
+    """The State Sync sender of one LMA."""
+
+    def __init__(self, state: LmaState, now: float) -> None:
+        self._state = state
+        self._config = state.config
+        # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included.
+        self.ack_latency = Histogram()
+        # Changes for the next SS-REP batch: deleted sessions by (MN-ID, first prefix key), and
+        # the rows of live ones (read when packed), with the PBAs they withhold in before-ack.
+        self._deleted: dict[tuple[bytes, bytes], SyncChange] = {}
+        self._live: list[np.ndarray] = []
+        self._withheld: list[tuple[np.ndarray, Columns]] = []  # PBAs and the rows they wait for
+        self._queue: deque[Datagram] = deque()
+        self._next_send = now
+        self._id = 0
+        self._pending: dict[int, PendingSync] = {}
+
+    @property
+    def backlog(self) -> int:
+        """SS-REPs waiting for a pacing slot plus those waiting for an SS-ACK."""
+        return len(self._queue) + len(self._pending)
+
+    # --- recording changes ---------------------------------------------------------------------
+
+    def record_change(self, row: int, now: float, deleted: bool, pba: Datagram | None) -> None:
+        """Queue a binding change for the next SS-REP batch; in before-ack mode the PBA waits
+        for the standby's SS-ACK, otherwise it goes now. A live entry is read when packed; a
+        deleted one is described now, while it is still there."""
+        cache = self._state.cache
+        rows = np.array([row], dtype=np.int64)
+        if deleted:
+            key = (cache.mn_ids[row], cache.prefix_keys[row][0])
+            change = self._deleted.setdefault(key, SyncChange([]))
+            change.options = session_options(cache, row, now, deleted=True)
+        else:
+            self._live.append(rows)
+        if pba is None:
+            return
+        if not self.withholds_pbas():
+            self._state.out.extend([pba])
+        elif deleted:
+            change.pbas.append(pba)
+        else:
+            self.withhold_pbas(rows, Columns.of([pba]))
+
+    def record_live(self, rows: np.ndarray) -> None:
+        """Entries accepted (created or refreshed) outside ``record_change``: the fast lane's."""
+        self._live.append(rows)
+
+    def send_pbas(self, rows: np.ndarray, pbas: Columns) -> None:
+        """Send the PBAs ``pbas[i]`` of the live entries ``rows[i]``, or withhold them."""
+        if self.withholds_pbas():
+            self.withhold_pbas(rows, pbas)
+        else:
+            self._state.out.extend([pbas])
+
+    def withholds_pbas(self) -> bool:
+        """before-ack with a standby alive: PBAs wait for the SS-ACK of their change."""
+        return self._config.sync == "before-ack" and bool(self._state.live_peers())
+
+    def withhold_pbas(self, rows: np.ndarray, pbas: Columns) -> None:
+        """before-ack: withhold the PBA ``pbas[i]`` until the SS-REP carrying ``rows[i]`` is
+        acknowledged."""
+        self._withheld.append((rows, pbas))
+
+    # --- pacing and packing --------------------------------------------------------------------
+
+    def on_pace_timer(self, now: float) -> None:
+        """Send one SS-REP per slot of ``sync_pacing_rate`` (R26): a queued one (retransmission,
+        full sync) if any, else all the changes recorded since the last slot, packed together.
+        Packing at the slot rather than per received batch lets a busy LMA fill its SS-REPs
+        (about 20 sessions each) instead of spending a slot on every session."""
+        self._next_send = max(self._next_send, now)
+        step = 1.0 / self._config.sync_pacing_rate
+        while self._next_send <= now:
+            if not self._queue and self._has_changes():
+                self._pack_changes(now)
+            if not self._queue:
+                break
+            datagram = self._queue.popleft()
+            self._state.counters.ss_rep_octets_sent += len(datagram.data)
+            self._state.out.extend([datagram])
+            self._next_send += step
+        if self._queue or self._has_changes():
+            self._state.timers.arm(("pace",), self._next_send)
+
+    def _has_changes(self) -> bool:
+        return bool(self._deleted or self._live or self._withheld)
+
+    def _pack_changes(self, now: float) -> None:
+        """Every binding change recorded since the last pacing slot, into SS-REPs: the deleted
+        sessions, then the live entries changed (each once, as they are now)."""
+        state = self._state
+        deleted = list(self._deleted.values())
+        self._deleted.clear()
+        rows = self._live_rows()
+        waiting_rows, withheld = self._take_withheld_pbas()
+        targets = state.live_peers()
+        if not targets:
+            for change in deleted:
+                state.out.extend(change.pbas)
+            state.out.extend([withheld])
+            return
+        if deleted:
+            messages = pack_sessions(self._lead_options(), [c.options for c in deleted])
+            for options, carried in messages:
+                ident = self._next_id()
+                rep = StateSync(cp.SS_REPLY, ident, cp.SS_FLAG_A, tuple(options))
+                data = {t: encode_mh(rep, state.address, t, state.wire) for t in targets}
+                pbas = Datagrams(p for i in carried for p in deleted[i].pbas)
+                self._send(ident, data, targets, pbas, len(carried), now)
+        if not len(rows):
+            state.out.extend([withheld])  # entries no longer live: their PBAs need not wait
+            return
+        first_id = self._id
+        batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
+        first = next(iter(batches.values())).first
+        # The message carrying each withheld PBA's entry (-1: none, the entry is gone).
+        sorter = np.argsort(rows, kind="stable")
+        at = np.minimum(np.searchsorted(rows, waiting_rows, sorter=sorter), len(rows) - 1)
+        found = rows[sorter[at]] == waiting_rows
+        message = np.where(found, np.searchsorted(first, sorter[at], side="right") - 1, -1)
+        order = np.argsort(message, kind="stable")
+        bounds = np.searchsorted(message[order], np.arange(-1, len(first)))
+        state.out.extend([withheld.take(order[bounds[0] : bounds[1]])])
+        for k in range(len(first) - 1):
+            ident = self._next_id()
+            data = {t: _message(b, k) for t, b in batches.items()}
+            pbas = Datagrams([withheld.take(order[bounds[k + 1] : bounds[k + 2]])])
+            self._send(ident, data, targets, pbas, first[k + 1] - first[k], now)
+
+    def _take_withheld_pbas(self) -> tuple[np.ndarray, Columns]:
+        """Every withheld PBA as one run of columns, with the entry each waits for."""
+        withheld, self._withheld = self._withheld, []
+        if not withheld:
+            return NO_ROWS, NO_COLUMNS
+        rows = np.concatenate([r for r, _ in withheld])
+        return rows, Columns.concat([c for _, c in withheld])
+
+    def _live_rows(self) -> np.ndarray:
+        """The live entries changed since the last packing, in the order of their first change,
+        each once, dropping those that are no longer served here."""
+        if not self._live:
+            return np.zeros(0, dtype=np.int64)
+        rows = np.concatenate(self._live)
+        self._live = []
+        _, first = np.unique(rows, return_index=True)
+        rows = rows[np.sort(first)]
+        return rows[self._state.cache.rows["state"][rows] == BceState.ACTIVE]
+
+    def _encode_live(
+        self, rows: np.ndarray, now: float, dst: IPv6Address, identifier: int, more: bool
+    ) -> SyncBatch:
+        """SS-REPs for the entries in ``rows`` (``encode_sessions``): async batches (``more``
+        False) number their messages on from ``identifier``, a full sync (``more``) gives them
+        all ``identifier`` and sets M on all but the last."""
+        state = self._state
+        cache = state.cache
+        return encode_sessions(
+            cache.rows,
+            cache.mn_ids,
+            cache.prefix_keys,
+            cache.ll_ids,
+            rows,
+            now,
+            state.lmaa_restart_counter,
+            state.address.packed,
+            dst.packed,
+            identifier,
+            step_identifiers=not more,
+            ack=not more,
+            more=more,
+            config=state.wire,
+        )
+
+    def _lead_options(self) -> list[Option]:
+        """Options before the first PBCI of every SS-REP: our Restart Counter, so that a
+        virtual-switch standby answers heartbeats with the group's value (R30). Deviation: HA-rel
+        puts nothing outside a session; receivers that do not know this skip it."""
+        return [RestartCounter(self._state.lmaa_restart_counter)]
+
+    def _next_id(self) -> int:
+        self._id = self._id % 0xFFFF + 1  # non-zero (R14)
+        return self._id
+
+    # --- sending, acknowledgement, retransmission ----------------------------------------------
+
+    def _send(
+        self,
+        ident: int,
+        data: dict[IPv6Address, bytes],
+        targets: list[IPv6Address],
+        pbas: Datagrams,
+        sessions: int,
+        now: float,
+    ) -> None:
+        """Queue one SS-REP (A=1) to every target and wait for their SS-ACKs."""
+        pending = PendingSync(data, set(targets), pbas, self._config.sync_ack_timeout, now)
+        self._pending[ident] = pending
+        for target in targets:
+            self._enqueue(data[target], target)
+        self._state.counters.sessions_synced_out += sessions
+        delay = len(self._queue) / self._config.sync_pacing_rate
+        self._state.timers.arm(("ssrep", ident), now + delay + pending.interval)
+        if pbas:
+            self._state.timers.arm(("before_ack", ident), now + self._config.before_ack_timeout)
+
+    def _enqueue(self, data: bytes, dst: IPv6Address) -> None:
+        self._state.counters.ss_rep_sent += 1
+        self._queue.append(Datagram(data, self._state.address, dst))
+
+    def on_retransmit_timer(self, now: float, ident: int) -> None:
+        pending = self._pending.get(ident)
+        if pending is None:
+            return
+        counters = self._state.counters
+        if pending.retransmissions >= self._config.sync_max_retransmissions:
+            counters.sync_gave_up += 1
+            self._finish(ident)
+            return
+        pending.retransmissions += 1
+        pending.interval *= 2
+        for target in sorted(pending.waiting):
+            counters.ss_rep_retransmitted += 1
+            self._enqueue(pending.data[target], target)
+        self._state.timers.arm(("ssrep", ident), now + pending.interval)
+
+    def on_before_ack_timer(self, now: float, ident: int) -> None:
+        """before-ack: the standby did not acknowledge in time — answer the MAGs anyway."""
+        pending = self._pending.get(ident)
+        if pending is not None and pending.pbas:
+            self._state.counters.pba_sync_timeout += len(pending.pbas)
+            self._state.out.extend(pending.pbas)
+            pending.pbas = Datagrams()
+
+    def on_ack(self, msg: StateSync, src: IPv6Address, now: float) -> None:
+        pending = self._pending.get(msg.identifier)
+        if pending is None or src not in pending.waiting:
+            self._state.drop("unmatched_ss_ack")
+            return
+        self._state.counters.ss_ack_received += 1
+        self.ack_latency.record(np.array([round((now - pending.packed_at) * 1e6)]))
+        pending.waiting.discard(src)
+        if not pending.waiting:
+            self._finish(msg.identifier)
+
+    def forget_peer(self, peer: IPv6Address) -> None:
+        """A peer died: stop waiting for its SS-ACKs."""
+        for ident, pending in list(self._pending.items()):
+            pending.waiting.discard(peer)
+            if not pending.waiting:
+                self._finish(ident)
+
+    def _finish(self, ident: int) -> None:
+        pending = self._pending.pop(ident)
+        self._state.timers.cancel(("ssrep", ident))
+        self._state.timers.cancel(("before_ack", ident))
+        self._state.out.extend(pending.pbas)
+
+    # --- SS-REQ --------------------------------------------------------------------------------
+
+    def answer_request(self, msg: StateSync, src: IPv6Address, now: float) -> None:
+        """Full (ALL_ZERO HNP), per-MN, per-prefix or per-MAG sync of the sessions served here,
+        split at 2048 octets with M on all but the last SS-REP (R15, R27)."""
+        state = self._state
+        cache = state.cache
+        served = [r for r in cache.live_rows() if cache.state(int(r)) is BceState.ACTIVE]
+        wanted: set[int] = set()
+        for opt in msg.options:
+            if isinstance(opt, HomeNetworkPrefix) and opt.prefix_length == 0:
+                wanted.update(int(r) for r in served)
+            elif isinstance(opt, HomeNetworkPrefix):
+                row = cache.by_prefix(IPv6Network((int(opt.prefix), opt.prefix_length)))
+                wanted.update({row} if row is not None else set())
+            elif isinstance(opt, MobileNodeIdentifier):
+                wanted.update(cache.by_mn(opt.identifier))
+            elif isinstance(opt, MagAddress):
+                wanted.update(cache.by_mag(opt.address))
+        rows = np.array(
+            sorted(r for r in wanted if cache.state(r) is BceState.ACTIVE), dtype=np.int64
+        )
+        if not len(rows):  # still one SS-REP, ending the request
+            rep = StateSync(cp.SS_REPLY, msg.identifier, 0, tuple(self._lead_options()))
+            self._enqueue(encode_mh(rep, state.address, src, state.wire), src)
+            return
+        batch = self._encode_live(rows, now, src, msg.identifier, more=True)
+        for k in range(len(batch.offsets) - 1):
+            self._enqueue(_message(batch, k), src)
+        state.counters.sessions_synced_out += len(rows)
+
+
+def _message(batch: SyncBatch, k: int) -> bytes:
+    return batch.buf[batch.offsets[k] : batch.offsets[k + 1]].tobytes()
