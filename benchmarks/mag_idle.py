@@ -36,7 +36,7 @@ from lmaload.transport.mag_loop import MagLoop, MagTransport
 MAGS = 100
 IDLE_MNS = 1_000
 WARMUP = 1.0  # s: every MAG has heartbeated a few times before the clock starts
-LATER = 1e9  # a schedule start that never comes: the idle hold registers nothing
+LATER = 1e6  # s: a schedule start that never comes: the idle hold registers nothing
 
 
 def _cpu_since(before: os.times_result) -> tuple[float, float]:
@@ -45,35 +45,38 @@ def _cpu_since(before: os.times_result) -> tuple[float, float]:
     return now.user - before.user, now.system - before.system
 
 
-def _loop(
-    pair: EmbeddedPair, spec: PopulationSpec, config: MagConfig, start: float, reference: bool
-) -> MagLoop:
+def _engine(
+    loop: MagLoop, spec: PopulationSpec, config: MagConfig, start: float, reference: bool
+) -> MagEngine:
+    """A new engine on ``loop``: every run's MAGs (the same 100) keep the loop's one socket, the
+    outer address the LMAs know them by."""
     engine = MagEngine(generate(spec), config, time.time(), start, compiled=not reference)
-    return MagLoop(engine, MagTransport(engine.pop, pair.routes()))
+    loop.engine = engine
+    return engine
 
 
 def idle_hold(
-    pair: EmbeddedPair, config: MagConfig, seconds: float, reference: bool, profile: Path | None
+    loop: MagLoop, config: MagConfig, seconds: float, reference: bool, profile: Path | None
 ) -> dict[str, float]:
     """CPU per heartbeat while 100 MAGs heartbeat both LMAs and nothing registers."""
-    loop = _loop(pair, PopulationSpec(IDLE_MNS, MAGS, first_id=0), config, LATER, reference)
-    try:
-        loop.run_until(time.time() + WARMUP)
-        counters = loop.engine.counters
-        sent, cpu, wall = counters.heartbeat_requests_sent, os.times(), time.time()
-        profiler = cProfile.Profile() if profile is not None else None
-        if profiler is not None:
-            profiler.enable()
-        loop.run_until(wall + seconds)
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(profile)
-        user, system = _cpu_since(cpu)
-        cpu, wall = user + system, time.time() - wall
-        heartbeats = counters.heartbeat_requests_sent - sent
-        answered = loop.engine.heartbeats.rtt.total
-    finally:
-        loop.close()
+    engine = _engine(
+        loop, PopulationSpec(IDLE_MNS, MAGS, first_id=0), config, time.time() + LATER, reference
+    )
+    loop.run_until(time.time() + WARMUP)
+    counters = engine.counters
+    sent, cpu, wall = counters.heartbeat_requests_sent, os.times(), time.time()
+    answered = engine.heartbeats.rtt.total
+    profiler = cProfile.Profile() if profile is not None else None
+    if profiler is not None:
+        profiler.enable()
+    loop.run_until(wall + seconds)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    user, system = _cpu_since(cpu)
+    cpu, wall = user + system, time.time() - wall
+    heartbeats = counters.heartbeat_requests_sent - sent
+    answered = engine.heartbeats.rtt.total - answered
     return {
         "heartbeats_per_s": heartbeats / wall,
         "cpu_us_per_heartbeat": cpu / heartbeats * 1e6,
@@ -84,31 +87,27 @@ def idle_hold(
 
 
 def registrations(
-    pair: EmbeddedPair, config: MagConfig, count: int, rate: float, first_id: int, reference: bool
+    loop: MagLoop, config: MagConfig, count: int, rate: float, first_id: int, reference: bool
 ) -> dict[str, float]:
     """CPU per registration of ``count`` fresh MNs at ``rate``/s (heartbeats going on beside),
     each accepted or refused."""
     spec = PopulationSpec(count, MAGS, first_id=first_id)
     paced = MagConfig(**{**config.__dict__, "schedule": Schedule.constant(rate)})
     start = time.time() + WARMUP
-    loop = _loop(pair, spec, paced, start, reference)
-    engine = loop.engine
-    try:
-        loop.run_until(start)
-        sent, cpu, wall = engine.counters.heartbeat_requests_sent, os.times(), time.time()
-        deadline = wall + count / rate + 10.0
-        # Until every session is settled: an LMA pair under load may refuse some (153).
-        while engine.count(S.REGISTERED) + engine.count(S.FAILED) < count:
-            if time.time() >= deadline:
-                break
-            loop.run_until(time.time() + 0.05)
-        user, system = _cpu_since(cpu)
-        cpu, wall = user + system, time.time() - wall
-        registered = engine.count(S.REGISTERED)
-        failed = engine.count(S.FAILED)
-        heartbeats = engine.counters.heartbeat_requests_sent - sent
-    finally:
-        loop.close()
+    engine = _engine(loop, spec, paced, start, reference)
+    loop.run_until(start)
+    sent, cpu, wall = engine.counters.heartbeat_requests_sent, os.times(), time.time()
+    deadline = wall + count / rate + 10.0
+    # Until every session is settled: an LMA pair under load may refuse some (153).
+    while engine.count(S.REGISTERED) + engine.count(S.FAILED) < count:
+        if time.time() >= deadline:
+            break
+        loop.run_until(time.time() + 0.05)
+    user, system = _cpu_since(cpu)
+    cpu, wall = user + system, time.time() - wall
+    registered = engine.count(S.REGISTERED)
+    failed = engine.count(S.FAILED)
+    heartbeats = engine.counters.heartbeat_requests_sent - sent
     return {
         "registered": registered,
         "refused": failed,
@@ -142,13 +141,18 @@ def main() -> None:
             pair.wait_ready(30.0)
             lmaa, standby = pair.anchors()
             config = MagConfig(lmaa=lmaa, standby=standby, heartbeat_interval=args.interval)
+            population = generate(PopulationSpec(IDLE_MNS, MAGS))
+            loop = MagLoop(
+                MagEngine(population, config, time.time(), time.time() + LATER),
+                MagTransport(population, pair.routes()),
+            )
             idle = [
-                idle_hold(pair, config, args.seconds, args.reference, args.profile)
+                idle_hold(loop, config, args.seconds, args.reference, args.profile)
                 for _ in range(args.repeat)
             ]
             registering = [
                 registrations(
-                    pair,
+                    loop,
                     config,
                     args.registrations,
                     args.rate,
@@ -157,6 +161,7 @@ def main() -> None:
                 )
                 for k in range(args.repeat)
             ]
+            loop.close()
         finally:
             pair.stop()
     best_idle = min(idle, key=lambda r: r["cpu_us_per_heartbeat"])
