@@ -724,7 +724,7 @@ cdef class MagStep:
 
     def pbas(self, buf, starts, ends, src, double now, int64_t now_ns, bint takeover):
         """MagEngine._on_pbas for the PBAs among datagrams ``buf[starts[i]:ends[i]]`` from
-        ``src[i]``: each matched to its session (MN-ID, outstanding sequence number, LMA; once
+        ``src[i]``: each matched to its session (MN-ID, a sequence number of the attempt, LMA; once
         per session), de-registrations ended, accepted ones (status < 128) registered, their
         latency recorded and refresh timer armed. Returns None, or (registrations, accepted,
         rejected): how many initial registrations were accepted, with ``takeover`` the (row,
@@ -770,7 +770,8 @@ cdef class MagStep:
             if not (
                 (state == REGISTERING or state == REFRESHING or state == FAILOVER
                  or state == DEREGISTERING)
-                and mn.seq == be16(mh + 8)
+                # Any PBU of the attempt: the last one or a retransmission before it.
+                and <uint16_t>(mn.seq - be16(mh + 8)) <= mn.retries
                 and mn.lma == lma
                 and self.row_stamp[row] != self.generation
             ):
