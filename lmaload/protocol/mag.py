@@ -11,8 +11,8 @@ HI 4 instead of 1, after INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TI
 (§3.4): 157 re-register; 156 resynchronise the clock and retry; 155 retry with ALL_ZERO; 153 to a
 failover PBU (the standby has no synced state, §8.5) start a new session there; 152 and every
 other code ≥128 end in ``FAILED``, counted by status. A PBA is matched to its session by the
-MN-ID's ``mn_id``, the sequence number of any PBU of the attempt and the LMA it was sent to; anything
-else (stale, duplicate) is ignored.
+MN-ID's ``mn_id``, the sequence number of any PBU of the attempt and the LMA it was sent to;
+anything else (stale, duplicate) is ignored.
 
 Per (MAG, LMA): RFC 5847 heartbeats (``HeartbeatTable``, R23); a changed Restart Counter
 invalidates the sessions anchored at that LMA, which register again from scratch (lost).
