@@ -1,9 +1,9 @@
 # cython: language_level=3
 """The codec of the LMA's fast lane: a batch of received PBUs scanned into PBU_SCAN_DTYPE records,
-the PBAs answering the accepted ones encoded into one buffer, and the RFC 5844 inner IPv6 header
-taken off and put back on for the UDP/5436 transport.
+the PBAs answering the accepted ones encoded into one buffer, and the SS-REPs of a peer scanned
+into SS_SESSION_DTYPE records (RFC 5844 framing is ext/framing.pyx).
 
-The reference is lmaload.wire (decode_mh, encode_mh, split_ipv6_mh, ipv6_header) with
+The pure-Python twin is lmaload.wire (decode_mh, encode_mh) with
 lmaload.protocol.pmip (ProxyBindingUpdate.parse, build_pba). ``scan_pbus`` marks a datagram
 ``fast`` only when the reference decodes it to a PBU of the one common shape, with the same
 fields; anything else, malformed or merely unusual, is left to the reference path. The loops run
@@ -28,7 +28,6 @@ from lmaload.wire import codepoints as cp
 from lmaload.wire import messages as wm
 from lmaload.wire import options as wo
 from lmaload.wire.codepoints import DEFAULT_CONFIG
-from lmaload.wire.ipv6 import DEFAULT_HOP_LIMIT
 
 include "checksum.pxi"
 
@@ -44,7 +43,6 @@ cdef enum:
     MH_HEADER = 6
     BU_OPTIONS = 12       # MH header and the Binding Update / Ack fixed part
     MAX_OPTION = 255
-    MAX_PAYLOAD = 0xFFFF  # the IPv6 Payload Length field
 
 cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
 cdef uint8_t PAYLOAD_PROTO_NONE = cp.PAYLOAD_PROTO_NONE
@@ -60,7 +58,6 @@ cdef uint8_t OPT_HANDOFF_INDICATOR = cp.OPT_HANDOFF_INDICATOR
 cdef uint8_t OPT_ACCESS_TECHNOLOGY_TYPE = cp.OPT_ACCESS_TECHNOLOGY_TYPE
 cdef uint8_t OPT_TIMESTAMP = cp.OPT_TIMESTAMP
 cdef uint8_t OPT_MN_LINK_LAYER_ID = cp.OPT_MN_LINK_LAYER_ID
-cdef uint8_t HOP_LIMIT = DEFAULT_HOP_LIMIT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,93 +472,6 @@ def encode_pbas(buf, scan, sel, prefix, plen, lifetime, status, src, dst, config
                 p + o[k], o[k + 1] - o[k], d, &rec[j], pre + 16 * k, pl[k], lt[k], st[k],
                 da + 16 * j, sa + 16 * j,
             )
-    return out, offsets
-
-
-# ---------------------------------------------------------------------------------------------
-# RFC 5844 inner IPv6 header
-
-def unframe(buf, offsets):
-    """split_ipv6_mh over the payloads ``buf[offsets[i]:offsets[i + 1]]``: the MH bounds in buf,
-    the inner source and destination ((n, 16) uint8) and ok (1 where split_ipv6_mh accepts the
-    payload; elsewhere the bounds are empty and the addresses zero)."""
-    data = octets(buf)
-    offs = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
-    cdef Py_ssize_t n = max(len(offs) - 1, 0)
-    cdef cnp.ndarray starts = np.zeros(n, dtype=np.int64)
-    cdef cnp.ndarray ends = np.zeros(n, dtype=np.int64)
-    cdef cnp.ndarray src = np.zeros((n, 16), dtype=np.uint8)
-    cdef cnp.ndarray dst = np.zeros((n, 16), dtype=np.uint8)
-    cdef cnp.ndarray ok = np.zeros(n, dtype=np.uint8)
-    cdef const uint8_t* d = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>data)
-    cdef Py_ssize_t size = len(data)
-    cdef const int64_t* of = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>offs)
-    cdef int64_t* s = <int64_t*>cnp.PyArray_DATA(starts)
-    cdef int64_t* e = <int64_t*>cnp.PyArray_DATA(ends)
-    cdef uint8_t* sa = <uint8_t*>cnp.PyArray_DATA(src)
-    cdef uint8_t* da = <uint8_t*>cnp.PyArray_DATA(dst)
-    cdef uint8_t* okp = <uint8_t*>cnp.PyArray_DATA(ok)
-    cdef Py_ssize_t i, a, b, length
-    cdef const uint8_t* h
-    with nogil:
-        for i in range(n):
-            a = clamp(of[i], size)
-            b = clamp(of[i + 1], size)
-            length = b - a
-            s[i] = e[i] = a
-            if length < IPV6_HEADER:
-                continue
-            h = d + a
-            if h[0] >> 4 != 6 or be16(h + 4) != length - IPV6_HEADER or h[6] != IPPROTO_MH:
-                continue
-            s[i] = a + IPV6_HEADER
-            e[i] = b
-            memcpy(sa + 16 * i, h + 8, 16)
-            memcpy(da + 16 * i, h + 24, 16)
-            okp[i] = 1
-    return starts, ends, src, dst, ok
-
-
-def frame(buf, starts, ends, src, dst):
-    """Each MH ``buf[starts[i]:ends[i]]`` (sliced as Python slices) behind ipv6_header(src[i],
-    dst[i], its length): the octets and the offsets of each packet."""
-    data = octets(buf)
-    starts_a = np.ascontiguousarray(starts, dtype=np.int64).reshape(-1)
-    cdef Py_ssize_t n = len(starts_a)
-    ends_a = c_array(ends, np.dtype(np.int64), "ends", (n,))
-    src_a = c_array(src, np.dtype(np.uint8), "src", (n, 16))
-    dst_a = c_array(dst, np.dtype(np.uint8), "dst", (n, 16))
-    cdef Py_ssize_t size = len(data)
-    lo = np.clip(np.where(starts_a < 0, starts_a + size, starts_a), 0, size)
-    hi = np.clip(np.where(ends_a < 0, ends_a + size, ends_a), 0, size)
-    lengths = np.maximum(hi - lo, 0)
-    if n and int(lengths.max()) > MAX_PAYLOAD:
-        raise struct.error("a Mobility Header over 65535 octets does not fit an IPv6 header")
-    cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths + IPV6_HEADER, out=offsets[1:])
-    cdef cnp.ndarray out = np.empty(offsets[n], dtype=np.uint8)
-    lo = np.ascontiguousarray(lo, dtype=np.int64)
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    cdef const int64_t* l0 = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>lo)
-    cdef const int64_t* ln = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>lengths)
-    cdef const int64_t* of = <const int64_t*>cnp.PyArray_DATA(offsets)
-    cdef const uint8_t* d = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>data)
-    cdef const uint8_t* sa = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>src_a)
-    cdef const uint8_t* da = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>dst_a)
-    cdef uint8_t* base = <uint8_t*>cnp.PyArray_DATA(out)
-    cdef uint8_t* p
-    cdef Py_ssize_t i
-    with nogil:
-        for i in range(n):
-            p = base + of[i]
-            p[0] = 0x60
-            p[1] = p[2] = p[3] = 0
-            put_be16(p + 4, <uint16_t>ln[i])
-            p[6] = IPPROTO_MH
-            p[7] = HOP_LIMIT
-            memcpy(p + 8, sa + 16 * i, 16)
-            memcpy(p + 24, da + 16 * i, 16)
-            memcpy(p + IPV6_HEADER, d + l0[i], ln[i])
     return out, offsets
 
 

@@ -7,6 +7,8 @@
 from libc.stdint cimport int8_t, int32_t, uint32_t
 from libc.string cimport memchr, memcpy
 
+include "framing.pxi"
+
 
 cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
     cdef uint32_t v
@@ -166,9 +168,7 @@ cdef bint decode_datagram(
     cdef Py_ssize_t length = n, fixed, k
     cdef uint64_t b
     if ipv6:
-        if n < IPV6_HEADER or d[0] >> 4 != 6 or d[6] != IPPROTO_MH:
-            return False
-        if be16(d + 4) != n - IPV6_HEADER:  # Payload Length
+        if not inner_header_ok(d, n):
             return False
         mh += IPV6_HEADER
         length -= IPV6_HEADER

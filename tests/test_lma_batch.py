@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmaload._ext import lma_batch
+from lmaload._ext import framing, lma_batch
 from lmaload.bulk_types import PBU_SCAN_DTYPE
 from lmaload.protocol.pmip import ProxyBindingUpdate, build_pba
 from lmaload.wire import (
@@ -767,7 +767,7 @@ def test_unframe_matches_split_ipv6_mh(packets: list[bytes], lead: int) -> None:
     raw = bytes(lead) + b"".join(packets)
     offsets = np.cumsum([lead, *map(len, packets)], dtype=np.int64)
     buf = np.frombuffer(raw, np.uint8)
-    starts, ends, src, dst, ok = lma_batch.unframe(buf, offsets)
+    starts, ends, src, dst, ok = framing.unframe(buf, offsets)
     assert len(ok) == len(packets) and src.shape == (len(packets), 16)
     for i, packet in enumerate(packets):
         try:
@@ -785,7 +785,7 @@ def test_unframe_matches_split_ipv6_mh(packets: list[bytes], lead: int) -> None:
 def test_frame_matches_ipv6_header(items: list[tuple[bytes, IPv6Address, IPv6Address]]) -> None:
     mhs = [m for m, _, _ in items]
     buf, starts, ends = pack_batch(mhs, [3] * len(mhs))
-    out, offsets = lma_batch.frame(
+    out, offsets = framing.frame(
         buf,
         starts,
         ends,
@@ -796,7 +796,7 @@ def test_frame_matches_ipv6_header(items: list[tuple[bytes, IPv6Address, IPv6Add
     assert out.tobytes() == expected
     assert list(offsets) == list(np.cumsum([0] + [40 + len(m) for m in mhs]))
     # And back.
-    starts2, ends2, _, _, ok = lma_batch.unframe(out, offsets)
+    starts2, ends2, _, _, ok = framing.unframe(out, offsets)
     assert ok.all()
     assert [out[a:b].tobytes() for a, b in zip(starts2, ends2, strict=True)] == mhs
 
@@ -815,7 +815,7 @@ def test_frame_scan_encode_round_trip() -> None:
         packets.append(ipv6_header(mag, LMA, len(mh)) + mh)
     buf = np.frombuffer(b"".join(packets), np.uint8)
     offsets = np.cumsum([0, *map(len, packets)])
-    starts, ends, src, dst, ok = lma_batch.unframe(buf, offsets)
+    starts, ends, src, dst, ok = framing.unframe(buf, offsets)
     assert ok.all()
     records = lma_batch.scan_pbus(buf, starts, ends, src, dst)
     assert records["fast"].all()
@@ -831,7 +831,7 @@ def test_frame_scan_encode_round_trip() -> None:
         src,
         dst,
     )
-    out, out_offsets = lma_batch.frame(pbas, pba_offsets[:-1], pba_offsets[1:], dst, src)
+    out, out_offsets = framing.frame(pbas, pba_offsets[:-1], pba_offsets[1:], dst, src)
     for i in range(n):
         s, d, mh = split_ipv6_mh(out[out_offsets[i] : out_offsets[i + 1]].tobytes())
         assert (s, d) == (LMA, mags[i])

@@ -11,7 +11,6 @@ from ipaddress import IPv6Address
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from lmaload.transport.udp5436 import frame
 from lmaload.wire import (
     AccessTechnologyType,
     BindingAck,
@@ -23,7 +22,7 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire.checksum import mh_checksum
-from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH
+from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH, frame
 from tests.test_lma_udp import TIMEOUT, Mag, start_lma
 
 VALID = 200

@@ -17,7 +17,7 @@ import pytest
 from lmaload.metrics import LmaMetrics
 from lmaload.protocol import LmaConfig, LmaEngine, Policy
 from lmaload.transport.engine_loop import EngineLoop
-from lmaload.transport.udp5436 import SignallingSocket, UdpTransport, frame, mapped
+from lmaload.transport.udp5436 import SignallingSocket, UdpTransport, mapped
 from lmaload.wire import (
     AccessTechnologyType,
     BindingAck,
@@ -31,6 +31,7 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from lmaload.wire.ipv6 import frame
 
 MAG_HOST = "127.1.0.1"
 OTHER_MAG_HOST = "127.1.0.2"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lmaload._ext.framing import frame_between as frame_batch
 from prometheus_client.parser import text_string_to_metric_families
 
 from lmaload.lma_pair import free_port
@@ -24,12 +25,12 @@ from lmaload.protocol import LmaConfig, LmaEngine
 from lmaload.protocol.binding_cache import BceState
 from lmaload.protocol.datagrams import Datagrams
 from lmaload.sim import LinkProfile, Simulator
-from lmaload.sync.frames import frame_batch
 from lmaload.sync.metrics import SyncMetrics
 from lmaload.sync.plan import CREATE, DELETE, UPDATE, build_plan
 from lmaload.sync.sender import SenderConfig, SyncSender
 from lmaload.sync.verify import Verifier, VerifyConfig
-from lmaload.transport.udp5436 import frame, unframe
+from lmaload.transport.udp5436 import unframe
+from lmaload.wire.ipv6 import frame
 from tests.lma_children import LmaProcess, wait_for
 
 ACTIVE = IPv6Address("2001:db8:ffff::a")

@@ -2,7 +2,6 @@
 fast the standby ingests State Synchronization.
 
 - ``plan`` — the stream of session records (creates, updates, deletes) as numpy columns;
-- ``frames`` — the RFC 5844 inner IPv6 header put on a whole batch of Mobility Headers at once;
 - ``sender`` — the sans-IO active peer: HA-HELLO, SS-REPs open-loop or windowed with SS-ACKs and
   retransmissions, full sync on SS-REQ, SO-REQ answered in the old LMA's role;
 - ``verify`` — the sans-IO sample check: failover PBUs (LMA Failure Indication) from the sessions'

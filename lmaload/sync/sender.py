@@ -32,6 +32,7 @@ from ipaddress import IPv6Address
 
 import numpy as np
 
+from lmaload._ext.framing import frame_between
 from lmaload.bulk import decode_ss_acks, encode_state_sync
 from lmaload.bulk_types import DECODE_MALFORMED, DECODE_OK
 from lmaload.measure.goodput import PerSecond
@@ -39,7 +40,6 @@ from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter, Schedule
 from lmaload.population import Population
 from lmaload.protocol.redundancy import hello
-from lmaload.sync.frames import frame_batch, pack
 from lmaload.sync.plan import DELETE, SyncPlan
 from lmaload.wire import (
     HomeAgentControl,
@@ -54,7 +54,7 @@ from lmaload.wire import (
 )
 from lmaload.wire import codepoints as cp
 from lmaload.wire.codepoints import DEFAULT_CONFIG
-from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH, ipv6_header
+from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH, frame
 
 IDENTIFIERS = 0x10000  # Identifier 0 is never used (R14)
 MAX_RECORDS_PER_STEP = 8192  # records encoded per call, so receiving and timers get a turn
@@ -329,7 +329,9 @@ class SyncSender:
         if count == 0:
             return False
         ids = ids[:count]
-        buf, offsets = frame_batch(batch.buf, batch.offsets[: count + 1], cfg.address, cfg.standby)
+        buf, offsets = frame_between(
+            batch.buf, batch.offsets[: count + 1], cfg.address, cfg.standby
+        )
         self._out.append((buf, offsets))
         c = self.counters
         c.ss_rep_sent += count
@@ -509,11 +511,18 @@ class SyncSender:
             lifetimes=lifetimes,
             config=cfg.wire,
         )
-        self._out.append(frame_batch(batch.buf, batch.offsets, cfg.address, cfg.standby))
+        self._out.append(frame_between(batch.buf, batch.offsets, cfg.address, cfg.standby))
         c.full_sync_sessions += len(rows)
         c.full_sync_messages += len(batch.offsets) - 1
 
     def _send(self, msg: HomeAgentHello | HomeAgentControl | StateSync) -> None:
         cfg = self.config
         mh = encode_mh(msg, cfg.address, cfg.standby, cfg.wire)
-        self._out_single.append(ipv6_header(cfg.address, cfg.standby, len(mh)) + mh)
+        self._out_single.append(frame(mh, cfg.address, cfg.standby))
+
+
+def pack(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Separate payloads as one (buf, offsets) batch."""
+    offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in payloads], out=offsets[1:])
+    return np.frombuffer(b"".join(payloads), dtype=np.uint8), offsets

@@ -24,8 +24,8 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
-from lmaload._ext.lma_batch import frame as frame_batch
-from lmaload._ext.lma_batch import unframe as unframe_batch
+from lmaload._ext.framing import frame as frame_columns
+from lmaload._ext.framing import unframe as unframe_columns
 from lmaload._ext.mag_step import Routes
 from lmaload.capture import Capture
 from lmaload.population import Population
@@ -79,7 +79,7 @@ class MagTransport:
             src4, dst4, ports = src4[routed], dst4[routed], ports[routed]
         if not len(columns):
             return
-        buf, offsets = frame_batch(
+        buf, offsets = frame_columns(
             columns.buf, columns.starts, columns.ends, columns.src, columns.dst
         )
         if self.capture is not None:
@@ -109,7 +109,7 @@ class MagTransport:
                 local = (batch.dst[i].tobytes(), self._port)
                 self.capture.record(now, "in", source, local, batch.datagram(i))
             self.capture.flush()
-        starts, ends, src, dst, ok = unframe_batch(batch.buf, batch.offsets)
+        starts, ends, src, dst, ok = unframe_columns(batch.buf, batch.offsets)
         good = ok.view(bool)
         columns = Columns(batch.buf, starts, ends, src, dst)
         if not good.all():

@@ -30,13 +30,13 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
-from lmaload._ext.lma_batch import frame as frame_batch
-from lmaload._ext.lma_batch import unframe as unframe_batch
+from lmaload._ext.framing import frame as frame_columns
+from lmaload._ext.framing import unframe as unframe_columns
 from lmaload.capture import Capture
 from lmaload.protocol.datagrams import Columns, Datagram, Datagrams, distinct
 from lmaload.transport.batch import Batch, BatchSocket
 from lmaload.wire import Message, WireError, decode_mh, encode_mh
-from lmaload.wire.ipv6 import ipv6_header, split_ipv6_mh
+from lmaload.wire.ipv6 import frame, split_ipv6_mh
 
 PMIP6_CNTL_PORT = 5436
 SEND_WAIT = 0.05  # seconds to wait for a full send buffer before counting the rest as dropped
@@ -44,14 +44,9 @@ SEND_WAIT = 0.05  # seconds to wait for a full send buffer before counting the r
 OuterAddress = tuple[str, int]
 
 
-def frame(mh: bytes, src: IPv6Address, dst: IPv6Address) -> bytes:
-    """A UDP/5436 payload: the inner IPv6 header for ``src`` → ``dst``, then ``mh``."""
-    return ipv6_header(src, dst, len(mh)) + mh
-
-
 def unframe(payload: bytes) -> Datagram:
-    """The Mobility Header of a UDP/5436 payload with its inner addresses; WireError when the
-    inner IPv6 header is missing or wrong (version, payload length, next header)."""
+    """The Mobility Header of a UDP/5436 payload with its inner addresses (``split_ipv6_mh``);
+    WireError when the inner IPv6 header is missing or wrong."""
     src, dst, mh = split_ipv6_mh(payload)
     return Datagram(mh, src, dst)
 
@@ -149,7 +144,7 @@ class UdpTransport:
             return Datagrams()
         if self.capture is not None:
             self._capture_in(sock, batch)
-        starts, ends, inner_src, inner_dst, ok = unframe_batch(batch.buf, batch.offsets)
+        starts, ends, inner_src, inner_dst, ok = unframe_columns(batch.buf, batch.offsets)
         good = ok.view(bool)
         bad = batch.count - int(np.count_nonzero(good))
         if bad:
@@ -235,7 +230,7 @@ class UdpTransport:
             if sock is None or not mask.any():
                 continue
             part = columns.take(mask)
-            buf, offsets = frame_batch(part.buf, part.starts, part.ends, part.src, part.dst)
+            buf, offsets = frame_columns(part.buf, part.starts, part.ends, part.src, part.dst)
             if self.capture is not None:
                 self._capture_out(sock, buf, offsets, hosts[inverse[mask]], ports[inverse[mask]])
             send_batch(sock, buf, offsets, hosts[inverse[mask]], ports[inverse[mask]], self.drops)

@@ -52,6 +52,12 @@ def split_ipv6_mh(data: bytes) -> tuple[IPv6Address, IPv6Address, bytes]:
     return IPv6Address(data[8:24]), IPv6Address(data[24:40]), data[IPV6_HEADER_LENGTH:]
 
 
+def frame(mh: bytes, src: IPv6Address, dst: IPv6Address) -> bytes:
+    """A UDP/5436 payload (RFC 5844): the inner IPv6 header for ``src`` → ``dst``, then ``mh``.
+    The compiled batch twin is ``lmaload._ext.framing``."""
+    return ipv6_header(src, dst, len(mh)) + mh
+
+
 def encode_ipv6_mh(
     message: Message,
     src: IPv6Address,
