@@ -1,6 +1,7 @@
 # cython: language_level=3, annotation_typing=False
 """State Synchronization replies straight from the LMA binding cache's columns: the compiled twin
-of the engine's ``session_options`` + ``pack_sessions`` + ``encode_mh`` loop.
+of the engine's ``session_options`` + ``pack_sessions`` + ``encode_mh`` loop, through the one
+State Sync writer (ext/state_sync.pxi, shared with ext/sync.pyx).
 
 For a selection ``sel`` of binding cache rows the reference is::
 
@@ -23,8 +24,8 @@ the alignment of spec-digest §1.2, as ``encode_options`` places it.
 
 import numpy as np
 
-from lmaload.bulk_types import SyncBatch
 from lmaload.bce import BCE_DTYPE
+from lmaload.bulk_types import SyncBatch
 from lmaload.wire.codepoints import DEFAULT_CONFIG
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
@@ -33,246 +34,28 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport ceil, isinf, isnan
-from libc.stdint cimport int64_t
-from libc.string cimport memcpy, memset
+from libc.stdint cimport int64_t, uint8_t, uint16_t
+
+from lmaload.wire import codepoints as cp
 
 include "checksum.pxi"
 include "binding_cache.pxi"
 
-cdef enum:
-    IPPROTO_MH = 135
-    PAYLOAD_PROTO_NONE = 59
-    OPT_PAD1 = 0
-    OPT_PADN = 1
-    OPT_MN_IDENTIFIER = 8
-    OPT_HOME_NETWORK_PREFIX = 22
-    OPT_ACCESS_TECHNOLOGY_TYPE = 24
-    OPT_MN_LINK_LAYER_ID = 25
-    OPT_LINK_LOCAL_ADDRESS = 26
-    OPT_TIMESTAMP = 27
-    OPT_RESTART_COUNTER = 28
-    MNID_SUBTYPE_NAI = 1
-    SS_REPLY = 1
-    SS_FLAG_A = 0x80
-    SS_FLAG_M = 0x40
-    MH_MAX_LENGTH = 2048
-    OPTIONS_START = 10  # MH header (6) and the SS fixed part: type, flags, Identifier
-    LEAD_END = 16  # after a Restart Counter at OPTIONS_START (already at 4n+2)
-    PBCI_LENGTH = 28
-    MAX_OPTION_LENGTH = 255
-    PREFIX_KEY_LENGTH = 17
-
+cdef uint8_t OPT_PAD1 = cp.OPT_PAD1
+cdef uint8_t OPT_PADN = cp.OPT_PADN
 
 include "octets.pxi"
+include "state_sync.pxi"
 
-
-cdef struct session_t:
-    const bce_t* bce
-    const uint8_t* mn_id
-    Py_ssize_t mn_len
-    Py_ssize_t key0  # index of its first prefix key in the flat key array
-    Py_ssize_t n_keys
-    const uint8_t* ll_id  # NULL: no MN LL-ID option
-    Py_ssize_t ll_len
-    uint16_t remaining  # PBCI lifetime, 4-second units
-    bint has_lla
+cdef enum:
+    PREFIX_KEY_LENGTH = 17
 
 
 def stepped_identifier(start, k):
     """The Identifier of message ``k`` of a batch encoded with ``step_identifiers``: the engine's
-    ``sync_id = sync_id % 0xFFFF + 1`` applied k + 1 times from ``start`` (1..65535, never 0)."""
-    return (int(start) + int(k)) % 0xFFFF + 1
-
-
-cdef inline Py_ssize_t session_end(
-    const session_t* s, Py_ssize_t off
-) noexcept nogil:
-    """MH offset after the session when it follows options ending at ``off``."""
-    cdef Py_ssize_t k
-    off += (2 - off) & 7  # PBCI at 8n+2
-    off += 2 + PBCI_LENGTH
-    off += 3 + s.mn_len  # MN-ID, no alignment
-    for k in range(s.n_keys):
-        off += (4 - off) & 7  # HNP at 8n+4
-        off += 20
-    off += 4  # ATT, no alignment
-    if s.bce.ts:
-        off += (2 - off) & 7  # Timestamp at 8n+2
-        off += 10
-    if s.ll_id != NULL:
-        off += off & 1  # MN LL-ID at 2n
-        off += 4 + s.ll_len
-    if s.has_lla:
-        off += (6 - off) & 7  # Link-local Address at 8n+6
-        off += 18
-    return off
-
-
-cdef inline Py_ssize_t padded(Py_ssize_t end) noexcept nogil:
-    return (end + 7) & ~(<Py_ssize_t>7)
-
-
-cdef Py_ssize_t layout(
-    const session_t* sessions, Py_ssize_t n, Py_ssize_t start, int64_t* first,
-    int64_t* offsets, Py_ssize_t* too_long,
-) noexcept nogil:
-    """``pack_sessions``: a session joins the current message iff the message with it, padded,
-    stays within 2048 octets, else it starts the next one. Fills ``first`` and ``offsets``
-    (count + 1 entries) and returns the count of messages, or -1 when a message would exceed
-    the limit (a session alone too long; its index in ``too_long``)."""
-    cdef Py_ssize_t i, m = 0, cur_first = 0, carried = 0, off = start, e, length
-    offsets[0] = 0
-    for i in range(n):
-        e = session_end(&sessions[i], off)
-        if carried and padded(e) > MH_MAX_LENGTH:
-            length = padded(off)
-            if length > MH_MAX_LENGTH:
-                too_long[0] = cur_first
-                return -1
-            first[m] = cur_first
-            offsets[m + 1] = offsets[m] + length
-            m += 1
-            cur_first = i
-            carried = 0
-            e = session_end(&sessions[i], start)
-        carried += 1
-        off = e
-    length = padded(off)  # the last message; with no sessions, the lead alone
-    if length > MH_MAX_LENGTH:
-        too_long[0] = cur_first
-        return -1
-    first[m] = cur_first
-    offsets[m + 1] = offsets[m] + length
-    m += 1
-    first[m] = n
-    return m
-
-
-cdef Py_ssize_t write_session(
-    const session_t* s, const uint8_t* const* keys, uint8_t* mh, Py_ssize_t off,
-    uint8_t pbci_type,
-) noexcept nogil:
-    """The session at MH offset ``off``; returns the offset after it (``session_end``)."""
-    cdef const bce_t* b = s.bce
-    cdef const uint8_t* key
-    cdef uint8_t* q
-    cdef Py_ssize_t k
-
-    off = put_padding(mh, off, (2 - off) & 7)
-    q = mh + off
-    q[0] = pbci_type
-    q[1] = PBCI_LENGTH
-    put_be16(q + 2, b.flags)
-    put_be16(q + 4, b.seq)
-    put_be16(q + 6, s.remaining)
-    q[8] = 0
-    q[9] = 0
-    put_be32(q + 10, b.tunnel)
-    memcpy(q + 14, b.proxy_coa, 16)
-    off += 2 + PBCI_LENGTH
-
-    q = mh + off
-    q[0] = OPT_MN_IDENTIFIER
-    q[1] = <uint8_t>(1 + s.mn_len)
-    q[2] = MNID_SUBTYPE_NAI
-    memcpy(q + 3, s.mn_id, s.mn_len)
-    off += 3 + s.mn_len
-
-    for k in range(s.n_keys):
-        key = keys[s.key0 + k]
-        off = put_padding(mh, off, (4 - off) & 7)
-        q = mh + off
-        q[0] = OPT_HOME_NETWORK_PREFIX
-        q[1] = 18
-        q[2] = 0
-        q[3] = key[16]
-        memcpy(q + 4, key, 16)
-        off += 20
-
-    q = mh + off
-    q[0] = OPT_ACCESS_TECHNOLOGY_TYPE
-    q[1] = 2
-    q[2] = 0
-    q[3] = b.att
-    off += 4
-
-    if b.ts:
-        off = put_padding(mh, off, (2 - off) & 7)
-        q = mh + off
-        q[0] = OPT_TIMESTAMP
-        q[1] = 8
-        put_be64(q + 2, b.ts)
-        off += 10
-
-    if s.ll_id != NULL:
-        off = put_padding(mh, off, off & 1)
-        q = mh + off
-        q[0] = OPT_MN_LINK_LAYER_ID
-        q[1] = <uint8_t>(2 + s.ll_len)
-        q[2] = 0
-        q[3] = 0
-        memcpy(q + 4, s.ll_id, s.ll_len)
-        off += 4 + s.ll_len
-
-    if s.has_lla:
-        off = put_padding(mh, off, (6 - off) & 7)
-        q = mh + off
-        q[0] = OPT_LINK_LOCAL_ADDRESS
-        q[1] = 16
-        memcpy(q + 2, b.lla, 16)
-        off += 18
-    return off
-
-
-cdef struct message_params_t:
-    uint8_t mh_type
-    uint8_t pbci_type
-    bint lead  # a Restart Counter option first
-    uint32_t restart_counter
-    uint16_t identifier
-    bint step_identifiers
-    uint8_t ack_flag
-    bint more
-    const uint8_t* src  # NULL: checksum left 0
-    const uint8_t* dst
-
-
-cdef void write_messages(
-    const message_params_t* p, const session_t* sessions, const uint8_t* const* keys,
-    const int64_t* first, const int64_t* offsets, Py_ssize_t count, uint8_t* out,
-) noexcept nogil:
-    cdef Py_ssize_t k, i, off, length
-    cdef uint8_t* mh
-    cdef uint64_t s
-    cdef uint16_t ident
-    for k in range(count):
-        mh = out + offsets[k]
-        length = offsets[k + 1] - offsets[k]
-        mh[0] = PAYLOAD_PROTO_NONE
-        mh[1] = <uint8_t>(length // 8 - 1)
-        mh[2] = p.mh_type
-        mh[3] = 0
-        mh[4] = 0
-        mh[5] = 0
-        mh[6] = SS_REPLY
-        mh[7] = p.ack_flag | (SS_FLAG_M if p.more and k < count - 1 else 0)
-        if p.step_identifiers:
-            ident = <uint16_t>((<int64_t>p.identifier + k) % 0xFFFF + 1)
-        else:
-            ident = p.identifier
-        put_be16(mh + 8, ident)
-        off = OPTIONS_START
-        if p.lead:
-            mh[off] = OPT_RESTART_COUNTER
-            mh[off + 1] = 4
-            put_be32(mh + off + 2, p.restart_counter)
-            off = LEAD_END
-        for i in range(first[k], first[k + 1]):
-            off = write_session(&sessions[i], keys, mh, off, p.pbci_type)
-        put_padding(mh, off, length - off)
-        if p.src != NULL:
-            s = csum_pseudo_header(p.src, p.dst, length, IPPROTO_MH) + csum_add(mh, length)
-            put_be16(mh + 4, csum_fold(s))
+    ``sync_id = sync_id % 0xFFFF + 1`` applied k + 1 times from ``start`` (1..65535, never 0),
+    which is the one stepping rule (``stepped``) from the identifier after ``start``."""
+    return stepped(int(start) % 0xFFFF + 1, k, 1)
 
 
 cdef inline bint all_zero(const uint8_t* octets, Py_ssize_t n) noexcept nogil:
@@ -394,14 +177,21 @@ def encode_sessions(
     cdef const int64_t[::1] sel_view = np.ascontiguousarray(sel, dtype=np.int64)
     cdef Py_ssize_t n = sel_view.shape[0]
 
-    cdef message_params_t p
+    cdef ss_messages_t p
     cdef bytes src_packed = None, dst_packed = None
     p.mh_type = config.mh_state_sync
     p.pbci_type = config.opt_pbci
+    p.ts_before_att = False
+    p.realm = NULL
+    p.realm_len = 0
     p.lead = restart_counter is not None
     p.restart_counter = restart_counter if p.lead else 0
-    p.identifier = identifier
-    p.step_identifiers = step_identifiers
+    if step_identifiers:  # the engine's rule: the first message takes the identifier after it
+        p.identifier = identifier % 0xFFFF + 1
+        p.identifier_step = 1
+    else:
+        p.identifier = identifier
+        p.identifier_step = 0
     p.ack_flag = SS_FLAG_A if ack else 0
     p.more = more
     p.src = NULL
@@ -413,7 +203,9 @@ def encode_sessions(
         p.dst = <const uint8_t*>PyBytes_AS_STRING(dst_packed)
 
     cdef _Refs refs = _Refs(3 * n)
-    cdef session_t* sessions = <session_t*>PyMem_Malloc((n if n else 1) * sizeof(session_t))
+    cdef ss_session_t* sessions = <ss_session_t*>PyMem_Malloc(
+        (n if n else 1) * sizeof(ss_session_t)
+    )
     cdef Py_ssize_t key_capacity = n if n else 1
     cdef const uint8_t** keys = <const uint8_t**>PyMem_Malloc(key_capacity * sizeof(uint8_t*))
     cdef const uint8_t** grown
@@ -426,7 +218,8 @@ def encode_sessions(
     cdef bint keys_list = type(prefix_keys) is list
     cdef bint ll_list = type(ll_ids) is list
     cdef Py_ssize_t i, j, row, n_keys = 0, count, too_long = 0
-    cdef session_t* s
+    cdef ss_session_t* s
+    cdef const bce_t* b
     cdef const uint8_t* key
     cdef object mn, row_keys, item, ll
     cdef double quarters
@@ -441,7 +234,15 @@ def encode_sessions(
             if row < 0 or row >= n_rows:
                 raise IndexError(f"row {sel_view[i]} is outside the {n_rows} binding cache rows")
             s = &sessions[i]
-            s.bce = &bces[row]
+            b = &bces[row]
+            s.flags = b.flags
+            s.seq = b.seq
+            s.tunnel = b.tunnel
+            s.proxy_coa = b.proxy_coa
+            s.att = b.att
+            s.has_ts = b.ts != 0
+            s.ts = b.ts
+            s.lla = NULL if all_zero(b.lla, 16) else b.lla
 
             mn = column_item(mn_ids, mn_list, row)
             if not PyBytes_Check(mn):
@@ -493,18 +294,17 @@ def encode_sessions(
                 s.ll_id = <const uint8_t*>PyBytes_AS_STRING(ll)
                 refs.hold(ll)
 
-            quarters = ceil((s.bce.expires - now) / 4)
+            quarters = ceil((b.expires - now) / 4)
             if isnan(quarters):
                 raise ValueError(f"row {row}: cannot convert float NaN to integer")
             if isinf(quarters):
                 raise OverflowError(f"row {row}: cannot convert float infinity to integer")
             if quarters < 1:
-                s.remaining = 1
+                s.lifetime = 1
             elif quarters > 0xFFFF:
-                s.remaining = 0xFFFF
+                s.lifetime = 0xFFFF
             else:
-                s.remaining = <uint16_t>quarters
-            s.has_lla = not all_zero(s.bce.lla, 16)
+                s.lifetime = <uint16_t>quarters
 
         first = np.empty(n + 2, dtype=np.int64)
         offsets = np.empty(n + 2, dtype=np.int64)
@@ -512,8 +312,7 @@ def encode_sessions(
         offsets_view = offsets
         with nogil:
             count = layout(
-                sessions, n, LEAD_END if p.lead else OPTIONS_START, &first_view[0],
-                &offsets_view[0], &too_long,
+                &p, sessions, n, MH_MAX_LENGTH, &first_view[0], &offsets_view[0], &too_long
             )
         if count < 0:
             row = sel_view[too_long]
