@@ -4,10 +4,11 @@
 The compiled twin of lmaload/wire/checksum.py; both must give the same value for every input.
 """
 
+from lmaload.wire import codepoints as cp
+
 include "checksum.pxi"
 
-cdef enum:
-    IPPROTO_MH = 135
+cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
 
 
 def internet_checksum(const uint8_t[::1] data not None) -> int:

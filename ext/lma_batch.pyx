@@ -23,6 +23,7 @@ cimport numpy as cnp
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
+from lmaload.bulk_types import NO_MN_ID as NO_MN_ID_VALUE
 from lmaload.bulk_types import PBU_SCAN_DTYPE, SS_SESSION_DTYPE
 from lmaload.wire import codepoints as cp
 from lmaload.wire import messages as wm
@@ -35,6 +36,7 @@ cnp.import_array()
 
 
 cdef extern from *:
+    uint32_t bswap32 "__builtin_bswap32"(uint32_t) noexcept nogil
     uint64_t bswap64 "__builtin_bswap64"(uint64_t) noexcept nogil
 
 
@@ -58,12 +60,15 @@ cdef uint8_t OPT_HANDOFF_INDICATOR = cp.OPT_HANDOFF_INDICATOR
 cdef uint8_t OPT_ACCESS_TECHNOLOGY_TYPE = cp.OPT_ACCESS_TECHNOLOGY_TYPE
 cdef uint8_t OPT_TIMESTAMP = cp.OPT_TIMESTAMP
 cdef uint8_t OPT_MN_LINK_LAYER_ID = cp.OPT_MN_LINK_LAYER_ID
+cdef uint8_t PBCI_FIXED_LENGTH = wo.PBCI_FIXED_LENGTH
+cdef uint32_t NO_MN_ID = NO_MN_ID_VALUE
 
 
 # ---------------------------------------------------------------------------------------------
 # Octet and checksum helpers (as in ext/bulk.pyx)
 
 include "octets.pxi"
+include "mh_decode.pxi"
 
 
 cdef inline uint64_t native_sum(const uint8_t* p, Py_ssize_t n) noexcept nogil:
@@ -162,7 +167,7 @@ cdef enum:  # what an option type is to the fast lane (each seen at most once)
     K_LFI = 64
     K_REQUIRED = K_MNID | K_HNP | K_HI | K_ATT
 
-_OPTION_KIND = {
+_LANE_KIND = {
     wo.MobileNodeIdentifier: K_MNID,
     wo.HomeNetworkPrefix: K_HNP,
     wo.HandoffIndicator: K_HI,
@@ -176,6 +181,7 @@ _OPTION_KIND = {
 cdef struct tables_t:
     uint8_t is_bu[256]        # MH type -> 1 for the Binding Update
     uint8_t option_kind[256]  # option type -> K_ kind (Pad1/PadN are framing, never looked up)
+    wire_t wire               # the decoders' kinds, whose Length rules the scan applies
 
 
 @functools.lru_cache(maxsize=16)
@@ -186,7 +192,7 @@ def _tables(config):
     for code, cls in wm.message_classes(config).items():
         table[code] = cls is wm.BindingUpdate
     for code, cls in wo.option_classes(config).items():
-        table[256 + code] = _OPTION_KIND.get(cls, K_OTHER)
+        table[256 + code] = _LANE_KIND.get(cls, K_OTHER)
     return bytes(table)
 
 
@@ -194,6 +200,7 @@ cdef void fill_tables(tables_t* t, config):
     cdef bytes table = _tables(config)
     memcpy(t.is_bu, <const char*>table, 256)
     memcpy(t.option_kind, <const char*>table + 256, 256)
+    fill_wire(&t.wire, config)
 
 
 cdef bint scan_one(
@@ -224,41 +231,28 @@ cdef bint scan_one(
             break
         length = mh[body - 1]
         k = t.option_kind[kind]
-        if k == K_OTHER or seen & k:
+        if k == K_OTHER or seen & k or not length_ok(t.wire.option_kind[kind], mh, body):
             return False
         seen |= k
         if k == K_MNID:
-            # MobileNodeIdentifier.unpack takes Length >= 1; the lane wants a non-empty NAI.
             if length < 2 or mh[body] != MNID_SUBTYPE_NAI:
-                return False
+                return False  # the lane wants a non-empty NAI
             r.mn_start = base + body + 1
             r.mn_len = length - 1
         elif k == K_HNP:
-            if length != 18 or mh[body + 1] > 128:
-                return False
             r.plen = mh[body + 1]
             memcpy(r.hnp, mh + body + 2, 16)
         elif k == K_HI:
-            if length != 2:
-                return False
             r.hi = mh[body + 1]
         elif k == K_ATT:
-            if length != 2:
-                return False
             r.att = mh[body + 1]
         elif k == K_TS:
-            if length != 8:
-                return False
             r.has_ts = 1
             r.ts = bswap64(load64(mh + body))
         elif k == K_LLID:
-            if length < 2:
-                return False
             r.llid_start = base + body + 2
             r.llid_len = length - 2
-        else:  # K_LFI: LmaFailureIndication.unpack takes the LMAA, and its IPv4 LMAA or not
-            if length != 16 and length != 20:
-                return False
+        else:  # K_LFI
             r.has_lfi = 1
     if seen & K_REQUIRED != K_REQUIRED:
         return False
@@ -516,7 +510,6 @@ cdef enum:  # what an option type is in an SS-REP the scan takes
     Q_PBCI = 64
     Q_RC = 128
     Q_REQUIRED = Q_MNID | Q_HNP | Q_ATT
-    PBCI_LENGTH = 28
 
 _SS_OPTION_KIND = {
     wo.MobileNodeIdentifier: Q_MNID,
@@ -540,10 +533,6 @@ def _ss_tables(config):
     return bytes(table)
 
 
-cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>be16(p) << 16) | be16(p + 2)
-
-
 cdef bint host_bits(const uint8_t* prefix, uint8_t plen) noexcept nogil:
     """Whether the prefix has bits set beyond plen (IPv6Network, strict, refuses it)."""
     cdef int k
@@ -559,7 +548,8 @@ cdef bint host_bits(const uint8_t* prefix, uint8_t plen) noexcept nogil:
 
 
 cdef Py_ssize_t scan_sessions(
-    const uint8_t* mh, Py_ssize_t n, const uint8_t* kinds, session_t* out, int64_t* counter,
+    const uint8_t* mh, Py_ssize_t n, const uint8_t* kinds, const wire_t* w, session_t* out,
+    int64_t* counter,
 ) noexcept nogil:
     """Sessions of the SS-REP options mh[10:n] into out; -1 when the scan declines."""
     cdef Py_ssize_t off = 10, body, count = 0
@@ -575,15 +565,15 @@ cdef Py_ssize_t scan_sessions(
             break
         length = mh[body - 1]
         k = kinds[kind]
-        if k == Q_OTHER:
+        if k == Q_OTHER or not length_ok(w.option_kind[kind], mh, body):
             return -1
         if k == Q_RC:
-            if s != NULL or counter[0] >= 0 or length != 4:
+            if s != NULL or counter[0] >= 0:
                 return -1  # only one lead Restart Counter, before the sessions
             counter[0] = be32(mh + body)
             continue
         if k == Q_PBCI:
-            if length != PBCI_LENGTH:
+            if length != PBCI_FIXED_LENGTH:
                 return -1  # a nested PBCI: the reference path flattens it
             if s != NULL:
                 s.ok = (seen & Q_REQUIRED) == Q_REQUIRED
@@ -603,30 +593,22 @@ cdef Py_ssize_t scan_sessions(
         seen |= k
         if k == Q_MNID:
             if length < 2 or mh[body] != MNID_SUBTYPE_NAI:
-                return -1
+                return -1  # the scan wants a non-empty NAI
             s.mn_start = body + 1
             s.mn_len = length - 1
         elif k == Q_HNP:
-            if length != 18 or mh[body + 1] > 128 or host_bits(mh + body + 2, mh[body + 1]):
+            if host_bits(mh + body + 2, mh[body + 1]):
                 return -1
             s.plen = mh[body + 1]
             memcpy(s.hnp, mh + body + 2, 16)
         elif k == Q_ATT:
-            if length != 2:
-                return -1
             s.att = mh[body + 1]
         elif k == Q_TS:
-            if length != 8:
-                return -1
             s.ts = bswap64(load64(mh + body))
         elif k == Q_LLID:
-            if length < 2:
-                return -1
             s.llid_start = body + 2
             s.llid_len = length - 2
         else:  # Q_LLA
-            if length != 16:
-                return -1
             s.has_lla = 1
             memcpy(s.lla, mh + body, 16)
     if s != NULL:
@@ -649,6 +631,8 @@ def scan_ss_rep(data, bytes src not None, bytes dst not None, config=DEFAULT_CON
     cdef Py_ssize_t n = len(buf)
     cdef bytes tables = _ss_tables(config)
     cdef const uint8_t* t = <const uint8_t*>tables
+    cdef wire_t w
+    fill_wire(&w, config)
     if n < 16 or mh[0] != PAYLOAD_PROTO_NONE or (mh[1] + 1) * 8 != n or mh[2] != t[0]:
         return None
     if mh[6] != cp.SS_REPLY:
@@ -660,7 +644,7 @@ def scan_ss_rep(data, bytes src not None, bytes dst not None, config=DEFAULT_CON
     cdef const uint8_t* s = src
     cdef const uint8_t* d = dst
     with nogil:
-        count = scan_sessions(mh, n, t + 1, rec, &counter)
+        count = scan_sessions(mh, n, t + 1, &w, rec, &counter)
         if count >= 0 and finish(n + IPPROTO_MH, address_sum(s, d) + native_sum(mh, n)) != 0:
             count = -1
     if count < 0:

@@ -2,7 +2,8 @@
 # message and option kinds per type number under a WireConfig, shared by the ext modules that
 # read Mobility Headers. Include after checksum.pxi and octets.pxi, in a module that defines
 # IPV6_HEADER, MH_HEADER, IPPROTO_MH, PAYLOAD_PROTO_NONE, MNID_SUBTYPE_NAI, PBCI_FIXED_LENGTH and
-# NO_MN_ID, declares bswap32 (__builtin_bswap32) and imports functools, lmaload.wire.messages as wm and lmaload.wire.options as wo:
+# NO_MN_ID, declares bswap32 (__builtin_bswap32) and imports functools, lmaload.wire.messages as
+# wm and lmaload.wire.options as wo:
 #     include "mh_decode.pxi"
 from libc.stdint cimport int8_t, int32_t, uint32_t
 from libc.string cimport memchr, memcpy
@@ -90,12 +91,41 @@ cdef int fill_wire(wire_t* w, config) except -1:
     return 0
 
 
+cdef inline bint length_ok(uint8_t k, const uint8_t* mh, Py_ssize_t body) noexcept nogil:
+    """The Length rule of option kind ``k`` (its class's unpack checks) for the option whose
+    data starts at mh[body]; the one copy of these rules for every compiled reader."""
+    cdef uint8_t length = mh[body - 1]
+    if k == O_LEN2:
+        return length == 2
+    if k == O_LEN6:
+        return length == 6
+    if k == O_LEN16:
+        return length == 16
+    if k == O_MNID:
+        return length >= 1
+    if k == O_HNP:
+        return length == 18 and mh[body + 1] <= 128
+    if k == O_LLID:
+        return length >= 2
+    if k == O_TS:
+        return length == 8
+    if k == O_RC:
+        return length == 4
+    if k == O_BCI:
+        return length == 40
+    if k == O_PBCI:
+        return length >= PBCI_FIXED_LENGTH
+    if k == O_LFI:
+        return length == 16 or length == 20
+    return True  # O_ANY
+
+
 cdef bint options_ok(
     const uint8_t* mh, Py_ssize_t off, Py_ssize_t end, const wire_t* w, bint inside_pbci,
     found_t* f,
 ) noexcept nogil:
     """decode_options' checks on mh[off:end], noting the first options the records need."""
-    cdef uint8_t kind = 0, length, k
+    cdef uint8_t kind = 0, k
     cdef Py_ssize_t body
     while True:
         body = next_option(mh, &off, end, &kind)
@@ -103,53 +133,29 @@ cdef bint options_ok(
             return False
         if body == OPTIONS_END:
             return True
-        length = mh[body - 1]
         k = w.option_kind[kind]
-        if k == O_ANY:
-            pass
-        elif k == O_LEN2:
-            if length != 2:
-                return False
-        elif k == O_LEN6:
-            if length != 6:
-                return False
-        elif k == O_LEN16:
-            if length != 16:
-                return False
-        elif k == O_MNID:
-            if length < 1:
-                return False
+        if not length_ok(k, mh, body):
+            return False
+        if k == O_MNID:
             if f.mnid < 0:
                 f.mnid = body
         elif k == O_HNP:
-            if length != 18 or mh[body + 1] > 128:
-                return False
             if f.hnp < 0:
                 f.hnp = body
-        elif k == O_LLID:
-            if length < 2:
-                return False
         elif k == O_TS:
-            if length != 8:
-                return False
             if f.ts < 0:
                 f.ts = body
         elif k == O_RC:
-            if length != 4:
-                return False
             if f.rc < 0:
                 f.rc = body
         elif k == O_BCI:
-            if inside_pbci or length != 40:
+            if inside_pbci:
                 return False
         elif k == O_PBCI:
             # A longer PBCI nests its session's options, which may not hold another (P)BCI.
-            if inside_pbci or length < PBCI_FIXED_LENGTH:
+            if inside_pbci:
                 return False
             if not options_ok(mh, body + PBCI_FIXED_LENGTH, off, w, True, f):
-                return False
-        elif k == O_LFI:
-            if length != 16 and length != 20:
                 return False
 
 
