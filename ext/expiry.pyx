@@ -14,6 +14,8 @@ same (when, row) twice keeps both entries, but ``pop_due`` returns the row once.
 holds more than 2 × live + 1024 entries (live: the current entries counted at the last
 compaction), ``next`` and ``pop_due`` rebuild it from one entry per current row, so a long run of
 refreshes cannot grow it without bound.
+
+The pure-Python twin is ``lmaload.protocol.timers.Timers``.
 """
 
 import numpy as np

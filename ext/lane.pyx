@@ -19,6 +19,8 @@ rows, records them for State Synchronization and encodes their PBAs in one call.
 
 ``PrefixPool`` lives here too, compiled, so that the lane allocates without a Python call; the
 reference path uses the same object.
+
+The pure-Python twin is ``lmaload.protocol.lma.pbu.PbuProcessor`` (the reference path).
 """
 
 import numpy as np

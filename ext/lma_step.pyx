@@ -14,6 +14,9 @@ what takes each datagram, which PBUs are shed unanswered, and the RFC 5847 heart
 
 No numpy allocation per datagram; the verdict per (MAG, destination) pair comes from a dict the
 caller keeps per ownership state.
+
+The pure-Python twin is the reference dispatch of ``lmaload.protocol.lma.engine.LmaEngine``
+with ``lmaload.protocol.lma.heartbeat.Heartbeats``.
 """
 
 import numpy as np

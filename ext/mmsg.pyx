@@ -11,6 +11,9 @@ socket speaks for any number of local (or AnyIP) addresses; on receive the same 
 
 The socket option numbers that the ``socket`` module of Python 3.11 lacks are exported here,
 from the C headers this module was built against.
+
+The pure-Python twin is a loop of ``socket.sendto`` / ``socket.recvfrom``, one datagram per call;
+lmaload/transport/batch.py (``BatchSocket``) is this module's face.
 """
 
 import os
