@@ -67,8 +67,7 @@ class RunConfig:
     # The default run takes about 25 s on a 2-vCPU box with before-ack sync (20 s of it
     # registering). 5,000/s leaves room: with before-ack, every PBA waits for the standby's
     # SS-ACK, and once that wait passes the MAGs' 1 s retransmission timer, registration
-    # collapses into retransmissions (seen at 10,000/s: the standby's State Sync ingest is the
-    # reference path, some 15-20 k sessions/s).
+    # collapses into retransmissions.
     mns: int = 100_000
     mags: int = 100
     rate: float = 5000.0
