@@ -145,20 +145,6 @@ cdef struct template_t:
     uint8_t data[MAX_TEMPLATE]
 
 
-cdef inline int pad(uint8_t* p, int pos, int x, int y) noexcept nogil:
-    """Pad1 or PadN from MH offset pos up to the next offset o with o % x == y; returns o."""
-    cdef int n = (y - pos) % x
-    if n < 0:
-        n += x
-    if n == 1:
-        p[pos] = OPT_PAD1
-    elif n > 1:
-        p[pos] = OPT_PADN
-        p[pos + 1] = n - 2
-        memset(p + pos + 2, 0, n - 2)
-    return pos + n
-
-
 cdef enum:
     ERR_ROW = 1
     ERR_MAG = 2

@@ -65,7 +65,7 @@ cdef uint32_t NO_MN_ID = NO_MN_ID_VALUE
 
 
 # ---------------------------------------------------------------------------------------------
-# Octet and checksum helpers (as in ext/bulk.pyx)
+# Octet, checksum and option helpers, and the decoders' option-length rules (shared includes)
 
 include "octets.pxi"
 include "mh_decode.pxi"
@@ -84,27 +84,6 @@ cdef inline uint64_t address_sum(const uint8_t* src, const uint8_t* dst) noexcep
     """Weight-256 sum of the pseudo-header's two addresses."""
     return (halves(load64(src)) + halves(load64(src + 8))
             + halves(load64(dst)) + halves(load64(dst + 8)))
-
-
-cdef inline int pad(uint8_t* p, int pos, int x, int y) noexcept nogil:
-    """encode_options' padding: Pad1 or PadN from MH offset pos up to the next offset o with
-    o % x == y; returns o."""
-    cdef int n = (y - pos) % x
-    if n < 0:
-        n += x
-    if n == 1:
-        p[pos] = OPT_PAD1
-    elif n > 1:
-        p[pos] = OPT_PADN
-        p[pos + 1] = n - 2
-        memset(p + pos + 2, 0, n - 2)
-    return pos + n
-
-
-cdef inline int padded(int pos, int x, int y) noexcept nogil:
-    """Where pad(p, pos, x, y) ends."""
-    cdef int n = (y - pos) % x
-    return pos + (n + x if n < 0 else n)
 
 
 cdef object c_array(arr, dtype, name, shape=None):
@@ -310,13 +289,13 @@ def scan_pbus(buf, starts, ends, src, dst, config=DEFAULT_CONFIG):
 cdef inline int pba_length(const scan_t* r) noexcept nogil:
     """The length of the PBA encode_pbas writes for r (the layout of write_pba)."""
     cdef int pos = BU_OPTIONS + 3 + r.mn_len      # MN-ID (1, 0)
-    pos = padded(pos, 8, 4) + 20                   # HNP (8, 4)
+    pos = padded_to(pos, 8, 4) + 20                   # HNP (8, 4)
     pos += 8                                       # HI, ATT (1, 0)
     if r.has_ts:
-        pos = padded(pos, 8, 2) + 10               # Timestamp (8, 2)
+        pos = padded_to(pos, 8, 2) + 10               # Timestamp (8, 2)
     if r.llid_len >= 0:
-        pos = padded(pos, 2, 0) + 4 + r.llid_len   # MN LL-ID (2, 0)
-    return padded(pos, 8, 0)
+        pos = padded_to(pos, 2, 0) + 4 + r.llid_len   # MN LL-ID (2, 0)
+    return padded_to(pos, 8, 0)
 
 
 cdef inline void write_pba(

@@ -30,9 +30,6 @@ cdef inline uint16_t finish(uint64_t a, uint64_t b) noexcept nogil:
     return csum_fold(a + (((b << 8) | (b >> 8)) & 0xFFFF))
 
 
-
-
-
 cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
     return (<uint16_t>p[0] << 8) | p[1]
 
@@ -78,6 +75,22 @@ cdef inline Py_ssize_t put_padding(uint8_t* mh, Py_ssize_t off, Py_ssize_t n) no
         mh[off + 1] = <uint8_t>(n - 2)
         memset(mh + off + 2, 0, n - 2)
     return off + n
+
+
+cdef inline int pad(uint8_t* p, int pos, int x, int y) noexcept nogil:
+    """encode_options' padding: Pad1 or PadN from MH offset pos up to the next offset o with
+    o % x == y; returns o."""
+    cdef int n = (y - pos) % x
+    if n < 0:
+        n += x
+    put_padding(p, pos, n)
+    return pos + n
+
+
+cdef inline int padded_to(int pos, int x, int y) noexcept nogil:
+    """Where pad(p, pos, x, y) ends."""
+    cdef int n = (y - pos) % x
+    return pos + (n + x if n < 0 else n)
 
 
 cdef enum:
