@@ -123,6 +123,19 @@ def _shard(text: str | None) -> tuple[int, int]:
     help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
     "embedded LMAs' messages to each other (tshark: -d udp.port==5436,ipv6).",
 )
+@click.option(
+    "--hdr-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the registration, refresh and takeover latencies here as an HdrHistogram "
+    "interval log (one interval a second, tagged by kind; values in µs).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the per-second series here as CSV (offered, sent, answered, completed, failed, "
+    "retransmitted, latency p50/p99, sessions by state, heartbeat misses).",
+)
 @metrics_port_option
 @click.option(
     "--metrics-host",
@@ -218,6 +231,8 @@ def run_command(
     start_at: float | None,
     fail_at: float | None,
     pcap: Path | None,
+    hdr_log: Path | None,
+    csv_path: Path | None,
     metrics_port: int | None,
     metrics_host: str,
     lma_metrics_port: int | None,
@@ -244,6 +259,7 @@ def run_command(
     """
     from lmaload.fault import parse_fault
     from lmaload.lab.topology import check_prefix
+    from lmaload.measure.series import write_csv
     from lmaload.results import table
     from lmaload.run import RunConfig, RunError, run
 
@@ -290,6 +306,7 @@ def run_command(
             observe=observe,
             lab=lab or transport == "raw",
             lab_prefix=lab_prefix,
+            hdr_log=hdr_log,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -298,4 +315,8 @@ def run_command(
     except RunError as exc:
         fail(f"run: {exc}")
         sys.exit(EXIT_INVALID_INPUT)
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with csv_path.open("w", newline="") as out:
+            write_csv(results["series"], out)
     finish("run", results, checks, thresholds, results_path, junit_path, table)
