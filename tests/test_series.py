@@ -22,9 +22,8 @@ from hdrh.log import HistogramLogReader
 from lmaload.measure.hdrlog import LEGEND, HdrLogWriter
 from lmaload.measure.histogram import LATENCY_LAYOUT, Histogram
 from lmaload.measure.series import SeriesRecorder, write_csv
-from lmaload.run import RunConfig, Runner
-from lmaload.sim import LinkProfile, Simulator
-from tests.sim_target import SimLoop, SimPair
+from lmaload.run import RunConfig
+from tests.sim_target import simulated_run
 
 MNS, MAGS, RATE = 3000, 10, 1000.0
 
@@ -43,17 +42,8 @@ def hdr_log_totals(path: Path) -> Counter[str]:
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory) -> tuple[dict[str, Any], Path]:
     log = tmp_path_factory.mktemp("series") / "run.hlog"
-    sim = Simulator(default_link=LinkProfile(delay=0.001))
     config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async", hdr_log=log, observe=2.0)
-    runner = Runner(
-        config,
-        SimPair(sim),  # type: ignore[arg-type]
-        None,
-        None,
-        clock=lambda: sim.now,
-        mag_loop=lambda engine: SimLoop(sim, engine),  # type: ignore[arg-type,return-value]
-    )
-    return runner.run(), log
+    return simulated_run(config), log
 
 
 def test_the_series_adds_up_to_the_run(simulated) -> None:

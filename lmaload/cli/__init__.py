@@ -9,6 +9,7 @@ from lmaload.cli import (  # noqa: F401
     lab,
     lma,
     merge,
+    report,
     run,
     sync,
 )
