@@ -7,8 +7,8 @@ shorter): it stores the interval's end (seconds since the schedule start), the s
 that fell due in it (offered), the counters' increments, the latency's p50 and p99 over the
 interval (the difference of the cumulative histogram and its copy at the previous sample), and
 the sessions in each state at its end; and it writes the interval to an HdrHistogram log when
-it has one. Its cost (``recording_seconds``) is a few hundred microseconds a sample for a
-100 000-session population.
+it has one. Its CPU time is kept (``recording_seconds``): about 0.4 ms a sample for 100 000
+sessions, 3 ms with the log (three histograms encoded a second).
 
 The series is columnar: ``columns`` maps each name to one value per interval.
 """
@@ -70,7 +70,7 @@ class SeriesRecorder:
         the cumulative counters, ``states`` the state of every session."""
         if now <= self._then:
             return
-        began = time.perf_counter()
+        began = time.process_time()
         columns = self.columns
         columns["time"].append(round(now - self.start, 6))
         offered = int(np.searchsorted(self._offsets, now - self.start, side="right"))
@@ -90,7 +90,7 @@ class SeriesRecorder:
         self._then = now
         # The next second of the grid: an overrun slice does not shift the grid.
         self.next_at = self.start + INTERVAL * (math.floor((now - self.start) / INTERVAL) + 1)
-        self.recording_seconds += time.perf_counter() - began
+        self.recording_seconds += time.process_time() - began
 
     def document(self) -> dict[str, Any]:
         """The results document's ``series``."""
