@@ -424,7 +424,8 @@ def encode_pbas(buf, scan, sel, prefix, plen, lifetime, status, src, dst, config
         a = np.asarray(values).reshape(-1)
         if a.shape != (n,):
             raise ValueError(f"{name} has shape {a.shape}, expected {(n,)}")
-        if n and (int(a.min()) < 0 or int(a.max()) > np.iinfo(dtype).max):
+        # Values of the column's own type fit it (the lane's); others are checked.
+        if n and a.dtype != dtype and (int(a.min()) < 0 or int(a.max()) > np.iinfo(dtype).max):
             raise struct.error(f"{name} out of range for {np.dtype(dtype)}")
         columns.append(np.ascontiguousarray(a, dtype=dtype))
     plen_a, lifetime_a, status_a = columns

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing as mp
-import os
 import socket
 import time
 import tracemalloc
@@ -22,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from lmaload import bulk
+from lmaload import bench_raw, bulk
 from lmaload._ext import mmsg
 from lmaload.bulk_types import PbuOptions
 from lmaload.population import PopulationSpec, generate
+from lmaload.procstat import pin
 from lmaload.protocol import Datagram, Datagrams, LmaConfig, LmaEngine, redundancy
 from lmaload.protocol.datagrams import Columns
 from lmaload.transport.batch import BatchSocket
@@ -221,7 +221,7 @@ def bench_pba_decode(count: int, reference_count: int, repeat: int) -> dict[str,
 
 def _udp_receiver(port_queue: mp.Queue, done: Any, result_queue: mp.Queue) -> None:
     """Drain datagrams on the other core until the sender is done and the socket is quiet."""
-    _pin(1)
+    pin(1)
     rx = BatchSocket.udp("127.0.0.1", 0, rcvbuf=64 << 20, max_size=256)
     port_queue.put(rx.local_address[1])
     received = 0
@@ -233,11 +233,6 @@ def _udp_receiver(port_queue: mp.Queue, done: Any, result_queue: mp.Queue) -> No
     result_queue.put((received, rx.drops))
 
 
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
-        os.sched_setaffinity(0, {cpu})
-
-
 def _udp_run(mode: str, total: int, batch: int, size: int, mags: int) -> dict[str, Any]:
     """Send ``total`` datagrams from ``mags`` rotating 127.1/16 sources, one of three ways:
     "batched" (BatchSocket: sendmmsg, a source per datagram), "sendmsg_pktinfo" (a Python loop
@@ -247,7 +242,7 @@ def _udp_run(mode: str, total: int, batch: int, size: int, mags: int) -> dict[st
     receiver = ctx.Process(target=_udp_receiver, args=(port_queue, done, result_queue))
     receiver.start()
     port = port_queue.get()
-    _pin(0)
+    pin(0)
     buf = np.zeros(batch * size, dtype=np.uint8)
     offsets = np.arange(batch + 1, dtype=np.int64) * size
     hosts = (127 << 24 | 1 << 16) + 1 + np.arange(mags, dtype=np.uint32)
@@ -320,6 +315,13 @@ def bench_population(mns: int) -> dict[str, Any]:
     }
 
 
+def bench_lma_raw(quick: bool) -> dict[str, Any]:
+    """The reference LMA over the raw Mobility Header next to a raw-MH echo, each in a network
+    namespace of its own (``lmaload.bench_raw``); skipped, saying why, without root."""
+    reason = bench_raw.unavailable()
+    return {"skipped": reason} if reason is not None else bench_raw.run(quick)
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """All benchmarks; ``quick`` shrinks them for a smoke run (CI)."""
     n = 100_000 if quick else 1_000_000
@@ -332,6 +334,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "lma_engine": bench_lma_engine(n // 2 if quick else n // 4, 2_000 if quick else 10_000, 2),
         "udp_send": bench_udp_send(n),
         "population": bench_population(n),
+        "lma_raw": bench_lma_raw(quick),
     }
 
 
@@ -359,6 +362,15 @@ def format_report(results: dict[str, Any]) -> str:
         f"Population       {pop['array_bytes_per_node']:8.1f} B/node (arrays), "
         f"{pop['traced_bytes_per_node']:.1f} B/node retained at {pop['nodes']:,} nodes",
     ]
+    raw = results["lma_raw"]
+    if "skipped" in raw:
+        lines.append(f"LMA over raw MH  skipped: {raw['skipped']}")
+    else:
+        lines.append(
+            f"LMA over raw MH  {raw['per_cpu_second'] / 1e3:8.1f} k PBAs/CPU-s (lowest load)  "
+            f"ratio to a raw-MH echo {raw['ratio']:.2f}   lost {raw['lost']}   "
+            f"RSS {raw['rss_bytes'] / 2**20:.0f} MiB"
+        )
     if not all(r["compiled"] for r in (pbu, sync, pba)):
         lines.append("warning: some bulk functions ran their pure-Python reference (not built)")
     return "\n".join(lines)

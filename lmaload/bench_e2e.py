@@ -34,7 +34,7 @@ from lmaload.lma_pair import EmbeddedPair
 from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
-from lmaload.procstat import cpu_seconds
+from lmaload.procstat import cpu_seconds, pin
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.transport.mag_loop import MagLoop
@@ -44,15 +44,6 @@ WINDOW = 64
 REQUEST = 64  # octets, about a PBU
 HEARTBEAT_INTERVAL = 0.2
 IDLE_RATE = 5000.0  # registrations/s of the population the idle hold measures
-
-
-def _pin(pid: int, cpu: int) -> None:
-    """Every thread of ``pid`` on ``cpu`` (when the machine has it)."""
-    if cpu >= (os.cpu_count() or 1):
-        return
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(task.name), {cpu})
 
 
 @contextlib.contextmanager
@@ -74,14 +65,14 @@ def _pair(sync: str) -> Iterator[EmbeddedPair]:
             pair.start()
             pair.wait_ready(15.0)
             for child in pair.children:
-                _pin(child.proc.pid, PAIR_CPU)
+                pin(PAIR_CPU, child.proc.pid)
             yield pair
         finally:
             pair.stop()
 
 
 def _echo(port: mp.Queue) -> None:  # type: ignore[type-arg]
-    _pin(os.getpid(), PAIR_CPU)
+    pin(PAIR_CPU)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port.put(sock.getsockname()[1])

@@ -13,6 +13,8 @@ unspecified address for listening.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import signal
@@ -36,6 +38,8 @@ log = logging.getLogger("lmaload.lma")
 
 # Socket buffers: room for bursts of a few thousand PBUs (past net.core.rmem_max as root).
 SOCKET_BUFFER = 32 << 20
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+MMAP_THRESHOLD = 128 << 10  # glibc's default, held fixed
 POLICY_KEYS = frozenset({"authorized_mags", "authorized_mns", "pmip_disabled_mns", "home_networks"})
 LOGGED_EVENTS = frozenset(
     {
@@ -236,9 +240,19 @@ def log_event(event: Event) -> None:
     log.log(level, "%s", describe(event))
 
 
+def return_freed_memory() -> None:
+    """Have glibc give large freed blocks back to the system. By default, once a large block
+    is freed, glibc raises its mmap threshold past that size and keeps blocks like it in the
+    heap: the old arrays and index tables a growing binding cache leaves behind stay resident
+    (13 MiB at 200 000 entries). A fixed threshold keeps them mapped, so freeing unmaps them."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 def run(settings: LmaSettings) -> None:
     """Serve until SIGTERM or SIGINT. StartupError when it cannot start."""
     check_peers(settings)
+    return_freed_memory()
     metrics = LmaMetrics()
     if settings.metrics_port is not None:
         host = settings.listen[0]

@@ -83,6 +83,7 @@ class LmaSnapshot:
     peers_alive: int = 0
     bce: dict[str, int] = field(default_factory=dict)
     pbu_processed: int = 0
+    fast_lane_pbus: int = 0
     pba_status: dict[int, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
     sync_backlog: int = 0
@@ -122,6 +123,7 @@ class LmaMetrics(Collector):
             peers_alive=engine.peers_alive,
             bce={s.name.lower(): cache.count(s) for s in BceState if s is not BceState.FREE},
             pbu_processed=counters.pbu_processed,
+            fast_lane_pbus=engine.fast_lane_pbus,
             pba_status=dict(counters.pba_status),
             drops=dict(drops),
             sync_backlog=engine.sync_backlog,
@@ -152,6 +154,11 @@ class LmaMetrics(Collector):
         yield bce
         yield CounterMetricFamily(
             PREFIX + "pbus_processed", "Proxy Binding Updates processed", value=s.pbu_processed
+        )
+        yield CounterMetricFamily(
+            PREFIX + "fast_lane_pbus",
+            "Proxy Binding Updates processed by the compiled fast lane (of pbus_processed)",
+            value=s.fast_lane_pbus,
         )
         pbas = CounterMetricFamily(
             PREFIX + "pbas", "Proxy Binding Acknowledgements by status code", labels=["status"]

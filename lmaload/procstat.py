@@ -1,8 +1,21 @@
-"""What the kernel says about another process: its CPU time and resident memory (/proc)."""
+"""Processes as the kernel sees them: another process's CPU time and resident memory (/proc),
+and pinning a process, every thread of it, to one CPU (benchmarks measure one core against
+another)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
+
+
+def pin(cpu: int, pid: int = 0) -> None:
+    """Every thread of process ``pid`` (0: this one) on ``cpu``, when the machine has it."""
+    if cpu >= (os.cpu_count() or 1):
+        return
+    for task in Path(f"/proc/{pid or os.getpid()}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), {cpu})
 
 
 def cpu_seconds(pid: int) -> float:

@@ -45,6 +45,7 @@ from lmaload.wire.checksum import mh_checksum
 from lmaload.wire.codepoints import DEFAULT_CONFIG
 from lmaload.wire.ipv6 import ipv6_header, split_ipv6_mh
 from lmaload.wire.messages import decode_mh, encode_mh
+from tests.plain_mag import LAYOUTS, OPMIP_FRAME_3, OPMIP_FRAME_ADDRESSES, plain_pbu
 from tests.strategies import ipv6, messages, u8, u16, wire_configs
 
 SHIFTED_CONFIG = WireConfig(150, 151, 152, 153, 50, 51, 52, 53, 54, hac_mag_encoding="literal")
@@ -438,6 +439,34 @@ def test_scan_disqualifying_option(extra: Option) -> None:
 @pytest.mark.parametrize("missing", ["mn", "hnp", "hi", "att"])
 def test_scan_missing_option(missing: str) -> None:
     assert scan_one(fast_options(**{missing: None}))["fast"] == 0
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_scan_takes_what_plain_mags_send(layout: str) -> None:
+    """Third-party MAGs' option orders and padding, with and without a Timestamp, a new
+    session (HNP ::/0) or a re-registration of an assigned prefix: all fast, as the reference
+    reads them."""
+    rng = random.Random(layout)
+    datagrams = []
+    for i in range(40):
+        prefix, plen, hi = bytes(16), 0, cp.HI_ATTACH_NEW_INTERFACE
+        if i % 2:
+            prefix, plen, hi = bytes([0x20, 1, 0xD, 0xB8, 0x80, i]) + bytes(10), 64, 5
+        seq = rng.choice([0, 1, 2, 0x7FFF, 0x8000, 0xFFFF])
+        mn = b"mn%d@plain.example" % i
+        datagrams.append(
+            plain_pbu(layout, mn, seq, MAG, LMA, prefix=prefix, plen=plen, hi=hi, ts=i << 16)
+        )
+    out = check_scan(datagrams, [MAG.packed] * 40, [LMA.packed] * 40, DEFAULT_CONFIG)
+    assert out["fast"].all()
+    assert (out["has_ts"] == 1).all() == ("ts" in LAYOUTS[layout][0])
+
+
+def test_scan_takes_a_captured_plain_mag_pbu() -> None:
+    src, dst = (a.packed for a in OPMIP_FRAME_ADDRESSES)
+    rec = check_scan([OPMIP_FRAME_3], [src], [dst], DEFAULT_CONFIG)[0]
+    assert rec["fast"] == 1 and rec["hnp_zero"] == 1 and rec["has_ts"] == 0
+    assert rec["seq"] == 1 and rec["lifetime"] == 75 and rec["hi"] == 1 and rec["att"] == 4
 
 
 def test_scan_mn_id_shapes() -> None:

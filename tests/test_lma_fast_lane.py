@@ -2,7 +2,8 @@
 given as columns (fast lane) to one engine and as datagrams (reference path) to another, must
 give the same datagrams out, octet for octet and in order, the same binding cache, counters and
 State Synchronization — over random mixes of new sessions, refreshes, hand-offs,
-de-registrations, stale and out-of-window PBUs, wrong prefixes, heartbeats and garbage."""
+de-registrations, stale and out-of-window PBUs, wrong prefixes, heartbeats and garbage, and over
+the PBUs of plain third-party MAGs (sequence numbers, no Timestamp, their option layouts)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from tests.plain_mag import LAYOUTS, plain_pbu
 
 T0 = 1_700_000_000.0
 LMA = IPv6Address("2001:db8:bbbb::1")
@@ -187,6 +189,77 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         mix.learn(list(out_reference))
         acks = [ack for d in out_reference if d.dst == PEER and (ack := mix.ack(d)) is not None]
     assert fast.fast_lane.pbus_accepted > fast.counters.pba_status[0] / 2
+
+
+# (sequence number, HNP: "zero" or the one assigned, HI, lifetime, MAG) of each round: a plain
+# MAG registering, re-registering, repeating and going back a sequence number (135), wrapping
+# it, asking for a new prefix again, handing off to a second MAG and de-registering there.
+PLAIN_ROUNDS = [
+    (1, "zero", cp.HI_ATTACH_NEW_INTERFACE, 75, 0),
+    (2, "assigned", cp.HI_NOT_CHANGED, 75, 0),
+    (2, "assigned", cp.HI_NOT_CHANGED, 75, 0),
+    (1, "assigned", cp.HI_NOT_CHANGED, 75, 0),
+    (30000, "assigned", cp.HI_NOT_CHANGED, 75, 0),
+    (60000, "assigned", cp.HI_NOT_CHANGED, 75, 0),
+    (65535, "assigned", cp.HI_NOT_CHANGED, 75, 0),
+    (3, "assigned", cp.HI_NOT_CHANGED, 75, 0),
+    (4, "zero", cp.HI_NOT_CHANGED, 75, 0),
+    (10, "zero", cp.HI_HANDOFF_BETWEEN_MAGS, 75, 1),
+    (11, "assigned", cp.HI_HANDOFF_BETWEEN_MAGS, 75, 1),
+    (12, "assigned", cp.HI_NOT_CHANGED, 0, 1),
+]
+LANE_ROUNDS = 6  # rounds the lane answers whatever the layout: 1, 2 and the four of the wrap
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_fast_lane_answers_plain_mags_as_the_reference_path(layout: str) -> None:
+    rng = random.Random(layout)
+    config = LmaConfig(address=LMA, prefix_pool=POOL)
+    fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
+    mns = [b"mn%d@plain.example" % i for i in range(60)]
+    assigned: dict[bytes, bytes] = {}
+    now = T0
+    for seq, hnp, hi, lifetime, mag in PLAIN_ROUNDS:
+        now += rng.choice([0.001, 1.0, 30.0])
+        rng.shuffle(mns)
+        batch = [
+            Datagram(
+                plain_pbu(
+                    layout,
+                    mn,
+                    seq,
+                    MAGS[mag],
+                    LMA,
+                    prefix=assigned[mn] if hnp == "assigned" else bytes(16),
+                    plen=64 if hnp == "assigned" else 0,
+                    hi=hi,
+                    lifetime=lifetime,
+                    ts=Timestamp.from_unix(now).value,
+                ),
+                MAGS[mag],
+                LMA,
+                now,
+            )
+            for mn in mns
+        ]
+        while batch:
+            size = rng.choice([1, 7, 64])
+            part, batch = batch[:size], batch[size:]
+            fast.receive(Datagrams([Columns.of(part)]), now)
+            reference.receive(Datagrams(part), now)
+            out = list(reference.datagrams_to_send())
+            assert sent(fast.datagrams_to_send()) == [(d.data, d.src, d.dst) for d in out]
+            assert state(fast) == state(reference)
+            for data, _, _, _ in out:
+                msg = decode_mh(data).message
+                if isinstance(msg, BindingAck) and msg.status == 0 and msg.lifetime:
+                    mn = next(o for o in msg.options if isinstance(o, MobileNodeIdentifier))
+                    hnp_option = next(o for o in msg.options if isinstance(o, HomeNetworkPrefix))
+                    assigned[mn.identifier] = hnp_option.prefix.packed
+    assert fast.fast_lane is not None
+    assert fast.fast_lane.pbus_accepted >= LANE_ROUNDS * len(mns)
+    if "ts" not in LAYOUTS[layout][0]:  # sequence-number ordering answered the repeats
+        assert reference.counters.pba_status[cp.STATUS_SEQUENCE_OUT_OF_WINDOW] == 2 * len(mns)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -46,6 +46,7 @@ from tests import lma_children
 from tests.lma_children import LmaProcess
 from tests.netns import namespace
 from tests.netns import run_in_netns as netns_run
+from tests.plain_mag import plain_pbu
 
 ACTIVE = IPv6Address("fd00:6d61:6701::1")  # the LMAs' addresses, on lo of the namespace
 STANDBY = IPv6Address("fd00:6d61:6701::2")
@@ -249,8 +250,15 @@ def pbus_heartbeat_and_bad_checksum(tmp: str) -> None:
             if IPv6Address(late.src[i].tobytes()) == ACTIVE:
                 message = decode_mh(late.datagram(i)).message
                 assert not isinstance(message, BindingAck), message
-        processed = len(sessions) + 1
+        # A plain MAG's PBU as OPMIP's test MAG sent it (sequence number, no Timestamp).
+        plain = plain_pbu("opmip", b"plain@example.com", 1, MAGS[3], ACTIVE)
+        mags.send_raw([(plain, MAGS[3], ACTIVE)], mags.tx)
+        [(pba, _)] = mags.replies(ACTIVE, lambda m: isinstance(m, BindingAck), 1)
+        assert mn_of(pba) == b"plain@example.com" and pba.status == 0
+        processed = len(sessions) + 2
         wait_for(lambda: lma.metric("lmaload_lma_pbus_processed_total") == processed, "metrics")
+        # Every PBU went through the fast lane: raw MH batches reach it as columns.
+        assert lma.metric("lmaload_lma_fast_lane_pbus_total") == processed
         assert lma.metric("lmaload_lma_pbas_total", status="0") == processed
         assert lma.metric("lmaload_lma_binding_cache_entries", state="active") == processed
         # The kernel's drop, reported with the good PBU queued after it; nothing else dropped.

@@ -141,10 +141,12 @@ def distinct(rows: np.ndarray) -> tuple[list[bytes], np.ndarray]:
     """The distinct rows of an (n, k) uint8 array (addresses, say) as bytes, and the index of
     each row among them."""
     n, width = rows.shape
+    flat = rows.tobytes()
+    if flat == flat[:width] * n:  # one key: a batch from one MAG, say
+        return [flat[:width]] if n else [], np.zeros(n, dtype=np.intp)
     if n <= SMALL:
         index: dict[bytes, int] = {}
         inverse = np.empty(n, dtype=np.intp)
-        flat = rows.tobytes()
         for i in range(n):
             inverse[i] = index.setdefault(flat[i * width : (i + 1) * width], len(index))
         return list(index), inverse

@@ -68,6 +68,12 @@ class Batch:
     def datagram(self, i: int) -> bytes:
         return self.buf[self.offsets[i] : self.offsets[i + 1]].tobytes()
 
+    def arrival_seconds(self) -> np.ndarray:
+        """``arrival`` in Unix seconds, NaN where unknown (the ``Columns`` convention)."""
+        seconds = self.arrival * 1e-9
+        seconds[self.arrival == 0] = np.nan
+        return seconds
+
     def source(self, i: int) -> IPv4Address | IPv6Address:
         return ipaddress.ip_address(self.src[i].tobytes())
 

@@ -28,10 +28,10 @@ from lmaload._ext.lma_batch import frame as frame_batch
 from lmaload._ext.lma_batch import unframe as unframe_batch
 from lmaload.capture import Capture
 from lmaload.population import Population
-from lmaload.protocol.datagrams import Columns, Datagram, Datagrams, distinct
+from lmaload.protocol.datagrams import Columns, Datagrams, distinct
 from lmaload.protocol.endpoint import Endpoint
 from lmaload.transport.batch import BatchSocket
-from lmaload.transport.raw_mh import send_raw
+from lmaload.transport.raw_mh import received_columns, send_raw
 from lmaload.transport.udp5436 import send_batch
 
 # Room for a failover burst: every MAG's PBUs at once, then the PBAs of a takeover (the kernel
@@ -143,19 +143,19 @@ class RawMagTransport:
         send_raw(self.sock, datagrams, self.drops)
 
     def receive(self) -> Datagrams:
-        """What is queued for the MAG addresses (one recvmmsg)."""
+        """What is queued for the MAG addresses (one recvmmsg), as columns over the socket's
+        receive buffer (valid until the next receive)."""
         batch = self.sock.recv()
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
         if batch.new_drops:  # receive buffer overflow, bad checksums
             self.drops["kernel"] += batch.new_drops
-        mags = self._mags
-        out: list[Datagram] = []
-        for i in range(batch.count):
-            dst = batch.dst[i].tobytes()
-            if dst in mags:
-                out.append(Datagram(batch.datagram(i), batch.source(i), IPv6Address(dst)))
-        return Datagrams(out)
+        if not batch.count:
+            return Datagrams()
+        columns = received_columns(batch)
+        keys, inverse = distinct(columns.dst)
+        ours = np.array([key in self._mags for key in keys], dtype=bool)[inverse]
+        return Datagrams([columns if ours.all() else columns.take(ours)])
 
     def close(self) -> None:
         self.sock.close()

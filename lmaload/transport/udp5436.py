@@ -154,9 +154,7 @@ class UdpTransport:
         bad = batch.count - int(np.count_nonzero(good))
         if bad:
             self.drops["bad_inner_header"] += bad
-        arrival = batch.arrival * 1e-9
-        arrival[batch.arrival == 0] = np.nan
-        columns = Columns(batch.buf, starts, ends, inner_src, inner_dst, arrival)
+        columns = Columns(batch.buf, starts, ends, inner_src, inner_dst, batch.arrival_seconds())
         if bad:
             columns = columns.take(good)
             outer, sport = batch.src[good], batch.sport[good]

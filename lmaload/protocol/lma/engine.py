@@ -156,6 +156,11 @@ class LmaEngine:
         return self.state.cache.count(BceState.ACTIVE)
 
     @property
+    def fast_lane_pbus(self) -> int:
+        """PBUs the compiled fast lane accepted (``fast_lane``)."""
+        return 0 if self.fast_lane is None else self.fast_lane.pbus_accepted
+
+    @property
     def peers_alive(self) -> int:
         """Peer LMAs whose HA-HELLOs are current."""
         return len(self.state.live_peers())

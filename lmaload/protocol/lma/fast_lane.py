@@ -17,18 +17,18 @@ reference path, so eligibility is worked out again when the caller passes a new
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 import numpy as np
 
-from lmaload._ext.lane import Accepted, Lane
+from lmaload._ext.lane import Accepted, Lane, classify
 from lmaload._ext.lma_batch import encode_pbas, scan_pbus
-from lmaload.protocol.datagrams import Columns, distinct
+from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.lma.ownership import OwnershipSnapshot
 from lmaload.protocol.lma.state import LmaState
 from lmaload.protocol.redundancy import TakeoverKey
-from lmaload.wire import codepoints as cp
 
 
 @dataclass
@@ -74,8 +74,8 @@ class FastLane:
             config.address.packed,
             config.timestamp_validity_window,
         )
-        self._address = np.frombuffer(config.address.packed, dtype=np.uint8)
-        self._lmaa = np.frombuffer(state.lmaa.packed, dtype=np.uint8)
+        self._address = config.address.packed
+        self._lmaa = state.lmaa.packed
         self.pbus_accepted = 0
         self._verdicts: dict[tuple[bytes, bool], tuple[bool, bool, bool]] = {}
         self._verdicts_for: OwnershipSnapshot | None = None
@@ -118,32 +118,17 @@ class FastLane:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Which datagrams the lane may take, and which are failover PBUs to hold for a
         takeover already under way (hard mode: a MAG this LMA does not serve yet)."""
-        scan, columns = batch.scan, batch.columns
-        n = len(scan)
-        ok = scan["fast"].astype(bool)
-        local = (columns.dst == self._address).all(axis=1)
-        if ownership.owns_lmaa:
-            local |= (columns.dst == self._lmaa).all(axis=1)
-        ok &= local
-        for_takeover = np.zeros(n, dtype=bool)
-        if not ok.any():
-            return np.zeros(n, dtype=np.uint8), for_takeover
-        pairs = np.concatenate([columns.src[ok], columns.dst[ok]], axis=1)
-        unique, inverse = distinct(pairs)
         if ownership is not self._verdicts_for:
             self._verdicts.clear()
             self._verdicts_for = ownership
-        verdicts = np.array(
-            [self._verdict(key, batch.replay, ownership) for key in unique], dtype=bool
+        return classify(
+            batch.scan,
+            batch.src,
+            np.ascontiguousarray(batch.columns.dst),
+            self._address,
+            self._lmaa if ownership.owns_lmaa else None,
+            functools.partial(self._verdict, replay=batch.replay, ownership=ownership),
         )
-        allowed, takeover, recovered = verdicts.reshape(-1, 3).T
-        zero = scan["hnp_zero"][ok].astype(bool)
-        lfi = scan["has_lfi"][ok].astype(bool)
-        # A recovery asking for a new prefix (§8.5) is the reference path's.
-        recovery = zero & (lfi | (recovered[inverse] & (scan["hi"][ok] == cp.HI_NOT_CHANGED)))
-        for_takeover[ok] = takeover[inverse] & lfi
-        ok[ok] = allowed[inverse] & ~recovery
-        return ok.view(np.uint8), for_takeover
 
     def _verdict(
         self, pair: bytes, replay: bool, ownership: OwnershipSnapshot

@@ -152,10 +152,10 @@ class SyncOut:
         state = self._state
         deleted = list(self._deleted.values())
         self._deleted.clear()
-        rows = self._live_rows()
         waiting_rows, withheld = self._take_withheld_pbas()
         targets = state.live_peers()
         if not targets:
+            self._live = []
             for change in deleted:
                 state.out.extend(change.pbas)
             state.out.extend([withheld])
@@ -168,6 +168,7 @@ class SyncOut:
                 data = {t: encode_mh(rep, state.address, t, state.wire) for t in targets}
                 pbas = Datagrams(p for i in carried for p in deleted[i].pbas)
                 self._send(ident, data, targets, pbas, len(carried), now)
+        rows = self._live_rows()
         if not len(rows):
             state.out.extend([withheld])  # entries no longer live: their PBAs need not wait
             return
