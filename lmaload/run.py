@@ -80,6 +80,7 @@ class RunConfig:
     mags: int = 100
     rate: float = 5000.0
     ramp: float = 0.0  # seconds from 0 to ``rate``
+    stages: tuple[Stage, ...] = ()  # the whole run's rate profile instead; ``rate`` is its peak
     mode: Literal["hard", "virtual"] = "hard"
     sync: Literal["async", "before-ack"] = "before-ack"
     heartbeat_interval: float = 0.2
@@ -130,6 +131,13 @@ class RunConfig:
             raise ValueError(
                 "--shard with N > 1 needs --lma (every shard loads the same LMAs) and --start-at"
             )
+        if self.stages and self.ramp:
+            raise ValueError("--stages and --ramp both shape the rate: give one")
+        due = Schedule(self.stages).total if self.stages else float("inf")
+        if self.mns - 1 >= due:
+            raise ValueError(
+                f"--mns {self.mns}: the --stages end at rate 0 after {due:.0f} registrations"
+            )
         if self.fail_at is not None and self.duration:
             raise ValueError("--duration and --fail-at both time the failure: give one")
         if self.lma is not None and self.lma_metrics_port is not None:
@@ -144,6 +152,9 @@ class RunConfig:
 
     @property
     def schedule(self) -> Schedule:
+        if self.stages:
+            count = self.shard[1]
+            return Schedule(tuple(Stage(s.duration, s.rate / count) for s in self.stages))
         if self.ramp > 0:
             return Schedule((Stage(self.ramp, self.shard_rate),))
         return Schedule.constant(self.shard_rate)

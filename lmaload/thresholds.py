@@ -27,7 +27,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     ">": operator.gt,
 }
-TIME_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+TIME_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _EXPRESSION = re.compile(r"^\s*([a-z_.0-9]+)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 _NUMBER = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(us|µs|ms|s|m|%|/s)?$")
 _FACTOR = re.compile(r"^(?:([-+]?(?:\d+\.?\d*|\.\d+))\s*\*\s*)?([a-z_][a-z_.0-9]*)$")

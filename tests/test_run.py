@@ -14,17 +14,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from lmaload.lma_pair import free_port
-from tests.lma_children import LmaProcess, wait_for
+from tests.conftest import USER_ACTIVE
+from tests.lma_children import wait_for
 
 TIMEOUT = 120.0
 LMALOAD = (sys.executable, "-m", "lmaload")
-USER_ACTIVE, USER_STANDBY = "127.0.0.31", "127.0.0.32"  # apart from the embedded pair's
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -127,34 +125,6 @@ def test_metrics_port_in_use_exits_1_with_one_line() -> None:
     assert result.stderr == (
         f"lmaload: run: cannot serve /metrics on 127.0.0.1:{port}: Address already in use\n"
     )
-
-
-@pytest.fixture
-def user_pair(tmp_path: Path) -> Iterator[tuple[LmaProcess, LmaProcess]]:
-    """An active and a standby ``lmaload lma`` that know each other (before-ack sync)."""
-    ports = {host: free_port(host) for host in (USER_ACTIVE, USER_STANDBY)}
-    common = ("--sync", "before-ack", "--prefix-pool", "2001:db8:8000::/40")
-    active = LmaProcess.spawn(
-        tmp_path,
-        "active",
-        USER_ACTIVE,
-        ports[USER_ACTIVE],
-        *("--peer", f"{USER_STANDBY}:{ports[USER_STANDBY]}", *common),
-    )
-    standby = LmaProcess.spawn(
-        tmp_path,
-        "standby",
-        USER_STANDBY,
-        ports[USER_STANDBY],
-        *("--role", "standby", "--peer", f"{USER_ACTIVE}:{ports[USER_ACTIVE]}", *common),
-    )
-    try:
-        for lma in (active, standby):
-            wait_for(lambda lma=lma: lma.metric("lmaload_lma_peers_alive") == 1, "the peers")
-        yield active, standby
-    finally:
-        active.kill()
-        standby.kill()
 
 
 def test_duration_holds_the_population_refreshing_before_the_failure(tmp_path) -> None:

@@ -6,6 +6,7 @@ from lmaload.cli import (  # noqa: F401
     capacity,
     compare,
     decode,
+    k8s,
     lab,
     lma,
     merge,

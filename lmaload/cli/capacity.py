@@ -11,7 +11,7 @@ import click
 from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
-    OneLineErrors,
+    Duration,
     allow_remote_option,
     fail,
     heartbeat_interval_option,
@@ -27,7 +27,7 @@ from lmaload.cli.group import (
 from lmaload.cli.targets import lma_option, run_targets, standby_option
 
 
-@main.command(name="capacity", cls=OneLineErrors)
+@main.command(name="capacity")
 @mags_option
 @mode_option
 @sync_option
@@ -35,14 +35,14 @@ from lmaload.cli.targets import lma_option, run_targets, standby_option
 @seed_option
 @click.option(
     "--trial-duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Duration(min=0, min_open=True),
     default=10.0,
     show_default=True,
     help="Seconds of registrations in each trial.",
 )
 @click.option(
     "--confirm-duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Duration(min=0, min_open=True),
     default=30.0,
     show_default=True,
     help="Seconds of the confirmation trial at the rate found.",
@@ -77,7 +77,7 @@ from lmaload.cli.targets import lma_option, run_targets, standby_option
 )
 @click.option(
     "--latency-bound",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Duration(min=0, min_open=True),
     default=0.05,
     show_default=True,
     help="Seconds: a trial passes only with its registration latency p99 within this.",

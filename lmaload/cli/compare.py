@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from lmaload.cli.group import EXIT_INVALID_INPUT, OneLineErrors, fail, junit_option, main
+from lmaload.cli.group import EXIT_INVALID_INPUT, fail, junit_option, main
 
 
-@main.command(name="compare", cls=OneLineErrors)
+@main.command(name="compare")
 @click.argument(
     "baseline_path", metavar="BASELINE", type=click.Path(dir_okay=False, path_type=Path)
 )

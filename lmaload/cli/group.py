@@ -1,9 +1,11 @@
 """The ``lmaload`` group, its exit codes, and what every command shares: one-line usage errors
-(exit 2), the IPv6 parameter type, the options several commands take, and the local-target
-guard."""
+(exit 2), ``--config`` and ``LMALOAD_<OPTION>`` defaults (``lmaload.cli.config``), the IPv6 and
+duration parameter types, the options several commands take, and the local-target guard."""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -12,15 +14,10 @@ from typing import Any
 import click
 
 from lmaload import __version__
+from lmaload.cli import config
 
 EXIT_INVALID_INPUT = 1
 EXIT_USAGE = 2
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="lmaload")
-def main() -> None:
-    """Load generator and failover tester for Proxy Mobile IPv6 LMA pairs."""
 
 
 def fail(message: str) -> None:
@@ -34,6 +31,53 @@ def refuse_remote(addresses: list[Any], allow_remote: bool) -> None:
             f"{addresses[0]} is not a local address (loopback, link-local, fc00::/7); "
             "add --allow-remote to use it"
         )
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(us|µs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``30``, ``2.5``, ``250ms``, ``30s``, ``5m``, ``1h`` or ``1m30s``
+    (ValueError otherwise)."""
+    from lmaload.thresholds import TIME_UNITS
+
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration (seconds, or e.g. 250ms, 30s, 5m, 1m30s)")
+    return sum(float(number) * TIME_UNITS[unit] for number, unit in parts)
+
+
+class Duration(click.ParamType):
+    """Seconds, as a plain number or with a unit (``250ms``, ``30s``, ``5m``, ``1h``,
+    ``1m30s``), within ``FloatRange``'s bounds; ``whole`` for options that take whole
+    seconds."""
+
+    name = "duration"
+
+    def __init__(self, whole: bool = False, **bounds: Any) -> None:
+        self.whole = whole
+        self.range = click.FloatRange(**bounds)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            try:
+                value = parse_duration(value)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        seconds = self.range.convert(value, param, ctx)
+        if self.whole:
+            if not float(seconds).is_integer():
+                self.fail(f"{seconds:g} s is not a whole number of seconds", param, ctx)
+            return int(seconds)
+        return seconds
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "DURATION"
 
 
 allow_remote_option = click.option(
@@ -73,7 +117,7 @@ seed_option = click.option(
 )
 heartbeat_interval_option = click.option(
     "--heartbeat-interval",
-    type=click.FloatRange(min=0.01),
+    type=Duration(min=0.01),
     default=0.2,
     show_default=True,
     help="Seconds between the MAGs' heartbeats to each LMA.",
@@ -145,14 +189,24 @@ class IPv6Param(click.ParamType):
 
 
 class OneLineErrors(click.Command):
-    """A command whose usage errors are one line on stderr and exit status 2."""
+    """A command of lmaload: usage errors are one line on stderr and exit status 2; every option
+    takes its default from ``LMALOAD_<OPTION>`` or from ``--config FILE.toml`` (added here)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for option in config.scenario_options(self).values():
+            if option.envvar is None:
+                option.envvar = config.envvar(option)
+        self.params.append(config.config_option())
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
     ) -> click.Context:
+        given = list(args)  # the parser consumes ``args``
         try:
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
+            _name_the_variable(exc, given)
             fail(f"{info_name}: {exc.format_message()}")
             sys.exit(EXIT_USAGE)
 
@@ -162,3 +216,36 @@ class OneLineErrors(click.Command):
         except click.UsageError as exc:
             fail(f"{ctx.info_name}: {exc.format_message()}")
             sys.exit(EXIT_USAGE)
+
+
+def _name_the_variable(exc: click.UsageError, args: list[str]) -> None:
+    """A bad value from the environment is named by its variable as well as its option."""
+    if not isinstance(exc, click.BadParameter) or exc.param_hint is not None:
+        return
+    option = exc.param
+    if (
+        isinstance(option, click.Option)
+        and isinstance(option.envvar, str)
+        and option.envvar in os.environ
+        and not any(a.split("=", 1)[0] in option.opts for a in args)
+    ):
+        exc.param_hint = f"'--{config.long_name(option)}' ({option.envvar})"
+
+
+class Lmaload(click.Group):
+    """The group: its commands and subgroups are ``OneLineErrors`` commands and groups."""
+
+    command_class = OneLineErrors
+    group_class = type
+
+
+@click.group(cls=Lmaload, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lmaload")
+def main() -> None:
+    """Load generator and failover tester for Proxy Mobile IPv6 LMA pairs.
+
+    Every command takes --config FILE.toml (a scenario file: the long option names as keys) and
+    LMALOAD_<OPTION> environment variables (LMALOAD_RATE, LMALOAD_HEARTBEAT_INTERVAL) as option
+    defaults; the command line wins over the environment, which wins over the file. Options in
+    seconds also take a unit: 250ms, 30s, 5m, 1h, 1m30s.
+    """

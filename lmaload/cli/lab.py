@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lmaload.cli.group import EXIT_INVALID_INPUT, EXIT_USAGE, OneLineErrors, fail, main
+from lmaload.cli.group import EXIT_INVALID_INPUT, EXIT_USAGE, fail, main
 
 
 @main.group(name="lab")
@@ -53,7 +53,7 @@ def _lab_action(action: str, prefix: str) -> None:
         sys.exit(EXIT_INVALID_INPUT)
 
 
-@lab_group.command(name="up", cls=OneLineErrors)
+@lab_group.command(name="up")
 @_prefix_option
 def lab_up(prefix: str) -> None:
     """Create the lab's namespaces, veth links, addresses, routes and the MAG host's AnyIP
@@ -61,14 +61,14 @@ def lab_up(prefix: str) -> None:
     _lab_action("up", prefix)
 
 
-@lab_group.command(name="down", cls=OneLineErrors)
+@lab_group.command(name="down")
 @_prefix_option
 def lab_down(prefix: str) -> None:
     """Remove what ``lab up`` created (also after a crash), killing what runs inside."""
     _lab_action("down", prefix)
 
 
-@lab_group.command(name="status", cls=OneLineErrors)
+@lab_group.command(name="status")
 @_prefix_option
 def lab_status(prefix: str) -> None:
     """The lab's namespaces, interfaces and addresses, processes and fault rules."""

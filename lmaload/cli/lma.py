@@ -11,8 +11,8 @@ import click
 
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
+    Duration,
     IPv6Param,
-    OneLineErrors,
     allow_remote_option,
     fail,
     main,
@@ -34,7 +34,7 @@ def endpoint(text: str, option: str, transport: str) -> Any:
         raise click.BadParameter(f"{text!r}: expected {form} ({exc})", param_hint=option) from None
 
 
-@main.command(cls=OneLineErrors)
+@main.command()
 @click.option(
     "--role",
     type=click.Choice(["active", "standby", "auto"]),
@@ -110,14 +110,14 @@ def endpoint(text: str, option: str, transport: str) -> Any:
 )
 @click.option(
     "--hello-interval",
-    type=click.IntRange(1, 0xFFFF),
+    type=Duration(whole=True, min=1, max=0xFFFF),
     default=1,
     show_default=True,
     help="Seconds between HA-HELLOs to the peers.",
 )
 @click.option(
     "--heartbeat-interval",
-    type=click.FloatRange(min=0.01),
+    type=Duration(min=0.01),
     default=60.0,
     show_default=True,
     help="Seconds between this LMA's heartbeats to the MAGs it serves (RFC 5847).",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
-    OneLineErrors,
     fail,
     junit_option,
     main,
@@ -21,20 +20,28 @@ from lmaload.cli.group import (
 )
 
 
-@main.command(name="merge", cls=OneLineErrors)
-@click.argument(
-    "documents", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+@main.command(name="merge")
+@click.argument("documents", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--from-logs",
+    "logs",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Also take the shards' documents from their logs ('-': standard input): the "
+    "lmaload run --print-results lines in kubectl logs -l job-name=NAME --tail=-1 output.",
 )
 @results_option("results.json")
 @threshold_option("run")
 @junit_option
 def merge_command(
     documents: tuple[Path, ...],
+    logs: TextIO | None,
     results_path: Path,
     thresholds: list[Any],
     junit_path: Path | None,
 ) -> None:
-    """Combine the results of the shards of one run (lmaload run --shard I/N) exactly.
+    """Combine the results of the shards of one run (lmaload run --shard I/N) exactly: the
+    DOCUMENTS, and those printed in --from-logs.
 
     Writes the whole run's results document, prints its summary table, and exits as lmaload
     run would have (1 when a check of the run fails, 99 when a threshold is crossed), or 1 when
@@ -43,8 +50,17 @@ def merge_command(
     from lmaload.merge import MergeError, merge
     from lmaload.results import table
     from lmaload.run import checks
+    from lmaload.shard_logs import LogError, read_logs
 
+    if not documents and logs is None:
+        raise click.UsageError("give the shards' DOCUMENTS or --from-logs FILE")
     loaded = []
+    if logs is not None:
+        try:
+            loaded.extend(read_logs(logs, logs.name))
+        except LogError as exc:
+            fail(f"merge: {exc}")
+            sys.exit(EXIT_INVALID_INPUT)
     for path in documents:
         try:
             loaded.append(json.loads(path.read_text()))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
+from lmaload.cli.config import where
 from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
-    OneLineErrors,
+    Duration,
     allow_lag_option,
     allow_remote_option,
     fail,
@@ -21,12 +23,18 @@ from lmaload.cli.group import (
     main,
     metrics_port_option,
     mode_option,
+    parse_duration,
     results_option,
     seed_option,
     sync_option,
     threshold_option,
 )
 from lmaload.cli.targets import lma_option, run_targets, standby_option
+from lmaload.shard_logs import RESULTS_MARKER
+
+if TYPE_CHECKING:
+    from lmaload.measure.schedule import Stage
+    from lmaload.run import RunConfig
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -39,7 +47,39 @@ def _shard(text: str | None) -> tuple[int, int]:
     return int(index), int(count)
 
 
-@main.command(name="run", cls=OneLineErrors)
+class Stages(click.ParamType):
+    """``DURATION:RATE,...``: ramp linearly to RATE registrations/s over DURATION, from 0, each
+    stage from where the last ended (k6's stages); ``0s:RATE`` is a step."""
+
+    name = "stages"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from lmaload.measure.schedule import Stage
+
+        if isinstance(value, tuple):
+            return value
+        stages = []
+        for part in str(value).split(","):
+            duration, sep, rate = part.strip().partition(":")
+            try:
+                if not sep:
+                    raise ValueError
+                stages.append(Stage(parse_duration(duration), float(rate)))
+            except ValueError:
+                self.fail(f"{part.strip()!r}: expected DURATION:RATE, e.g. 30s:5000", param, ctx)
+            if stages[-1].duration < 0 or not 0 <= stages[-1].rate < float("inf"):
+                self.fail(
+                    f"{part.strip()!r}: durations and rates are finite, not negative", param, ctx
+                )
+        return tuple(stages)
+
+
+def format_stages(stages: tuple[Stage, ...]) -> str:
+    """``--stages`` text for ``stages`` (the inverse of ``Stages``)."""
+    return ",".join(f"{s.duration!r}:{s.rate!r}" for s in stages)
+
+
+@main.command(name="run")
 @click.option(
     "--mns",
     type=click.IntRange(1),
@@ -57,10 +97,19 @@ def _shard(text: str | None) -> tuple[int, int]:
 )
 @click.option(
     "--ramp",
-    type=click.FloatRange(min=0),
+    type=Duration(min=0),
     default=0.0,
     show_default=True,
     help="Seconds to ramp from 0 to --rate.",
+)
+@click.option(
+    "--stages",
+    type=Stages(),
+    metavar="DURATION:RATE,...",
+    help="The rate profile instead of --rate/--ramp, e.g. 10s:1000,30s:5000,10s:0: ramp from 0 "
+    "to each RATE over its DURATION (0s: a step); the last rate holds until --mns are sent. "
+    "Ending at 0, --mns defaults to the registrations the stages schedule. Shards split each "
+    "rate.",
 )
 @mode_option
 @sync_option
@@ -77,7 +126,7 @@ def _shard(text: str | None) -> tuple[int, int]:
 @allow_lag_option
 @click.option(
     "--lag-tolerance",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Duration(min=0, min_open=True),
     default=0.02,
     show_default=True,
     help="Seconds after its intended time past which a registration counts as behind schedule.",
@@ -92,7 +141,7 @@ def _shard(text: str | None) -> tuple[int, int]:
 )
 @click.option(
     "--sync-wait",
-    type=click.FloatRange(min=0),
+    type=Duration(min=0),
     default=5.0,
     show_default=True,
     help="With --lma: seconds between the last registration and the failure, for state sync.",
@@ -112,7 +161,7 @@ def _shard(text: str | None) -> tuple[int, int]:
 )
 @click.option(
     "--fail-at",
-    type=click.FloatRange(min=0),
+    type=Duration(min=0),
     metavar="SECONDS",
     help="Fail the active this long after the start instead of once sync caught up "
     "(shard 0 runs --fail-cmd; every shard measures from that instant).",
@@ -156,7 +205,7 @@ def _shard(text: str | None) -> tuple[int, int]:
 )
 @click.option(
     "--lifetime",
-    type=click.FloatRange(4, 0xFFFF * 4),
+    type=Duration(min=4, max=0xFFFF * 4),
     default=3600.0,
     show_default=True,
     help="Binding lifetime the MAGs request, seconds (they refresh 10 s before it ends, or at "
@@ -175,7 +224,7 @@ def _shard(text: str | None) -> tuple[int, int]:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0),
+    type=Duration(min=0),
     default=0.0,
     show_default=True,
     help="Seconds to hold the registered population (refreshing per --lifetime) before the "
@@ -183,7 +232,7 @@ def _shard(text: str | None) -> tuple[int, int]:
 )
 @click.option(
     "--observe",
-    type=click.FloatRange(min=0),
+    type=Duration(min=0),
     default=0.0,
     show_default=True,
     help="Seconds to keep the MAGs running after the failover (refreshes, heartbeats).",
@@ -209,44 +258,14 @@ def _shard(text: str | None) -> tuple[int, int]:
 )
 @threshold_option("run")
 @junit_option
-def run_command(
-    mns: int,
-    mags: int,
-    rate: float,
-    ramp: float,
-    mode: str,
-    sync: str,
-    heartbeat_interval: float,
-    missing_heartbeats: int,
-    seed: int,
-    results_path: Path,
-    allow_lag: bool,
-    lag_tolerance: float,
-    lma: str | None,
-    standby: str | None,
-    fail_cmd: str | None,
-    sync_wait: float,
-    allow_remote: bool,
-    shard: str | None,
-    start_at: float | None,
-    fail_at: float | None,
-    pcap: Path | None,
-    hdr_log: Path | None,
-    csv_path: Path | None,
-    metrics_port: int | None,
-    metrics_host: str,
-    lma_metrics_port: int | None,
-    pushgateway: str | None,
-    lifetime: float,
-    fault_text: str,
-    duration: float,
-    observe: float,
-    transport: str | None,
-    lab: bool,
-    lab_prefix: str,
-    thresholds: list[Any],
-    junit_path: Path | None,
-) -> None:
+@click.option(
+    "--print-results",
+    is_flag=True,
+    help=f"Also print the results document as one line, {RESULTS_MARKER} and the JSON, last "
+    "on stdout: lmaload merge --from-logs collects the shards' from their logs (k8s-job).",
+)
+@click.pass_context
+def run_command(ctx: click.Context, **options: Any) -> None:
     """Register a population with an LMA pair — the embedded one on loopback or in a namespace
     lab (--lab), or yours with --lma/--standby — fail the active, and measure the failover.
 
@@ -257,66 +276,105 @@ def run_command(
     --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is
     a warning.
     """
-    from lmaload.fault import parse_fault
-    from lmaload.lab.topology import check_prefix
     from lmaload.measure.series import write_csv
     from lmaload.results import table
-    from lmaload.run import RunConfig, RunError, run
+    from lmaload.run import RunError, run
 
-    try:
-        fault = parse_fault(fault_text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--fault") from None
-    try:
-        check_prefix(lab_prefix)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--lab-prefix") from None
-    if transport == "udp" and lab:
-        raise click.UsageError("--lab speaks the raw Mobility Header: not with --transport udp")
-    targets = run_targets(lma, standby, fail_cmd, mode, allow_remote)
-    try:
-        config = RunConfig(
-            mns=mns,
-            mags=mags,
-            rate=rate,
-            ramp=ramp,
-            mode=mode,  # type: ignore[arg-type]
-            sync=sync,  # type: ignore[arg-type]
-            heartbeat_interval=heartbeat_interval,
-            missing_heartbeats=missing_heartbeats,
-            seed=seed,
-            results=results_path,
-            allow_lag=allow_lag,
-            lag_tolerance=lag_tolerance,
-            lma=targets[0],
-            standby=targets[1],
-            fail_cmd=fail_cmd,
-            sync_wait=sync_wait,
-            pcap=pcap,
-            shard=_shard(shard),
-            start_at=start_at,
-            fail_at=fail_at,
-            metrics_port=metrics_port,
-            metrics_host=metrics_host,
-            lma_metrics_port=lma_metrics_port,
-            pushgateway=pushgateway,
-            lifetime=lifetime,
-            fault=fault,
-            duration=duration,
-            observe=observe,
-            lab=lab or transport == "raw",
-            lab_prefix=lab_prefix,
-            hdr_log=hdr_log,
-        )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    config = run_config(ctx, options, _shard(options["shard"]), options["start_at"])
     try:
         results, checks = run(config, warn=lambda m: fail(f"run: warning: {m}"))
     except RunError as exc:
         fail(f"run: {exc}")
         sys.exit(EXIT_INVALID_INPUT)
+    csv_path = options["csv_path"]
     if csv_path is not None:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         with csv_path.open("w", newline="") as out:
             write_csv(results["series"], out)
-    finish("run", results, checks, thresholds, results_path, junit_path, table)
+    finish(
+        "run",
+        results,
+        checks,
+        options["thresholds"],
+        config.results,
+        options["junit_path"],
+        table,
+        print_results=options["print_results"],
+    )
+
+
+def run_config(
+    ctx: click.Context, options: dict[str, Any], shard: tuple[int, int], start_at: float | None
+) -> RunConfig:
+    """The RunConfig of run's ``options`` (``lmaload run`` and ``k8s-job``, which checks them
+    before it prints); UsageError for a bad combination."""
+    from lmaload.fault import parse_fault
+    from lmaload.lab.topology import check_prefix
+    from lmaload.measure.schedule import Schedule
+    from lmaload.run import RunConfig
+
+    try:
+        fault = parse_fault(options["fault_text"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    try:
+        check_prefix(options["lab_prefix"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lab-prefix") from None
+    transport, lab = options["transport"], options["lab"]
+    if transport == "udp" and lab:
+        raise click.UsageError("--lab speaks the raw Mobility Header: not with --transport udp")
+    targets = run_targets(
+        options["lma"], options["standby"], options["fail_cmd"], options["mode"],
+        options["allow_remote"],
+    )  # fmt: skip
+    stages: tuple[Stage, ...] = options["stages"] or ()
+    rate, mns = options["rate"], options["mns"]
+    if stages:
+        if ctx.get_parameter_source("rate") is not ParameterSource.DEFAULT:
+            raise click.UsageError(
+                f"--stages gives the rate profile: not with {where(ctx, 'rate')}"
+            )
+        rate = max(s.rate for s in stages)
+        due = Schedule(stages).total
+        if due < 1:
+            raise click.BadParameter("no registration is due", param_hint="--stages")
+        if ctx.get_parameter_source("mns") is ParameterSource.DEFAULT and due < float("inf"):
+            mns = int(due)
+    try:
+        return RunConfig(
+            mns=mns,
+            mags=options["mags"],
+            rate=rate,
+            ramp=options["ramp"],
+            stages=stages,
+            mode=options["mode"],
+            sync=options["sync"],
+            heartbeat_interval=options["heartbeat_interval"],
+            missing_heartbeats=options["missing_heartbeats"],
+            seed=options["seed"],
+            results=options["results_path"],
+            allow_lag=options["allow_lag"],
+            lag_tolerance=options["lag_tolerance"],
+            lma=targets[0],
+            standby=targets[1],
+            fail_cmd=options["fail_cmd"],
+            sync_wait=options["sync_wait"],
+            pcap=options["pcap"],
+            shard=shard,
+            start_at=start_at,
+            fail_at=options["fail_at"],
+            metrics_port=options["metrics_port"],
+            metrics_host=options["metrics_host"],
+            lma_metrics_port=options["lma_metrics_port"],
+            pushgateway=options["pushgateway"],
+            lifetime=options["lifetime"],
+            fault=fault,
+            duration=options["duration"],
+            observe=options["observe"],
+            lab=lab or transport == "raw",
+            lab_prefix=options["lab_prefix"],
+            hdr_log=options["hdr_log"],
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None

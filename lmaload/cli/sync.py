@@ -12,8 +12,8 @@ import click
 from lmaload.cli.finish import finish
 from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
+    Duration,
     IPv6Param,
-    OneLineErrors,
     allow_lag_option,
     allow_remote_option,
     fail,
@@ -28,7 +28,7 @@ from lmaload.cli.group import (
 )
 
 
-@main.command(name="sync", cls=OneLineErrors)
+@main.command(name="sync")
 @click.option(
     "--standby",
     metavar="[INNER_IPV6@]HOST[:PORT]",
@@ -84,7 +84,7 @@ from lmaload.cli.group import (
 @click.option("--no-hello", is_flag=True, help="Stream at once, without the HA-HELLO exchange.")
 @click.option(
     "--hello-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Duration(min=0, min_open=True),
     default=15.0,
     show_default=True,
     help="Seconds to wait for the standby's first HA-HELLO.",

@@ -43,6 +43,17 @@ class Schedule:
     def constant(cls, rate: float) -> Schedule:
         return cls((), rate)
 
+    @property
+    def total(self) -> float:
+        """Registrations due in all, when the profile ends at rate 0 (``inf`` otherwise)."""
+        if (self.stages[-1].rate if self.stages else self.start_rate) > 0:
+            return float("inf")
+        total, rate = 0.0, self.start_rate
+        for stage in self.stages:
+            total += (rate + stage.rate) / 2 * stage.duration
+            rate = stage.rate
+        return total
+
     def offsets(self, count: int) -> np.ndarray:
         """Intended send times of registrations 0..count-1, seconds after the start."""
         r0, r1, durations = [], [], []
