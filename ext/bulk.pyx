@@ -65,16 +65,7 @@ cdef uint32_t NO_MN_ID = bulk_types.NO_MN_ID
 # Checksum and octet helpers
 
 include "octets.pxi"
-
-
-cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
-    cdef uint32_t v
-    memcpy(&v, p, 4)
-    return v
-
-
-cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
-    return bswap32(load32(p))
+include "mh_heartbeat.pxi"
 
 
 cdef object c_array(arr, dtype):
@@ -361,39 +352,43 @@ cdef int encode_pbu_rows(pbu_batch_t* c) noexcept nogil:
     return 0
 
 
-def encode_pbus(
-    pop,
-    rows,
-    lma,
-    flags=cp.PBU_DEFAULT_FLAGS,
-    lifetime=0,
-    options=DEFAULT_PBU_OPTIONS,
-    config=DEFAULT_CONFIG,
-):
-    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled
-    (``config`` gives the LMA Failure Indication's type code)."""
-    rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
-    cdef Py_ssize_t n = len(rows_a)
-    cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint8), offsets
-    struct.pack("!HH", flags, lifetime)  # the reference's struct.error for out-of-range values
-    mns_a = c_array(pop.mns, MN_DTYPE)
-    mags_a = c_array(pop.mags, MAG_DTYPE)
-    cdef const mag_t* mags = <const mag_t*>cnp.PyArray_DATA(<cnp.ndarray>mags_a)
-    cdef Py_ssize_t n_mags = len(mags_a)
-    cdef bytes realm = pop.realm.encode()
-    cdef bytes lma_packed = lma.packed
-    cdef pbu_batch_t* c = <pbu_batch_t*>malloc(sizeof(pbu_batch_t))
-    cdef template_t* templates = <template_t*>malloc(LAYOUTS * sizeof(template_t))
-    cdef uint64_t* mag_sum = <uint64_t*>malloc(max(n_mags, 1) * sizeof(uint64_t))
-    cdef int error, k
-    cdef Py_ssize_t m, longest
-    cdef uint64_t pseudo
-    cdef cnp.ndarray out
-    try:
-        if not c or not templates or not mag_sum:
+cdef class PbuEncoder:
+    """encode_pbus' preparation for one (population, LMA, flags, lifetime, options, config) —
+    header, tail options, per-MAG pseudo-header sums, the templates as layouts come up — kept
+    for every call of ``encode``, which reads the rows' current columns. The population's MAG
+    table must not change while the encoder is in use."""
+
+    cdef pbu_batch_t* c
+    cdef template_t* templates
+    cdef uint64_t* mag_sum
+    cdef object pop, mags_a
+    cdef bytes realm
+    cdef Py_ssize_t longest
+
+    def __cinit__(
+        self,
+        pop,
+        lma,
+        flags=cp.PBU_DEFAULT_FLAGS,
+        lifetime=0,
+        options=DEFAULT_PBU_OPTIONS,
+        config=DEFAULT_CONFIG,
+    ):
+        struct.pack("!HH", flags, lifetime)  # the reference's struct.error for out-of-range values
+        self.pop = pop
+        self.mags_a = c_array(pop.mags, MAG_DTYPE)
+        cdef const mag_t* mags = <const mag_t*>cnp.PyArray_DATA(<cnp.ndarray>self.mags_a)
+        cdef Py_ssize_t n_mags = len(self.mags_a), m
+        self.realm = pop.realm.encode()
+        cdef bytes lma_packed = lma.packed
+        cdef int k
+        cdef uint64_t pseudo
+        self.c = <pbu_batch_t*>malloc(sizeof(pbu_batch_t))
+        self.templates = <template_t*>malloc(LAYOUTS * sizeof(template_t))
+        self.mag_sum = <uint64_t*>malloc(max(n_mags, 1) * sizeof(uint64_t))
+        if not self.c or not self.templates or not self.mag_sum:
             raise MemoryError()
+        cdef pbu_batch_t* c = self.c
         # MH header, fixed part, HNP (ALL_ZERO ::/0 unless per row), MN-ID up to the digits.
         memset(c.head, 0, NAI_DIGITS_AT)
         c.head[0] = PAYLOAD_PROTO_NONE
@@ -405,8 +400,8 @@ def encode_pbus(
         c.head[32] = cp.OPT_MN_IDENTIFIER
         c.head[34] = MNID_SUBTYPE_NAI
         memcpy(c.head + 35, b"mn", 2)
-        c.realm = realm
-        c.realm_length = len(realm)
+        c.realm = self.realm
+        c.realm_length = len(self.realm)
         c.link_layer_id = bool(options.link_layer_id)
         c.request_prefix = bool(options.request_prefix)
         c.tail_count = 0
@@ -427,48 +422,82 @@ def encode_pbus(
             code = options.lfi.type_code(config)
             add_tail_option(c, x, y, code, options.lfi.pack(), F_NONE)
         memset(c.built, 0, LAYOUTS)
-        c.templates = templates
+        c.templates = self.templates
 
         # Pseudo-header per MAG (its Proxy-CoA, the LMA, next header), plus its IPv4 CoA option
         # data, which always sits at an even offset.
         pseudo = csum_add(lma_packed, 16) + IPPROTO_MH
         for m in range(n_mags):
-            mag_sum[m] = pseudo + csum_add(mags[m].addr6, 16)
+            self.mag_sum[m] = pseudo + csum_add(mags[m].addr6, 16)
             if options.ipv4_coa:
-                mag_sum[m] += csum_add(mags[m].addr4, 4)
+                self.mag_sum[m] += csum_add(mags[m].addr4, 4)
+        c.mags = mags
+        c.n_mags = n_mags
+        c.mag_sum = self.mag_sum
 
-        # Room for the longest layout (10 digits, widest padding) per message and for
-        # copy_template's overrun; trimmed after.
-        longest = NAI_DIGITS_AT + 10 + 1 + c.realm_length + 7
+        # Room for the longest layout (10 digits, widest padding) per message.
+        self.longest = NAI_DIGITS_AT + 10 + 1 + c.realm_length + 7
         for k in range(c.tail_count):
-            longest += c.tail[k].x + 1 + c.tail[k].length + (8 if c.tail[k].field == F_LL else 0)
-        out = np.empty(n * longest + COPY_BLOCK - MIN_PBU, dtype=np.uint8)
+            self.longest += (
+                c.tail[k].x + 1 + c.tail[k].length + (8 if c.tail[k].field == F_LL else 0)
+            )
+
+    def __dealloc__(self):
+        free(self.c)
+        free(self.templates)
+        free(self.mag_sum)
+
+    def encode(self, rows):
+        """One PBU per selected row: (octets, offsets), as encode_pbus."""
+        rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        cdef Py_ssize_t n = len(rows_a), m
+        cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
+        if n == 0:
+            return np.zeros(0, dtype=np.uint8), offsets
+        mns_a = c_array(self.pop.mns, MN_DTYPE)
+        cdef pbu_batch_t* c = self.c
+        cdef int error
+        # Room for copy_template's overrun too; trimmed after.
+        cdef cnp.ndarray out = np.empty(n * self.longest + COPY_BLOCK - MIN_PBU, dtype=np.uint8)
         c.rows = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>rows_a)
         c.n = n
         c.mns = <const mn_t*>cnp.PyArray_DATA(<cnp.ndarray>mns_a)
         c.n_mns = len(mns_a)
-        c.mags = mags
-        c.n_mags = n_mags
-        c.mag_sum = mag_sum
         c.out = <uint8_t*>cnp.PyArray_DATA(out)
         c.offsets = <int64_t*>cnp.PyArray_DATA(offsets)
         with nogil:
             error = encode_pbu_rows(c)
         m = c.failed
-    finally:
-        free(c)
-        free(templates)
-        free(mag_sum)
-    if error == ERR_ROW:
-        raise IndexError(f"index {rows_a[m]} is out of bounds for axis 0 with size {len(pop.mns)}")
-    if error == ERR_MAG:
-        mag = pop.mns["mag"][rows_a[m]]
-        raise IndexError(f"index {mag} is out of bounds for axis 0 with size {len(pop.mags)}")
-    if error == ERR_NAI:
-        length = 1 + len(pop.nai(rows_a[m]))
-        raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
-    out.resize(offsets[n], refcheck=False)  # shrinks in place (realloc)
-    return out, offsets
+        pop = self.pop
+        if error == ERR_ROW:
+            raise IndexError(
+                f"index {rows_a[m]} is out of bounds for axis 0 with size {len(pop.mns)}"
+            )
+        if error == ERR_MAG:
+            mag = pop.mns["mag"][rows_a[m]]
+            raise IndexError(f"index {mag} is out of bounds for axis 0 with size {len(pop.mags)}")
+        if error == ERR_NAI:
+            length = 1 + len(pop.nai(rows_a[m]))
+            raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
+        out.resize(offsets[n], refcheck=False)  # shrinks in place (realloc)
+        return out, offsets
+
+
+def encode_pbus(
+    pop,
+    rows,
+    lma,
+    flags=cp.PBU_DEFAULT_FLAGS,
+    lifetime=0,
+    options=DEFAULT_PBU_OPTIONS,
+    config=DEFAULT_CONFIG,
+):
+    """One PBU per selected row, from the row's MAG Proxy-CoA to ``lma``, checksum filled
+    (``config`` gives the LMA Failure Indication's type code)."""
+    rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+    if len(rows_a) == 0:
+        return np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64)
+    return PbuEncoder(pop, lma, flags, lifetime, options, config).encode(rows_a)
 
 
 def encode_heartbeats(pop, mags, lmas, sequences):
@@ -495,29 +524,13 @@ def encode_heartbeats(pop, mags, lmas, sequences):
     cdef Py_ssize_t n_mags = len(mags_a)
     cdef uint8_t* p = <uint8_t*>cnp.PyArray_DATA(out)
     cdef Py_ssize_t i, mag = 0
-    cdef uint64_t a, b
-    cdef uint32_t seq
-    # 16 octets: header, Reserved, Flags 0, Sequence, PadN(4); constant words plus the length.
-    cdef uint64_t constant = (PAYLOAD_PROTO_NONE << 8) + 1 + (MH_HEARTBEAT << 8) + 0x0102
-    constant += 16 + IPPROTO_MH
     with nogil:
         for i in range(n):
             mag = wrap_index(mags_v[i], n_mags)
             if mag < 0:
                 break
-            p[0] = PAYLOAD_PROTO_NONE
-            p[1] = 1
-            p[2] = MH_HEARTBEAT
-            seq = seq_v[i]
-            put_be16(p + 8, seq >> 16)
-            put_be16(p + 10, seq & 0xFFFF)
-            p[12] = OPT_PADN
-            p[13] = 2
-            a = constant + seq
-            b = (halves(load64(mag_table[mag].addr6)) + halves(load64(mag_table[mag].addr6 + 8))
-                 + halves(load64(&lma_v[i, 0])) + halves(load64(&lma_v[i, 8])))
-            put_be16(p + 4, finish(a, b))
-            p += 16
+            write_heartbeat(p, seq_v[i], mag_table[mag].addr6, &lma_v[i, 0])
+            p += HEARTBEAT_LENGTH
     if mag < 0:
         raise IndexError(f"index {mags_v[i]} is out of bounds for axis 0 with size {len(pop.mags)}")
     return out, offsets_a
@@ -527,201 +540,7 @@ def encode_heartbeats(pop, mags, lmas, sequences):
 # Decoders: the validity rules of decode_datagram (ipv6.py, messages.py, options.py), as tables
 # of message and option kinds per type number under the call's WireConfig.
 
-cdef enum:  # message kinds, each with its fixed-part rule
-    M_UNKNOWN, M_BU, M_BA, M_BE, M_HAS, M_HB, M_SS, M_HAC, M_HELLO
-
-cdef enum:  # option kinds, each with its Length rule (O_ANY: unknown types too)
-    O_ANY, O_LEN2, O_LEN6, O_LEN16, O_MNID, O_HNP, O_LLID, O_TS, O_RC, O_BCI, O_PBCI, O_LFI
-
-_MESSAGE_KIND = {
-    wm.BindingUpdate: M_BU,
-    wm.BindingAck: M_BA,
-    wm.BindingError: M_BE,
-    wm.HomeAgentSwitch: M_HAS,
-    wm.Heartbeat: M_HB,
-    wm.StateSync: M_SS,
-    wm.HomeAgentControl: M_HAC,
-    wm.HomeAgentHello: M_HELLO,
-}
-_OPTION_KIND = {
-    wo.AlternateCareOfAddress: O_LEN16,
-    wo.MobileNodeIdentifier: O_MNID,
-    wo.VendorSpecific: O_ANY,
-    wo.HomeNetworkPrefix: O_HNP,
-    wo.HandoffIndicator: O_LEN2,
-    wo.AccessTechnologyType: O_LEN2,
-    wo.MobileNodeLinkLayerIdentifier: O_LLID,
-    wo.LinkLocalAddress: O_LEN16,
-    wo.Timestamp: O_TS,
-    wo.RestartCounter: O_RC,
-    wo.IPv4CareOfAddress: O_LEN6,
-    wo.IPv4DefaultRouterAddress: O_LEN6,
-    wo.IPv4HomeAddressRequest: O_LEN6,
-    wo.IPv4HomeAddressReply: O_LEN6,
-    wo.IPv4DhcpSupportMode: O_LEN2,
-    wo.BindingCacheInformation: O_BCI,
-    wo.ProxyBindingCacheInformation: O_PBCI,
-    wo.LmaFailureIndication: O_LFI,
-    wo.MagAddress: O_LEN16,
-}
-
-
-cdef struct wire_t:
-    uint8_t message_kind[256]
-    uint8_t option_kind[256]
-    bint hac_literal
-
-
-cdef struct found_t:
-    # MH offsets of the data of the first MN-ID, HNP, Timestamp and Restart Counter options
-    int32_t mnid, hnp, ts, rc
-
-
-@functools.lru_cache(maxsize=16)
-def _kind_tables(config):
-    """Message kind per MH type, then option kind per option type, under ``config``."""
-    kinds = bytearray(512)
-    for code, cls in wm.message_classes(config).items():
-        kinds[code] = _MESSAGE_KIND[cls]
-    for code, cls in wo.option_classes(config).items():
-        kinds[256 + code] = _OPTION_KIND[cls]
-    return bytes(kinds)
-
-
-cdef bint options_ok(
-    const uint8_t* mh, Py_ssize_t off, Py_ssize_t end, const wire_t* w, bint inside_pbci,
-    found_t* f,
-) noexcept nogil:
-    """decode_options' checks on mh[off:end], noting the first options the records need."""
-    cdef uint8_t kind = 0, length, k
-    cdef Py_ssize_t body
-    while True:
-        body = next_option(mh, &off, end, &kind)
-        if body == OPTIONS_MALFORMED:
-            return False
-        if body == OPTIONS_END:
-            return True
-        length = mh[body - 1]
-        k = w.option_kind[kind]
-        if k == O_ANY:
-            pass
-        elif k == O_LEN2:
-            if length != 2:
-                return False
-        elif k == O_LEN6:
-            if length != 6:
-                return False
-        elif k == O_LEN16:
-            if length != 16:
-                return False
-        elif k == O_MNID:
-            if length < 1:
-                return False
-            if f.mnid < 0:
-                f.mnid = body
-        elif k == O_HNP:
-            if length != 18 or mh[body + 1] > 128:
-                return False
-            if f.hnp < 0:
-                f.hnp = body
-        elif k == O_LLID:
-            if length < 2:
-                return False
-        elif k == O_TS:
-            if length != 8:
-                return False
-            if f.ts < 0:
-                f.ts = body
-        elif k == O_RC:
-            if length != 4:
-                return False
-            if f.rc < 0:
-                f.rc = body
-        elif k == O_BCI:
-            if inside_pbci or length != 40:
-                return False
-        elif k == O_PBCI:
-            # A longer PBCI nests its session's options, which may not hold another (P)BCI.
-            if inside_pbci or length < PBCI_FIXED_LENGTH:
-                return False
-            if not options_ok(mh, body + PBCI_FIXED_LENGTH, off, w, True, f):
-                return False
-        elif k == O_LFI:
-            if length != 16 and length != 20:
-                return False
-
-
-cdef struct decoded_t:
-    const uint8_t* mh
-    uint8_t kind
-    int8_t checksum_ok
-    found_t found
-
-
-cdef bint decode_datagram(
-    const uint8_t* d, Py_ssize_t n, bint ipv6, const wire_t* w, decoded_t* out
-) noexcept nogil:
-    """True when decode_datagram would accept d[0:n] (framed as the batch says)."""
-    cdef const uint8_t* mh = d
-    cdef Py_ssize_t length = n, fixed, k
-    cdef uint64_t b
-    if ipv6:
-        if n < IPV6_HEADER or d[0] >> 4 != 6 or d[6] != IPPROTO_MH:
-            return False
-        if be16(d + 4) != n - IPV6_HEADER:  # Payload Length
-            return False
-        mh += IPV6_HEADER
-        length -= IPV6_HEADER
-    if length < 8 or mh[0] != PAYLOAD_PROTO_NONE or (mh[1] + 1) * 8 != length:
-        return False
-    out.mh = mh
-    out.kind = w.message_kind[mh[2]]
-    out.found.mnid = out.found.hnp = out.found.ts = out.found.rc = -1
-    if out.kind != M_UNKNOWN:
-        if out.kind == M_BE:
-            fixed = 18
-        elif out.kind == M_HAS:
-            fixed = 2 + 16 * mh[6]
-        elif out.kind == M_SS:
-            fixed = 4
-        elif out.kind == M_HAC:
-            fixed = 18 if w.hac_literal else 2
-        elif out.kind == M_HELLO:
-            fixed = 10
-        else:
-            fixed = 6
-        if length < MH_HEADER + fixed:
-            return False
-        if not options_ok(mh, MH_HEADER + fixed, length, w, False, &out.found):
-            return False
-    if not ipv6:
-        out.checksum_ok = -1
-        return True
-    # Pseudo-header addresses and the MH (a multiple of 8 octets) in native 64-bit words.
-    b = 0
-    for k in range(8, IPV6_HEADER, 8):
-        b += halves(load64(d + k))
-    for k in range(0, length, 8):
-        b += halves(load64(mh + k))
-    out.checksum_ok = finish(length + IPPROTO_MH, b) == 0
-    return True
-
-
-cdef inline uint32_t nai_mn_id(const uint8_t* s, Py_ssize_t n) noexcept nogil:
-    """_mn_id_from_nai: ``mn{digits}@...``, ASCII digits without leading zeros, < 2^32 - 1."""
-    cdef const uint8_t* at = <const uint8_t*>memchr(s, 64, n)
-    cdef Py_ssize_t digits, k
-    cdef uint64_t v = 0
-    if at == NULL:
-        return NO_MN_ID
-    digits = at - s - 2
-    if digits < 1 or digits > 10 or s[0] != 109 or s[1] != 110 or (digits > 1 and s[2] == 48):
-        return NO_MN_ID
-    for k in range(2, 2 + digits):
-        if not 48 <= s[k] <= 57:
-            return NO_MN_ID
-        v = v * 10 + s[k] - 48
-    return <uint32_t>v if v < NO_MN_ID else NO_MN_ID
+include "mh_decode.pxi"
 
 
 cdef struct batch_t:
@@ -737,10 +556,7 @@ cdef object open_batch(batch_t* g, buf, offsets, framing, config, dtype):
     the arrays g points into, which must outlive the decoding."""
     if framing not in ("ipv6", "mh"):
         raise ValueError("framing is 'ipv6' (inner IPv6 header, RFC 5844) or 'mh' (bare)")
-    cdef bytes table = _kind_tables(config)
-    memcpy(g.wire.message_kind, <const char*>table, 256)
-    memcpy(g.wire.option_kind, <const char*>table + 256, 256)
-    g.wire.hac_literal = config.hac_mag_encoding == "literal"
+    fill_wire(&g.wire, config)
     g.ipv6 = framing == "ipv6"
     data = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)  # buf.tobytes()'s octets
     offs = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)

@@ -70,14 +70,14 @@ cdef Py_ssize_t S_HAS_TS = _offset(PBU_SCAN_DTYPE, "has_ts")
 cdef Py_ssize_t S_TS = _offset(PBU_SCAN_DTYPE, "ts")
 cdef Py_ssize_t S_LLID_START = _offset(PBU_SCAN_DTYPE, "llid_start")
 cdef Py_ssize_t S_LLID_LEN = _offset(PBU_SCAN_DTYPE, "llid_len")
-cdef Py_ssize_t S_FAST = _offset(PBU_SCAN_DTYPE, "fast")
-cdef Py_ssize_t S_HAS_LFI = _offset(PBU_SCAN_DTYPE, "has_lfi")
 
 cdef uint8_t ACTIVE = BceState.ACTIVE
 cdef uint8_t HI_BETWEEN_INTERFACES = cp.HI_HANDOFF_BETWEEN_INTERFACES
 cdef uint8_t HI_BETWEEN_MAGS = cp.HI_HANDOFF_BETWEEN_MAGS
 cdef uint8_t HI_UNKNOWN = cp.HI_UNKNOWN
-cdef uint8_t HI_NOT_CHANGED = cp.HI_NOT_CHANGED
+# lmaload._ext.lma_step's codes
+cdef uint8_t LANE = 1
+cdef uint8_t SHED = 4
 
 
 cdef extern from *:
@@ -214,61 +214,6 @@ cdef Py_ssize_t new_row(
     return row
 
 
-def classify(
-    cnp.ndarray scan,
-    const uint8_t[:, ::1] src,
-    const uint8_t[:, ::1] dst,
-    bytes address not None,
-    bytes lmaa,
-    verdict,
-):
-    """Which scanned datagrams the lane may take (``eligible``, uint8) and which are failover
-    PBUs to hold for a takeover (``hold``, bool), for ``lmaload.protocol.lma.fast_lane``: a fast
-    PBU to ``address`` (or to ``lmaa``, unless None) whose pair — the 32 octets of its source
-    then its destination — ``verdict(pair)`` answers (allowed, held, recovered) for. Eligible:
-    allowed, and not a recovery asking for a new prefix (ALL_ZERO HNP with an LMA Failure
-    Indication, or HI 5 from a MAG taken over, spec-digest §8.5); held: held and with an LFI.
-    ``verdict`` is asked once per run of datagrams of one pair."""
-    cdef Py_ssize_t n = scan.shape[0]
-    if scan.dtype != PBU_SCAN_DTYPE or not scan.flags.c_contiguous:
-        raise ValueError("scan must be a contiguous array of PBU_SCAN_DTYPE")
-    if src.shape[0] != n or dst.shape[0] != n or src.shape[1] != 16 or dst.shape[1] != 16:
-        raise ValueError("src and dst must hold a 16-octet row per scanned datagram")
-    if len(address) != 16 or (lmaa is not None and len(lmaa) != 16):
-        raise ValueError("the addresses are 16 octets")
-    eligible = np.zeros(n, dtype=np.uint8)
-    hold = np.zeros(n, dtype=bool)
-    cdef uint8_t[::1] e = eligible
-    cdef uint8_t[::1] h = hold.view(np.uint8)
-    cdef const uint8_t* recs = <const uint8_t*>cnp.PyArray_DATA(scan)
-    cdef const uint8_t* own = <const uint8_t*>PyBytes_AS_STRING(address)
-    cdef const uint8_t* shared = NULL if lmaa is None else <const uint8_t*>PyBytes_AS_STRING(lmaa)
-    cdef const uint8_t* rec
-    cdef Py_ssize_t i, last = -1
-    cdef bint allowed = False, held = False, recovered = False, lfi, recovery
-    cdef uint8_t pair[32]
-    for i in range(n):
-        rec = recs + i * SCAN_SIZE
-        if not rec[S_FAST]:
-            continue
-        if memcmp(&dst[i, 0], own, 16) != 0 and (
-            shared == NULL or memcmp(&dst[i, 0], shared, 16) != 0
-        ):
-            continue
-        if last < 0 or memcmp(&src[i, 0], &src[last, 0], 16) != 0 or memcmp(
-            &dst[i, 0], &dst[last, 0], 16
-        ) != 0:
-            memcpy(pair, &src[i, 0], 16)
-            memcpy(pair + 16, &dst[i, 0], 16)
-            allowed, held, recovered = verdict(PyBytes_FromStringAndSize(<const char*>pair, 32))
-            last = i
-        lfi = rec[S_HAS_LFI] != 0
-        recovery = rec[S_HNP_ZERO] and (lfi or (recovered and rec[S_HI] == HI_NOT_CHANGED))
-        h[i] = held and lfi
-        e[i] = allowed and not recovery
-    return eligible, hold
-
-
 cdef class Accepted:
     """The PBUs one ``Lane.run`` accepted, in order: datagram index, binding cache row, the
     assigned prefix (16 octets and length), granted lifetime and the row's new expiry."""
@@ -317,7 +262,8 @@ cdef class Lane:
         Accepted out,
     ):
         """Process datagrams ``start``, ``start + 1``, ... while they are eligible PBUs the lane
-        can take; return the index of the first one it did not take (``len(scan)`` when none).
+        can take (``eligible``: the codes of ``lmaload._ext.lma_step``, LANE; SHED ones are
+        passed over); return the index of the first one it did not take (``len(scan)`` when none).
         ``out`` receives the accepted ones (``out.count`` of them, from 0)."""
         cdef Py_ssize_t n = scan.shape[0]
         if not (src.shape[0] == n and eligible.shape[0] == n and arrival.shape[0] == n):
@@ -360,7 +306,9 @@ cdef class Lane:
         cdef uint8_t key_octets[17]
 
         for i in range(start, n):
-            if not eligible[i]:
+            if eligible[i] == SHED:
+                continue
+            if eligible[i] != LANE:
                 out.count = count
                 return i
             rec = recs + i * SCAN_SIZE

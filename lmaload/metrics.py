@@ -33,12 +33,15 @@ from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
 from lmaload.protocol.events import Event, Role
 from lmaload.protocol.lma import LmaEngine
+from lmaload.protocol.lma.shed import REASONS
 from lmaload.transport.engine_loop import EngineLoop
 
 PREFIX = "lmaload_lma_"
 
 # Drop reasons reported from the start (0 until they happen), so dashboards find their series.
 SOCKET_DROPS = ("kernel", "send_buffer_full")
+# Reasons PBUs are shed under overload (lmaload.protocol.lma.shed), reported from the start.
+SHED_REASONS = (*REASONS.values(), "takeover")
 # Bucket bounds of every seconds histogram: 1-2-5 steps from 100 µs to 50 s.
 BUCKETS = tuple(m * 10.0**e for e in range(-4, 2) for m in (1, 2, 5))
 
@@ -85,6 +88,7 @@ class LmaSnapshot:
     pbu_processed: int = 0
     fast_lane_pbus: int = 0
     pba_status: dict[int, int] = field(default_factory=dict)
+    pbus_shed: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
     sync_backlog: int = 0
     sync: dict[str, int] = field(default_factory=dict)
@@ -125,6 +129,7 @@ class LmaMetrics(Collector):
             pbu_processed=counters.pbu_processed,
             fast_lane_pbus=engine.fast_lane_pbus,
             pba_status=dict(counters.pba_status),
+            pbus_shed={reason: counters.pbu_shed[reason] for reason in SHED_REASONS},
             drops=dict(drops),
             sync_backlog=engine.sync_backlog,
             sync={name: getattr(counters, attr) for name, _, attr in SYNC_COUNTERS},
@@ -166,6 +171,16 @@ class LmaMetrics(Collector):
         for status, count in sorted(s.pba_status.items()):
             pbas.add_metric([str(status)], count)
         yield pbas
+        shed = CounterMetricFamily(
+            PREFIX + "pbus_shed",
+            "PBUs dropped unanswered under overload, by reason (stale: queued past "
+            "pbu_max_delay; superseded: a later PBU of the batch for the same MN interface; "
+            "backlog: too many PBAs or SS-REPs waiting for SS-ACKs; takeover: a full hold)",
+            labels=["reason"],
+        )
+        for reason, count in s.pbus_shed.items():
+            shed.add_metric([reason], count)
+        yield shed
         drops = CounterMetricFamily(
             PREFIX + "drops", "Datagrams dropped, by reason", labels=["reason"]
         )

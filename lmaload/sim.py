@@ -4,9 +4,11 @@ Endpoints (LMA engines, MAG engines, scripted test peers) are nodes owning IPv6 
 datagram sent to an address is delivered to every live node owning it (two nodes may share a
 virtual-switch LMAA; each engine decides whether it answers). Links between addresses have a
 delay, jitter, loss, duplication and reordering probability; partitions cut address sets apart;
-nodes crash and restart. Every random choice comes from one seeded RNG, so a run is a function of
-its seed. ``run_until(t)`` jumps from event to event: the next delivery or the earliest
-``next_timer()`` of a live node.
+nodes crash and restart. A node may have a ``Service`` model: it takes at most ``rate`` datagrams
+a second from a bounded receive queue (a socket buffer that drops when full), and each datagram
+reaches it stamped with its arrival time, as the kernel stamps it. Every random choice comes
+from one seeded RNG, so a run is a function of its seed. ``run_until(t)`` jumps from event to
+event: the next delivery, the next service slot or the earliest ``next_timer()`` of a live node.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
@@ -37,12 +39,30 @@ class LinkProfile:
     reorder_delay: float = 0.01
 
 
+@dataclass(frozen=True)
+class Service:
+    """A node that processes at most ``rate`` datagrams per second, ``batch`` at a time (a
+    batch of k keeps it busy k / ``rate`` seconds), from a receive queue of ``queue`` datagrams
+    that drops what arrives when it is full. ``shed``, if given, counts (monotonically) the
+    datagrams the endpoint dropped unprocessed, which cost it nothing: an LMA's shed PBUs, which
+    a compiled scan disposes of at a small fraction of a PBU's processing."""
+
+    rate: float
+    queue: int
+    batch: int = 64
+    shed: Callable[[Endpoint], int] | None = None
+
+
 @dataclass
 class Node:
     name: str
     endpoint: Endpoint
     addresses: set[IPv6Address]
     alive: bool = True
+    service: Service | None = None
+    backlog: deque[Datagram] = field(default_factory=deque)
+    busy_until: float = 0.0
+    dropped: int = 0  # arrived to a full receive queue
 
 
 @dataclass(frozen=True)
@@ -78,8 +98,14 @@ class Simulator:
 
     # --- topology ------------------------------------------------------------------------------
 
-    def add_node(self, name: str, endpoint: Endpoint, addresses: Iterable[IPv6Address]) -> None:
-        node = Node(name, endpoint, set(addresses))
+    def add_node(
+        self,
+        name: str,
+        endpoint: Endpoint,
+        addresses: Iterable[IPv6Address],
+        service: Service | None = None,
+    ) -> None:
+        node = Node(name, endpoint, set(addresses), service=service)
         self._nodes[name] = node
         for address in node.addresses:
             self._owners[address].append(name)
@@ -87,6 +113,9 @@ class Simulator:
 
     def endpoint(self, name: str) -> Endpoint:
         return self._nodes[name].endpoint
+
+    def node(self, name: str) -> Node:
+        return self._nodes[name]
 
     def set_link(
         self, src: Iterable[IPv6Address], dst: Iterable[IPv6Address], profile: LinkProfile
@@ -111,6 +140,7 @@ class Simulator:
         node = self._nodes[name]
         node.endpoint = endpoint
         node.alive = True
+        node.backlog.clear()
         self._collect(node)
 
     # --- running -------------------------------------------------------------------------------
@@ -140,6 +170,7 @@ class Simulator:
                 break
             self.now = max(self.now, t)
             self._deliver_due()
+            self._serve_due()
             for node in self._nodes.values():
                 due = node.endpoint.next_timer() if node.alive else None
                 if due is not None and due <= self.now:
@@ -156,6 +187,8 @@ class Simulator:
             due = node.endpoint.next_timer() if node.alive else None
             if due is not None:
                 times.append(due)
+            if node.backlog and node.alive:
+                times.append(node.busy_until)
         return min(times, default=None)
 
     def _deliver_due(self) -> None:
@@ -163,16 +196,38 @@ class Simulator:
         while self._queue and self._queue[0][0] <= self.now:
             _, _, datagram = heapq.heappop(self._queue)
             for name in self._owners.get(datagram.dst, ()):
-                if self._nodes[name].alive:
+                node = self._nodes[name]
+                if node.alive and node.service is not None:
+                    if len(node.backlog) < node.service.queue:
+                        node.backlog.append(datagram._replace(arrival=self.now))
+                    else:
+                        node.dropped += 1
+                elif node.alive:
                     batches.setdefault(name, Datagrams()).extend([datagram])
                     if self.tracing:
                         self.trace.append(Delivery(self.now, name, datagram))
         for name, batch in batches.items():
-            node = self._nodes[name]
-            if self.columns:
-                batch = Datagrams([Columns.of(list(batch))])
-            node.endpoint.receive(batch, self.now)
-            self._collect(node)
+            self._hand(self._nodes[name], batch)
+
+    def _serve_due(self) -> None:
+        """Nodes with a service model take their next batch when they are done with the last."""
+        for node in self._nodes.values():
+            if node.backlog and node.alive and node.busy_until <= self.now:
+                service = node.service
+                assert service is not None
+                batch = Datagrams()
+                while node.backlog and len(batch) < service.batch:
+                    batch.extend([node.backlog.popleft()])
+                before = 0 if service.shed is None else service.shed(node.endpoint)
+                self._hand(node, batch)
+                after = 0 if service.shed is None else service.shed(node.endpoint)
+                node.busy_until = self.now + (len(batch) - (after - before)) / service.rate
+
+    def _hand(self, node: Node, batch: Datagrams) -> None:
+        if self.columns:
+            batch = Datagrams([Columns.of(list(batch))])
+        node.endpoint.receive(batch, self.now)
+        self._collect(node)
 
     def _collect(self, node: Node) -> None:
         for datagram in node.endpoint.datagrams_to_send():

@@ -140,4 +140,6 @@ def test_capacity_of_the_embedded_pair(tmp_path) -> None:
     assert results["kind"] == "capacity" and results["trials"]
     assert "PDR" in result.stdout and "trial" in result.stderr
     assert results["generator"]["cpu_per_registration_us"] > 0
-    assert [t["rate"] for t in results["trials"][:2]] == [500, 1000]
+    # The ramp starts at --start-rate; where it goes next depends on how busy the machine is.
+    assert results["trials"][0]["rate"] == 500
+    assert all(t["registered"] + t["failed"] == t["sessions"] for t in results["trials"])

@@ -2,8 +2,9 @@
 given as columns (fast lane) to one engine and as datagrams (reference path) to another, must
 give the same datagrams out, octet for octet and in order, the same binding cache, counters and
 State Synchronization — over random mixes of new sessions, refreshes, hand-offs,
-de-registrations, stale and out-of-window PBUs, wrong prefixes, heartbeats and garbage, and over
-the PBUs of plain third-party MAGs (sequence numbers, no Timestamp, their option layouts)."""
+de-registrations, stale and out-of-window PBUs, wrong prefixes, heartbeats, PBUs that waited too
+long or that a later one supersedes, a backlog at its bound, and garbage, and over the PBUs of
+plain third-party MAGs (sequence numbers, no Timestamp, their option layouts)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ POOL = IPv6Network("2001:db8:8000::/56")  # 256 /64s: small enough to run out
 ZERO = HomeNetworkPrefix(IPv6Address("::"), 0)
 
 
-KINDS = ["new", "refresh", "lfi", "handoff", "dereg", "stale", "window", "wrong", "other", "junk"]
+KINDS = [
+    "new", "refresh", "lfi", "handoff", "dereg", "stale", "window", "wrong", "other", "junk",
+    "heartbeat", "late",
+]  # fmt: skip
 
 
 class Mix:
@@ -56,7 +60,7 @@ class Mix:
         self.prefix: dict[bytes, HomeNetworkPrefix] = {}
         self.mag = {mn: rng.choice(MAGS) for mn in self.mns}
         self.hello_seq = 0
-        self.weights = dict(zip(KINDS, [20, 40, 5, 5, 4, 4, 3, 3, 6, 3], strict=True))
+        self.weights = dict(zip(KINDS, [20, 40, 5, 5, 4, 4, 3, 3, 6, 3, 8, 3], strict=True))
 
     def learn(self, out: list[Datagram]) -> None:
         for data, _, _, _ in out:
@@ -90,7 +94,13 @@ class Mix:
         hnp = self.prefix.get(mn, ZERO)
         ts: float | None = None if self.sequence_scheme else now + rng.uniform(-0.1, 0.1)
         extra: list = []
-        if kind == "new":
+        arrival = now
+        if kind == "heartbeat":
+            flags = rng.choice([0, 0, 0, cp.HB_FLAG_U])
+            return self._wrap(Heartbeat(rng.randrange(1 << 32), flags), mag, LMA, now)
+        if kind == "late":  # queued before it reached the engine: shed past pbu_max_delay
+            arrival = now - rng.choice([0.2, 0.6, 3.0])
+        elif kind == "new":
             hnp, hi = ZERO, 1
             if rng.random() < 0.2:
                 extra.append(MobileNodeLinkLayerIdentifier(b"\x02\x00\x00\x00\x00\x01"))
@@ -119,7 +129,7 @@ class Mix:
             data = bytearray(encode_mh(self._pbu(mn, seq, lifetime, hnp, hi, ts, extra), mag, LMA))
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
             return Datagram(bytes(data), mag, LMA, now)
-        return self._wrap(self._pbu(mn, seq, lifetime, hnp, hi, ts, extra), mag, LMA, now)
+        return self._wrap(self._pbu(mn, seq, lifetime, hnp, hi, ts, extra), mag, LMA, arrival)
 
     def _pbu(self, mn, seq, lifetime, hnp, hi, ts, extra) -> BindingUpdate:
         options = [MobileNodeIdentifier(mn), hnp, HandoffIndicator(hi), AccessTechnologyType(4)]
@@ -161,7 +171,10 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
     sequence_scheme = seed % 3 == 0
     peers = (PEER,) if seed % 2 else ()
     sync = "before-ack" if seed % 4 == 1 else "async"
-    config = LmaConfig(address=LMA, prefix_pool=POOL, peers=peers, sync=sync)
+    bound = 20 if seed % 8 == 5 else 20_000  # PBAs withheld before PBUs are shed
+    config = LmaConfig(
+        address=LMA, prefix_pool=POOL, peers=peers, sync=sync, max_withheld_pbas=bound
+    )
     standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
     fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
     assert fast.fast_lane is not None
@@ -189,6 +202,9 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         mix.learn(list(out_reference))
         acks = [ack for d in out_reference if d.dst == PEER and (ack := mix.ack(d)) is not None]
     assert fast.fast_lane.pbus_accepted > fast.counters.pba_status[0] / 2
+    assert fast.counters.heartbeat_requests_answered > 0
+    assert fast.counters.pbu_shed["stale"] > 0 and fast.counters.pbu_shed["superseded"] > 0
+    assert fast.counters.pbu_shed["backlog"] > 0 or bound > 20
 
 
 # (sequence number, HNP: "zero" or the one assigned, HI, lifetime, MAG) of each round: a plain

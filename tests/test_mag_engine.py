@@ -496,3 +496,22 @@ def test_a_schedule_faster_than_the_driver_shows_lag_and_latency():
     assert 0.045 < engine.lag.max <= 0.05
     assert 0.85 < engine.behind_schedule < 0.95
     assert engine.latency["register"].percentile(50) > 20_000  # vs a 4 ms round trip
+
+
+def test_heartbeats_leave_in_groups():
+    """10 MAGs, interval 0.2 s, spacing 0.05 s: four groups, each MAG's Requests every 0.2 s, the
+    generator woken four times per interval (not ten)."""
+    sim = Simulator(default_link=CLEAN, tracing=True)
+    lma_pair(sim)
+    engine = mag_engine(sim, 20, 10, heartbeat_interval=0.2, heartbeat_spacing=0.05)
+    start = sim.now
+    sim.run_for(1.0 - 1e-9)
+    sent = [
+        (round(d.time - DELAY - start, 6), d.datagram.src)
+        for d in sim.trace
+        if d.node == "lma1" and d.datagram.data[2] == cp.MH_HEARTBEAT
+    ]
+    assert sorted({t for t, _ in sent}) == pytest.approx([0.05 * k for k in range(20)])
+    per_mag = {a: sorted(t for t, src in sent if src == a) for a in mag_addresses(engine)}
+    assert all(np.allclose(np.diff(times), 0.2) and len(times) == 5 for times in per_mag.values())
+    assert engine.heartbeats.answered.all()

@@ -106,10 +106,15 @@ class LagMeter:
             return
         lags = np.maximum(lags, 0.0)
         self.histogram.record(np.rint(lags * 1e6).astype(np.int64))
-        self.last = float(lags.max())
-        self.max = max(self.max, self.last)
-        self.sent += lags.size
-        self.late += int((lags > self.tolerance).sum())
+        self.count(lags.size, float(lags.max()), int((lags > self.tolerance).sum()))
+
+    def count(self, sent: int, last: float, late: int) -> None:
+        """``sent`` sends whose lags the histogram already holds: ``last`` the largest of them
+        (seconds), ``late`` of them later than ``tolerance``."""
+        self.last = last
+        self.max = max(self.max, last)
+        self.sent += sent
+        self.late += late
 
     @property
     def behind_schedule(self) -> float:

@@ -84,6 +84,16 @@ class LmaConfig:
     ha_switch_initial_timeout: float = 5.0
     ha_switch_max_timeout: float = 20.0
     ha_switch_pacing_rate: float = 100.0
+    # Overload (README "Overload"; lmaload.protocol.lma.shed): a PBU queued longer than
+    # pbu_max_delay is dropped unanswered, half the MAG's 1 s INITIAL_BINDACK_TIMEOUT leaving the
+    # other half for the before-ack SS-ACK and the way back; a PBU a later one of the same batch
+    # supersedes is dropped; PBUs are dropped while max_withheld_pbas PBAs wait for an SS-ACK or
+    # max_pending_ss_reps SS-REPs for theirs; a takeover holds at most max_held_pbus PBUs.
+    pbu_max_delay: float = 0.5
+    supersede_pbus: bool = True
+    max_withheld_pbas: int = 20_000
+    max_pending_ss_reps: int = 2_000
+    max_held_pbus: int = 100_000
     wire: WireConfig = DEFAULT_CONFIG
 
     def __post_init__(self) -> None:

@@ -53,3 +53,4 @@ class Counters:
     so_req_sent: int = 0
     ha_switch_sent: int = 0
     bce_expired: int = 0
+    pbu_shed: Counter[str] = field(default_factory=Counter)  # unanswered, by lma.shed reason

@@ -11,8 +11,8 @@ HI 4 instead of 1, after INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TI
 (§3.4): 157 re-register; 156 resynchronise the clock and retry; 155 retry with ALL_ZERO; 153 to a
 failover PBU (the standby has no synced state, §8.5) start a new session there; 152 and every
 other code ≥128 end in ``FAILED``, counted by status. A PBA is matched to its session by the
-MN-ID's ``mn_id``, the sequence number of the outstanding PBU and the LMA it was sent to; anything
-else (stale, duplicate) is ignored.
+MN-ID's ``mn_id``, the sequence number of any PBU of the attempt and the LMA it was sent to;
+anything else (stale, duplicate) is ignored.
 
 Per (MAG, LMA): RFC 5847 heartbeats (``HeartbeatTable``, R23); a changed Restart Counter
 invalidates the sessions anchored at that LMA, which register again from scratch (lost).
@@ -23,6 +23,12 @@ Switch (MH 12, §8.6, R28) does the same towards the address it carries, for the
 at the LMA its LFI names (without LFI: every session not already there). Virtual switch (§8.7):
 one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted (and with
 ``refresh_on_recovery`` the sessions are refreshed as soon as the LMAA answers again).
+
+Two paths do the same: this module's numpy code is the reference (``compiled=False``); by default
+the per-wakeup steps — heartbeat tick and responses, PBA matching and acceptance, PBU bookkeeping,
+the session timers — run compiled (``lmaload/_ext/mag_step``, ``ext/mag_step.pyx``), and only
+what happens rarely (status ≥ 128, an LMA down, up or restarted, a probe from an LMA, an HA
+Switch, failover) comes back to the reference code here.
 
 Measurements: latency from the *intended* send time (open loop, no coordinated omission) per PBU
 kind, the generator's lag behind its schedule, PBA status counts, heartbeat RTT, and the failover
@@ -37,7 +43,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lmaload.bulk import NO_MN_ID, decode_heartbeats, decode_pbas, encode_heartbeats, encode_pbus
+from lmaload._ext.bulk import PbuEncoder
+from lmaload._ext.mag_step import MagStep, RowHeap
+from lmaload.bulk import (
+    NO_MN_ID,
+    PbuOptions,
+    decode_heartbeats,
+    decode_pbas,
+    encode_heartbeats,
+    encode_pbus,
+)
 from lmaload.measure.goodput import PerSecond
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter
@@ -75,6 +90,12 @@ def _ns(t: float) -> int:
     return round(t * 1e9)
 
 
+def _pairs(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(MAG, LMA) pairs as two int64 arrays."""
+    both = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return both[:, 0], both[:, 1]
+
+
 @dataclass
 class MagCounters:
     """Monotonic counters of a MAG engine."""
@@ -96,7 +117,8 @@ class MagCounters:
 class MagEngine:
     """All MAGs of ``population`` (each with its Proxy-CoA ``mags['addr6']``), driven like
     ``LmaEngine``: ``receive(batch, now)``, ``handle_timer(now)`` when ``next_timer()`` is due,
-    ``datagrams_to_send()``. The engine owns the population's signalling columns."""
+    ``datagrams_to_send()``. The engine owns the population's signalling columns.
+    ``compiled=False`` runs the reference path (see the module docstring)."""
 
     def __init__(
         self,
@@ -104,6 +126,7 @@ class MagEngine:
         config: MagConfig,
         now: float,
         schedule_start: float | None = None,
+        compiled: bool = True,
     ) -> None:
         self.pop = population
         self.config = config
@@ -111,7 +134,9 @@ class MagEngine:
         n_mags = len(population.mags)
         self._lmas = list(config.lmas)
         self._lma_index = {a: i for i, a in enumerate(self._lmas)}
-        self._lma_packed = np.array([list(a.packed) for a in self._lmas], dtype=np.uint8)
+        self._lma_packed = np.array([list(a.packed) for a in self._lmas], dtype=np.uint8).reshape(
+            -1, 16
+        )
         self._mag_addrs = [population.mag_address6(m) for m in range(n_mags)]
         self._mag_index = {a: i for i, a in enumerate(self._mag_addrs)}
         self._id_order = np.argsort(mns["mn_id"], kind="stable")
@@ -122,7 +147,9 @@ class MagEngine:
         self._clock_offset = config.clock_offset
         self._out = Datagrams()
         self._deregister_at = config.deregister_at
-        self._timers = RowTimers(mns["t_due"])
+        self._timers = RowHeap(mns) if compiled else RowTimers(mns["t_due"])
+        self._options: dict[int, PbuOptions] = {}  # PBU options by the LFI's LMA
+        self._encoders: dict[int, PbuEncoder] = {}  # compiled path: by encoding group key
 
         self.counters = MagCounters()
         self.events: list[Event] = []
@@ -137,6 +164,23 @@ class MagEngine:
             config.heartbeat_interval,
             config.missing_heartbeats_allowed,
             now,
+            config.heartbeat_groups,
+        )
+        self._step = (
+            MagStep(
+                population,
+                self._lma_packed,
+                self._lfi,
+                self._ids_sorted,
+                self._id_order,
+                self._timers,
+                self.heartbeats,
+                self.lag.histogram,
+                [self.latency[kind] for kind in LATENCY_KIND.values()],
+                config,
+            )
+            if compiled
+            else None
         )
 
         # The open-loop schedule: IDLE rows in row order, intended times from ``schedule_start``
@@ -172,6 +216,9 @@ class MagEngine:
             self._receive_columns(Columns.of(listed), now)  # type: ignore[arg-type]
 
     def _receive_columns(self, columns: Columns, now: float) -> None:
+        if self._step is not None:
+            self._receive_compiled(columns, now)
+            return
         buf, starts = columns.buf, columns.starts
         kind = np.zeros(len(columns), dtype=np.int16)  # the MH type; -1: not a Mobility Header
         whole = columns.ends - starts >= 8
@@ -188,6 +235,37 @@ class MagEngine:
         for i in np.flatnonzero(kind == cp.MH_HOME_AGENT_SWITCH).tolist():
             self._on_ha_switch(columns.datagram(i), now)
 
+    def _receive_compiled(self, columns: Columns, now: float) -> None:
+        """``_receive_columns`` by the compiled steps: the PBAs, then the Heartbeats, then any HA
+        Switch, as the reference takes them."""
+        step = self._step
+        assert step is not None
+        buf, starts, ends, src = columns.buf, columns.starts, columns.ends, columns.src
+        meter = self.takeover
+        measuring = meter.failure_at is not None and now >= meter.failure_at
+        pbas = step.pbas(buf, starts, ends, src, now, _ns(now), measuring)
+        if pbas is not None:
+            registrations, accepted, rejected = pbas
+            if registrations:
+                self.registrations.record(now, registrations)
+                self.last_settled = now
+            if accepted:
+                rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
+                meter.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
+            if rejected:  # in row order, as the reference's np.unique leaves them
+                rows, lmas, status = np.array(sorted(rejected), dtype=np.int64).T
+                self._reject(rows, lmas, status, now)
+        rare = step.heartbeats(buf, starts, ends, src, columns.dst, now)
+        step.fold(self.counters)
+        if rare is None:
+            return
+        probes, came_up, restarted, switches = rare
+        for i, seq in probes:
+            self._answer(columns.datagram(i), seq)
+        self._heartbeat_changes(_pairs(came_up), _pairs(restarted), now)
+        for i in switches:
+            self._on_ha_switch(columns.datagram(i), now)
+
     def _lma_of(self, src: np.ndarray) -> np.ndarray:
         """Index of the LMA each packed source address is, -1 for none of them."""
         lma = np.full(len(src), -1, dtype=np.int64)
@@ -197,8 +275,14 @@ class MagEngine:
 
     def datagrams_to_send(self) -> Datagrams:
         """Everything the engine has to send; the engine forgets it."""
+        self._seal()
         out, self._out = self._out, Datagrams()
         return out
+
+    def _seal(self) -> None:
+        """What the compiled steps wrote, after what was emitted before it."""
+        if self._step is not None and self._step.pending:
+            self._out.extend([Columns.from_offsets(*self._step.seal())])
 
     def pop_events(self) -> list[Event]:
         """What happened since the last call, oldest first; the engine forgets it."""
@@ -231,6 +315,8 @@ class MagEngine:
         if self._deregister_at is not None and self._deregister_at <= now + TIME_SLACK:
             self._deregister_at = None
             self._deregister_all(now)
+        if self._step is not None:
+            self._step.fold(self.counters)
 
     # --- what a driver reads or sets -----------------------------------------------------------
 
@@ -267,6 +353,18 @@ class MagEngine:
     def _send_scheduled(self, now: float, limit: int) -> None:
         """Initial registrations whose intended time has come (all of them, however late: the
         lag is recorded, never hidden)."""
+        if self._step is not None:
+            sent = self._step.send_scheduled(
+                self._scheduled, self._intended, self._cursor, _ns(now), limit, self.lag.tolerance
+            )
+            if sent is None:
+                return
+            end, last, late = sent
+            self.lag.count(end - self._cursor, last, late)
+            rows = self._scheduled[self._cursor : end]
+            self._cursor = end
+            self._transmit(rows, now)
+            return
         end = int(np.searchsorted(self._intended, limit, side="right"))
         if end <= self._cursor:
             return
@@ -334,37 +432,64 @@ class MagEngine:
         cfg = self.config
         mns = self.pop.mns
         now_ns = _ns(now)
-        mns["seq"][rows] += np.uint16(1)
         clock = np.uint64(round((now + self._clock_offset) * 65536))
-        mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
-        state = mns["state"][rows]
-        dereg = state == S.DEREGISTERING
-        retries = mns["retries"][rows].astype(np.float64)
-        timeout = np.minimum(cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout)
-        timeout[dereg] = cfg.initial_bindack_timeout
-        self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
-        self.counters.pbu_sent += len(rows)
-        lma = mns["lma"][rows].astype(np.int64)
-        self.takeover.sent(rows, lma, now, cfg.mode == "virtual")
-        key = (lma * 256 + self._lfi[rows] + 1) * 2 + dereg
-        for k in np.unique(key).tolist():
-            group = rows[key == k]
+        virtual = cfg.mode == "virtual"
+        if self._step is not None:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            common = self._step.transmit(rows, now_ns, int(clock))
+            if self.takeover.failure_at is not None:
+                self.takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
+            groups = [(common, rows)] if common >= 0 else self._groups(rows)
+        else:
+            mns["seq"][rows] += np.uint16(1)
+            mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
+            dereg = mns["state"][rows] == S.DEREGISTERING
+            retries = mns["retries"][rows].astype(np.float64)
+            timeout = np.minimum(
+                cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout
+            )
+            timeout[dereg] = cfg.initial_bindack_timeout
+            self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
+            self.counters.pbu_sent += len(rows)
+            self.takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
+            groups = self._groups(rows)
+        for k, group in groups:
             lma_i, lfi_i, is_dereg = k // 512, (k // 2) % 256 - 1, k % 2
-            options = replace(
-                cfg.pbu,
-                request_prefix=True,
-                lfi=LmaFailureIndication(self._lmas[lfi_i]) if lfi_i != NO_LFI else None,
-            )
             lifetime = 0 if is_dereg else cfg.lifetime_units
-            buf, offsets = encode_pbus(
-                self.pop, group, self._lmas[lma_i], lifetime=lifetime, options=options
+            if self._step is None:
+                buf, offsets = encode_pbus(
+                    self.pop, group, self._lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
+                )
+                self._emit(buf, offsets, mns["mag"][group], np.full(len(group), lma_i))
+                continue
+            if (encoder := self._encoders.get(k)) is None:
+                encoder = self._encoders[k] = PbuEncoder(
+                    self.pop, self._lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
+                )
+            self._step.emit(*encoder.encode(group), group, lma_i)
+
+    def _groups(self, rows: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """``rows`` by encoding group: key (LMA · 256 + LFI + 1) · 2 + de-registration."""
+        mns = self.pop.mns
+        dereg = mns["state"][rows] == S.DEREGISTERING
+        key = (mns["lma"][rows].astype(np.int64) * 256 + self._lfi[rows] + 1) * 2 + dereg
+        return [(k, rows[key == k]) for k in np.unique(key).tolist()]
+
+    def _pbu(self, lfi: int) -> PbuOptions:
+        """The PBU options, with an LFI naming LMA ``lfi`` (none for NO_LFI)."""
+        if (options := self._options.get(lfi)) is None:
+            options = self._options[lfi] = replace(
+                self.config.pbu,
+                request_prefix=True,
+                lfi=LmaFailureIndication(self._lmas[lfi]) if lfi != NO_LFI else None,
             )
-            self._emit(buf, offsets, mns["mag"][group], np.full(len(group), lma_i))
+        return options
 
     def _emit(
         self, buf: np.ndarray, offsets: np.ndarray, mags: np.ndarray, lmas: np.ndarray
     ) -> None:
         """Messages from the MAGs of rows ``mags`` to the LMAs of index ``lmas``, as columns."""
+        self._seal()
         src = np.ascontiguousarray(self.pop.mags["addr6"][mags])
         dst = np.ascontiguousarray(self._lma_packed[lmas])
         self._out.extend([Columns.from_offsets(buf, offsets, src, dst)])
@@ -427,9 +552,13 @@ class MagEngine:
         found = (ids != NO_MN_ID) & (self._ids_sorted[pos] == ids) if len(mns) else ids < 0
         ok = np.flatnonzero((pba["error"] == 0) & found & (lma >= 0))
         rows = self._id_order[pos[ok]]
+        # A PBA answering any PBU of the registration attempt — the last one, or one of the
+        # retransmissions before it (seq - retries .. seq, mod 2^16) — settles it (RFC 5213
+        # §5.3: the LMA may answer an earlier retransmission late; the answer still holds).
+        behind = (mns["seq"][rows].astype(np.int64) - pba["seq"][ok]) & 0xFFFF
         match = (
             np.isin(mns["state"][rows], AWAITING_PBA)
-            & (mns["seq"][rows] == pba["seq"][ok])
+            & (behind <= mns["retries"][rows])
             & (mns["lma"][rows] == lma[ok])
         )
         ok, rows = ok[match], rows[match]
@@ -450,21 +579,25 @@ class MagEngine:
         live = ~dereg
         accepted = live & (status < 128)
         self._accept(rows[accepted], lma[accepted], pba[accepted], state[accepted], now)
+        rejected = live & (status >= 128)
+        self._reject(rows[rejected], lma[rejected], status[rejected], now)
 
-        retry = live & np.isin(status, RETRY_NOW) & (mns["retries"][rows] < MAX_IMMEDIATE_RETRIES)
+    def _reject(self, rows: np.ndarray, lma: np.ndarray, status: np.ndarray, now: float) -> None:
+        """§3.4's reactions to PBAs of status ≥ 128 from LMA ``lma[i]`` for sessions ``rows``
+        (each once, none de-registering)."""
+        if not rows.size:
+            return
+        mns = self.pop.mns
+        retry = np.isin(status, RETRY_NOW) & (mns["retries"][rows] < MAX_IMMEDIATE_RETRIES)
         mismatch = retry & (status == cp.STATUS_TIMESTAMP_MISMATCH)
         if mismatch.any():
             self._clock_offset = 0.0
             mns["ts"][rows[mismatch]] = 0  # never accepted: the next one comes from the clock
-        self._clear_prefix(
-            rows[live & (status == cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)]
-        )
-        no_state = (
-            live & (status == cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE) & (self._lfi[rows] != NO_LFI)
-        )
-        final = live & (status >= 128) & ~retry & ~no_state
+        self._clear_prefix(rows[status == cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX])
+        no_state = (status == cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE) & (self._lfi[rows] != NO_LFI)
+        final = ~retry & ~no_state
         # A timing retry may still keep the session; one given up on (``final``) is lost.
-        lost = live & (status >= 128) & ~(retry & np.isin(status, TIMING_STATUS))
+        lost = ~(retry & np.isin(status, TIMING_STATUS))
         self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode == "virtual")
         for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
             self.counters.failed[int(code)] += int(n)
@@ -511,6 +644,12 @@ class MagEngine:
 
     def _heartbeat_tick(self, now: float) -> None:
         table = self.heartbeats
+        if self._step is not None:
+            down = self._step.heartbeat_tick(now)
+            table._next_due = self._step.next_heartbeat
+            if down:
+                self._went_down(*_pairs(down), now)
+            return
         mags, down_mags, down_lmas = table.fire(now)
         n_lmas = len(self._lmas)
         pair_mags = np.repeat(mags, n_lmas)
@@ -520,8 +659,13 @@ class MagEngine:
         )
         self._emit(buf, offsets, pair_mags, pair_lmas)
         self.counters.heartbeat_requests_sent += len(pair_mags)
-        if not down_mags.size:
-            return
+        if down_mags.size:
+            self._went_down(down_mags, down_lmas, now)
+
+    def _went_down(self, down_mags: np.ndarray, down_lmas: np.ndarray, now: float) -> None:
+        """The (MAG, LMA) pairs just declared DOWN: events, and the hard switch's failover."""
+        table = self.heartbeats
+        n_lmas = len(self._lmas)
         self.takeover.detected(down_mags, now)
         for mag, lma in zip(down_mags.tolist(), down_lmas.tolist(), strict=True):
             self.events.append(Event(now, "lma_down", {"mag": mag, "lma": str(self._lmas[lma])}))
@@ -542,16 +686,11 @@ class MagEngine:
         ok = (hb["error"] == 0) & (lma >= 0) & (mag >= 0)
         response = (hb["flags"] & cp.HB_FLAG_R) != 0
         for i in np.flatnonzero(ok & ~response).tolist():  # LMA-originated probes: answer each
-            d = datagrams[i]
-            answer = Heartbeat(
-                int(hb["seq"][i]), cp.HB_FLAG_R, (RestartCounter(self.config.restart_counter),)
-            )
-            self._out.append(encode_mh(answer, d.dst, d.src), d.dst, d.src)
-            self.counters.heartbeat_requests_answered += 1
+            self._answer(datagrams[i], int(hb["seq"][i]))
         sel = ok & response
         self.counters.heartbeat_responses_received += int(sel.sum())
         h = hb[sel]
-        (up_m, up_l), (rs_m, rs_l) = self.heartbeats.on_responses(
+        came_up, restarted = self.heartbeats.on_responses(
             mag[sel],
             lma[sel],
             h["seq"],
@@ -560,6 +699,23 @@ class MagEngine:
             h["has_restart_counter"] != 0,
             now,
         )
+        self._heartbeat_changes(came_up, restarted, now)
+
+    def _answer(self, probe: Datagram, seq: int) -> None:
+        """Answer an LMA's Heartbeat Request."""
+        answer = Heartbeat(seq, cp.HB_FLAG_R, (RestartCounter(self.config.restart_counter),))
+        self._seal()
+        self._out.append(encode_mh(answer, probe.dst, probe.src), probe.dst, probe.src)
+        self.counters.heartbeat_requests_answered += 1
+
+    def _heartbeat_changes(
+        self,
+        came_up: tuple[np.ndarray, np.ndarray],
+        restarted_pairs: tuple[np.ndarray, np.ndarray],
+        now: float,
+    ) -> None:
+        """The (MAG, LMA) pairs that came back UP, and those whose LMA restarted."""
+        (up_m, up_l), (rs_m, rs_l) = came_up, restarted_pairs
         restarted = set(zip(rs_m.tolist(), rs_l.tolist(), strict=True))
         for m, lm in zip(up_m.tolist(), up_l.tolist(), strict=True):
             self.events.append(Event(now, "lma_up", {"mag": m, "lma": str(self._lmas[lm])}))

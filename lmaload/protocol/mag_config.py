@@ -29,6 +29,9 @@ class MagConfig:
       start; a send later than ``lag_tolerance`` counts as behind schedule (20 ms: more than a
       busy 2-core box's scheduling hiccups, far less than a generator that cannot keep up).
     * ``deregister_at`` (Unix seconds): de-register every bound session then (HI 4, lifetime 0).
+    * ``heartbeat_spacing``: the MAGs heartbeat in groups at least this far apart (seconds; the
+      interval holds ``heartbeat_groups`` of them, 0: one group per MAG), so an idle generator
+      wakes up every 10 ms rather than once per MAG.
     * ``max_retransmissions``: a PBU still unanswered after this many retransmissions (with the
       timeouts doubling from ``initial_bindack_timeout``: 1+2+4+8+16 = 31 s by default,
       ``give_up_after``) is given up (``GIVEN_UP``): RFC 5213 §6.9.4.1
@@ -48,6 +51,7 @@ class MagConfig:
     lifetime: float = 3600.0
     refresh_margin: float = 10.0
     heartbeat_interval: float = 1.0
+    heartbeat_spacing: float = 0.01
     missing_heartbeats_allowed: int = 3
     initial_bindack_timeout: float = 1.0
     max_bindack_timeout: float = 32.0
@@ -69,6 +73,8 @@ class MagConfig:
             raise ValueError("lifetime is 4 .. 262140 s")
         if self.heartbeat_interval <= 0 or self.missing_heartbeats_allowed < 0:
             raise ValueError("heartbeat interval must be positive")
+        if self.heartbeat_spacing < 0:
+            raise ValueError("heartbeat spacing must not be negative")
         if self.max_retransmissions < 0:
             raise ValueError("max_retransmissions must not be negative")
         if self.pbu.lfi is not None:
@@ -82,6 +88,13 @@ class MagConfig:
             min(self.initial_bindack_timeout * 2**k, self.max_bindack_timeout)
             for k in range(self.max_retransmissions + 1)
         )
+
+    @property
+    def heartbeat_groups(self) -> int | None:
+        """How many groups of MAGs heartbeat at distinct times (None: one per MAG)."""
+        if self.heartbeat_spacing == 0:
+            return None
+        return max(math.floor(self.heartbeat_interval / self.heartbeat_spacing + 1e-9), 1)
 
     @property
     def lifetime_units(self) -> int:

@@ -6,9 +6,11 @@ makes the peer unreachable (R23: UP → DOWN); any matching Response resets the 
 A Restart Counter different from the one last seen (in a matching or an unsolicited Response)
 means the peer restarted and lost its bindings.
 
-A MAG's Requests to all LMAs leave together; MAGs are spread evenly over the interval, MAG ``m``
-ticking at ``origin + interval·(m / n_mags + k)``, so the k-th tick is an exact function of the
-schedule.
+A MAG's Requests to all LMAs leave together; the MAGs are spread evenly over the interval in
+``groups`` groups (at most one per MAG) that tick together, MAG ``m`` at
+``origin + interval·(⌊m·groups / n_mags⌋ / groups + k)``, so the k-th tick is an exact function
+of the schedule. Fewer groups than MAGs mean fewer wakeups of the generator (and of the LMAs) for
+the same heartbeats.
 """
 
 from __future__ import annotations
@@ -24,13 +26,20 @@ class HeartbeatTable:
     """Heartbeat state of all (MAG, LMA) pairs."""
 
     def __init__(
-        self, n_mags: int, n_lmas: int, interval: float, missing_allowed: int, origin: float
+        self,
+        n_mags: int,
+        n_lmas: int,
+        interval: float,
+        missing_allowed: int,
+        origin: float,
+        groups: int | None = None,
     ) -> None:
         shape = (n_mags, n_lmas)
         self.interval = interval
         self.missing_allowed = missing_allowed
         self._origin = origin
-        self._phase = interval * np.arange(n_mags) / max(n_mags, 1)
+        groups = n_mags if groups is None else max(min(groups, n_mags), 1)
+        self._phase = interval * (np.arange(n_mags) * groups // max(n_mags, 1)) / max(groups, 1)
         self._tick = np.zeros(n_mags, dtype=np.int64)
         self.seq = np.zeros(shape, dtype=np.uint32)
         self.outstanding = np.zeros(shape, dtype=bool)

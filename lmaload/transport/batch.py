@@ -126,6 +126,7 @@ class BatchSocket:
             raise ValueError(f"{sock.family!r} sockets are not supported")
         self.sock = sock
         self.family = sock.family
+        self.max_datagrams = max_datagrams
         self.drops = 0
         sock.setblocking(False)
         if self.family == socket.AF_INET:

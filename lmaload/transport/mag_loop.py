@@ -26,6 +26,7 @@ import numpy as np
 
 from lmaload._ext.lma_batch import frame as frame_batch
 from lmaload._ext.lma_batch import unframe as unframe_batch
+from lmaload._ext.mag_step import Routes
 from lmaload.capture import Capture
 from lmaload.population import Population
 from lmaload.protocol.datagrams import Columns, Datagrams, distinct
@@ -52,12 +53,18 @@ class MagTransport:
         self.drops: Counter[str] = Counter()
         self.capture = capture
         self.sock = BatchSocket.udp("0.0.0.0", 0, rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self.full = False  # the last receive took as many as it could: more may be queued
         self._port = self.sock.local_address[1]
-        mags = population.mags
-        self._mag_addr4 = {a6.tobytes(): a4.tobytes() for a6, a4 in mags}
-        self._lmas = {
-            inner.packed: (IPv4Address(host).packed, port) for inner, (host, port) in lmas.items()
-        }
+        inner = list(lmas)
+        self._routes = Routes(
+            population.mags["addr6"],
+            population.mags["addr4"],
+            np.frombuffer(b"".join(a.packed for a in inner), dtype=np.uint8).reshape(-1, 16),
+            np.frombuffer(
+                b"".join(IPv4Address(lmas[a][0]).packed for a in inner), dtype=np.uint8
+            ).reshape(-1, 4),
+            np.array([lmas[a][1] for a in inner], dtype=np.uint16),
+        )
 
     def send(self, datagrams: Datagrams) -> None:
         """Frame and send, each from its MAG's IPv4 address to its LMA's outer address."""
@@ -65,23 +72,8 @@ class MagTransport:
             self._send(part if isinstance(part, Columns) else Columns.of([part]))
 
     def _send(self, columns: Columns) -> None:
-        mags, mag_of = distinct(columns.src)
-        lmas, lma_of = distinct(columns.dst)
-        src4 = np.zeros((len(mags), 4), dtype=np.uint8)
-        dst4 = np.zeros((len(lmas), 4), dtype=np.uint8)
-        ports = np.zeros(len(lmas), dtype=np.uint16)
-        known_mag = np.zeros(len(mags), dtype=bool)
-        known_lma = np.zeros(len(lmas), dtype=bool)
-        for k, key in enumerate(mags):
-            if (addr4 := self._mag_addr4.get(key)) is not None:
-                src4[k], known_mag[k] = np.frombuffer(addr4, dtype=np.uint8), True
-        for k, key in enumerate(lmas):
-            if (outer := self._lmas.get(key)) is not None:
-                dst4[k], known_lma[k] = np.frombuffer(outer[0], dtype=np.uint8), True
-                ports[k] = outer[1]
-        src4, dst4, ports = src4[mag_of], dst4[lma_of], ports[lma_of]
-        routed = known_mag[mag_of] & known_lma[lma_of]
-        if not routed.all():
+        src4, dst4, ports, routed = self._routes.route(columns.src, columns.dst)
+        if routed is not None:
             self.drops["no_route"] += int(np.count_nonzero(~routed))
             columns = columns.take(routed)
             src4, dst4, ports = src4[routed], dst4[routed], ports[routed]
@@ -103,6 +95,7 @@ class MagTransport:
         """What is queued (one recvmmsg), inner headers stripped, as columns over the socket's
         receive buffer (valid until the next receive)."""
         batch = self.sock.recv()
+        self.full = batch.count >= self.sock.max_datagrams
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
         if batch.new_drops:
@@ -137,6 +130,7 @@ class RawMagTransport:
     def __init__(self, population: Population) -> None:
         self.drops: Counter[str] = Counter()
         self.sock = BatchSocket.raw_mh(rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        self.full = False  # the last receive took as many as it could: more may be queued
         self._mags = {a6.tobytes() for a6 in population.mags["addr6"]}
 
     def send(self, datagrams: Datagrams) -> None:
@@ -146,6 +140,7 @@ class RawMagTransport:
         """What is queued for the MAG addresses (one recvmmsg), as columns over the socket's
         receive buffer (valid until the next receive)."""
         batch = self.sock.recv()
+        self.full = batch.count >= self.sock.max_datagrams
         if batch.truncated:
             self.drops["too_long"] += batch.truncated
         if batch.new_drops:  # receive buffer overflow, bad checksums
@@ -193,11 +188,12 @@ class MagLoop:
     def _receive(self) -> None:
         for _ in range(MAX_BATCHES_PER_WAKEUP):
             datagrams = self.transport.receive()
-            if not len(datagrams):
+            if len(datagrams):
+                self.datagrams_received += len(datagrams)
+                self.engine.receive(datagrams, time.time())
+                self._flush()
+            if not self.transport.full:  # the queue was drained: no second recvmmsg to learn it
                 return
-            self.datagrams_received += len(datagrams)
-            self.engine.receive(datagrams, time.time())
-            self._flush()
 
     def _flush(self) -> None:
         out = self.engine.datagrams_to_send()

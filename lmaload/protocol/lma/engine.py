@@ -20,13 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from ipaddress import IPv6Address
 
+import numpy as np
+
 from lmaload._ext.lma_batch import scan_ss_rep
+from lmaload._ext.lma_step import HEARTBEAT
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache
 from lmaload.protocol.config import LmaConfig
 from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.protocol.events import Counters, Event, Role
-from lmaload.protocol.lma.fast_lane import FastLane
+from lmaload.protocol.lma import shed
+from lmaload.protocol.lma.fast_lane import FastLane, LaneBatch
 from lmaload.protocol.lma.heartbeat import Heartbeats, HelloOutcome
 from lmaload.protocol.lma.ownership import Ownership
 from lmaload.protocol.lma.pbu import PbuProcessor
@@ -80,13 +84,19 @@ class LmaEngine:
 
     def receive(self, datagrams: Datagrams, now: float) -> None:
         """Process a batch of received Mobility Headers, counting them in ``datagrams.done``.
-        Columns go through the compiled fast lane where it applies (``fast_lane``)."""
-        for part in datagrams.parts():
-            if isinstance(part, Columns):
-                self._receive_columns(part, now, datagrams)
-            else:
-                self._receive_datagram(part, now)
-                datagrams.done += 1
+        Columns go through the compiled fast lane where it applies (``fast_lane``); PBUs are
+        shed first where overload calls for it (``shed``)."""
+        backlog = self.sync_out.at_bound()
+        run: list[Datagram] = []
+        for part in [*datagrams.parts(), None]:
+            if isinstance(part, Datagram):
+                run.append(part)
+                continue
+            if run:
+                self._receive_datagrams(run, now, datagrams, backlog)
+                run = []
+            if part is not None:
+                self._receive_columns(part, now, datagrams, backlog)
         self.sync_out.on_pace_timer(now)
 
     def datagrams_to_send(self) -> Datagrams:
@@ -178,31 +188,70 @@ class LmaEngine:
         data, src, dst, arrival = datagram
         self._receive_one(data, src, dst, now, now if arrival is None else arrival, as_columns)
 
-    def _receive_columns(self, columns: Columns, now: float, batch: Datagrams) -> None:
+    def _receive_datagrams(
+        self, datagrams: list[Datagram], now: float, batch: Datagrams, backlog: bool
+    ) -> None:
+        """The reference path for a run of datagrams: shed what overload calls for
+        (``shed.marks``), then take the rest one by one."""
+        config = self.config
+        marks = shed.marks(
+            datagrams, now, config.pbu_max_delay, config.supersede_pbus, backlog, self.state.wire
+        )
+        for datagram, mark in zip(datagrams, marks, strict=True):
+            if mark:
+                self.state.counters.pbu_shed[shed.REASONS[mark]] += 1
+            else:
+                self._receive_datagram(datagram, now)
+            batch.done += 1
+
+    def _receive_columns(
+        self, columns: Columns, now: float, batch: Datagrams, backlog: bool
+    ) -> None:
         base = batch.done
         if self.fast_lane is None:
-            for i in range(len(columns)):
-                self._receive_datagram(columns.datagram(i), now)
-                batch.done = base + i + 1
+            datagrams = [columns.datagram(i) for i in range(len(columns))]
+            self._receive_datagrams(datagrams, now, batch, backlog)
             return
-        for i in self._through_lane(columns, now, replay=False):
+        scanned = self.fast_lane.scan(columns, now, False, backlog)
+        if scanned.marked < 0:  # a Binding Update the scan did not read
+            config = self.config
+            datagrams = [columns.datagram(i) for i in range(len(columns))]
+            marks = shed.marks(
+                datagrams, now, config.pbu_max_delay, config.supersede_pbus, backlog, config.wire
+            )
+            scanned.shed[:] = marks
+            scanned.marked = len(marks) - marks.count(shed.KEEP)
+        if scanned.marked:
+            counts = np.bincount(scanned.shed, minlength=len(shed.REASONS) + 1)
+            for mark, reason in shed.REASONS.items():
+                if counts[mark]:
+                    self.state.counters.pbu_shed[reason] += int(counts[mark])
+        for i in self._through_lane(scanned, now):
             batch.done = base + i  # the lane took those before it
             self._receive_datagram(columns.datagram(i), now, as_columns=True)
         batch.done = base + len(columns)
 
-    def _through_lane(self, columns: Columns, now: float, replay: bool) -> Iterator[int]:
-        """Run ``columns`` through the fast lane, following up what it accepted; yield the index
-        of each datagram it leaves to the reference path, which the caller takes before the
-        lane goes on. ``replay``: PBUs held for a takeover, counted when they arrived."""
+    def _through_lane(self, batch: LaneBatch, now: float) -> Iterator[int]:
+        """Run ``batch`` through the fast lane and the heartbeat responder, following up what
+        they took; yield the index of each datagram they leave to the reference path, which the
+        caller takes before they go on."""
         lane = self.fast_lane
         assert lane is not None
         state = self.state
         counters = state.counters
-        batch = lane.scan(columns, replay)
-        n = len(columns)
+        replay = batch.replay
+        codes = batch.codes
+        n = len(codes)
         i = 0
         while i < n:
-            run = lane.run(batch, i, now, self.ownership.snapshot())
+            ownership = self.ownership.snapshot()
+            lane.classify(batch, ownership)
+            if codes[i] == HEARTBEAT:
+                i, responses = lane.heartbeats(batch, i)
+                counters.heartbeat_requests_answered += len(responses)
+                state.out.extend([responses])
+                continue
+            run = lane.run(batch, i, now, ownership)
             if run.pbas is not None:
                 k = len(run.rows)
                 self.sync_out.send_pbas(run.rows, run.pbas)
@@ -213,8 +262,13 @@ class LmaEngine:
                 self.sync_out.record_live(run.rows)
             if run.stop == n:
                 return
+            if codes[run.stop] == HEARTBEAT:
+                i = run.stop
+                continue
             if run.takeover_key is not None:
-                datagram = columns.datagram(run.stop)
+                datagram = batch.columns.datagram(run.stop)
+                if datagram.arrival is None:  # as the reference path holds it
+                    datagram = datagram._replace(arrival=now)
                 self.takeovers.hold(datagram.src, run.takeover_key, datagram)
                 counters.pbu_processed += 1
             else:
@@ -368,7 +422,7 @@ class LmaEngine:
         if self.fast_lane is None:
             indices: Iterator[int] | range = range(len(held))
         else:
-            indices = self._through_lane(Columns.of(held), now, replay=True)
+            indices = self._through_lane(self.fast_lane.scan(Columns.of(held), now, True), now)
         for i in indices:
             self.pbu.process(self.pbu.decode(held[i]), now, held[i].arrival)  # type: ignore[arg-type]
 

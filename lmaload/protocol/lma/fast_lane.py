@@ -1,7 +1,10 @@
 """The LMA's compiled fast lane (``lmaload._ext.lane``) and what decides which received PBUs it
 may take; the PBAs of those it accepted are encoded in one call.
 
-A batch that arrives as ``Columns`` is scanned by ``lmaload._ext.lma_batch.scan_pbus``. A PBU is
+A batch that arrives as ``Columns`` is scanned by ``lmaload._ext.lma_batch.scan_pbus``, the PBUs
+overload sheds are marked (``lmaload._ext.lma_step.shed_marks``, after ``shed``), and each
+datagram is given its taker (``lma_step.Classifier``): the lane, the compiled heartbeat
+responder (``FastLane.heartbeats``), a takeover's hold, or the reference path. A PBU is
 *eligible* when the scan says the reference decoder would read exactly its fields (``fast``), it
 is addressed to this LMA, and the ownership state lets the lane decide alone: this LMA serves
 that MAG at that address, no HA Switch to the MAG awaits its PBU, and it is not a HI 5
@@ -17,33 +20,39 @@ reference path, so eligibility is worked out again when the caller passes a new
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 import numpy as np
 
-from lmaload._ext.lane import Accepted, Lane, classify
+from lmaload._ext.lane import Accepted, Lane
 from lmaload._ext.lma_batch import encode_pbas, scan_pbus
+from lmaload._ext.lma_step import TAKEOVER, Classifier, answer_heartbeats, shed_marks
 from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.lma.ownership import OwnershipSnapshot
 from lmaload.protocol.lma.state import LmaState
 from lmaload.protocol.redundancy import TakeoverKey
+from lmaload.wire import Heartbeat, RestartCounter, encode_mh
+from lmaload.wire import codepoints as cp
 
 
 @dataclass
 class LaneBatch:
-    """A batch of columns scanned for the lane, and its eligibility under ``ownership``."""
+    """A batch of columns scanned for the lane: ``shed`` marks the PBUs shed unanswered
+    (``shed``'s reasons, ``marked`` of them; -1: not yet, the caller must), ``codes`` what
+    takes each datagram under ``ownership`` (``lmaload._ext.lma_step``)."""
 
     columns: Columns
     scan: np.ndarray
     src: np.ndarray
+    dst: np.ndarray
     arrival: np.ndarray
     replay: bool
     accepted: Accepted
+    shed: np.ndarray
+    marked: int
+    codes: np.ndarray
     ownership: OwnershipSnapshot | None = None
-    eligible: np.ndarray | None = None
-    for_takeover: np.ndarray | None = None
 
 
 @dataclass
@@ -66,6 +75,7 @@ class FastLane:
 
     def __init__(self, state: LmaState) -> None:
         config = state.config
+        self._state = state
         self._wire = state.wire
         self._lane = Lane(
             state.cache,
@@ -74,34 +84,72 @@ class FastLane:
             config.address.packed,
             config.timestamp_validity_window,
         )
-        self._address = config.address.packed
+        self._classifier = Classifier(config.address.packed, state.lmaa.packed)
         self._lmaa = state.lmaa.packed
         self.pbus_accepted = 0
-        self._verdicts: dict[tuple[bytes, bool], tuple[bool, bool, bool]] = {}
+        # Verdict bits per 32 octets of (MAG, destination), for the snapshot and replay flag.
+        self._verdicts: tuple[dict[bytes, int], dict[bytes, int]] = ({}, {})
         self._verdicts_for: OwnershipSnapshot | None = None
+        self._responses: tuple[int, int, bytes, bytes] | None = None
 
-    def scan(self, columns: Columns, replay: bool) -> LaneBatch:
-        """Scan ``columns`` for ``run``. ``replay``: PBUs held for a takeover, counted when
-        they arrived."""
+    def scan(self, columns: Columns, now: float, replay: bool, backlog: bool = False) -> LaneBatch:
+        """Scan ``columns`` for ``run`` and mark the PBUs to shed, unless a Binding Update the
+        scan could not read leaves that to ``shed.marks`` (``LaneBatch.marked`` -1).
+        ``replay``: PBUs held for a takeover, counted when they arrived, never shed."""
         n = len(columns)
         scan = scan_pbus(
             columns.buf, columns.starts, columns.ends, columns.src, columns.dst, self._wire
         )
-        arrival = columns.arrival if columns.arrival is not None else np.full(n, np.nan)
-        arrival = np.ascontiguousarray(arrival, dtype=np.float64)
-        src = np.ascontiguousarray(columns.src)
-        return LaneBatch(columns, scan, src, arrival, replay, Accepted(n))
+        arrival = columns.arrival
+        if arrival is None or arrival.dtype != np.float64 or not arrival.flags.c_contiguous:
+            arrival = np.full(n, np.nan) if arrival is None else np.ascontiguousarray(arrival)
+        buf = columns.buf
+        starts = _int64(columns.starts)
+        ends = _int64(columns.ends)
+        src, dst = _rows(columns.src), _rows(columns.dst)
+        shed = np.zeros(n, dtype=np.uint8)
+        config = self._state.config
+        marked = 0 if replay else shed_marks(
+            buf, starts, ends, scan, src, dst, arrival, now,
+            config.pbu_max_delay, config.supersede_pbus, backlog, shed,
+        )  # fmt: skip
+        columns = Columns(buf, starts, ends, src, dst, arrival)
+        codes = np.empty(n, dtype=np.uint8)
+        return LaneBatch(columns, scan, src, dst, arrival, replay, Accepted(n), shed, marked, codes)
+
+    def heartbeats(self, batch: LaneBatch, start: int) -> tuple[int, Columns]:
+        """Answer the run of heartbeat requests at ``start`` (RFC 5847: R and the Restart
+        Counter of the address asked); the index after the run, and the responses."""
+        columns = batch.columns
+        stop, buf, offsets, src, dst = answer_heartbeats(
+            columns.buf, columns.starts, columns.src, columns.dst, batch.codes, start,
+            self._lmaa, *self._heartbeat_responses(),
+        )  # fmt: skip
+        return stop, Columns.from_offsets(buf, offsets, src, dst)
+
+    def _heartbeat_responses(self) -> tuple[bytes, bytes]:
+        """The reference's responses, sequence number 0, to a request sent to the LMAA and to
+        the individual address: the templates ``answer_heartbeats`` fills in."""
+        state = self._state
+        lmaa, own = state.lmaa_restart_counter, state.config.restart_counter
+        cached = self._responses
+        if cached is None or cached[:2] != (lmaa, own):
+            zero = IPv6Address(0)
+            to_lmaa, to_address = (
+                encode_mh(Heartbeat(0, cp.HB_FLAG_R, (RestartCounter(c),)), zero, zero, self._wire)
+                for c in (lmaa, own)
+            )
+            cached = self._responses = (lmaa, own, to_lmaa, to_address)
+        return cached[2], cached[3]
 
     def run(
         self, batch: LaneBatch, start: int, now: float, ownership: OwnershipSnapshot
     ) -> LaneRun:
         """Take the PBUs of ``batch`` from ``start`` on, as far as the lane can (``LaneRun``)."""
-        if batch.ownership is not ownership:
-            batch.eligible, batch.for_takeover = self._classify(batch, ownership)
-            batch.ownership = ownership
+        self.classify(batch, ownership)
         columns, accepted = batch.columns, batch.accepted
         stop = self._lane.run(
-            columns.buf, batch.scan, batch.src, batch.eligible, batch.arrival, now, start, accepted
+            columns.buf, batch.scan, batch.src, batch.codes, batch.arrival, now, start, accepted
         )
         k = accepted.count
         pbas = None
@@ -109,47 +157,38 @@ class FastLane:
             self.pbus_accepted += k
             pbas = self._answer(batch)
         key = None
-        if stop < len(columns) and batch.for_takeover[stop]:  # type: ignore[index]
+        if stop < len(columns) and batch.codes[stop] == TAKEOVER:
             key = self._takeover_key(batch, stop)
         return LaneRun(stop, accepted.row[:k].copy(), accepted.expires[:k], pbas, key)
 
-    def _classify(
-        self, batch: LaneBatch, ownership: OwnershipSnapshot
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Which datagrams the lane may take, and which are failover PBUs to hold for a
-        takeover already under way (hard mode: a MAG this LMA does not serve yet)."""
+    def classify(self, batch: LaneBatch, ownership: OwnershipSnapshot) -> None:
+        """Work out ``batch.codes`` again if the ownership changed since they were."""
+        if batch.ownership is ownership:
+            return
         if ownership is not self._verdicts_for:
-            self._verdicts.clear()
+            for verdicts in self._verdicts:
+                verdicts.clear()
             self._verdicts_for = ownership
-        return classify(
-            batch.scan,
-            batch.src,
-            np.ascontiguousarray(batch.columns.dst),
-            self._address,
-            self._lmaa if ownership.owns_lmaa else None,
-            functools.partial(self._verdict, replay=batch.replay, ownership=ownership),
-        )
+        columns = batch.columns
+        self._classifier.codes(
+            columns.buf, columns.starts, columns.ends, batch.scan, batch.src, batch.dst,
+            batch.shed, ownership.owns_lmaa, self._verdicts[batch.replay],
+            lambda pair: self._verdict(pair, batch.replay, ownership), batch.codes,
+        )  # fmt: skip
+        batch.ownership = ownership
 
-    def _verdict(
-        self, pair: bytes, replay: bool, ownership: OwnershipSnapshot
-    ) -> tuple[bool, bool, bool]:
-        """For PBUs from the MAG to the address of ``pair`` (32 octets): whether the lane may
-        answer them, whether they go to the takeover of the MAG under way, and whether the MAG
-        was taken over.
-        Kept while the ownership snapshot stays the same (``_classify`` checks)."""
-        key = (pair, replay)
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            mag, dst = IPv6Address(pair[:16]), IPv6Address(pair[16:])
-            if mag in ownership.awaiting_ha_switch:
-                verdict = (False, False, False)
-            else:
-                allowed = ownership.serves(mag, dst)
-                hard = not ownership.virtual
-                takeover = hard and not replay and not allowed and mag in ownership.taking_over
-                verdict = (allowed, takeover, mag in ownership.recovered)
-            self._verdicts[key] = verdict
-        return verdict
+    @staticmethod
+    def _verdict(pair: bytes, replay: bool, ownership: OwnershipSnapshot) -> int:
+        """For PBUs from the MAG to the address of ``pair`` (32 octets), the verdict bits of
+        ``lmaload._ext.lma_step``: whether the lane may answer them (1), whether they go to the
+        takeover of the MAG under way (2), and whether the MAG was taken over (4)."""
+        mag, dst = IPv6Address(pair[:16]), IPv6Address(pair[16:])
+        if mag in ownership.awaiting_ha_switch:
+            return 0
+        allowed = ownership.serves(mag, dst)
+        takeover = not ownership.virtual and not replay and not allowed
+        takeover = takeover and mag in ownership.taking_over
+        return allowed | takeover << 1 | (mag in ownership.recovered) << 2
 
     @staticmethod
     def _takeover_key(batch: LaneBatch, i: int) -> TakeoverKey:
@@ -181,3 +220,13 @@ class FastLane:
             self._wire,
         )
         return Columns.from_offsets(buf, offsets, columns.dst[sel], columns.src[sel])
+
+
+def _int64(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.int64 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)

@@ -7,6 +7,7 @@ those changes wait for that SS-ACK. Also the answer to a peer's SS-REQ.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 
@@ -73,11 +74,27 @@ class SyncOut:
         self._next_send = now
         self._id = 0
         self._pending: dict[int, PendingSync] = {}
+        self._withheld_count = 0  # PBAs waiting for an SS-ACK: withheld, in changes or pending
 
     @property
     def backlog(self) -> int:
         """SS-REPs waiting for a pacing slot plus those waiting for an SS-ACK."""
         return len(self._queue) + len(self._pending)
+
+    def at_bound(self) -> bool:
+        """Whether the PBAs waiting for an SS-ACK or the SS-REPs waiting for theirs reached
+        their bound (``LmaConfig.max_withheld_pbas``, ``max_pending_ss_reps``): received PBUs
+        are shed until they fall below (``shed``)."""
+        config = self._config
+        return (
+            self._withheld_count >= config.max_withheld_pbas
+            or len(self._pending) >= config.max_pending_ss_reps
+        )
+
+    def _release(self, pbas: Iterable[Datagram | Columns] | Datagrams, count: int) -> None:
+        """Send PBAs that waited for an SS-ACK (or no longer need to)."""
+        self._withheld_count -= count
+        self._state.out.extend(pbas)
 
     # --- recording changes ---------------------------------------------------------------------
 
@@ -99,6 +116,7 @@ class SyncOut:
             self._state.out.extend([pba])
         elif deleted:
             change.pbas.append(pba)
+            self._withheld_count += 1
         else:
             self.withhold_pbas(rows, Columns.of([pba]))
 
@@ -121,6 +139,7 @@ class SyncOut:
         """before-ack: withhold the PBA ``pbas[i]`` until the SS-REP carrying ``rows[i]`` is
         acknowledged."""
         self._withheld.append((rows, pbas))
+        self._withheld_count += len(pbas)
 
     # --- pacing and packing --------------------------------------------------------------------
 
@@ -157,8 +176,8 @@ class SyncOut:
         if not targets:
             self._live = []
             for change in deleted:
-                state.out.extend(change.pbas)
-            state.out.extend([withheld])
+                self._release(change.pbas, len(change.pbas))
+            self._release([withheld], len(withheld))
             return
         if deleted:
             messages = pack_sessions(self._lead_options(), [c.options for c in deleted])
@@ -170,7 +189,7 @@ class SyncOut:
                 self._send(ident, data, targets, pbas, len(carried), now)
         rows = self._live_rows()
         if not len(rows):
-            state.out.extend([withheld])  # entries no longer live: their PBAs need not wait
+            self._release([withheld], len(withheld))  # entries no longer live: no need to wait
             return
         first_id = self._id
         batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
@@ -182,7 +201,7 @@ class SyncOut:
         message = np.where(found, np.searchsorted(first, sorter[at], side="right") - 1, -1)
         order = np.argsort(message, kind="stable")
         bounds = np.searchsorted(message[order], np.arange(-1, len(first)))
-        state.out.extend([withheld.take(order[bounds[0] : bounds[1]])])
+        self._release([withheld.take(order[bounds[0] : bounds[1]])], int(bounds[1] - bounds[0]))
         for k in range(len(first) - 1):
             ident = self._next_id()
             data = {t: _message(b, k) for t, b in batches.items()}
@@ -290,7 +309,7 @@ class SyncOut:
         pending = self._pending.get(ident)
         if pending is not None and pending.pbas:
             self._state.counters.pba_sync_timeout += len(pending.pbas)
-            self._state.out.extend(pending.pbas)
+            self._release(pending.pbas, len(pending.pbas))
             pending.pbas = Datagrams()
 
     def on_ack(self, msg: StateSync, src: IPv6Address, now: float) -> None:
@@ -315,7 +334,7 @@ class SyncOut:
         pending = self._pending.pop(ident)
         self._state.timers.cancel(("ssrep", ident))
         self._state.timers.cancel(("before_ack", ident))
-        self._state.out.extend(pending.pbas)
+        self._release(pending.pbas, len(pending.pbas))
 
     # --- SS-REQ --------------------------------------------------------------------------------
 

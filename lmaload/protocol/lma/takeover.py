@@ -64,11 +64,11 @@ class Takeovers:
         key: TakeoverKey = (pbu.mn_id.identifier, pbu.ll_id, pbu.att)  # type: ignore[union-attr]
         takeover = self._ownership.takeover(mag)
         if takeover is not None:
-            takeover.hold(key, datagram)
+            self._hold(takeover, key, datagram)
             return Outcome.WAIT
         current = self._current_lma_of(mag, pbu.lfi.lmaa)  # type: ignore[union-attr]
         takeover = Takeover(mag, current, self._config.switchover_initial_timeout)
-        takeover.hold(key, datagram)
+        self._hold(takeover, key, datagram)
         self._ownership.start_takeover(takeover)
         self._state.event(now, "switchover_started", mag=str(mag), current=str(current))
         if not self._state.peers[current].alive:
@@ -79,7 +79,16 @@ class Takeovers:
 
     def hold(self, mag: IPv6Address, key: TakeoverKey, datagram: Datagram) -> None:
         """Hold one more PBU for the takeover of ``mag`` under way (the fast lane found it)."""
-        self._ownership.takeover(mag).hold(key, datagram)  # type: ignore[union-attr]
+        self._hold(self._ownership.takeover(mag), key, datagram)  # type: ignore[arg-type]
+
+    def _hold(self, takeover: Takeover, key: TakeoverKey, datagram: Datagram) -> None:
+        """Hold at most ``max_held_pbus`` PBUs (one per mobile node interface): at the bound a
+        PBU for one more interface sheds the one held longest, unanswered."""
+        queued = takeover.queued
+        if key not in queued and len(queued) >= self._config.max_held_pbus:
+            del queued[next(iter(queued))]
+            self._state.counters.pbu_shed["takeover"] += 1
+        takeover.hold(key, datagram)
 
     def _current_lma_of(self, mag: IPv6Address, named: IPv6Address) -> IPv6Address:
         """The LMA to ask: the one the LFI names if it is a peer, else the anchor of the MAG's

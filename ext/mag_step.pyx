@@ -1,0 +1,949 @@
+# cython: language_level=3
+"""The MAG engine's per-wakeup work, compiled (``MagEngine(compiled=True)``): the heartbeat tick,
+heartbeat-response and PBA matching, the session timers and the transport's address mapping,
+each a loop over the datagrams or rows at hand on the population's structured arrays — no numpy
+call per wakeup, and nothing that grows with the population.
+
+``lmaload/protocol/mag.py`` is the definition: every step here does what the reference path does
+for the same input, so that both give the same octets, columns, counters and histograms (the
+differential tests hold them to it). What happens rarely — a PBA status of 128 or more, an LMA
+going down or up or restarting, a probe from an LMA, an HA Switch — is left to the reference
+code: a step reports it and the engine handles it in Python.
+
+* ``AddressTable``: 16-octet addresses to their index (open addressing).
+* ``RowHeap``: the session timers as a binary heap of (deadline, row), ``RowTimers``' contract.
+* ``MagStep``: heartbeat tick and responses, PBAs, PBU bookkeeping, and the output arena the
+  steps write datagrams into (``seal`` turns it into ``Columns`` arrays).
+* ``Routes``: the UDP/5436 transport's per-datagram IPv4 source, destination and port.
+"""
+
+import functools
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int8_t
+from libc.math cimport ldexp, rint
+from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.string cimport memcmp, memcpy, memset
+
+from lmaload import bulk_types
+from lmaload.population import MAG_DTYPE, MN_DTYPE
+from lmaload.population import SessionState as S
+from lmaload.protocol.mag_timers import NO_TIMER as _NO_TIMER
+from lmaload.wire import codepoints as cp
+from lmaload.wire import messages as wm
+from lmaload.wire import options as wo
+from lmaload.wire.codepoints import DEFAULT_CONFIG
+
+include "checksum.pxi"
+include "population.pxi"
+
+cnp.import_array()
+
+
+cdef extern from *:
+    uint32_t bswap32 "__builtin_bswap32"(uint32_t) noexcept nogil
+    int clzll "__builtin_clzll"(unsigned long long) noexcept nogil
+
+
+cdef enum:
+    IPV6_HEADER = 40
+    MH_HEADER = 6
+    ADDRESS = 16
+
+cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
+cdef uint8_t PAYLOAD_PROTO_NONE = cp.PAYLOAD_PROTO_NONE
+cdef uint8_t MH_BINDING_ACK = cp.MH_BINDING_ACK
+cdef uint8_t MH_HEARTBEAT = cp.MH_HEARTBEAT
+cdef uint8_t MH_HOME_AGENT_SWITCH = cp.MH_HOME_AGENT_SWITCH
+cdef uint8_t OPT_PAD1 = cp.OPT_PAD1
+cdef uint8_t OPT_PADN = cp.OPT_PADN
+cdef uint8_t MNID_SUBTYPE_NAI = cp.MNID_SUBTYPE_NAI
+cdef uint8_t PBCI_FIXED_LENGTH = wo.PBCI_FIXED_LENGTH
+cdef uint32_t NO_MN_ID = bulk_types.NO_MN_ID
+cdef uint8_t HB_FLAG_R = cp.HB_FLAG_R
+cdef uint8_t HB_FLAG_U = cp.HB_FLAG_U
+cdef uint8_t HI_NOT_CHANGED = cp.HI_NOT_CHANGED
+cdef uint8_t HI_ATTACH_NEW_INTERFACE = cp.HI_ATTACH_NEW_INTERFACE
+cdef int64_t NO_TIMER = _NO_TIMER
+cdef int8_t NO_LFI = -1
+cdef uint8_t REGISTERING = S.REGISTERING
+cdef uint8_t REGISTERED = S.REGISTERED
+cdef uint8_t REFRESHING = S.REFRESHING
+cdef uint8_t FAILOVER = S.FAILOVER
+cdef uint8_t DEREGISTERING = S.DEREGISTERING
+cdef uint8_t IDLE = S.IDLE
+cdef double TIME_SLACK = 1e-6  # mag_heartbeat.TIME_SLACK
+
+include "octets.pxi"
+include "mh_decode.pxi"
+include "mh_heartbeat.pxi"
+
+
+cdef object c_array(arr, dtype, name):
+    """arr itself when it is a C-contiguous array of dtype (the steps write into it)."""
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or not arr.flags.c_contiguous:
+        raise TypeError(f"{name} must be a C-contiguous array of {dtype}")
+    return arr
+
+
+cdef inline void* data_of(arr) noexcept:
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Addresses to indexes
+
+cdef inline uint64_t address_hash(const uint8_t* key) noexcept nogil:
+    cdef uint64_t h = load64(key) * <uint64_t>0x9E3779B97F4A7C15ULL ^ load64(key + 8)
+    h ^= h >> 33
+    h *= <uint64_t>0xFF51AFD7ED558CCDULL
+    return h ^ (h >> 33)
+
+
+cdef class AddressTable:
+    """The index of each of ``addresses`` ((n, 16) uint8; a repeated one: its last index), and
+    -1 for any other address."""
+
+    cdef uint8_t* keys
+    cdef int64_t* slots  # index + 1; 0: empty
+    cdef uint64_t mask
+
+    def __cinit__(self, addresses):
+        keys = np.ascontiguousarray(addresses, dtype=np.uint8).reshape(-1, ADDRESS)
+        cdef Py_ssize_t n = len(keys), size = 16, i
+        cdef uint64_t at
+        while size < 2 * n:
+            size <<= 1
+        self.mask = size - 1
+        self.keys = <uint8_t*>malloc(max(n, 1) * ADDRESS)
+        self.slots = <int64_t*>malloc(size * sizeof(int64_t))
+        if not self.keys or not self.slots:
+            raise MemoryError()
+        memset(self.slots, 0, size * sizeof(int64_t))
+        if n:
+            memcpy(self.keys, data_of(keys), n * ADDRESS)
+        for i in range(n):
+            at = address_hash(self.keys + i * ADDRESS) & self.mask
+            while self.slots[at] and memcmp(
+                self.keys + (self.slots[at] - 1) * ADDRESS, self.keys + i * ADDRESS, ADDRESS
+            ):
+                at = (at + 1) & self.mask
+            self.slots[at] = i + 1
+
+    def __dealloc__(self):
+        free(self.keys)
+        free(self.slots)
+
+    cdef inline int64_t find(self, const uint8_t* key) noexcept nogil:
+        cdef uint64_t at = address_hash(key) & self.mask
+        while self.slots[at]:
+            if not memcmp(self.keys + (self.slots[at] - 1) * ADDRESS, key, ADDRESS):
+                return self.slots[at] - 1
+            at = (at + 1) & self.mask
+        return -1
+
+    def lookup(self, addresses) -> np.ndarray:
+        """The index of each row of ``addresses`` ((n, 16) uint8), -1 for unknown ones."""
+        keys = np.ascontiguousarray(addresses, dtype=np.uint8).reshape(-1, ADDRESS)
+        out = np.empty(len(keys), dtype=np.int64)
+        cdef int64_t* o = <int64_t*>data_of(out)
+        cdef const uint8_t* k = <const uint8_t*>data_of(keys)
+        cdef Py_ssize_t i
+        for i in range(len(keys)):
+            o[i] = self.find(k + i * ADDRESS)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Session timers
+
+cdef struct entry_t:
+    int64_t deadline
+    int64_t row
+
+
+cdef int compare_rows(const void* a, const void* b) noexcept nogil:
+    cdef int64_t x = (<const int64_t*>a)[0], y = (<const int64_t*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef class RowHeap:
+    """``RowTimers`` (lmaload/protocol/mag_timers.py) compiled: the ``t_due`` column of ``mns``
+    stays the truth; each arming pushes (deadline, row) on a binary heap, and an entry whose
+    deadline no longer equals the column (re-armed or disarmed since) is dropped when popped.
+    The same entries stay pending as in ``RowTimers``, so ``next`` gives the same time."""
+
+    cdef object mns_ref
+    cdef mn_t* mns
+    cdef Py_ssize_t n_mns
+    cdef entry_t* heap
+    cdef Py_ssize_t size, capacity
+
+    def __cinit__(self, mns):
+        self.mns_ref = c_array(mns, MN_DTYPE, "mns")
+        self.mns = <mn_t*>data_of(mns)
+        self.n_mns = len(mns)
+        self.capacity = 64
+        self.heap = <entry_t*>malloc(self.capacity * sizeof(entry_t))
+        if not self.heap:
+            raise MemoryError()
+        cdef Py_ssize_t i
+        for i in range(self.n_mns):
+            self.mns[i].t_due = NO_TIMER
+
+    def __dealloc__(self):
+        free(self.heap)
+
+    cdef int push(self, int64_t row, int64_t deadline) except -1:
+        cdef entry_t* grown
+        cdef Py_ssize_t i, parent
+        if self.size == self.capacity:
+            grown = <entry_t*>realloc(self.heap, 2 * self.capacity * sizeof(entry_t))
+            if not grown:
+                raise MemoryError()
+            self.heap, self.capacity = grown, 2 * self.capacity
+        self.mns[row].t_due = deadline
+        i = self.size
+        self.size += 1
+        while i:
+            parent = (i - 1) >> 1
+            if self.heap[parent].deadline <= deadline:
+                break
+            self.heap[i] = self.heap[parent]
+            i = parent
+        self.heap[i].deadline = deadline
+        self.heap[i].row = row
+        return 0
+
+    cdef void pop(self) noexcept nogil:
+        cdef entry_t last
+        cdef Py_ssize_t i = 0, child
+        self.size -= 1
+        last = self.heap[self.size]
+        while True:
+            child = 2 * i + 1
+            if child >= self.size:
+                break
+            if child + 1 < self.size and self.heap[child + 1].deadline < self.heap[child].deadline:
+                child += 1
+            if self.heap[child].deadline >= last.deadline:
+                break
+            self.heap[i] = self.heap[child]
+            i = child
+        self.heap[i] = last
+
+    def arm(self, rows, deadlines) -> None:
+        cdef const int64_t[::1] r = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        cdef const int64_t[::1] d = np.ascontiguousarray(deadlines, dtype=np.int64).reshape(-1)
+        cdef Py_ssize_t i
+        for i in range(r.shape[0]):
+            self.push(wrap_index(r[i], self.n_mns), d[i])
+
+    def disarm(self, rows) -> None:
+        cdef const int64_t[::1] r = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        cdef Py_ssize_t i
+        for i in range(r.shape[0]):
+            self.mns[wrap_index(r[i], self.n_mns)].t_due = NO_TIMER
+
+    cpdef object next(self):
+        """The earliest deadline (possibly of a stale entry), None when none is pending."""
+        return self.heap[0].deadline if self.size else None
+
+    def pop_due(self, int64_t limit) -> np.ndarray:
+        """Rows whose deadline is at or before ``limit`` (sorted, each once); their timers stay
+        in the column until re-armed or disarmed."""
+        cdef Py_ssize_t n = 0, k = 0, i
+        cdef int64_t* rows
+        cdef entry_t top
+        if not self.size or self.heap[0].deadline > limit:
+            return np.zeros(0, dtype=np.int64)
+        rows = <int64_t*>malloc(self.size * sizeof(int64_t))
+        if not rows:
+            raise MemoryError()
+        while self.size and self.heap[0].deadline <= limit:
+            top = self.heap[0]
+            self.pop()
+            if self.mns[top.row].t_due == top.deadline:
+                rows[n] = top.row
+                n += 1
+        qsort(rows, n, sizeof(int64_t), compare_rows)
+        out = np.empty(n, dtype=np.int64)
+        cdef int64_t* o = <int64_t*>data_of(out)
+        for i in range(n):
+            if i == 0 or rows[i] != rows[i - 1]:
+                o[k] = rows[i]
+                k += 1
+        free(rows)
+        return out[:k]
+
+
+# ---------------------------------------------------------------------------------------------
+# Histograms (lmaload.measure.histogram): counts recorded in place, the out-of-range ones counted
+# here until the engine adds them to the Histogram.
+
+cdef struct hist_t:
+    int64_t* counts
+    int64_t highest
+    int unit_magnitude, half_count_magnitude
+    int64_t half_count
+    int64_t overflow, underflow
+
+
+cdef int open_histogram(hist_t* h, histogram) except -1:
+    counts = histogram.counts
+    c_array(counts, np.int64, "Histogram.counts")
+    layout = histogram.layout
+    h.counts = <int64_t*>data_of(counts)
+    h.highest = layout.highest
+    h.unit_magnitude = layout.unit_magnitude
+    h.half_count_magnitude = layout.sub_bucket_half_count_magnitude
+    h.half_count = layout.sub_bucket_half_count
+    h.overflow = h.underflow = 0
+    return 0
+
+
+cdef inline void record(hist_t* h, int64_t v) noexcept nogil:
+    """Layout.index_of of one value, counted."""
+    cdef int64_t mask, bucket, sub_bucket
+    if v > h.highest:
+        h.overflow += 1
+        return
+    if v < 0:
+        h.underflow += 1
+        return
+    mask = (2 * h.half_count - 1) << h.unit_magnitude
+    bucket = (64 - clzll(<unsigned long long>(v | mask))) - h.unit_magnitude
+    bucket -= h.half_count_magnitude + 1
+    sub_bucket = v >> (bucket + h.unit_magnitude)
+    h.counts[((bucket + 1) << h.half_count_magnitude) + (sub_bucket - h.half_count)] += 1
+
+
+cdef void fold_range(hist_t* h, histogram):
+    if h.overflow:
+        histogram.overflow += h.overflow
+        h.overflow = 0
+    if h.underflow:
+        histogram.underflow += h.underflow
+        h.underflow = 0
+
+
+cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t q = a // b
+    return q - 1 if (a % b != 0) and ((a < 0) != (b < 0)) else q
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine's steps
+
+cdef enum:
+    LATENCY_KINDS = 3  # REGISTERING, REFRESHING, FAILOVER: MagEngine.latency's kinds in order
+
+
+cdef class MagStep:
+    """The compiled steps of one ``MagEngine``: over its population, LMA table, LFI column,
+    ``RowHeap``, ``HeartbeatTable`` arrays and histograms (all shared, none copied). Counters
+    accumulate here until ``fold`` adds them to the engine's ``MagCounters``."""
+
+    cdef object refs  # the arrays the pointers below point into
+    cdef mn_t* mns
+    cdef Py_ssize_t n_mns
+    cdef const mag_t* mags
+    cdef Py_ssize_t n_mags, n_lmas
+    cdef const uint32_t* ids_sorted
+    cdef const int64_t* id_order
+    cdef const uint8_t* lma_packed
+    cdef int8_t* lfi
+    cdef RowHeap timers
+    cdef AddressTable mag_index
+    cdef wire_t wire
+    # MagConfig
+    cdef double refresh_margin, initial_timeout, max_timeout
+    # HeartbeatTable
+    cdef object table
+    cdef uint32_t* hb_seq
+    cdef uint8_t* hb_outstanding
+    cdef int64_t* hb_missing
+    cdef uint8_t* hb_up
+    cdef uint8_t* hb_answered
+    cdef double* hb_sent_at
+    cdef uint32_t* hb_counter
+    cdef uint8_t* hb_counter_known
+    cdef int64_t* hb_tick
+    cdef const double* hb_phase
+    cdef double hb_origin, hb_interval
+    cdef int64_t hb_missing_allowed
+    cdef Py_ssize_t hb_cursor  # the MAG due first: MAGs tick in row order, round and round
+    cdef hist_t rtt
+    cdef object histograms  # rtt, the schedule's lag, then the latency kinds
+    cdef hist_t lag
+    cdef hist_t latency[LATENCY_KINDS]
+    # a datagram or pair handled once per batch: stamped with the batch's generation
+    cdef uint32_t generation
+    cdef uint32_t* row_stamp
+    cdef uint32_t* pair_stamp
+    # counters not yet in MagCounters
+    cdef int64_t pbu_sent, pba_received, pba_ignored, hb_sent, hb_received, missed
+    cdef int64_t status[256]
+    # output arena: datagram i is buf[offsets[i]:offsets[i + 1]] from src[i] to dst[i]
+    cdef uint8_t* out_buf
+    cdef int64_t* out_offsets
+    cdef uint8_t* out_src
+    cdef uint8_t* out_dst
+    cdef Py_ssize_t out_n, out_size, out_cap_n, out_cap_size
+
+    def __cinit__(
+        self,
+        pop,
+        lma_packed,
+        lfi,
+        ids_sorted,
+        id_order,
+        RowHeap timers,
+        table,
+        lag,
+        latency,
+        config,
+    ):
+        mns = c_array(pop.mns, MN_DTYPE, "mns")
+        mags = c_array(pop.mags, MAG_DTYPE, "mags")
+        lmas = c_array(lma_packed, np.uint8, "lma_packed")
+        self.refs = [
+            mns,
+            mags,
+            lmas,
+            c_array(lfi, np.int8, "lfi"),
+            c_array(ids_sorted, np.uint32, "ids_sorted"),
+            c_array(id_order, np.int64, "id_order"),
+        ]
+        self.mns = <mn_t*>data_of(mns)
+        self.n_mns = len(mns)
+        self.mags = <const mag_t*>data_of(mags)
+        self.n_mags = len(mags)
+        self.n_lmas = len(lmas)
+        self.lma_packed = <const uint8_t*>data_of(lmas)
+        self.lfi = <int8_t*>data_of(lfi)
+        self.ids_sorted = <const uint32_t*>data_of(ids_sorted)
+        self.id_order = <const int64_t*>data_of(id_order)
+        self.timers = timers
+        self.mag_index = AddressTable(mags["addr6"])
+        fill_wire(&self.wire, DEFAULT_CONFIG)
+        self.refresh_margin = config.refresh_margin
+        self.initial_timeout = config.initial_bindack_timeout
+        self.max_timeout = config.max_bindack_timeout
+
+        self.table = table
+        self.hb_seq = <uint32_t*>data_of(c_array(table.seq, np.uint32, "seq"))
+        self.hb_outstanding = <uint8_t*>data_of(c_array(table.outstanding, np.bool_, "outstanding"))
+        self.hb_missing = <int64_t*>data_of(c_array(table.missing, np.int64, "missing"))
+        self.hb_up = <uint8_t*>data_of(c_array(table.up, np.bool_, "up"))
+        self.hb_answered = <uint8_t*>data_of(c_array(table.answered, np.bool_, "answered"))
+        self.hb_sent_at = <double*>data_of(c_array(table.sent_at, np.float64, "sent_at"))
+        self.hb_counter = <uint32_t*>data_of(c_array(table.counter, np.uint32, "counter"))
+        self.hb_counter_known = <uint8_t*>data_of(
+            c_array(table.counter_known, np.bool_, "counter_known")
+        )
+        self.hb_tick = <int64_t*>data_of(c_array(table._tick, np.int64, "tick"))
+        self.hb_phase = <const double*>data_of(c_array(table._phase, np.float64, "phase"))
+        self.hb_origin = table._origin
+        self.hb_interval = table.interval
+        self.hb_missing_allowed = table.missing_allowed
+        self.histograms = [table.rtt, lag, *latency]
+        open_histogram(&self.rtt, table.rtt)
+        open_histogram(&self.lag, lag)
+        cdef int k
+        for k in range(LATENCY_KINDS):
+            open_histogram(&self.latency[k], latency[k])
+
+        self.row_stamp = <uint32_t*>calloc_or_raise(max(self.n_mns, 1), sizeof(uint32_t))
+        self.pair_stamp = <uint32_t*>calloc_or_raise(
+            max(self.n_mags * self.n_lmas, 1), sizeof(uint32_t)
+        )
+        self.out_cap_n = 64
+        self.out_cap_size = 8192
+        self.out_buf = <uint8_t*>malloc(self.out_cap_size)
+        self.out_offsets = <int64_t*>malloc((self.out_cap_n + 1) * sizeof(int64_t))
+        self.out_src = <uint8_t*>malloc(self.out_cap_n * ADDRESS)
+        self.out_dst = <uint8_t*>malloc(self.out_cap_n * ADDRESS)
+        if not (self.out_buf and self.out_offsets and self.out_src and self.out_dst):
+            raise MemoryError()
+        self.out_offsets[0] = 0
+
+    def __dealloc__(self):
+        free(self.row_stamp)
+        free(self.pair_stamp)
+        free(self.out_buf)
+        free(self.out_offsets)
+        free(self.out_src)
+        free(self.out_dst)
+
+    # --- output ----------------------------------------------------------------------------
+
+    cdef uint8_t* reserve(self, Py_ssize_t count, Py_ssize_t size) except NULL:
+        """Room for ``count`` more datagrams of ``size`` octets in all."""
+        cdef Py_ssize_t n = self.out_cap_n, bytes_ = self.out_cap_size
+        while self.out_n + count > n:
+            n *= 2
+        while self.out_size + size > bytes_:
+            bytes_ *= 2
+        if n != self.out_cap_n:
+            self.out_offsets = <int64_t*>grow(self.out_offsets, (n + 1) * sizeof(int64_t))
+            self.out_src = <uint8_t*>grow(self.out_src, n * ADDRESS)
+            self.out_dst = <uint8_t*>grow(self.out_dst, n * ADDRESS)
+            self.out_cap_n = n
+        if bytes_ != self.out_cap_size:
+            self.out_buf = <uint8_t*>grow(self.out_buf, bytes_)
+            self.out_cap_size = bytes_
+        return self.out_buf + self.out_size
+
+    cdef inline void added(
+        self, Py_ssize_t length, const uint8_t* src, const uint8_t* dst
+    ) noexcept nogil:
+        """The datagram of ``length`` octets written at the arena's end goes from src to dst."""
+        memcpy(self.out_src + self.out_n * ADDRESS, src, ADDRESS)
+        memcpy(self.out_dst + self.out_n * ADDRESS, dst, ADDRESS)
+        self.out_size += length
+        self.out_n += 1
+        self.out_offsets[self.out_n] = self.out_size
+
+    @property
+    def pending(self) -> int:
+        """Datagrams in the arena."""
+        return self.out_n
+
+    def seal(self):
+        """The arena's datagrams as new (buf, offsets, src, dst) arrays; the arena is emptied."""
+        cdef Py_ssize_t n = self.out_n
+        buf = np.empty(self.out_size, dtype=np.uint8)
+        offsets = np.empty(n + 1, dtype=np.int64)
+        src = np.empty((n, ADDRESS), dtype=np.uint8)
+        dst = np.empty((n, ADDRESS), dtype=np.uint8)
+        memcpy(data_of(buf), self.out_buf, self.out_size)
+        memcpy(data_of(offsets), self.out_offsets, (n + 1) * sizeof(int64_t))
+        memcpy(data_of(src), self.out_src, n * ADDRESS)
+        memcpy(data_of(dst), self.out_dst, n * ADDRESS)
+        self.out_n = self.out_size = 0
+        return buf, offsets, src, dst
+
+    def emit(self, buf, offsets, rows, Py_ssize_t lma) -> None:
+        """Messages ``buf[offsets[i]:offsets[i + 1]]`` from the MAG of session ``rows[i]`` to
+        LMA ``lma`` (an encoder's output) into the arena."""
+        cdef const uint8_t[::1] b = buf
+        cdef const int64_t[::1] o = offsets
+        cdef const int64_t[::1] r = rows
+        cdef Py_ssize_t n = r.shape[0], i
+        if not n:
+            return
+        cdef uint8_t* p = self.reserve(n, o[n] - o[0])
+        if o[n] > o[0]:
+            memcpy(p, &b[o[0]], o[n] - o[0])
+        for i in range(n):
+            self.added(
+                o[i + 1] - o[i], self.mags[self.mns[r[i]].mag].addr6, self.lma_packed + lma * ADDRESS
+            )
+
+    # --- counters --------------------------------------------------------------------------
+
+    def fold(self, counters) -> None:
+        """Add what was counted since the last call to ``counters`` (MagCounters), the table's
+        ``missed`` and the histograms' out-of-range counts."""
+        cdef int code
+        if self.pbu_sent:
+            counters.pbu_sent += self.pbu_sent
+        if self.pba_received:
+            counters.pba_received += self.pba_received
+            counters.pba_ignored += self.pba_ignored
+            for code in range(256):
+                if self.status[code]:
+                    counters.pba_status[code] += self.status[code]
+                    self.status[code] = 0
+        if self.hb_sent:
+            counters.heartbeat_requests_sent += self.hb_sent
+        if self.hb_received:
+            counters.heartbeat_responses_received += self.hb_received
+        if self.missed:
+            self.table.missed += self.missed
+        self.pbu_sent = self.pba_received = self.pba_ignored = self.hb_sent = 0
+        self.hb_received = self.missed = 0
+        fold_range(&self.rtt, self.histograms[0])
+        fold_range(&self.lag, self.histograms[1])
+        for code in range(LATENCY_KINDS):
+            fold_range(&self.latency[code], self.histograms[2 + code])
+
+    # --- heartbeats ------------------------------------------------------------------------
+
+    cdef inline double due(self, Py_ssize_t m) noexcept nogil:
+        """HeartbeatTable._due() of MAG m, the same float operations in the same order."""
+        return self.hb_origin + self.hb_phase[m] + <double>self.hb_tick[m] * self.hb_interval
+
+    @property
+    def next_heartbeat(self):
+        """HeartbeatTable.next_due(): the earliest due time, the cursor's."""
+        return self.due(self.hb_cursor) if self.n_mags else None
+
+    def heartbeat_tick(self, double now):
+        """HeartbeatTable.fire plus the Requests: every MAG due at ``now`` (in row order) sends
+        one to each LMA, into the arena. Returns the (MAG, LMA) pairs that just went DOWN as a
+        list, or None. Due times grow with the row within a round and from round to round, so
+        the MAGs due are a run from the cursor on."""
+        cdef double threshold = now + TIME_SLACK
+        cdef Py_ssize_t n = self.n_mags, L = self.n_lmas, count = 0, first = self.hb_cursor
+        cdef Py_ssize_t k, m, l, at, wrapped
+        cdef int64_t missing
+        while count < n and self.due((first + count) % n) <= threshold:
+            count += 1
+        if not count:
+            return None
+        down = None
+        wrapped = max(first + count - n, 0)
+        self.reserve(count * L, count * L * HEARTBEAT_LENGTH)
+        for k in range(count):
+            # Row order, as flatnonzero gives them: a run that wraps starts at row 0.
+            m = k if k < wrapped else first + k - wrapped
+            for l in range(L):
+                at = m * L + l
+                missing = self.hb_missing[at] + self.hb_outstanding[at]
+                self.missed += self.hb_outstanding[at]
+                if self.hb_up[at] and missing > self.hb_missing_allowed:
+                    self.hb_up[at] = 0
+                    if down is None:
+                        down = []
+                    down.append((m, l))
+                self.hb_missing[at] = missing
+                self.hb_seq[at] += 1
+                self.hb_outstanding[at] = 1
+                self.hb_sent_at[at] = now
+                write_heartbeat(
+                    self.out_buf + self.out_size,
+                    self.hb_seq[at],
+                    self.mags[m].addr6,
+                    self.lma_packed + l * ADDRESS,
+                )
+                self.added(HEARTBEAT_LENGTH, self.mags[m].addr6, self.lma_packed + l * ADDRESS)
+            self.hb_tick[m] += 1
+        self.hb_cursor = (first + count) % n
+        self.hb_sent += count * L
+        return down
+
+    def heartbeats(self, buf, starts, ends, src, dst, double now):
+        """The Heartbeats among datagrams ``buf[starts[i]:ends[i]]`` (bare Mobility Headers) from
+        ``src[i]`` to ``dst[i]``: HeartbeatTable.on_responses for the responses. Returns None, or
+        (probes, came_up, restarted, switches): the (index, sequence number) of each Request
+        from an LMA (to answer), the (MAG, LMA) pairs back UP, those whose Restart Counter
+        changed, and the indexes of the HA Switch messages."""
+        cdef const uint8_t[::1] b = buf
+        cdef const int64_t[:] s = starts
+        cdef const int64_t[:] e = ends
+        cdef const uint8_t[:, ::1] sa = src
+        cdef const uint8_t[:, ::1] da = dst
+        cdef Py_ssize_t i, n = s.shape[0], at
+        cdef int64_t lma, mag
+        cdef decoded_t d
+        cdef uint8_t flags
+        cdef uint32_t seq, counter
+        cdef bint matched, unsolicited, has_counter
+        probes = up = restarted = switches = None
+        self.generation += 1
+        for i in range(n):
+            if e[i] - s[i] < 8 or b[s[i]] != PAYLOAD_PROTO_NONE:
+                continue
+            if b[s[i] + 2] == MH_HOME_AGENT_SWITCH:
+                if switches is None:
+                    switches = []
+                switches.append(i)
+                continue
+            if b[s[i] + 2] != MH_HEARTBEAT:
+                continue
+            if not decode_datagram(&b[s[i]], e[i] - s[i], False, &self.wire, &d) or d.kind != M_HB:
+                continue
+            lma = self.lma_of(&sa[i, 0])
+            mag = self.mag_index.find(&da[i, 0])
+            if lma < 0 or mag < 0:
+                continue
+            flags = d.mh[7]
+            if not flags & HB_FLAG_R:
+                if probes is None:
+                    probes = []
+                probes.append((i, be32(d.mh + 8)))
+                continue
+            self.hb_received += 1
+            at = mag * self.n_lmas + lma
+            if self.pair_stamp[at] == self.generation:  # a duplicate counts once
+                continue
+            self.pair_stamp[at] = self.generation
+            seq = be32(d.mh + 8)
+            unsolicited = (flags & HB_FLAG_U) != 0
+            matched = not unsolicited and self.hb_outstanding[at] and self.hb_seq[at] == seq
+            if matched:
+                self.hb_outstanding[at] = 0
+                self.hb_answered[at] = 1
+                self.hb_missing[at] = 0
+                record(&self.rtt, <int64_t>rint((now - self.hb_sent_at[at]) * 1e6))
+                if not self.hb_up[at]:
+                    if up is None:
+                        up = []
+                    up.append((mag, lma))
+                self.hb_up[at] = 1
+            has_counter = d.found.rc >= 0
+            if (matched or unsolicited) and has_counter:
+                counter = be32(d.mh + d.found.rc)
+                if self.hb_counter_known[at] and self.hb_counter[at] != counter:
+                    if restarted is None:
+                        restarted = []
+                    restarted.append((mag, lma))
+                self.hb_counter[at] = counter
+                self.hb_counter_known[at] = 1
+        if probes is None and up is None and restarted is None and switches is None:
+            return None
+        return probes or [], up or [], restarted or [], switches or []
+
+    cdef inline int64_t lma_of(self, const uint8_t* address) noexcept nogil:
+        cdef Py_ssize_t k
+        for k in range(self.n_lmas - 1, -1, -1):
+            if not memcmp(self.lma_packed + k * ADDRESS, address, ADDRESS):
+                return k
+        return -1
+
+    # --- PBAs ------------------------------------------------------------------------------
+
+    cdef inline int64_t row_of(self, uint32_t mn_id) noexcept nogil:
+        """The row of ``mn_id`` (its first in id order), -1 for none."""
+        cdef Py_ssize_t lo = 0, hi = self.n_mns, mid
+        if mn_id == NO_MN_ID:
+            return -1
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.ids_sorted[mid] < mn_id:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == self.n_mns or self.ids_sorted[lo] != mn_id:
+            return -1
+        return self.id_order[lo]
+
+    def pbas(self, buf, starts, ends, src, double now, int64_t now_ns, bint takeover):
+        """MagEngine._on_pbas for the PBAs among datagrams ``buf[starts[i]:ends[i]]`` from
+        ``src[i]``: each matched to its session (MN-ID, a sequence number of the attempt, LMA; once
+        per session), de-registrations ended, accepted ones (status < 128) registered, their
+        latency recorded and refresh timer armed. Returns None, or (registrations, accepted,
+        rejected): how many initial registrations were accepted, with ``takeover`` the (row,
+        LMA, prefix changed) of each accepted PBA (for the TakeoverMeter), and the (row, LMA,
+        status) of each status >= 128, left to the caller."""
+        cdef const uint8_t[::1] b = buf
+        cdef const int64_t[:] s = starts
+        cdef const int64_t[:] e = ends
+        cdef const uint8_t[:, ::1] sa = src
+        cdef Py_ssize_t i, n = s.shape[0], kind
+        cdef int64_t lma, row, refresh_ns
+        cdef decoded_t d
+        cdef const uint8_t* mh
+        cdef uint8_t status, state, hnp_len
+        cdef uint16_t lifetime
+        cdef uint32_t mn_id
+        cdef const uint8_t* hnp
+        cdef uint8_t zero[16]
+        cdef bint changed
+        cdef double granted, refresh_in
+        cdef mn_t* mn
+        cdef Py_ssize_t registrations = 0
+        memset(zero, 0, 16)
+        accepted = rejected = None
+        self.generation += 1
+        for i in range(n):
+            if e[i] - s[i] < 8 or b[s[i]] != PAYLOAD_PROTO_NONE or b[s[i] + 2] != MH_BINDING_ACK:
+                continue
+            self.pba_received += 1
+            self.pba_ignored += 1  # until matched
+            if not decode_datagram(&b[s[i]], e[i] - s[i], False, &self.wire, &d) or d.kind != M_BA:
+                continue
+            mh = d.mh
+            mn_id = NO_MN_ID
+            if d.found.mnid >= 0 and mh[d.found.mnid] == MNID_SUBTYPE_NAI:
+                mn_id = nai_mn_id(mh + d.found.mnid + 1, mh[d.found.mnid - 1] - 1)
+            row = self.row_of(mn_id)
+            lma = self.lma_of(&sa[i, 0])
+            if row < 0 or lma < 0:
+                continue
+            mn = &self.mns[row]
+            state = mn.state
+            if not (
+                (state == REGISTERING or state == REFRESHING or state == FAILOVER
+                 or state == DEREGISTERING)
+                # Any PBU of the attempt: the last one or a retransmission before it.
+                and <uint16_t>(mn.seq - be16(mh + 8)) <= mn.retries
+                and mn.lma == lma
+                and self.row_stamp[row] != self.generation
+            ):
+                continue
+            self.row_stamp[row] = self.generation
+            self.pba_ignored -= 1
+            status = mh[6]
+            self.status[status] += 1
+            if state == DEREGISTERING:
+                mn.state = IDLE
+                mn.t_due = NO_TIMER
+                continue
+            if status >= 128:
+                if rejected is None:
+                    rejected = []
+                rejected.append((row, lma, status))
+                continue
+            if d.found.hnp >= 0:
+                hnp_len, hnp = mh[d.found.hnp + 1], mh + d.found.hnp + 2
+            else:
+                hnp_len, hnp = 0, zero
+            changed = mn.hnp_len != hnp_len or memcmp(mn.hnp, hnp, 16) != 0
+            memcpy(mn.hnp, hnp, 16)
+            mn.hnp_len = hnp_len
+            kind = 0 if state == REGISTERING else (1 if state == REFRESHING else 2)
+            registrations += state == REGISTERING
+            record(&self.latency[kind], floor_div(now_ns - mn.t_send, 1000))
+            if takeover:
+                if accepted is None:
+                    accepted = []
+                accepted.append((row, lma, changed))
+            lifetime = be16(mh + 10)
+            granted = <double>lifetime * 4
+            refresh_in = max(
+                max(granted - self.refresh_margin, granted / 2), self.initial_timeout
+            )
+            mn.state = REGISTERED
+            mn.hi = HI_NOT_CHANGED
+            mn.retries = 0
+            mn.lifetime = lifetime
+            mn.t_acked = now_ns
+            self.timers.push(row, now_ns + <int64_t>rint(refresh_in * 1e9))
+            self.lfi[row] = NO_LFI
+        if not registrations and accepted is None and rejected is None:
+            return None
+        return registrations, accepted or [], rejected or []
+
+    # --- PBUs ------------------------------------------------------------------------------
+
+    def send_scheduled(
+        self, scheduled, intended, Py_ssize_t cursor, int64_t now_ns, int64_t limit,
+        double tolerance,
+    ):
+        """MagEngine._send_scheduled up to the PBUs: the schedule's rows ``scheduled[cursor:]``
+        whose ``intended`` time (ns) is at or before ``limit`` go REGISTERING (HI 1, the first
+        LMA), their lag recorded. Returns None, or (end, the largest lag in seconds, how many
+        later than ``tolerance``): the rows ``scheduled[cursor:end]`` are due their PBU."""
+        c_array(scheduled, np.int64, "scheduled")
+        c_array(intended, np.int64, "intended")
+        cdef const int64_t* rows = <const int64_t*>data_of(scheduled)
+        cdef const int64_t* at = <const int64_t*>data_of(intended)
+        cdef Py_ssize_t end = cursor, n = len(intended)
+        cdef double lag, last = 0.0
+        cdef int64_t late = 0
+        cdef mn_t* mn
+        while end < n and at[end] <= limit:
+            lag = max(<double>(now_ns - at[end]) / 1e9, 0.0)
+            record(&self.lag, <int64_t>rint(lag * 1e6))
+            last = max(last, lag)
+            late += lag > tolerance
+            mn = &self.mns[rows[end]]
+            mn.state = REGISTERING
+            mn.hi = HI_ATTACH_NEW_INTERFACE
+            mn.retries = 0
+            mn.lma = 0
+            self.lfi[rows[end]] = NO_LFI
+            end += 1
+        if end == cursor:
+            return None
+        return end, last, late
+
+    def transmit(self, rows, int64_t now_ns, uint64_t clock) -> int:
+        """MagEngine._transmit's bookkeeping for ``rows`` (int64): a new sequence number and
+        Timestamp, the retransmission timer armed, counted. Returns the rows' common encoding
+        group key ((LMA · 256 + LFI + 1) · 2 + de-registration), or -1 when they differ."""
+        cdef const int64_t[::1] r = rows
+        cdef Py_ssize_t i, n = r.shape[0]
+        cdef int64_t row, key, common = -2
+        cdef mn_t* mn
+        cdef bint dereg
+        cdef double timeout
+        for i in range(n):
+            row = r[i]
+            mn = &self.mns[row]
+            mn.seq += 1
+            mn.ts = max(mn.ts + 1, clock)
+            dereg = mn.state == DEREGISTERING
+            if dereg:
+                timeout = self.initial_timeout
+            else:
+                timeout = min(self.initial_timeout * ldexp(1.0, mn.retries), self.max_timeout)
+            self.timers.push(row, now_ns + <int64_t>rint(timeout * 1e9))
+            key = (<int64_t>mn.lma * 256 + self.lfi[row] + 1) * 2 + dereg
+            common = key if common == -2 or common == key else -1
+        self.pbu_sent += n
+        return common
+
+
+cdef void* calloc_or_raise(size_t n, size_t size) except NULL:
+    cdef void* p = malloc(n * size)
+    if not p:
+        raise MemoryError()
+    memset(p, 0, n * size)
+    return p
+
+
+cdef void* grow(void* p, size_t size) except NULL:
+    cdef void* q = realloc(p, size)
+    if not q:
+        raise MemoryError()
+    return q
+
+
+# ---------------------------------------------------------------------------------------------
+# The UDP/5436 transport's addresses
+
+cdef class Routes:
+    """Where each datagram the MAGs send goes over UDP/5436: from the IPv4 address of the MAG
+    whose Proxy-CoA is its inner source, to the outer address and port of the LMA its inner
+    destination names."""
+
+    cdef AddressTable mags, lmas
+    cdef object refs
+    cdef const uint8_t* mag_addr4
+    cdef const uint8_t* lma_addr4
+    cdef const uint16_t* lma_port
+
+    def __cinit__(self, mag_addr6, mag_addr4, lma_inner, lma_addr4, lma_port):
+        mag4 = np.ascontiguousarray(mag_addr4, dtype=np.uint8).reshape(-1, 4)
+        lma4 = np.ascontiguousarray(lma_addr4, dtype=np.uint8).reshape(-1, 4)
+        ports = np.ascontiguousarray(lma_port, dtype=np.uint16).reshape(-1)
+        self.refs = (mag4, lma4, ports)
+        self.mags = AddressTable(mag_addr6)
+        self.lmas = AddressTable(lma_inner)
+        self.mag_addr4 = <const uint8_t*>data_of(mag4)
+        self.lma_addr4 = <const uint8_t*>data_of(lma4)
+        self.lma_port = <const uint16_t*>data_of(ports)
+
+    def route(self, src, dst):
+        """(src4, dst4, ports, routed) of datagrams from inner ``src[i]`` to ``dst[i]`` ((n, 16)
+        uint8); ``routed`` is None when every one has a route, else the bool mask of those that
+        do (the others' rows are zero)."""
+        cdef const uint8_t[:, ::1] s = np.ascontiguousarray(src, dtype=np.uint8)
+        cdef const uint8_t[:, ::1] d = np.ascontiguousarray(dst, dtype=np.uint8)
+        cdef Py_ssize_t i, n = s.shape[0], unrouted = 0
+        cdef int64_t mag, lma
+        src4 = np.zeros((n, 4), dtype=np.uint8)
+        dst4 = np.zeros((n, 4), dtype=np.uint8)
+        ports = np.zeros(n, dtype=np.uint16)
+        routed = np.ones(n, dtype=bool)
+        cdef uint8_t* s4 = <uint8_t*>data_of(src4)
+        cdef uint8_t* d4 = <uint8_t*>data_of(dst4)
+        cdef uint16_t* p = <uint16_t*>data_of(ports)
+        cdef uint8_t* ok = <uint8_t*>data_of(routed)
+        for i in range(n):
+            mag = self.mags.find(&s[i, 0])
+            lma = self.lmas.find(&d[i, 0])
+            if mag < 0 or lma < 0:
+                ok[i] = 0
+                unrouted += 1
+                continue
+            memcpy(s4 + 4 * i, self.mag_addr4 + 4 * mag, 4)
+            memcpy(d4 + 4 * i, self.lma_addr4 + 4 * lma, 4)
+            p[i] = self.lma_port[lma]
+        return src4, dst4, ports, routed if unrouted else None
