@@ -179,6 +179,9 @@ def _generator(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "datagrams_sent": sum(p["datagrams_sent"] for p in parts),
         "datagrams_received": sum(p["datagrams_received"] for p in parts),
+        "receive_delay_us": latency_summary(
+            _histogram([p["receive_delay_us"]["histogram"] for p in parts])
+        ),
         "lag_max": max(p["lag_max"] for p in parts),
         "lag_p99_us": lag.percentile(99.0) if lag.total else None,
         "lag_histogram": lag.encode() if lag.total else None,

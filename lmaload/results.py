@@ -192,6 +192,7 @@ def generator(engine: MagEngine, loop: MagLoop) -> dict[str, Any]:
     return {
         "datagrams_sent": loop.datagrams_sent,
         "datagrams_received": loop.datagrams_received,
+        "receive_delay_us": latency_summary(loop.receive_delay),
         "lag_max": lag.max,
         "lag_p99_us": lag.histogram.percentile(99.0) if lag.histogram.total else None,
         "lag_histogram": lag.histogram.encode() if lag.histogram.total else None,
@@ -275,7 +276,8 @@ def table(results: dict[str, Any]) -> str:
         )
     lines.append(
         f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "
-        f"{gen['behind_schedule']:.2%} behind schedule"
+        f"{gen['behind_schedule']:.2%} behind schedule; kernel to engine p99 "
+        f"{_fmt(gen['receive_delay_us']['p99'], ' ms', ms, 2)}"
     )
     pcap = results.get("pcap")
     if pcap is not None:

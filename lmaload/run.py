@@ -42,6 +42,7 @@ from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lab.netns import LabError
 from lmaload.lab.topology import DEFAULT_PREFIX
 from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
+from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
@@ -178,6 +179,7 @@ class MagDriver(Protocol):
 
     datagrams_sent: int
     datagrams_received: int
+    receive_delay: Histogram  # µs from the kernel's receipt to the engine
 
     def run_until(self, deadline: float) -> None: ...
     def close(self) -> None: ...
@@ -489,8 +491,8 @@ def checks(results: dict[str, Any]) -> list[Check]:
     ]
     reg = results["registration"]
     # A failure that cut the registrations short: the schedule went on, judged at its end.
-    counts = results.get("final", reg) if reg["cut_by_failure"] else reg
-    if "given_up" in counts:
+    counts = results.get("final") if reg["cut_by_failure"] else reg
+    if counts is not None:
         missing = res.unregistered(counts)
         found.append(
             Check(
