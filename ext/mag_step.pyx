@@ -355,6 +355,7 @@ cdef class MagStep:
     cdef const int64_t* id_order
     cdef const uint8_t* lma_packed
     cdef int8_t* lfi
+    cdef const uint8_t* mag_lma  # the LMA each MAG registers new sessions with
     cdef RowHeap timers
     cdef AddressTable mag_index
     cdef wire_t wire
@@ -398,6 +399,7 @@ cdef class MagStep:
         pop,
         lma_packed,
         lfi,
+        mag_lma,
         ids_sorted,
         id_order,
         RowHeap timers,
@@ -414,6 +416,7 @@ cdef class MagStep:
             mags,
             lmas,
             c_array(lfi, np.int8, "lfi"),
+            c_array(mag_lma, np.uint8, "mag_lma"),
             c_array(ids_sorted, np.uint32, "ids_sorted"),
             c_array(id_order, np.int64, "id_order"),
         ]
@@ -424,6 +427,7 @@ cdef class MagStep:
         self.n_lmas = len(lmas)
         self.lma_packed = <const uint8_t*>data_of(lmas)
         self.lfi = <int8_t*>data_of(lfi)
+        self.mag_lma = <const uint8_t*>data_of(mag_lma)
         self.ids_sorted = <const uint32_t*>data_of(ids_sorted)
         self.id_order = <const int64_t*>data_of(id_order)
         self.timers = timers
@@ -826,8 +830,8 @@ cdef class MagStep:
         double tolerance,
     ):
         """MagEngine._send_scheduled up to the PBUs: the schedule's rows ``scheduled[cursor:]``
-        whose ``intended`` time (ns) is at or before ``limit`` go REGISTERING (HI 1, the first
-        LMA), their lag recorded. Returns None, or (end, the largest lag in seconds, how many
+        whose ``intended`` time (ns) is at or before ``limit`` go REGISTERING (HI 1, the LMA
+        their MAG registers new sessions with), their lag recorded. Returns None, or (end, the largest lag in seconds, how many
         later than ``tolerance``): the rows ``scheduled[cursor:end]`` are due their PBU."""
         c_array(scheduled, np.int64, "scheduled")
         c_array(intended, np.int64, "intended")
@@ -846,7 +850,7 @@ cdef class MagStep:
             mn.state = REGISTERING
             mn.hi = HI_ATTACH_NEW_INTERFACE
             mn.retries = 0
-            mn.lma = 0
+            mn.lma = self.mag_lma[mn.mag]
             self.lfi[rows[end]] = NO_LFI
             end += 1
         if end == cursor:

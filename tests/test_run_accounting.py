@@ -17,9 +17,9 @@ from tests.sim_target import SimLoop, SimPair
 MNS, MAGS, RATE = 2000, 10, 1000.0
 
 
-def simulated_run(answered: int | None) -> dict[str, Any]:
+def simulated_run(answered: int | None, fail_at: float | None = None) -> dict[str, Any]:
     sim = Simulator(default_link=LinkProfile(delay=0.001))
-    config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async")
+    config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async", fail_at=fail_at)
     runner = Runner(
         config,
         SimPair(sim, answered),  # type: ignore[arg-type]
@@ -84,3 +84,18 @@ def test_a_healthy_run_keeps_its_numbers() -> None:
     assert reg["achieved_rate"] == pytest.approx(RATE, rel=0.002)
     summary = results["takeover"]["summary"]
     assert (summary["at_risk"], summary["kept"], summary["not_attempted"]) == (MNS, MNS, 0)
+
+
+def test_the_schedule_goes_on_through_a_failure_during_the_registrations() -> None:
+    """The active fails 1 s into a 2 s schedule: the mobile nodes not yet registered register
+    with the standby once their MAG failed over, counted apart, and every one of them is."""
+    results = simulated_run(answered=None, fail_at=1.0)
+    reg, summary = results["registration"], results["takeover"]["summary"]
+    assert reg["cut_by_failure"] and reg["not_sent"] > 0
+    assert results["final"]["registered"] == MNS
+    assert results["final"]["given_up"] == results["final"]["unanswered"] == 0
+    fates = summary["kept"] + summary["lost"] + summary["pending"] + summary["not_attempted"]
+    assert fates == summary["at_risk"] == reg["registered"]
+    assert summary["registered_after_failure"] >= reg["not_sent"]
+    assert exit_status(results) == (0, [])
+    assert "new sessions registered" in res.table(results)
