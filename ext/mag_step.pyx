@@ -57,6 +57,8 @@ cdef uint8_t PAYLOAD_PROTO_NONE = cp.PAYLOAD_PROTO_NONE
 cdef uint8_t MH_BINDING_ACK = cp.MH_BINDING_ACK
 cdef uint8_t MH_HEARTBEAT = cp.MH_HEARTBEAT
 cdef uint8_t MH_HOME_AGENT_SWITCH = cp.MH_HOME_AGENT_SWITCH
+cdef uint8_t MH_BINDING_ERROR = cp.MH_BINDING_ERROR
+cdef uint8_t BA_FLAG_P = cp.BA_FLAG_P
 cdef uint8_t OPT_PAD1 = cp.OPT_PAD1
 cdef uint8_t OPT_PADN = cp.OPT_PADN
 cdef uint8_t MNID_SUBTYPE_NAI = cp.MNID_SUBTYPE_NAI
@@ -629,9 +631,9 @@ cdef class MagStep:
     def heartbeats(self, buf, starts, ends, src, dst, double now):
         """The Heartbeats among datagrams ``buf[starts[i]:ends[i]]`` (bare Mobility Headers) from
         ``src[i]`` to ``dst[i]``: HeartbeatTable.on_responses for the responses. Returns None, or
-        (probes, came_up, restarted, switches): the (index, sequence number) of each Request
-        from an LMA (to answer), the (MAG, LMA) pairs back UP, those whose Restart Counter
-        changed, and the indexes of the HA Switch messages."""
+        (probes, came_up, restarted, switches, errors): the (index, sequence number) of each
+        Request from an LMA (to answer), the (MAG, LMA) pairs back UP, those whose Restart
+        Counter changed, and the indexes of the HA Switch and of the Binding Error messages."""
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[:] s = starts
         cdef const int64_t[:] e = ends
@@ -643,7 +645,7 @@ cdef class MagStep:
         cdef uint8_t flags
         cdef uint32_t seq, counter
         cdef bint matched, unsolicited, has_counter
-        probes = up = restarted = switches = None
+        probes = up = restarted = switches = errors = None
         self.generation += 1
         for i in range(n):
             if e[i] - s[i] < 8 or b[s[i]] != PAYLOAD_PROTO_NONE:
@@ -652,6 +654,11 @@ cdef class MagStep:
                 if switches is None:
                     switches = []
                 switches.append(i)
+                continue
+            if b[s[i] + 2] == MH_BINDING_ERROR:
+                if errors is None:
+                    errors = []
+                errors.append(i)
                 continue
             if b[s[i] + 2] != MH_HEARTBEAT:
                 continue
@@ -695,8 +702,9 @@ cdef class MagStep:
                 self.hb_counter[at] = counter
                 self.hb_counter_known[at] = 1
         if probes is None and up is None and restarted is None and switches is None:
-            return None
-        return probes or [], up or [], restarted or [], switches or []
+            if errors is None:
+                return None
+        return probes or [], up or [], restarted or [], switches or [], errors or []
 
     cdef inline int64_t lma_of(self, const uint8_t* address) noexcept nogil:
         cdef Py_ssize_t k
@@ -727,9 +735,10 @@ cdef class MagStep:
         ``src[i]``: each matched to its session (MN-ID, a sequence number of the attempt, LMA; once
         per session), de-registrations ended, accepted ones (status < 128) registered, their
         latency recorded and refresh timer armed. Returns None, or (registrations, accepted,
-        rejected): how many initial registrations were accepted, with ``takeover`` the (row,
-        LMA, prefix changed) of each accepted PBA (for the TakeoverMeter), and the (row, LMA,
-        status) of each status >= 128, left to the caller."""
+        rejected, malformed): how many initial registrations were accepted, with ``takeover``
+        the (row, LMA, prefix changed) of each accepted PBA (for the TakeoverMeter), the (row,
+        LMA, status) of each status >= 128, left to the caller, and the indexes of the PBAs
+        dropped as malformed (undecodable, or without the P flag), for the caller to count."""
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[:] s = starts
         cdef const int64_t[:] e = ends
@@ -748,14 +757,21 @@ cdef class MagStep:
         cdef mn_t* mn
         cdef Py_ssize_t registrations = 0
         memset(zero, 0, 16)
-        accepted = rejected = None
+        accepted = rejected = malformed = None
         self.generation += 1
         for i in range(n):
             if e[i] - s[i] < 8 or b[s[i]] != PAYLOAD_PROTO_NONE or b[s[i] + 2] != MH_BINDING_ACK:
                 continue
             self.pba_received += 1
             self.pba_ignored += 1  # until matched
-            if not decode_datagram(&b[s[i]], e[i] - s[i], False, &self.wire, &d) or d.kind != M_BA:
+            if (
+                not decode_datagram(&b[s[i]], e[i] - s[i], False, &self.wire, &d)
+                or d.kind != M_BA
+                or not d.mh[7] & BA_FLAG_P
+            ):
+                if malformed is None:
+                    malformed = []
+                malformed.append(i)
                 continue
             mh = d.mh
             mn_id = NO_MN_ID
@@ -815,9 +831,9 @@ cdef class MagStep:
             mn.t_acked = now_ns
             self.timers.push(row, now_ns + <int64_t>rint(refresh_in * 1e9))
             self.lfi[row] = NO_LFI
-        if not registrations and accepted is None and rejected is None:
+        if not registrations and accepted is None and rejected is None and malformed is None:
             return None
-        return registrations, accepted or [], rejected or []
+        return registrations, accepted or [], rejected or [], malformed or []
 
     # --- PBUs ------------------------------------------------------------------------------
 

@@ -64,7 +64,14 @@ from lmaload.protocol.events import Event
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
 from lmaload.protocol.mag_timers import RowTimers
+from lmaload.protocol.peer_quirks import (
+    NO_HEARTBEATS,
+    binding_error,
+    malformed,
+    malformed_reason,
+)
 from lmaload.wire import (
+    BindingError,
     Heartbeat,
     HomeAgentSwitch,
     LmaFailureIndication,
@@ -104,6 +111,7 @@ class MagCounters:
     pbu_retransmitted: int = 0
     pba_received: int = 0
     pba_ignored: int = 0  # malformed, unknown MN or LMA, stale or duplicate
+    quirks: Counter[str] = field(default_factory=Counter)  # peer_quirks kinds: malformed by reason
     pba_status: Counter[int] = field(default_factory=Counter)
     failed: Counter[int] = field(default_factory=Counter)  # sessions given up, by status
     heartbeat_requests_sent: int = 0
@@ -145,6 +153,7 @@ class MagEngine:
         self._mag_start = np.searchsorted(mns["mag"][self._mag_order], np.arange(n_mags + 1))
         self._lfi = np.full(len(mns), NO_LFI, dtype=np.int8)  # LMA named in the failover PBU
         self._clock_offset = config.clock_offset
+        self._without_heartbeats: set[int] = set()  # LMAs that said "no RFC 5847 here"
         self._out = Datagrams()
         self._deregister_at = config.deregister_at
         self._timers = RowHeap(mns) if compiled else RowTimers(mns["t_due"])
@@ -234,6 +243,8 @@ class MagEngine:
             self._on_heartbeats([columns.datagram(i) for i in heartbeats], now)
         for i in np.flatnonzero(kind == cp.MH_HOME_AGENT_SWITCH).tolist():
             self._on_ha_switch(columns.datagram(i), now)
+        for i in np.flatnonzero(kind == cp.MH_BINDING_ERROR).tolist():
+            self._on_binding_error(columns.datagram(i), now)
 
     def _receive_compiled(self, columns: Columns, now: float) -> None:
         """``_receive_columns`` by the compiled steps: the PBAs, then the Heartbeats, then any HA
@@ -245,7 +256,9 @@ class MagEngine:
         measuring = meter.failure_at is not None and now >= meter.failure_at
         pbas = step.pbas(buf, starts, ends, src, now, _ns(now), measuring)
         if pbas is not None:
-            registrations, accepted, rejected = pbas
+            registrations, accepted, rejected, dropped = pbas
+            for i in dropped:
+                self._malformed(columns.datagram(i).data)
             if registrations:
                 self.registrations.record(now, registrations)
                 self.last_settled = now
@@ -259,12 +272,14 @@ class MagEngine:
         step.fold(self.counters)
         if rare is None:
             return
-        probes, came_up, restarted, switches = rare
+        probes, came_up, restarted, switches, errors = rare
         for i, seq in probes:
             self._answer(columns.datagram(i), seq)
         self._heartbeat_changes(_pairs(came_up), _pairs(restarted), now)
         for i in switches:
             self._on_ha_switch(columns.datagram(i), now)
+        for i in errors:
+            self._on_binding_error(columns.datagram(i), now)
 
     def _lma_of(self, src: np.ndarray) -> np.ndarray:
         """Index of the LMA each packed source address is, -1 for none of them."""
@@ -547,10 +562,13 @@ class MagEngine:
         count = len(offsets) - 1
         self.counters.pba_received += count
         pba = decode_pbas(buf, offsets, framing="mh")
+        decoded = (pba["error"] == 0) & (pba["flags"] & cp.BA_FLAG_P != 0)
+        for i in np.flatnonzero(~decoded).tolist():
+            self._malformed(buf[offsets[i] : offsets[i + 1]].tobytes())
         ids = pba["mn_id"]
         pos = np.minimum(np.searchsorted(self._ids_sorted, ids), len(self._ids_sorted) - 1)
         found = (ids != NO_MN_ID) & (self._ids_sorted[pos] == ids) if len(mns) else ids < 0
-        ok = np.flatnonzero((pba["error"] == 0) & found & (lma >= 0))
+        ok = np.flatnonzero(decoded & found & (lma >= 0))
         rows = self._id_order[pos[ok]]
         # A PBA answering any PBU of the registration attempt — the last one, or one of the
         # retransmissions before it (seq - retries .. seq, mod 2^16) — settles it (RFC 5213
@@ -581,6 +599,10 @@ class MagEngine:
         self._accept(rows[accepted], lma[accepted], pba[accepted], state[accepted], now)
         rejected = live & (status >= 128)
         self._reject(rows[rejected], lma[rejected], status[rejected], now)
+
+    def _malformed(self, mh: bytes) -> None:
+        """A PBA the decoder refused: counted by reason, dropped."""
+        self.counters.quirks[malformed(malformed_reason(mh))] += 1
 
     def _reject(self, rows: np.ndarray, lma: np.ndarray, status: np.ndarray, now: float) -> None:
         """§3.4's reactions to PBAs of status ≥ 128 from LMA ``lma[i]`` for sessions ``rows``
@@ -765,3 +787,24 @@ class MagEngine:
         anchored = lma != to if failed is None else lma == failed
         rows = rows[anchored & np.isin(mns["state"][rows], MOVABLE)]
         self._fail_over(rows, to, mns["lma"][rows].astype(np.int8), now)
+
+    # --- Binding Error (RFC 6275 §6.1.9) -------------------------------------------------------
+
+    def _on_binding_error(self, datagram: Datagram, now: float) -> None:
+        """Counted by status; status 2 (unrecognised MH type) from an LMA the MAGs heartbeat is
+        its answer to a Heartbeat (a PBU it knows): no RFC 5847 there, said once per LMA."""
+        try:
+            msg = decode_mh(datagram.data, datagram.src, datagram.dst).message
+        except WireError:
+            self.counters.quirks[malformed("binding_error")] += 1
+            return
+        if not isinstance(msg, BindingError):
+            return
+        self.counters.quirks[binding_error(msg.status)] += 1
+        lma = self._lma_index.get(datagram.src)
+        if msg.status != cp.BE_STATUS_UNRECOGNIZED_MH_TYPE or lma is None:
+            return
+        self.counters.quirks[NO_HEARTBEATS] += 1
+        if lma not in self._without_heartbeats:
+            self._without_heartbeats.add(lma)
+            self.events.append(Event(now, "heartbeats_unsupported", {"lma": str(datagram.src)}))
