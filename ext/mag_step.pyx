@@ -31,6 +31,7 @@ from lmaload import bulk_types
 from lmaload.population import MAG_DTYPE, MN_DTYPE
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag_timers import NO_TIMER as _NO_TIMER
+from lmaload.protocol.peer_quirks import HNP_ALL_ZERO, HNP_DIFFERS
 from lmaload.wire import codepoints as cp
 from lmaload.wire import messages as wm
 from lmaload.wire import options as wo
@@ -59,6 +60,7 @@ cdef uint8_t MH_HEARTBEAT = cp.MH_HEARTBEAT
 cdef uint8_t MH_HOME_AGENT_SWITCH = cp.MH_HOME_AGENT_SWITCH
 cdef uint8_t MH_BINDING_ERROR = cp.MH_BINDING_ERROR
 cdef uint8_t BA_FLAG_P = cp.BA_FLAG_P
+cdef uint8_t RESYNC = cp.STATUS_SEQUENCE_OUT_OF_WINDOW
 cdef uint8_t OPT_PAD1 = cp.OPT_PAD1
 cdef uint8_t OPT_PADN = cp.OPT_PADN
 cdef uint8_t MNID_SUBTYPE_NAI = cp.MNID_SUBTYPE_NAI
@@ -387,6 +389,7 @@ cdef class MagStep:
     cdef uint32_t* pair_stamp
     # counters not yet in MagCounters
     cdef int64_t pbu_sent, pba_received, pba_ignored, hb_sent, hb_received, missed
+    cdef int64_t hnp_all_zero, hnp_differs  # peer_quirks.HNP_ALL_ZERO, HNP_DIFFERS
     cdef int64_t status[256]
     # output arena: datagram i is buf[offsets[i]:offsets[i + 1]] from src[i] to dst[i]
     cdef uint8_t* out_buf
@@ -560,6 +563,11 @@ cdef class MagStep:
                 if self.status[code]:
                     counters.pba_status[code] += self.status[code]
                     self.status[code] = 0
+        if self.hnp_all_zero:
+            counters.quirks[HNP_ALL_ZERO] += self.hnp_all_zero
+        if self.hnp_differs:
+            counters.quirks[HNP_DIFFERS] += self.hnp_differs
+        self.hnp_all_zero = self.hnp_differs = 0
         if self.hb_sent:
             counters.heartbeat_requests_sent += self.hb_sent
         if self.hb_received:
@@ -737,8 +745,9 @@ cdef class MagStep:
         latency recorded and refresh timer armed. Returns None, or (registrations, accepted,
         rejected, malformed): how many initial registrations were accepted, with ``takeover``
         the (row, LMA, prefix changed) of each accepted PBA (for the TakeoverMeter), the (row,
-        LMA, status) of each status >= 128, left to the caller, and the indexes of the PBAs
-        dropped as malformed (undecodable, or without the P flag), for the caller to count."""
+        LMA, status, sequence number) of each status >= 128, left to the caller, and the
+        indexes of the PBAs dropped as malformed (undecodable, or without the P flag), for the
+        caller to count."""
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[:] s = starts
         cdef const int64_t[:] e = ends
@@ -786,8 +795,9 @@ cdef class MagStep:
             if not (
                 (state == REGISTERING or state == REFRESHING or state == FAILOVER
                  or state == DEREGISTERING)
-                # Any PBU of the attempt: the last one or a retransmission before it.
-                and <uint16_t>(mn.seq - be16(mh + 8)) <= mn.retries
+                # Any PBU of the attempt: the last one or a retransmission before it; a 135
+                # carries the LMA's last accepted sequence number instead.
+                and (<uint16_t>(mn.seq - be16(mh + 8)) <= mn.retries or mh[6] == RESYNC)
                 and mn.lma == lma
                 and self.row_stamp[row] != self.generation
             ):
@@ -803,13 +813,17 @@ cdef class MagStep:
             if status >= 128:
                 if rejected is None:
                     rejected = []
-                rejected.append((row, lma, status))
+                rejected.append((row, lma, status, be16(mh + 8)))
                 continue
             if d.found.hnp >= 0:
                 hnp_len, hnp = mh[d.found.hnp + 1], mh + d.found.hnp + 2
             else:
                 hnp_len, hnp = 0, zero
             changed = mn.hnp_len != hnp_len or memcmp(mn.hnp, hnp, 16) != 0
+            if memcmp(hnp, zero, 16) == 0:
+                self.hnp_all_zero += 1
+            elif changed and memcmp(mn.hnp, zero, 16) != 0:
+                self.hnp_differs += 1
             memcpy(mn.hnp, hnp, 16)
             mn.hnp_len = hnp_len
             kind = 0 if state == REGISTERING else (1 if state == REFRESHING else 2)

@@ -34,6 +34,7 @@ from wsgiref.simple_server import WSGIServer
 import numpy as np
 
 from lmaload import results as res
+from lmaload.bulk import PbuOptions
 from lmaload.capture import Capture, merge
 from lmaload.checks import Check
 from lmaload.checks import exit_status as check_status
@@ -78,6 +79,7 @@ class RunConfig:
     sync: Literal["async", "before-ack"] = "before-ack"
     heartbeat_interval: float = 0.2
     missing_heartbeats: int = 3
+    pbu_order: Literal["timestamp", "sequence"] = "timestamp"  # sequence: no Timestamp option
     seed: int = 0
     results: Path = Path("results.json")
     allow_lag: bool = False
@@ -261,6 +263,7 @@ class Runner:
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
             lifetime=cfg.lifetime,
+            pbu=PbuOptions(timestamp=cfg.pbu_order == "timestamp"),
             schedule=cfg.schedule,
             lag_tolerance=cfg.lag_tolerance,
             refresh_on_recovery=True,

@@ -72,9 +72,12 @@ def test_opmip_replies(compiled: bool) -> None:
     deliver(mag, f[9])
     assert mns["state"][1] == S.REGISTERED
 
-    awaiting(mag, 1, 2, S.REFRESHING)  # 10 → 11: 135 out of window, seq 2
+    awaiting(mag, 1, 2, S.REFRESHING)  # 10 → 11: 135 out of window, seq 2: go on from 2
     deliver(mag, f[11])
-    assert mag.counters.pba_status[135] == 1
+    assert mag.counters.pba_status[135] == 1 and mag.counters.quirks["sequence_resync"] == 1
+    assert mns["state"][1] == S.REFRESHING and mns["seq"][1] == 3
+    [pbu] = list(mag.datagrams_to_send())
+    assert pbu.data[6:8] == (3).to_bytes(2, "big")
 
     awaiting(mag, 9, 1)  # 12 → 13: an MN this population does not have (nobody@): ignored
     before = mns.copy()
@@ -93,6 +96,7 @@ def test_opmip_replies(compiled: bool) -> None:
     assert mns["state"][1] == S.IDLE
     assert not any(k.startswith("malformed") for k in mag.counters.quirks)
     assert mag.counters.pba_status[0] == 4
+    assert mag.counters.quirks["hnp_all_zero"] == 3  # frames 6, 9, 21 echo ::/0
 
 
 def test_opmip_heartbeat_capture_replies(compiled: bool) -> None:

@@ -121,6 +121,15 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     show_default=True,
     help="Heartbeats a MAG may miss in a row before it declares its LMA failed (RFC 5847).",
 )
+@click.option(
+    "--pbu-order",
+    type=click.Choice(["timestamp", "sequence"]),
+    default="timestamp",
+    show_default=True,
+    help="How the LMA orders a mobile node's PBUs: timestamp (RFC 5213's preference: a "
+    "Timestamp option in every PBU) or sequence (no Timestamp option: sequence numbers only, "
+    "for LMAs such as OPMIP; a PBA 135 makes the MAG continue from the number it carries).",
+)
 @seed_option
 @results_option("results.json")
 @allow_lag_option
@@ -333,6 +342,7 @@ def run_config(
             sync=options["sync"],
             heartbeat_interval=options["heartbeat_interval"],
             missing_heartbeats=options["missing_heartbeats"],
+            pbu_order=options["pbu_order"],
             seed=options["seed"],
             results=options["results_path"],
             allow_lag=options["allow_lag"],

@@ -8,8 +8,10 @@ HI 4 instead of 1, after INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TI
 ``→ REGISTERED`` (the assigned prefix from the PBA in ``hnp``/``hnp_len``) ``→ REFRESHING`` (HI 5,
 ``refresh_margin`` before expiry) ``→ REGISTERED``. A PBU still unanswered after
 ``max_retransmissions`` retransmissions ends the session in ``GIVEN_UP``. PBA status reactions
-(§3.4): 157 re-register; 156 resynchronise the clock and retry; 155 retry with ALL_ZERO; 153 to a
-failover PBU (the standby has no synced state, §8.5) start a new session there; 152 and every
+(§3.4): 157 re-register; 156 resynchronise the clock and retry; 135 (sequence number out of
+window) continue from the sequence number the PBA carries, the LMA's last accepted one (RFC 6275
+§11.7.1; matched whatever its sequence number, counted as a quirk); 155 retry with ALL_ZERO; 153
+to a failover PBU (the standby has no synced state, §8.5) start a new session there; 152 and every
 other code ≥128 end in ``FAILED``, counted by status. A PBA is matched to its session by the
 MN-ID's ``mn_id``, the sequence number of any PBU of the attempt and the LMA it was sent to;
 anything else (stale, duplicate) is ignored.
@@ -65,7 +67,10 @@ from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
 from lmaload.protocol.mag_timers import RowTimers
 from lmaload.protocol.peer_quirks import (
+    HNP_ALL_ZERO,
+    HNP_DIFFERS,
     NO_HEARTBEATS,
+    SEQUENCE_RESYNC,
     binding_error,
     malformed,
     malformed_reason,
@@ -88,8 +93,10 @@ BOUND = (S.REGISTERED, S.REFRESHING)  # the LMA holds a binding the MAG knows ab
 AWAITING_PBA = (S.REGISTERING, S.REFRESHING, S.FAILOVER, S.DEREGISTERING)
 MOVABLE = (S.REGISTERING, S.REGISTERED, S.REFRESHING, S.FAILOVER)  # may switch LMA
 TIMING_STATUS = (cp.STATUS_TIMESTAMP_MISMATCH, cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
-RETRY_NOW = (*TIMING_STATUS, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
-MAX_IMMEDIATE_RETRIES = 3  # 155/156/157 answered again and again: give the session up
+RESYNC = cp.STATUS_SEQUENCE_OUT_OF_WINDOW
+KEEPS_BINDING = (*TIMING_STATUS, RESYNC)  # a retry after these may still keep the session
+RETRY_NOW = (*KEEPS_BINDING, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
+MAX_IMMEDIATE_RETRIES = 3  # 135/155/156/157 answered again and again: give the session up
 LATENCY_KIND = {S.REGISTERING: "register", S.REFRESHING: "refresh", S.FAILOVER: "failover"}
 
 
@@ -266,8 +273,8 @@ class MagEngine:
                 rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
                 meter.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
             if rejected:  # in row order, as the reference's np.unique leaves them
-                rows, lmas, status = np.array(sorted(rejected), dtype=np.int64).T
-                self._reject(rows, lmas, status, now)
+                rows, lmas, status, seq = np.array(sorted(rejected), dtype=np.int64).T
+                self._reject(rows, lmas, status, seq, now)
         rare = step.heartbeats(buf, starts, ends, src, columns.dst, now)
         step.fold(self.counters)
         if rare is None:
@@ -576,7 +583,7 @@ class MagEngine:
         behind = (mns["seq"][rows].astype(np.int64) - pba["seq"][ok]) & 0xFFFF
         match = (
             np.isin(mns["state"][rows], AWAITING_PBA)
-            & (behind <= mns["retries"][rows])
+            & ((behind <= mns["retries"][rows]) | (pba["status"][ok] == RESYNC))
             & (mns["lma"][rows] == lma[ok])
         )
         ok, rows = ok[match], rows[match]
@@ -598,15 +605,17 @@ class MagEngine:
         accepted = live & (status < 128)
         self._accept(rows[accepted], lma[accepted], pba[accepted], state[accepted], now)
         rejected = live & (status >= 128)
-        self._reject(rows[rejected], lma[rejected], status[rejected], now)
+        self._reject(rows[rejected], lma[rejected], status[rejected], pba["seq"][rejected], now)
 
     def _malformed(self, mh: bytes) -> None:
         """A PBA the decoder refused: counted by reason, dropped."""
         self.counters.quirks[malformed(malformed_reason(mh))] += 1
 
-    def _reject(self, rows: np.ndarray, lma: np.ndarray, status: np.ndarray, now: float) -> None:
-        """§3.4's reactions to PBAs of status ≥ 128 from LMA ``lma[i]`` for sessions ``rows``
-        (each once, none de-registering)."""
+    def _reject(
+        self, rows: np.ndarray, lma: np.ndarray, status: np.ndarray, seq: np.ndarray, now: float
+    ) -> None:
+        """§3.4's reactions to PBAs of status ≥ 128 and sequence number ``seq[i]`` from LMA
+        ``lma[i]`` for sessions ``rows`` (each once, none de-registering)."""
         if not rows.size:
             return
         mns = self.pop.mns
@@ -615,11 +624,15 @@ class MagEngine:
         if mismatch.any():
             self._clock_offset = 0.0
             mns["ts"][rows[mismatch]] = 0  # never accepted: the next one comes from the clock
+        resync = retry & (status == RESYNC)
+        if resync.any():
+            mns["seq"][rows[resync]] = seq[resync]  # the next PBU goes one past it
+            self.counters.quirks[SEQUENCE_RESYNC] += int(resync.sum())
         self._clear_prefix(rows[status == cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX])
         no_state = (status == cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE) & (self._lfi[rows] != NO_LFI)
         final = ~retry & ~no_state
         # A timing retry may still keep the session; one given up on (``final``) is lost.
-        lost = ~(retry & np.isin(status, TIMING_STATUS))
+        lost = ~(retry & np.isin(status, KEEPS_BINDING))
         self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode == "virtual")
         for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
             self.counters.failed[int(code)] += int(n)
@@ -640,6 +653,13 @@ class MagEngine:
         changed = (mns["hnp_len"][rows] != pba["hnp_len"]) | (mns["hnp"][rows] != pba["hnp"]).any(
             axis=1
         )
+        # The LMA's word is the session's prefix, an echoed ALL_ZERO one included (OPMIP): the
+        # refreshes then ask for what it gave. Counted, for an LMA that does not assign one.
+        all_zero = ~pba["hnp"].any(axis=1)
+        differs = changed & ~all_zero & mns["hnp"][rows].any(axis=1)
+        for kind, seen in ((HNP_ALL_ZERO, all_zero), (HNP_DIFFERS, differs)):
+            if seen.any():
+                self.counters.quirks[kind] += int(seen.sum())
         mns["hnp"][rows] = pba["hnp"]
         mns["hnp_len"][rows] = pba["hnp_len"]
         latency = (now_ns - mns["t_send"][rows]) // 1000
