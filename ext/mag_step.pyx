@@ -359,6 +359,7 @@ cdef class MagStep:
     cdef const int64_t* id_order
     cdef const uint8_t* lma_packed
     cdef int8_t* lfi
+    cdef int64_t* unanswered  # (MAG, LMA): PBUs unanswered in a row (MagEngine._unanswered)
     cdef RowHeap timers
     cdef AddressTable mag_index
     cdef wire_t wire
@@ -409,6 +410,7 @@ cdef class MagStep:
         table,
         lag,
         latency,
+        unanswered,
         config,
     ):
         mns = c_array(pop.mns, MN_DTYPE, "mns")
@@ -421,6 +423,7 @@ cdef class MagStep:
             c_array(lfi, np.int8, "lfi"),
             c_array(ids_sorted, np.uint32, "ids_sorted"),
             c_array(id_order, np.int64, "id_order"),
+            c_array(unanswered, np.int64, "unanswered"),
         ]
         self.mns = <mn_t*>data_of(mns)
         self.n_mns = len(mns)
@@ -429,6 +432,7 @@ cdef class MagStep:
         self.n_lmas = len(lmas)
         self.lma_packed = <const uint8_t*>data_of(lmas)
         self.lfi = <int8_t*>data_of(lfi)
+        self.unanswered = <int64_t*>data_of(unanswered)
         self.ids_sorted = <const uint32_t*>data_of(ids_sorted)
         self.id_order = <const int64_t*>data_of(id_order)
         self.timers = timers
@@ -804,6 +808,7 @@ cdef class MagStep:
                 continue
             self.row_stamp[row] = self.generation
             self.pba_ignored -= 1
+            self.unanswered[mn.mag * self.n_lmas + lma] = 0
             status = mh[6]
             self.status[status] += 1
             if state == DEREGISTERING:

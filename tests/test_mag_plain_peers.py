@@ -5,6 +5,7 @@ embedded LMA on the simulated clock."""
 from __future__ import annotations
 
 from collections import defaultdict
+from ipaddress import IPv6Address
 
 import pytest
 
@@ -12,10 +13,12 @@ from lmaload.bulk import PbuOptions
 from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
+from lmaload.protocol import LmaEngine
+from lmaload.protocol.datagrams import Datagram, Datagrams
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.sim import LinkProfile, Simulator
-from lmaload.wire import BindingUpdate, Timestamp, decode_mh
+from lmaload.wire import BindingError, BindingUpdate, Timestamp, decode_mh, encode_mh
 from lmaload.wire import codepoints as cp
 from tests.test_mag_engine import CLEAN, DELAY, LMA1, LMA2, lma_pair, mag_addresses
 
@@ -78,3 +81,72 @@ def test_a_mag_that_forgot_its_sequence_numbers_continues_from_the_pba(compiled:
     assert engine.counters.pba_status[135] == 50
     assert engine.counters.quirks["sequence_resync"] == 50
     assert (mns["state"] == S.REGISTERED).all() and not engine.counters.failed
+
+
+class NoRfc5847:
+    """An LMA without RFC 5847: a Heartbeat gets Binding Error status 2 (RFC 6275 §9.2)."""
+
+    def __init__(self, inner: LmaEngine) -> None:
+        self.inner, self.errors = inner, []
+
+    def receive(self, datagrams: Datagrams, now: float) -> None:
+        rest = []
+        for d in datagrams:
+            if d.data[2] == cp.MH_HEARTBEAT:
+                error = BindingError(cp.BE_STATUS_UNRECOGNIZED_MH_TYPE, IPv6Address("::"))
+                self.errors.append(Datagram(encode_mh(error, d.dst, d.src), d.dst, d.src))
+            else:
+                rest.append(d)
+        self.inner.receive(Datagrams(rest), now)
+
+    def next_timer(self) -> float | None:
+        return self.inner.next_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.inner.handle_timer(now)
+
+    def datagrams_to_send(self) -> Datagrams:
+        out = self.inner.datagrams_to_send()
+        out.extend(self.errors)
+        self.errors = []
+        return out
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "reference"])
+def test_without_heartbeats_unanswered_pbus_declare_the_lma_failed(compiled: bool) -> None:
+    """Heartbeats off: none is sent; the start-up check gets a PBA from each LMA instead; when
+    LMA1 goes deaf (as OPMIP does after two Heartbeats), each MAG declares it failed after
+    ``failure_after`` unanswered PBUs and registers its sessions with LMA2."""
+    sim = Simulator(default_link=CLEAN, tracing=True)
+    lma_pair(sim)
+    engine = mags(sim, compiled, mns=100, heartbeats="off", failure_after=2)
+    engine.start_schedule(sim.now + 2.0)
+    sim.run_for(1.0)
+    assert engine.lmas_answered.all()  # a de-registration of mn0 to each
+    assert engine.counters.heartbeat_requests_sent == 0
+    sim.run_for(1.02)  # the schedule started: the first registrations are on their way
+    sim.crash("lma1")
+    sim.run_for(10.0)
+    mns = engine.pop.mns
+    assert (mns["state"] == S.REGISTERED).all() and (mns["lma"] == 1).all()
+    assert {e.kind for e in engine.pop_events()} == {"lma_down"}
+    assert engine.counters.heartbeat_requests_sent == 0
+    assert not any(d.datagram.data[2] == cp.MH_HEARTBEAT for d in sim.trace)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "reference"])
+def test_auto_turns_heartbeats_off_at_a_binding_error_2(compiled: bool) -> None:
+    sim = Simulator(default_link=CLEAN)
+    lma1, lma2 = lma_pair(sim)
+    sim.restart("lma1", NoRfc5847(lma1))
+    sim.restart("lma2", NoRfc5847(lma2))
+    engine = mags(sim, compiled, mns=50, heartbeats="auto")
+    engine.start_schedule(sim.now + 3.0)
+    sim.run_for(2.5)
+    assert not engine.heartbeating and engine.lmas_answered.all()
+    sent = engine.counters.heartbeat_requests_sent
+    kinds = [e.kind for e in engine.pop_events()]
+    assert kinds.count("heartbeats_unsupported") == 2 and kinds.count("heartbeats_off") == 1
+    sim.run_for(2.0)
+    assert engine.counters.heartbeat_requests_sent == sent
+    assert (engine.pop.mns["state"] == S.REGISTERED).all()

@@ -17,7 +17,11 @@ MN-ID's ``mn_id``, the sequence number of any PBU of the attempt and the LMA it 
 anything else (stale, duplicate) is ignored.
 
 Per (MAG, LMA): RFC 5847 heartbeats (``HeartbeatTable``, R23); a changed Restart Counter
-invalidates the sessions anchored at that LMA, which register again from scratch (lost).
+invalidates the sessions anchored at that LMA, which register again from scratch (lost). Without
+heartbeats (``MagConfig.heartbeats``, for LMAs without RFC 5847) a MAG declares an LMA DOWN after
+``failure_after`` of its PBU (re)transmissions to it in a row went unanswered (any PBA matched
+from it starts the count again), and before the schedule starts each LMA is asked for a PBA (a
+de-registration of the first MN, every ``initial_bindack_timeout``) until it answers.
 
 Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, each of them sends a
 PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
@@ -161,6 +165,10 @@ class MagEngine:
         self._lfi = np.full(len(mns), NO_LFI, dtype=np.int8)  # LMA named in the failover PBU
         self._clock_offset = config.clock_offset
         self._without_heartbeats: set[int] = set()  # LMAs that said "no RFC 5847 here"
+        self.heartbeating = config.heartbeats != "off"
+        self._unanswered = np.zeros((n_mags, len(self._lmas)), dtype=np.int64)  # PBUs in a row
+        self._pba_from = np.zeros(len(self._lmas), dtype=bool)  # before the schedule starts
+        self._probe_due: float | None = None if self.heartbeating else now
         self._out = Datagrams()
         self._deregister_at = config.deregister_at
         self._timers = RowHeap(mns) if compiled else RowTimers(mns["t_due"])
@@ -193,6 +201,7 @@ class MagEngine:
                 self.heartbeats,
                 self.lag.histogram,
                 [self.latency[kind] for kind in LATENCY_KIND.values()],
+                self._unanswered,
                 config,
             )
             if compiled
@@ -232,6 +241,13 @@ class MagEngine:
             self._receive_columns(Columns.of(listed), now)  # type: ignore[arg-type]
 
     def _receive_columns(self, columns: Columns, now: float) -> None:
+        if self._probe_due is not None and not self._cursor:  # the start-up check's PBAs
+            whole = np.flatnonzero(columns.ends - columns.starts >= 8)
+            pbas = whole[columns.buf[columns.starts[whole] + 2] == cp.MH_BINDING_ACK]
+            lma = self._lma_of(columns.src[pbas])
+            for answered in np.unique(lma[(lma >= 0) & ~self._pba_from[np.maximum(lma, 0)]]):
+                self._pba_from[answered] = True
+                self._probe_pbu(int(answered), 0, now)  # the probe's binding, if any, goes
         if self._step is not None:
             self._receive_compiled(columns, now)
             return
@@ -320,8 +336,10 @@ class MagEngine:
         if due is not None:
             times.append(due / 1e9)
         hb = self.heartbeats.next_due()
-        if hb is not None:
+        if hb is not None and self.heartbeating:
             times.append(hb)
+        if self._probe_due is not None:
+            times.append(self._probe_due)
         if self._deregister_at is not None:
             times.append(self._deregister_at)
         return min(times, default=None)
@@ -331,7 +349,13 @@ class MagEngine:
         time call for at ``now``."""
         limit = _ns(now) + SLACK_NS
         self._send_scheduled(now, limit)
-        while (due := self.heartbeats.next_due()) is not None and due <= now + TIME_SLACK:
+        if self._probe_due is not None and self._probe_due <= now + TIME_SLACK:
+            self._probe(now)
+        while (
+            self.heartbeating
+            and (due := self.heartbeats.next_due()) is not None
+            and due <= now + TIME_SLACK
+        ):
             self._heartbeat_tick(now)
         self._session_timers(now, limit)
         if self._deregister_at is not None and self._deregister_at <= now + TIME_SLACK:
@@ -361,6 +385,12 @@ class MagEngine:
     def last_scheduled(self) -> float | None:
         """The intended time of the schedule's last send (Unix seconds; None: nothing to send)."""
         return int(self._intended[-1]) / 1e9 if len(self._intended) else None
+
+    @property
+    def lmas_answered(self) -> np.ndarray:
+        """Whether each LMA answered yet: a Heartbeat Response to some MAG, or (before the
+        schedule started) a PBA."""
+        return self._pba_from | self.heartbeats.answered.any(axis=0)
 
     def count(self, state: int) -> int:
         """Sessions in ``state`` (a ``SessionState``)."""
@@ -412,6 +442,8 @@ class MagEngine:
         mns["state"][done] = S.IDLE
         self._timers.disarm(done)
         retransmit = due[np.isin(state, (S.REGISTERING, S.REFRESHING, S.FAILOVER))]
+        if not self.heartbeating:
+            retransmit = self._unanswered_pbus(retransmit, now)
         exhausted = mns["retries"][retransmit] >= self.config.max_retransmissions
         if exhausted.any():
             self._give_up(retransmit[exhausted], now)
@@ -427,6 +459,22 @@ class MagEngine:
         refresh = due[state == S.REGISTERED]
         self._begin_refresh(refresh, mns["t_due"][refresh])  # intended: when it fell due
         self._transmit(np.concatenate([retransmit, refresh]), now)
+
+    def _unanswered_pbus(self, rows: np.ndarray, now: float) -> np.ndarray:
+        """Without heartbeats: the last PBU of each of ``rows`` went unanswered. A (MAG, LMA)
+        pair with ``failure_after`` such PBUs in a row goes DOWN (the hard switch fails its
+        sessions over). Returns the rows still to retransmit: those the failover did not move."""
+        mns = self.pop.mns
+        lma = mns["lma"][rows]
+        np.add.at(self._unanswered, (mns["mag"][rows].astype(np.int64), lma.astype(np.int64)), 1)
+        up = self.heartbeats.up
+        down = (self._unanswered >= self.config.failure_after) & up
+        if not down.any():
+            return rows
+        up[down] = False
+        self._unanswered[down] = 0
+        self._went_down(*np.nonzero(down), now)
+        return rows[mns["lma"][rows] == lma]
 
     def _give_up(self, rows: np.ndarray, now: float) -> None:
         """``rows`` had no answer through every retransmission: GIVEN_UP (a session at risk in a
@@ -589,6 +637,7 @@ class MagEngine:
         ok, rows = ok[match], rows[match]
         rows, first = np.unique(rows, return_index=True)  # a duplicated PBA counts once
         ok = ok[first]
+        self._unanswered[mns["mag"][rows], lma[ok]] = 0
         self.counters.pba_ignored += count - len(rows)
         if not rows.size:
             return
@@ -828,3 +877,36 @@ class MagEngine:
         if lma not in self._without_heartbeats:
             self._without_heartbeats.add(lma)
             self.events.append(Event(now, "heartbeats_unsupported", {"lma": str(datagram.src)}))
+        if self.config.heartbeats == "auto" and self.heartbeating:
+            self.heartbeating = False
+            self.events.append(Event(now, "heartbeats_off", {"lma": str(datagram.src)}))
+            if not self._cursor:
+                self._probe_due = now
+
+    # --- the start-up check without heartbeats -------------------------------------------------
+
+    def _probe(self, now: float) -> None:
+        """Ask each LMA that has not answered yet for a PBA: a registration of the first MN for
+        the shortest lifetime (4 s), de-registered as soon as the LMA answered (an LMA may ignore
+        a de-registration of a binding it does not hold, as lmaload's own does); again after
+        ``initial_bindack_timeout``, until every LMA answered or the schedule started."""
+        silent = np.flatnonzero(~self.lmas_answered)
+        if self._cursor or not silent.size or not len(self.pop.mns):
+            self._probe_due = None
+            return
+        self._probe_due = now + self.config.initial_bindack_timeout
+        for lma in silent.tolist():
+            self._probe_pbu(lma, 1, now)
+
+    def _probe_pbu(self, lma: int, lifetime: int, now: float) -> None:
+        """A PBU of the first MN (its own sequence number and Timestamp) to LMA ``lma``."""
+        mns = self.pop.mns
+        row = np.zeros(1, dtype=np.int64)
+        clock = np.uint64(round((now + self._clock_offset) * 65536))
+        mns["seq"][row] += np.uint16(1)
+        mns["ts"][row] = np.maximum(mns["ts"][row] + np.uint64(1), clock)
+        buf, offsets = encode_pbus(
+            self.pop, row, self._lmas[lma], lifetime=lifetime, options=self._pbu(NO_LFI)
+        )
+        self._emit(buf, offsets, mns["mag"][row], np.full(1, lma))
+        self.counters.pbu_sent += 1
