@@ -84,3 +84,27 @@ def test_a_healthy_run_keeps_its_numbers() -> None:
     assert reg["achieved_rate"] == pytest.approx(RATE, rel=0.002)
     summary = results["takeover"]["summary"]
     assert (summary["at_risk"], summary["kept"], summary["not_attempted"]) == (MNS, MNS, 0)
+
+
+def test_a_run_without_heartbeats_or_timestamps() -> None:
+    """--heartbeats off --pbu-order sequence: the start-up check registers and de-registers mn0
+    with each LMA (4 PBUs), the MAGs learn of the failure from PBUs or the HA Switch alone."""
+    sim = Simulator(default_link=LinkProfile(delay=0.001))
+    config = RunConfig(
+        mns=MNS, mags=MAGS, rate=RATE, sync="async", heartbeats="off", failure_after=2,
+        lifetime=8.0, pbu_order="sequence",
+    )  # fmt: skip
+    runner = Runner(
+        config,
+        SimPair(sim, None),  # type: ignore[arg-type]
+        None,
+        None,
+        clock=lambda: sim.now,
+        mag_loop=lambda engine: SimLoop(sim, engine),  # type: ignore[arg-type,return-value]
+    )
+    results = runner.run()
+    assert exit_status(results) == (0, [])
+    reg = results["registration"]
+    assert reg["registered"] == MNS and reg["pbus_sent"] == MNS + 4
+    summary = results["takeover"]["summary"]
+    assert summary["kept"] == MNS and summary["detection"]["count"] == MAGS

@@ -845,6 +845,8 @@ class MagEngine:
         if to is None:  # not an LMA this MAG has a security association with
             return
         self.counters.ha_switch_received += 1
+        if not self.heartbeating:  # the MAG learns of the failure from the HA Switch alone
+            self.takeover.detected(np.array([mag]), now)
         lfi = next((o for o in msg.options if isinstance(o, LmaFailureIndication)), None)
         failed = self._lma_index.get(lfi.lmaa) if lfi is not None else None
         self.events.append(
