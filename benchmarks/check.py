@@ -20,6 +20,8 @@ def lookup(results: dict, dotted: str) -> float | str:
     for key in dotted.split("."):
         if "skipped" in value:
             return f"skipped: {value['skipped']}"
+        if key not in value:
+            return "skipped: not measured in this run"
         value = value[key]
     return float(value)
 
@@ -42,7 +44,7 @@ def main() -> int:
             ok = value >= target["min"] if "min" in target else value <= target["max"]
             bound = f">= {target['min']:,}" if "min" in target else f"<= {target['max']:,}"
             verdict = "ok" if ok else ("MISSED" if kind in gated else "below target")
-            print(f"{kind:8} {target['what']:45} {value:16,.1f}  {bound:>14}  {verdict}")
+            print(f"{kind:8} {target['what']:45} {value:16,.6g}  {bound:>14}  {verdict}")
             missed += not ok and kind in gated
     return 1 if missed else 0
 

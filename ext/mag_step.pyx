@@ -360,6 +360,7 @@ cdef class MagStep:
     cdef const uint8_t* lma_packed
     cdef int8_t* lfi
     cdef int64_t* unanswered  # (MAG, LMA): PBUs unanswered in a row (MagEngine._unanswered)
+    cdef const uint8_t* mag_lma  # the LMA each MAG registers new sessions with
     cdef RowHeap timers
     cdef AddressTable mag_index
     cdef wire_t wire
@@ -404,6 +405,7 @@ cdef class MagStep:
         pop,
         lma_packed,
         lfi,
+        mag_lma,
         ids_sorted,
         id_order,
         RowHeap timers,
@@ -421,6 +423,7 @@ cdef class MagStep:
             mags,
             lmas,
             c_array(lfi, np.int8, "lfi"),
+            c_array(mag_lma, np.uint8, "mag_lma"),
             c_array(ids_sorted, np.uint32, "ids_sorted"),
             c_array(id_order, np.int64, "id_order"),
             c_array(unanswered, np.int64, "unanswered"),
@@ -433,6 +436,7 @@ cdef class MagStep:
         self.lma_packed = <const uint8_t*>data_of(lmas)
         self.lfi = <int8_t*>data_of(lfi)
         self.unanswered = <int64_t*>data_of(unanswered)
+        self.mag_lma = <const uint8_t*>data_of(mag_lma)
         self.ids_sorted = <const uint32_t*>data_of(ids_sorted)
         self.id_order = <const int64_t*>data_of(id_order)
         self.timers = timers
@@ -861,8 +865,8 @@ cdef class MagStep:
         double tolerance,
     ):
         """MagEngine._send_scheduled up to the PBUs: the schedule's rows ``scheduled[cursor:]``
-        whose ``intended`` time (ns) is at or before ``limit`` go REGISTERING (HI 1, the first
-        LMA), their lag recorded. Returns None, or (end, the largest lag in seconds, how many
+        whose ``intended`` time (ns) is at or before ``limit`` go REGISTERING (HI 1, the LMA
+        their MAG registers new sessions with), their lag recorded. Returns None, or (end, the largest lag in seconds, how many
         later than ``tolerance``): the rows ``scheduled[cursor:end]`` are due their PBU."""
         c_array(scheduled, np.int64, "scheduled")
         c_array(intended, np.int64, "intended")
@@ -881,7 +885,7 @@ cdef class MagStep:
             mn.state = REGISTERING
             mn.hi = HI_ATTACH_NEW_INTERFACE
             mn.retries = 0
-            mn.lma = 0
+            mn.lma = self.mag_lma[mn.mag]
             self.lfi[rows[end]] = NO_LFI
             end += 1
         if end == cursor:

@@ -110,7 +110,8 @@ def capacity(sync: str, quick: bool) -> dict[str, Any]:
         start_rate=2000.0,
         trial_duration=2.0 if quick else 5.0,
         confirm_duration=4.0 if quick else 15.0,
-        resolution=0.05 if quick else 0.02,
+        resolution=0.1 if quick else 0.02,
+        max_trials=12 if quick else 40,
     )
     with _pair(sync) as pair:
         results = CapacitySearch(config, pair).run()

@@ -38,7 +38,8 @@ def merge(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     _check(documents)
     config = {k: v for k, v in documents[0]["config"].items() if k not in PER_SHARD_CONFIG}
     config["shards"] = len(documents)
-    return {
+    finals = [d.get("final") for d in documents]
+    merged = {
         "schema_version": SCHEMA_VERSION,
         "kind": "run",
         "config": config,
@@ -49,6 +50,9 @@ def merge(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "takeover": _takeover([d["takeover"] for d in documents]),
         "generator": _generator([d["generator"] for d in documents]),
     }
+    if all(f is not None for f in finals):
+        merged["final"] = {k: sum(f[k] for f in finals) for k in finals[0]}  # type: ignore[index]
+    return merged
 
 
 def _check(documents: Sequence[dict[str, Any]]) -> None:
@@ -160,6 +164,9 @@ def _takeover(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 fate: sum(r[fate] for r in rows)
                 for fate in ("pending", "not_attempted", "at_risk", "stayed")
             },
+            "registered_after_failure": sum(
+                p["summary"]["registered_after_failure"] for p in parts
+            ),
         },
         "mags": rows,
     }
@@ -175,6 +182,9 @@ def _generator(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "datagrams_sent": sum(p["datagrams_sent"] for p in parts),
         "datagrams_received": sum(p["datagrams_received"] for p in parts),
+        "receive_delay_us": latency_summary(
+            _histogram([p["receive_delay_us"]["histogram"] for p in parts])
+        ),
         "lag_max": max(p["lag_max"] for p in parts),
         "lag_p99_us": lag.percentile(99.0) if lag.total else None,
         "lag_histogram": lag.encode() if lag.total else None,

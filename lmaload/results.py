@@ -95,12 +95,8 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
         "per_second": phase.per_second,
         "cut_by_failure": phase.cut,
         "sessions": sessions,
-        "registered": phase.registered,
-        "rejected": phase.rejected,
+        **accounting(phase),
         "rejected_by_status": _status_counts(counters.failed),
-        "given_up": phase.given_up,
-        "unanswered": phase.unanswered,
-        "not_sent": phase.not_sent,
         "pbus_sent": counters.pbu_sent,
         "pbus_retransmitted": counters.pbu_retransmitted,
         **retransmission_health(counters.pbu_sent, counters.pbu_retransmitted, completed),
@@ -109,6 +105,17 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
         "latency_us": latency_summary(phase.latency),
         "sync_wait": phase.sync_wait,
         "sync_complete": phase.sync_wait is not None if phase.sync_observed else None,
+    }
+
+
+def accounting(phase: RegistrationPhase) -> dict[str, int]:
+    """Every mobile node at the end of ``phase``, by what became of it."""
+    return {
+        "registered": phase.registered,
+        "rejected": phase.rejected,
+        "given_up": phase.given_up,
+        "unanswered": phase.unanswered,
+        "not_sent": phase.not_sent,
     }
 
 
@@ -175,6 +182,7 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
             "not_attempted": int(not_attempted.sum()),
             "at_risk": int(at_risk.sum()),
             "stayed": int(stayed.sum()),
+            "registered_after_failure": meter.registered_after,
         },
         "mags": rows,
     }
@@ -185,6 +193,7 @@ def generator(engine: MagEngine, loop: MagLoop) -> dict[str, Any]:
     return {
         "datagrams_sent": loop.datagrams_sent,
         "datagrams_received": loop.datagrams_received,
+        "receive_delay_us": latency_summary(loop.receive_delay),
         "lag_max": lag.max,
         "lag_p99_us": lag.histogram.percentile(99.0) if lag.histogram.total else None,
         "lag_histogram": lag.histogram.encode() if lag.histogram.total else None,
@@ -257,9 +266,21 @@ def table(results: dict[str, Any]) -> str:
             f"{summary['not_attempted']} not attempted; {summary['stayed']} refreshed by the "
             "same LMA",
         ]
+        if summary["registered_after_failure"]:
+            lines.append(
+                f"after the failure  {summary['registered_after_failure']} new sessions registered"
+            )
+    final = results.get("final")
+    if final is not None:
+        lines.append(
+            f"schedule, in all    {final['registered']} registered, {final['rejected']} "
+            f"rejected, {final['given_up']} given up, "
+            f"{final['unanswered'] + final['not_sent']} unanswered"
+        )
     lines.append(
         f"generator           lag max {_fmt(gen['lag_max'], ' ms', 1e3, 1)}, "
-        f"{gen['behind_schedule']:.2%} behind schedule"
+        f"{gen['behind_schedule']:.2%} behind schedule; kernel to engine p99 "
+        f"{_fmt(gen['receive_delay_us']['p99'], ' ms', ms, 2)}"
     )
     pcap = results.get("pcap")
     if pcap is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from ipaddress import IPv6Address, IPv6Network
 
+from lmaload.measure.histogram import Histogram
 from lmaload.protocol import LmaConfig, LmaEngine
 from lmaload.protocol.datagrams import Datagrams
 from lmaload.protocol.mag import MagEngine
@@ -75,6 +76,7 @@ class SimLoop:
     def __init__(self, sim: Simulator, engine: MagEngine) -> None:
         self.sim = sim
         self.datagrams_sent = self.datagrams_received = 0
+        self.receive_delay = Histogram()  # none: the simulator delivers on time
         self.transport = type("Transport", (), {"drops": Counter()})()
         pop = engine.pop
         sim.add_node("mags", engine, [pop.mag_address6(m) for m in range(len(pop.mags))])

@@ -17,9 +17,11 @@ from tests.sim_target import SimLoop, SimPair
 MNS, MAGS, RATE = 2000, 10, 1000.0
 
 
-def simulated_run(answered: int | None) -> dict[str, Any]:
+def simulated_run(
+    answered: int | None, fail_at: float | None = None, **options: Any
+) -> dict[str, Any]:
     sim = Simulator(default_link=LinkProfile(delay=0.001))
-    config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async")
+    config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async", fail_at=fail_at, **options)
     runner = Runner(
         config,
         SimPair(sim, answered),  # type: ignore[arg-type]
@@ -89,22 +91,26 @@ def test_a_healthy_run_keeps_its_numbers() -> None:
 def test_a_run_without_heartbeats_or_timestamps() -> None:
     """--heartbeats off --pbu-order sequence: the start-up check registers and de-registers mn0
     with each LMA (4 PBUs), the MAGs learn of the failure from PBUs or the HA Switch alone."""
-    sim = Simulator(default_link=LinkProfile(delay=0.001))
-    config = RunConfig(
-        mns=MNS, mags=MAGS, rate=RATE, sync="async", heartbeats="off", failure_after=2,
-        lifetime=8.0, pbu_order="sequence",
-    )  # fmt: skip
-    runner = Runner(
-        config,
-        SimPair(sim, None),  # type: ignore[arg-type]
-        None,
-        None,
-        clock=lambda: sim.now,
-        mag_loop=lambda engine: SimLoop(sim, engine),  # type: ignore[arg-type,return-value]
+    results = simulated_run(
+        answered=None, heartbeats="off", failure_after=2, lifetime=8.0, pbu_order="sequence"
     )
-    results = runner.run()
     assert exit_status(results) == (0, [])
     reg = results["registration"]
     assert reg["registered"] == MNS and reg["pbus_sent"] == MNS + 4
     summary = results["takeover"]["summary"]
     assert summary["kept"] == MNS and summary["detection"]["count"] == MAGS
+
+
+def test_the_schedule_goes_on_through_a_failure_during_the_registrations() -> None:
+    """The active fails 1 s into a 2 s schedule: the mobile nodes not yet registered register
+    with the standby once their MAG failed over, counted apart, and every one of them is."""
+    results = simulated_run(answered=None, fail_at=1.0)
+    reg, summary = results["registration"], results["takeover"]["summary"]
+    assert reg["cut_by_failure"] and reg["not_sent"] > 0
+    assert results["final"]["registered"] == MNS
+    assert results["final"]["given_up"] == results["final"]["unanswered"] == 0
+    fates = summary["kept"] + summary["lost"] + summary["pending"] + summary["not_attempted"]
+    assert fates == summary["at_risk"] == reg["registered"]
+    assert summary["registered_after_failure"] >= reg["not_sent"]
+    assert exit_status(results) == (0, [])
+    assert "new sessions registered" in res.table(results)

@@ -83,7 +83,7 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
 @click.option(
     "--mns",
     type=click.IntRange(1),
-    default=100_000,
+    default=25_000,
     show_default=True,
     help="Emulated mobile nodes, each registered once.",
 )
@@ -91,7 +91,7 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
-    default=5000.0,
+    default=1000.0,
     show_default=True,
     help="Target registrations per second (open loop).",
 )

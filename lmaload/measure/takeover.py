@@ -40,6 +40,7 @@ class TakeoverMeter:
         self._stayed = np.zeros(len(session_mags), dtype=bool)
         self._attempted = np.zeros(len(session_mags), dtype=bool)
         self._detected_at = np.full(n_mags, np.nan)
+        self.registered_after = 0  # initial registrations accepted after the failure
 
     def mark_failure(self, when: float, at_risk: np.ndarray, anchors: np.ndarray) -> None:
         """Sessions ``at_risk`` (bool per session) anchored at ``anchors`` are measured from
@@ -51,6 +52,7 @@ class TakeoverMeter:
         self._stayed[:] = False
         self._attempted[:] = False
         self._detected_at[:] = np.nan
+        self.registered_after = 0
 
     def detected(self, mags: np.ndarray, now: float) -> None:
         """The MAGs ``mags`` declared an LMA unreachable at ``now``."""
@@ -71,6 +73,11 @@ class TakeoverMeter:
         if self.failure_at is None or now < self.failure_at:
             return
         self._attempted[rows[self._moved(rows, lmas, any_lma, now)]] = True
+
+    def registered(self, count: int, now: float) -> None:
+        """``count`` initial registrations (not sessions at risk) were accepted at ``now``."""
+        if self.failure_at is not None and now >= self.failure_at:
+            self.registered_after += count
 
     def gave_up(self, rows: np.ndarray) -> None:
         """The MAG gave sessions ``rows`` up (no answer through every retransmission)."""

@@ -163,6 +163,9 @@ class MagEngine:
         self._mag_order = np.argsort(mns["mag"], kind="stable")
         self._mag_start = np.searchsorted(mns["mag"][self._mag_order], np.arange(n_mags + 1))
         self._lfi = np.full(len(mns), NO_LFI, dtype=np.int8)  # LMA named in the failover PBU
+        # The LMA each MAG registers new sessions with: the one it failed over to, once it did
+        # (the schedule goes on through a failover).
+        self._mag_lma = np.zeros(n_mags, dtype=np.uint8)
         self._clock_offset = config.clock_offset
         self._without_heartbeats: set[int] = set()  # LMAs that said "no RFC 5847 here"
         self.heartbeating = config.heartbeats != "off"
@@ -195,6 +198,7 @@ class MagEngine:
                 population,
                 self._lma_packed,
                 self._lfi,
+                self._mag_lma,
                 self._ids_sorted,
                 self._id_order,
                 self._timers,
@@ -283,8 +287,7 @@ class MagEngine:
             for i in dropped:
                 self._malformed(columns.datagram(i).data)
             if registrations:
-                self.registrations.record(now, registrations)
-                self.last_settled = now
+                self._registered(registrations, now)
             if accepted:
                 rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
                 meter.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
@@ -427,7 +430,7 @@ class MagEngine:
         mns["state"][rows] = S.REGISTERING
         mns["hi"][rows] = cp.HI_ATTACH_NEW_INTERFACE
         mns["retries"][rows] = 0
-        mns["lma"][rows] = 0
+        mns["lma"][rows] = self._mag_lma[mns["mag"][rows]]
         self._lfi[rows] = NO_LFI
         self._transmit(rows, now)
 
@@ -475,6 +478,12 @@ class MagEngine:
         self._unanswered[down] = 0
         self._went_down(*np.nonzero(down), now)
         return rows[mns["lma"][rows] == lma]
+
+    def _registered(self, count: int, now: float) -> None:
+        """``count`` initial registrations were accepted at ``now``."""
+        self.registrations.record(now, count)
+        self.last_settled = now
+        self.takeover.registered(count, now)
 
     def _give_up(self, rows: np.ndarray, now: float) -> None:
         """``rows`` had no answer through every retransmission: GIVEN_UP (a session at risk in a
@@ -716,8 +725,7 @@ class MagEngine:
             self.latency[kind].record(latency[state == kind_state])
         registrations = int(np.count_nonzero(state == S.REGISTERING))
         if registrations:
-            self.registrations.record(now, registrations)
-            self.last_settled = now
+            self._registered(registrations, now)
         self.takeover.accepted(rows, lma, changed, now, cfg.mode == "virtual")
         granted = pba["lifetime"].astype(np.float64) * 4
         refresh_in = np.maximum(
@@ -765,6 +773,7 @@ class MagEngine:
                 rows = self.rows_of(mag)
                 mns = self.pop.mns
                 rows = rows[(mns["lma"][rows] == lma) & np.isin(mns["state"][rows], MOVABLE)]
+                self._mag_lma[mag] = standby
                 self._fail_over(rows, standby, np.full(len(rows), lma), now)
 
     def _on_heartbeats(self, datagrams: list[Datagram], now: float) -> None:
@@ -857,6 +866,7 @@ class MagEngine:
         lma = mns["lma"][rows]
         anchored = lma != to if failed is None else lma == failed
         rows = rows[anchored & np.isin(mns["state"][rows], MOVABLE)]
+        self._mag_lma[mag] = to
         self._fail_over(rows, to, mns["lma"][rows].astype(np.int8), now)
 
     # --- Binding Error (RFC 6275 §6.1.9) -------------------------------------------------------

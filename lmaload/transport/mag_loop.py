@@ -28,6 +28,7 @@ from lmaload._ext.lma_batch import frame as frame_batch
 from lmaload._ext.lma_batch import unframe as unframe_batch
 from lmaload._ext.mag_step import Routes
 from lmaload.capture import Capture
+from lmaload.measure.histogram import Histogram
 from lmaload.population import Population
 from lmaload.protocol.datagrams import Columns, Datagrams, distinct
 from lmaload.protocol.endpoint import Endpoint
@@ -111,7 +112,7 @@ class MagTransport:
             self.capture.flush()
         starts, ends, src, dst, ok = unframe_batch(batch.buf, batch.offsets)
         good = ok.view(bool)
-        columns = Columns(batch.buf, starts, ends, src, dst)
+        columns = Columns(batch.buf, starts, ends, src, dst, batch.arrival_seconds())
         if not good.all():
             self.drops["bad_inner_header"] += int(np.count_nonzero(~good))
             columns = columns.take(good)
@@ -166,6 +167,9 @@ class MagLoop:
         self.transport = transport
         self.datagrams_sent = 0
         self.datagrams_received = 0
+        # Microseconds from the kernel's receipt of a batch's first datagram to the engine: the
+        # generator's own queueing, kept out of what it measures and reported as health.
+        self.receive_delay = Histogram()
         self._selector = selectors.DefaultSelector()
         self._selector.register(transport.sock, selectors.EVENT_READ)
 
@@ -190,10 +194,21 @@ class MagLoop:
             datagrams = self.transport.receive()
             if len(datagrams):
                 self.datagrams_received += len(datagrams)
-                self.engine.receive(datagrams, time.time())
+                self.engine.receive(datagrams, self._received_at(datagrams))
                 self._flush()
             if not self.transport.full:  # the queue was drained: no second recvmmsg to learn it
                 return
+
+    def _received_at(self, datagrams: Datagrams) -> float:
+        """When the kernel received the batch (its last datagram; time from the wire, so the
+        generator's queueing never counts against the LMA); now, when it does not say."""
+        now = time.time()
+        arrival = datagrams.parts()[0].arrival  # the transports hand one Columns batch
+        if arrival is None or not len(arrival) or np.isnan(arrival).all():
+            return now
+        first, last = float(np.nanmin(arrival)), float(np.nanmax(arrival))
+        self.receive_delay.record(np.array([max(0, round((now - first) * 1e6))]))
+        return min(last, now)
 
     def _flush(self) -> None:
         out = self.engine.datagrams_to_send()

@@ -34,8 +34,9 @@ class PbuProcessor:
     def on_pbu(
         self, msg: BindingUpdate, datagram: Datagram, now: float
     ) -> ProxyBindingUpdate | None:
-        """Process a received PBU; return it if it is a failover PBU (with an LFI, hard mode) for
-        a MAG this LMA does not serve, which a takeover of that MAG must hold.
+        """Process a received PBU; return it if a takeover of its MAG must hold it (hard mode, a
+        MAG this LMA does not serve yet): a failover PBU (with an LFI), or any PBU of a MAG
+        whose takeover is under way.
 
         ``datagram.arrival``: the LMA clock when the PBU reached this host, which its
         Timestamp is checked against (spec-digest §3.4), so that time it spends queued here (a
@@ -54,7 +55,12 @@ class PbuProcessor:
             self.reject(pbu, status, now)
         elif self._ownership.serves(mag, dst):
             self.process(pbu, now, arrival)
-        elif pbu.lfi is not None and self._config.mode == "hard":
+        elif self._config.mode == "hard" and (
+            pbu.lfi is not None or self._ownership.takeover(mag) is not None
+        ):
+            # R29 queues each session's PBU+LFI on its MAG's takeover. Ours: a new session's
+            # PBU (no LFI: its MAG failed over before it registered) joins it too, where a 153
+            # would only make the MAG retry.
             return pbu
         else:
             self.reject(pbu, cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE, now)
