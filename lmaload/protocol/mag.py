@@ -20,8 +20,9 @@ Per (MAG, LMA): RFC 5847 heartbeats (``HeartbeatTable``, R23); a changed Restart
 invalidates the sessions anchored at that LMA, which register again from scratch (lost). Without
 heartbeats (``MagConfig.heartbeats``, for LMAs without RFC 5847) a MAG declares an LMA DOWN after
 ``failure_after`` of its PBU (re)transmissions to it in a row went unanswered (any PBA matched
-from it starts the count again), and before the schedule starts each LMA is asked for a PBA (a
-de-registration of the first MN, every ``initial_bindack_timeout``) until it answers.
+from it starts the count again), or on an HA Switch; before the schedule starts each LMA is
+asked for a PBA (the first MN registered for 4 s, de-registered once answered; again every
+``initial_bindack_timeout``) until it answers.
 
 Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, each of them sends a
 PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
@@ -251,7 +252,7 @@ class MagEngine:
             lma = self._lma_of(columns.src[pbas])
             for answered in np.unique(lma[(lma >= 0) & ~self._pba_from[np.maximum(lma, 0)]]):
                 self._pba_from[answered] = True
-                self._probe_pbu(int(answered), 0, now)  # the probe's binding, if any, goes
+                self._probe_pbu(int(answered), 0, now)  # de-register the probe's binding
         if self._step is not None:
             self._receive_compiled(columns, now)
             return

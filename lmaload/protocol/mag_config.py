@@ -42,9 +42,10 @@ class MagConfig:
     * ``heartbeats``: ``on`` sends RFC 5847 Heartbeats; ``off`` sends none (an LMA without
       RFC 5847 may take them for an error, OPMIP even stops answering): a MAG then declares its
       LMA failed after ``failure_after`` PBU (re)transmissions to it in a row went unanswered
-      (or on an HA Switch), and checks at start-up that every LMA answers with a PBU (a
-      de-registration of its first MN) instead; ``auto`` starts with them and turns them off
-      for the run when an LMA answers one with Binding Error status 2 (no RFC 5847 there).
+      (or on an HA Switch), and checks at start-up that every LMA answers a PBU (the first
+      MN registered for 4 s and de-registered at once) instead; ``auto`` starts with them and
+      turns them off for the run when an LMA answers one with Binding Error status 2 (no
+      RFC 5847 there).
     * ``refresh_on_recovery``: when an LMA a MAG declared unreachable answers its heartbeats again
       with the Restart Counter unchanged (a virtual switch: the standby took the LMAA), refresh
       the MAG's sessions there at once rather than at their next refresh, so that whether the
