@@ -23,7 +23,7 @@ from lmaload.measure.summary import latency_summary, percentiles_over
 from lmaload.results import SCHEMA_VERSION, retransmission_health
 
 PER_SHARD_CONFIG = frozenset(
-    {"shard", "results", "pcap", "metrics_port", "metrics_host", "lma_metrics_port"}
+    {"shard", "results", "pcap", "hdr_log", "metrics_port", "metrics_host", "lma_metrics_port"}
 )
 
 

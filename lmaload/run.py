@@ -21,6 +21,7 @@ at the end.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import tempfile
 import time
@@ -28,11 +29,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv6Address
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TextIO
 from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 
+from lmaload import __version__
 from lmaload import results as res
 from lmaload.bulk import PbuOptions
 from lmaload.capture import Capture, merge
@@ -43,8 +45,10 @@ from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lab.netns import LabError
 from lmaload.lab.topology import DEFAULT_PREFIX
 from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
+from lmaload.measure.hdrlog import HdrLogWriter
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import Schedule, Stage
+from lmaload.measure.series import SeriesRecorder
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagEngine
@@ -61,6 +65,9 @@ SLICE = 0.1  # seconds of engine work between phase checks
 PROGRESS_INTERVAL = 0.5
 SNAPSHOT_INTERVAL = 0.5  # seconds between metrics snapshots of the engine
 MAX_BEHIND_SCHEDULE = 0.01
+# The session states by value: the series' sessions_* columns.
+STATE_NAMES = [n.lower() for _, n in sorted((v, n) for n, v in vars(S).items() if n.isupper())]
+HDR_LOG_TAGS = {"registration": "register", "refresh": "refresh", "takeover": "failover"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class RunConfig:
     duration: float = 0.0  # seconds to hold the registered population before the failure
     lab: bool = False  # the embedded pair in network namespaces, over raw Mobility Header
     lab_prefix: str = DEFAULT_PREFIX
+    hdr_log: Path | None = None  # the latencies as an HdrHistogram interval log, a line a second
 
     def __post_init__(self) -> None:
         """ValueError, naming the options, for a combination that does not make a run."""
@@ -252,6 +260,8 @@ class Runner:
         self.loop: MagDriver | None = None
         self._next_snapshot = 0.0
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
+        self.series: SeriesRecorder | None = None
+        self._hdr_log: TextIO | None = None
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
@@ -288,6 +298,7 @@ class Runner:
             if cfg.start_at is not None and start < self.clock():
                 raise RunError("--start-at passed before every LMA answered")
             engine.start_schedule(start)
+            self._record_series(engine, start)
             failure = None if cfg.fail_at is None else start + cfg.fail_at
             final = None
             registration = self._register(engine, start, failure)
@@ -313,9 +324,12 @@ class Runner:
             self.progress.show(self._status(engine))
             self._enter("done")
             self._observe(engine, force=True)
+            self._sample(engine, end=True)
         finally:
             self.progress.done()
             loop.close()
+            if self._hdr_log is not None:
+                self._hdr_log.close()
         document = {
             "schema_version": res.SCHEMA_VERSION,
             "kind": "run",
@@ -324,6 +338,7 @@ class Runner:
             "refresh_latency_us": res.latency_summary(engine.latency["refresh"]),
             "takeover": res.takeover(engine, registration, spec.first_mag),
             "generator": res.generator(engine, loop),
+            "series": None if self.series is None else self.series.document(),
         }
         if final is not None:
             document["final"] = res.accounting(final)
@@ -347,8 +362,10 @@ class Runner:
             now = self.clock()
             if now >= until:
                 return False
-            self.loop.run_until(min(now + SLICE, until))
+            next_sample = math.inf if self.series is None else self.series.next_at
+            self.loop.run_until(min(now + SLICE, until, next_sample))
             self._observe(engine)
+            self._sample(engine)
             if self.progress.due():
                 self.progress.show(self._status(engine))
         return True
@@ -360,6 +377,42 @@ class Runner:
             return
         self._next_snapshot = now + SNAPSHOT_INTERVAL
         self.metrics.observe(engine, self.loop, self.phase)
+
+    def _record_series(self, engine: MagEngine, start: float) -> None:
+        """Record the per-second series from ``start`` (and the HdrHistogram log, if asked)."""
+        cfg = self.config
+        log = None
+        if cfg.hdr_log is not None:
+            cfg.hdr_log.parent.mkdir(parents=True, exist_ok=True)
+            self._hdr_log = cfg.hdr_log.open("w")
+            tagged = {tag: engine.latency[kind] for tag, kind in HDR_LOG_TAGS.items()}
+            note = f"[Logged with lmaload {__version__}; values in microseconds]"
+            log = HdrLogWriter(self._hdr_log, start, tagged, comment=note)
+        offsets = cfg.schedule.offsets(len(engine.pop.mns))
+        latency = engine.latency["register"]
+        self.series = SeriesRecorder(
+            start, offsets, self._totals(engine), latency, STATE_NAMES, log
+        )
+
+    @staticmethod
+    def _totals(engine: MagEngine) -> dict[str, int]:
+        """The counters of the per-second series, cumulative."""
+        counters = engine.counters
+        return {
+            "sent": counters.pbu_sent,
+            "answered": counters.pba_received,
+            "completed": engine.registrations.total,
+            "failed": sum(counters.failed.values()) + counters.given_up,
+            "retransmitted": counters.pbu_retransmitted,
+            "heartbeat_misses": engine.heartbeats.missed,
+        }
+
+    def _sample(self, engine: MagEngine, end: bool = False) -> None:
+        """A sample of the series when its second has come (``end``: the last one, shorter)."""
+        now = self.clock()
+        if self.series is None or (now < self.series.next_at and not end):
+            return
+        self.series.sample(now, self._totals(engine), engine.pop.mns["state"])
 
     def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
         """Until every LMA answered a heartbeat of some MAG, or without heartbeats a PBU
@@ -496,7 +549,7 @@ class Runner:
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        for name in ("results", "lma", "standby", "pcap", "fault"):
+        for name in ("results", "lma", "standby", "pcap", "fault", "hdr_log"):
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["shard"] = list(self.config.shard)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections import Counter
 from ipaddress import IPv6Address, IPv6Network
+from typing import Any
 
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol import LmaConfig, LmaEngine
 from lmaload.protocol.datagrams import Datagrams
 from lmaload.protocol.mag import MagEngine
-from lmaload.sim import Endpoint, Simulator
+from lmaload.run import RunConfig, Runner
+from lmaload.sim import Endpoint, LinkProfile, Simulator
 from lmaload.wire import codepoints as cp
 
 LMA1 = IPv6Address("fd00:5213::1")
@@ -145,3 +147,20 @@ class SimPair:
 
     def stop(self) -> None:
         pass
+
+
+def simulated_run(
+    config: RunConfig, answered: int | None = None, capacity: float | None = None
+) -> dict[str, Any]:
+    """The results of the real ``Runner`` against a ``SimPair`` on the simulated clock (1 ms
+    links)."""
+    sim = Simulator(default_link=LinkProfile(delay=0.001))
+    runner = Runner(
+        config,
+        SimPair(sim, answered, capacity),  # type: ignore[arg-type]
+        None,
+        None,
+        clock=lambda: sim.now,
+        mag_loop=lambda engine: SimLoop(sim, engine),  # type: ignore[arg-type,return-value]
+    )
+    return runner.run()

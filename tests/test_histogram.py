@@ -73,6 +73,24 @@ def test_merge_is_exact() -> None:
         a.merge(Histogram(Layout(1, 1000, 2)))
 
 
+def test_an_interval_is_the_difference_of_two_cumulative_snapshots() -> None:
+    values = _values(LATENCY_LAYOUT, 6)
+    cumulative, second_half = Histogram(), Histogram()
+    cumulative.record(np.append(values[:4000], -1))
+    before = cumulative.copy()
+    cumulative.record(np.append(values[4000:], 2**40))
+    second_half.record(np.append(values[4000:], 2**40))
+    assert before.total == 4000 and before.underflow == 1  # the copy did not move on
+    interval = cumulative.since(before)
+    assert np.array_equal(interval.counts, second_half.counts)
+    assert (interval.overflow, interval.underflow) == (1, 0)
+    assert interval.percentile(99) == second_half.percentile(99)
+    with pytest.raises(ValueError, match="does not"):
+        before.since(cumulative)
+    with pytest.raises(ValueError, match="layouts"):
+        cumulative.since(Histogram(Layout(1, 1000, 2)))
+
+
 def test_small_and_large_batches_record_alike() -> None:
     values = _values(LATENCY_LAYOUT, 5)
     whole, pieces = Histogram(), Histogram()

@@ -11,6 +11,7 @@ from lmaload.cli import (  # noqa: F401
     lma,
     merge,
     population,
+    report,
     run,
     sync,
 )

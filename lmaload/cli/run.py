@@ -199,6 +199,19 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     help="Write a sample of the signalling here: the MAGs' PBUs, PBAs and heartbeats, and the "
     "embedded LMAs' messages to each other (tshark: -d udp.port==5436,ipv6).",
 )
+@click.option(
+    "--hdr-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the registration, refresh and takeover latencies here as an HdrHistogram "
+    "interval log (one interval a second, tagged by kind; values in µs).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the per-second series here as CSV (offered, sent, answered, completed, failed, "
+    "retransmitted, latency p50/p99, sessions by state, heartbeat misses).",
+)
 @metrics_port_option
 @click.option(
     "--metrics-host",
@@ -290,6 +303,7 @@ def run_command(ctx: click.Context, **options: Any) -> None:
     --fail-cmd failed; 2 on bad options. A push to the Pushgateway that fails is
     a warning.
     """
+    from lmaload.measure.series import write_csv
     from lmaload.results import table
     from lmaload.run import RunError, run
 
@@ -299,6 +313,11 @@ def run_command(ctx: click.Context, **options: Any) -> None:
     except RunError as exc:
         fail(f"run: {exc}")
         sys.exit(EXIT_INVALID_INPUT)
+    csv_path = options["csv_path"]
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with csv_path.open("w", newline="") as out:
+            write_csv(results["series"], out)
     finish(
         "run",
         results,
@@ -385,6 +404,7 @@ def run_config(
             observe=options["observe"],
             lab=lab or transport == "raw",
             lab_prefix=options["lab_prefix"],
+            hdr_log=options["hdr_log"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -131,6 +131,26 @@ class Histogram:
         self.overflow += other.overflow
         self.underflow += other.underflow
 
+    def copy(self) -> Histogram:
+        """An independent histogram with the same counts."""
+        twin = Histogram(self.layout)
+        np.copyto(twin.counts, self.counts)
+        twin.overflow, twin.underflow = self.overflow, self.underflow
+        return twin
+
+    def since(self, earlier: Histogram) -> Histogram:
+        """What was recorded after ``earlier``, a copy of this histogram taken before: the
+        interval histogram of a cumulative one."""
+        if earlier.layout != self.layout:
+            raise ValueError("histograms with different layouts do not subtract exactly")
+        interval = Histogram(self.layout)
+        np.subtract(self.counts, earlier.counts, out=interval.counts)
+        interval.overflow = self.overflow - earlier.overflow
+        interval.underflow = self.underflow - earlier.underflow
+        if interval.overflow < 0 or interval.underflow < 0 or (interval.counts < 0).any():
+            raise ValueError("the earlier histogram holds values this one does not")
+        return interval
+
     def percentile(self, percent: float) -> int:
         """The value at ``percent`` as HdrHistogram reports it: the highest value equivalent to
         the value of rank round(percent * total / 100) (the lowest one for percent 0; 0 for an
@@ -158,24 +178,12 @@ class Histogram:
 
     def encode(self) -> str:
         """The V2 compressed, base64 interchange form (what HdrHistogram's decoders read)."""
-        payload = bytearray()
-        nonzero = np.flatnonzero(self.counts)
-        end = int(nonzero[-1]) + 1 if nonzero.size else 0
-        i = 0
-        while i < end:
-            count = int(self.counts[i])
-            if count == 0:
-                run = int(np.argmax(self.counts[i:end] != 0))  # zeros before the next count
-                payload += _zigzag_leb128(-run if run > 1 else 0)
-                i += run if run > 1 else 1
-                continue
-            payload += _zigzag_leb128(count)
-            i += 1
+        payload = _zigzag_leb128(_payload_values(self.counts))
         layout = self.layout
         header = _V2_HEADER.pack(
             V2_COOKIE, len(payload), 0, layout.digits, layout.lowest, layout.highest, 1.0
         )
-        compressed = zlib.compress(header + bytes(payload))
+        compressed = zlib.compress(header + payload)
         return base64.b64encode(
             struct.pack(">ii", V2_COMPRESSED_COOKIE, len(compressed)) + compressed
         ).decode()
@@ -210,19 +218,34 @@ class Histogram:
         return hist
 
 
-def _zigzag_leb128(value: int) -> bytes:
-    encoded = (value << 1) ^ (value >> 63)
-    encoded &= 2**64 - 1
-    out = bytearray()
-    # HdrHistogram's LEB128 variant: at most 9 bytes, the 9th carrying 8 full bits.
-    for _ in range(8):
-        if encoded < 0x80:
-            out.append(encoded)
-            return bytes(out)
-        out.append((encoded & 0x7F) | 0x80)
-        encoded >>= 7
-    out.append(encoded & 0xFF)
-    return bytes(out)
+def _payload_values(counts: np.ndarray) -> np.ndarray:
+    """The V2 payload's values up to the last count: each count in order, a run of n > 1 zeros
+    as -n, a single zero as 0."""
+    nonzero = np.flatnonzero(counts)
+    if not nonzero.size:
+        return np.zeros(0, dtype=np.int64)
+    gaps = np.diff(nonzero, prepend=-1) - 1  # zeros before each count
+    has_gap = gaps > 0
+    at = np.arange(nonzero.size) + np.cumsum(has_gap)  # where each count goes
+    values = np.empty(nonzero.size + int(has_gap.sum()), dtype=np.int64)
+    values[at] = counts[nonzero]
+    values[at[has_gap] - 1] = np.where(gaps[has_gap] > 1, -gaps[has_gap], 0)
+    return values
+
+
+def _zigzag_leb128(values: np.ndarray) -> bytes:
+    """HdrHistogram's ZigZag LEB128 variant: at most 9 bytes a value, the 9th carrying 8 full
+    bits."""
+    encoded = ((values << 1) ^ (values >> 63)).astype(np.uint64)
+    length = np.ones(len(values), dtype=np.int64)
+    for k in range(1, 9):
+        length += encoded >= np.uint64(1 << (7 * k))
+    octets = np.empty((len(values), 9), dtype=np.uint8)
+    for k in range(8):
+        more = np.where(length > k + 1, 0x80, 0).astype(np.uint8)
+        octets[:, k] = ((encoded >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8) | more
+    octets[:, 8] = (encoded >> np.uint64(56)).astype(np.uint8)
+    return octets[np.arange(9) < length[:, None]].tobytes()
 
 
 def _read_zigzag_leb128(data: bytes):
