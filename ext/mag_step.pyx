@@ -31,6 +31,7 @@ from lmaload import bulk_types
 from lmaload.population import MAG_DTYPE, MN_DTYPE
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag_timers import NO_TIMER as _NO_TIMER
+from lmaload.protocol.peer_quirks import HNP_ALL_ZERO, HNP_DIFFERS
 from lmaload.wire import codepoints as cp
 from lmaload.wire import messages as wm
 from lmaload.wire import options as wo
@@ -57,6 +58,9 @@ cdef uint8_t PAYLOAD_PROTO_NONE = cp.PAYLOAD_PROTO_NONE
 cdef uint8_t MH_BINDING_ACK = cp.MH_BINDING_ACK
 cdef uint8_t MH_HEARTBEAT = cp.MH_HEARTBEAT
 cdef uint8_t MH_HOME_AGENT_SWITCH = cp.MH_HOME_AGENT_SWITCH
+cdef uint8_t MH_BINDING_ERROR = cp.MH_BINDING_ERROR
+cdef uint8_t BA_FLAG_P = cp.BA_FLAG_P
+cdef uint8_t RESYNC = cp.STATUS_SEQUENCE_OUT_OF_WINDOW
 cdef uint8_t OPT_PAD1 = cp.OPT_PAD1
 cdef uint8_t OPT_PADN = cp.OPT_PADN
 cdef uint8_t MNID_SUBTYPE_NAI = cp.MNID_SUBTYPE_NAI
@@ -355,6 +359,7 @@ cdef class MagStep:
     cdef const int64_t* id_order
     cdef const uint8_t* lma_packed
     cdef int8_t* lfi
+    cdef int64_t* unanswered  # (MAG, LMA): PBUs unanswered in a row (MagEngine._unanswered)
     cdef const uint8_t* mag_lma  # the LMA each MAG registers new sessions with
     cdef RowHeap timers
     cdef AddressTable mag_index
@@ -386,6 +391,7 @@ cdef class MagStep:
     cdef uint32_t* pair_stamp
     # counters not yet in MagCounters
     cdef int64_t pbu_sent, pba_received, pba_ignored, hb_sent, hb_received, missed
+    cdef int64_t hnp_all_zero, hnp_differs  # peer_quirks.HNP_ALL_ZERO, HNP_DIFFERS
     cdef int64_t status[256]
     # output arena: datagram i is buf[offsets[i]:offsets[i + 1]] from src[i] to dst[i]
     cdef uint8_t* out_buf
@@ -406,6 +412,7 @@ cdef class MagStep:
         table,
         lag,
         latency,
+        unanswered,
         config,
     ):
         mns = c_array(pop.mns, MN_DTYPE, "mns")
@@ -419,6 +426,7 @@ cdef class MagStep:
             c_array(mag_lma, np.uint8, "mag_lma"),
             c_array(ids_sorted, np.uint32, "ids_sorted"),
             c_array(id_order, np.int64, "id_order"),
+            c_array(unanswered, np.int64, "unanswered"),
         ]
         self.mns = <mn_t*>data_of(mns)
         self.n_mns = len(mns)
@@ -427,6 +435,7 @@ cdef class MagStep:
         self.n_lmas = len(lmas)
         self.lma_packed = <const uint8_t*>data_of(lmas)
         self.lfi = <int8_t*>data_of(lfi)
+        self.unanswered = <int64_t*>data_of(unanswered)
         self.mag_lma = <const uint8_t*>data_of(mag_lma)
         self.ids_sorted = <const uint32_t*>data_of(ids_sorted)
         self.id_order = <const int64_t*>data_of(id_order)
@@ -562,6 +571,11 @@ cdef class MagStep:
                 if self.status[code]:
                     counters.pba_status[code] += self.status[code]
                     self.status[code] = 0
+        if self.hnp_all_zero:
+            counters.quirks[HNP_ALL_ZERO] += self.hnp_all_zero
+        if self.hnp_differs:
+            counters.quirks[HNP_DIFFERS] += self.hnp_differs
+        self.hnp_all_zero = self.hnp_differs = 0
         if self.hb_sent:
             counters.heartbeat_requests_sent += self.hb_sent
         if self.hb_received:
@@ -633,9 +647,9 @@ cdef class MagStep:
     def heartbeats(self, buf, starts, ends, src, dst, double now):
         """The Heartbeats among datagrams ``buf[starts[i]:ends[i]]`` (bare Mobility Headers) from
         ``src[i]`` to ``dst[i]``: HeartbeatTable.on_responses for the responses. Returns None, or
-        (probes, came_up, restarted, switches): the (index, sequence number) of each Request
-        from an LMA (to answer), the (MAG, LMA) pairs back UP, those whose Restart Counter
-        changed, and the indexes of the HA Switch messages."""
+        (probes, came_up, restarted, switches, errors): the (index, sequence number) of each
+        Request from an LMA (to answer), the (MAG, LMA) pairs back UP, those whose Restart
+        Counter changed, and the indexes of the HA Switch and of the Binding Error messages."""
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[:] s = starts
         cdef const int64_t[:] e = ends
@@ -647,7 +661,7 @@ cdef class MagStep:
         cdef uint8_t flags
         cdef uint32_t seq, counter
         cdef bint matched, unsolicited, has_counter
-        probes = up = restarted = switches = None
+        probes = up = restarted = switches = errors = None
         self.generation += 1
         for i in range(n):
             if e[i] - s[i] < 8 or b[s[i]] != PAYLOAD_PROTO_NONE:
@@ -656,6 +670,11 @@ cdef class MagStep:
                 if switches is None:
                     switches = []
                 switches.append(i)
+                continue
+            if b[s[i] + 2] == MH_BINDING_ERROR:
+                if errors is None:
+                    errors = []
+                errors.append(i)
                 continue
             if b[s[i] + 2] != MH_HEARTBEAT:
                 continue
@@ -699,8 +718,9 @@ cdef class MagStep:
                 self.hb_counter[at] = counter
                 self.hb_counter_known[at] = 1
         if probes is None and up is None and restarted is None and switches is None:
-            return None
-        return probes or [], up or [], restarted or [], switches or []
+            if errors is None:
+                return None
+        return probes or [], up or [], restarted or [], switches or [], errors or []
 
     cdef inline int64_t lma_of(self, const uint8_t* address) noexcept nogil:
         cdef Py_ssize_t k
@@ -731,9 +751,11 @@ cdef class MagStep:
         ``src[i]``: each matched to its session (MN-ID, a sequence number of the attempt, LMA; once
         per session), de-registrations ended, accepted ones (status < 128) registered, their
         latency recorded and refresh timer armed. Returns None, or (registrations, accepted,
-        rejected): how many initial registrations were accepted, with ``takeover`` the (row,
-        LMA, prefix changed) of each accepted PBA (for the TakeoverMeter), and the (row, LMA,
-        status) of each status >= 128, left to the caller."""
+        rejected, malformed): how many initial registrations were accepted, with ``takeover``
+        the (row, LMA, prefix changed) of each accepted PBA (for the TakeoverMeter), the (row,
+        LMA, status, sequence number) of each status >= 128, left to the caller, and the
+        indexes of the PBAs dropped as malformed (undecodable, or without the P flag), for the
+        caller to count."""
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[:] s = starts
         cdef const int64_t[:] e = ends
@@ -752,14 +774,21 @@ cdef class MagStep:
         cdef mn_t* mn
         cdef Py_ssize_t registrations = 0
         memset(zero, 0, 16)
-        accepted = rejected = None
+        accepted = rejected = malformed = None
         self.generation += 1
         for i in range(n):
             if e[i] - s[i] < 8 or b[s[i]] != PAYLOAD_PROTO_NONE or b[s[i] + 2] != MH_BINDING_ACK:
                 continue
             self.pba_received += 1
             self.pba_ignored += 1  # until matched
-            if not decode_datagram(&b[s[i]], e[i] - s[i], False, &self.wire, &d) or d.kind != M_BA:
+            if (
+                not decode_datagram(&b[s[i]], e[i] - s[i], False, &self.wire, &d)
+                or d.kind != M_BA
+                or not d.mh[7] & BA_FLAG_P
+            ):
+                if malformed is None:
+                    malformed = []
+                malformed.append(i)
                 continue
             mh = d.mh
             mn_id = NO_MN_ID
@@ -774,14 +803,16 @@ cdef class MagStep:
             if not (
                 (state == REGISTERING or state == REFRESHING or state == FAILOVER
                  or state == DEREGISTERING)
-                # Any PBU of the attempt: the last one or a retransmission before it.
-                and <uint16_t>(mn.seq - be16(mh + 8)) <= mn.retries
+                # Any PBU of the attempt: the last one or a retransmission before it; a 135
+                # carries the LMA's last accepted sequence number instead.
+                and (<uint16_t>(mn.seq - be16(mh + 8)) <= mn.retries or mh[6] == RESYNC)
                 and mn.lma == lma
                 and self.row_stamp[row] != self.generation
             ):
                 continue
             self.row_stamp[row] = self.generation
             self.pba_ignored -= 1
+            self.unanswered[mn.mag * self.n_lmas + lma] = 0
             status = mh[6]
             self.status[status] += 1
             if state == DEREGISTERING:
@@ -791,13 +822,17 @@ cdef class MagStep:
             if status >= 128:
                 if rejected is None:
                     rejected = []
-                rejected.append((row, lma, status))
+                rejected.append((row, lma, status, be16(mh + 8)))
                 continue
             if d.found.hnp >= 0:
                 hnp_len, hnp = mh[d.found.hnp + 1], mh + d.found.hnp + 2
             else:
                 hnp_len, hnp = 0, zero
             changed = mn.hnp_len != hnp_len or memcmp(mn.hnp, hnp, 16) != 0
+            if memcmp(hnp, zero, 16) == 0:
+                self.hnp_all_zero += 1
+            elif changed and memcmp(mn.hnp, zero, 16) != 0:
+                self.hnp_differs += 1
             memcpy(mn.hnp, hnp, 16)
             mn.hnp_len = hnp_len
             kind = 0 if state == REGISTERING else (1 if state == REFRESHING else 2)
@@ -819,9 +854,9 @@ cdef class MagStep:
             mn.t_acked = now_ns
             self.timers.push(row, now_ns + <int64_t>rint(refresh_in * 1e9))
             self.lfi[row] = NO_LFI
-        if not registrations and accepted is None and rejected is None:
+        if not registrations and accepted is None and rejected is None and malformed is None:
             return None
-        return registrations, accepted or [], rejected or []
+        return registrations, accepted or [], rejected or [], malformed or []
 
     # --- PBUs ------------------------------------------------------------------------------
 

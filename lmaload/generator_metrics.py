@@ -165,6 +165,13 @@ class GeneratorMetrics(Collector):
         )
         yield _labelled(
             CounterMetricFamily,
+            "peer_quirks",
+            "Replies an RFC 5213 LMA would not send, by kind (malformed ones dropped, by reason)",
+            "kind",
+            dict(c.quirks),
+        )
+        yield _labelled(
+            CounterMetricFamily,
             "sessions_failed",
             "Sessions given up, by the PBA status that ended them",
             "status",

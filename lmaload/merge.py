@@ -128,6 +128,9 @@ def _registration(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "pbus_retransmitted": total("pbus_retransmitted"),
         **retransmission_health(total("pbus_sent"), total("pbus_retransmitted"), completed),
         "pba_status": _counts([p["pba_status"] for p in parts]),
+        "peer_quirks": dict(
+            sorted(sum(map(Counter, (p["peer_quirks"] for p in parts)), Counter()).items())
+        ),
         "latency_us": latency_summary(_histogram([p["latency_us"]["histogram"] for p in parts])),
         "sync_wait": None if None in waits else max(waits),
         "sync_complete": None if None in complete else all(complete),

@@ -13,7 +13,7 @@ The dtypes are packed (no alignment padding) and mirrored field for field by the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -165,3 +165,25 @@ def generate(spec: PopulationSpec) -> Population:
     mags["addr6"] = _host_addresses(IPv6Network(spec.mag_prefix6), spec.mags, spec.first_mag)
     mags["addr4"] = _host_addresses(IPv4Network(spec.mag_prefix4), spec.mags, spec.first_mag)
     return Population(mns, mags, spec.realm)
+
+
+SUBSCRIBER_FIELDS = ("nai", "link_layer_id", "hnp", "mag", "mag_ipv4")
+
+
+def subscribers(pop: Population, request_prefix: bool) -> Iterator[dict[str, str]]:
+    """Each MN as an LMA's policy store wants it (``SUBSCRIBER_FIELDS``): its MN-ID NAI, its MN
+    link-layer identifier (colon-separated hex, empty for none), the HNP it requests (empty when
+    it asks the LMA to assign one: not ``request_prefix``), and its MAG's IPv6 and IPv4
+    addresses."""
+    mns = pop.mns
+    for row in range(len(mns)):
+        ll = mns["ll_id"][row][: mns["ll_len"][row]]
+        prefix, length = pop.prefix(row)
+        mag = int(mns["mag"][row])
+        yield {
+            "nai": pop.nai(row).decode(),
+            "link_layer_id": ":".join(f"{b:02x}" for b in ll.tolist()),
+            "hnp": f"{prefix}/{length}" if request_prefix else "",
+            "mag": str(pop.mag_address6(mag)),
+            "mag_ipv4": str(pop.mag_address4(mag)),
+        }

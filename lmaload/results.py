@@ -101,6 +101,7 @@ def registration(phase: RegistrationPhase, rate: float, sessions: int) -> dict[s
         "pbus_retransmitted": counters.pbu_retransmitted,
         **retransmission_health(counters.pbu_sent, counters.pbu_retransmitted, completed),
         "pba_status": _status_counts(counters.pba_status),
+        "peer_quirks": dict(sorted(counters.quirks.items())),
         "latency_us": latency_summary(phase.latency),
         "sync_wait": phase.sync_wait,
         "sync_complete": phase.sync_wait is not None if phase.sync_observed else None,
@@ -244,6 +245,8 @@ def table(results: dict[str, Any]) -> str:
         f"  max {_fmt(lat['max'], ' ms', ms)}",
         f"sync wait           {_fmt(reg['sync_wait'], ' s')}{sync_note[reg['sync_complete']]}",
     ]
+    if quirks := reg.get("peer_quirks"):
+        lines.append("peer quirks         " + ", ".join(f"{k}: {n}" for k, n in quirks.items()))
     refresh = results["refresh_latency_us"]
     if refresh["count"]:
         lines.append(

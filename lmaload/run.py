@@ -36,6 +36,7 @@ import numpy as np
 
 from lmaload import __version__
 from lmaload import results as res
+from lmaload.bulk import PbuOptions
 from lmaload.capture import Capture, merge
 from lmaload.checks import Check
 from lmaload.checks import exit_status as check_status
@@ -52,6 +53,7 @@ from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
+from lmaload.protocol.peer_quirks import NO_HEARTBEATS
 from lmaload.targets import Endpoint, ExternalPair, Target
 from lmaload.transport.mag_loop import MagLoop
 
@@ -84,6 +86,9 @@ class RunConfig:
     sync: Literal["async", "before-ack"] = "before-ack"
     heartbeat_interval: float = 0.2
     missing_heartbeats: int = 3
+    pbu_order: Literal["timestamp", "sequence"] = "timestamp"  # sequence: no Timestamp option
+    heartbeats: Literal["on", "off", "auto"] = "on"  # RFC 5847 (MagConfig.heartbeats)
+    failure_after: int = 3  # without heartbeats: unanswered PBUs in a row that fail an LMA
     seed: int = 0
     results: Path = Path("results.json")
     allow_lag: bool = False
@@ -172,7 +177,12 @@ class RunConfig:
 
     @property
     def detection_window(self) -> float:
-        """Seconds by which every MAG has noticed a lost LMA."""
+        """Seconds by which every MAG has noticed a lost LMA: by heartbeats, or without them by
+        ``failure_after`` unanswered PBUs (of sessions sending one: a registered session sends
+        its next at its refresh)."""
+        if self.heartbeats == "off":
+            first, most = MagConfig.initial_bindack_timeout, MagConfig.max_bindack_timeout
+            return sum(min(first * 2**k, most) for k in range(self.failure_after))
         return self.heartbeat_interval * (self.missing_heartbeats + 2)
 
     @property
@@ -271,6 +281,9 @@ class Runner:
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
             lifetime=cfg.lifetime,
+            pbu=PbuOptions(timestamp=cfg.pbu_order == "timestamp"),
+            heartbeats=cfg.heartbeats,
+            failure_after=cfg.failure_after,
             schedule=cfg.schedule,
             lag_tolerance=cfg.lag_tolerance,
             refresh_on_recovery=True,
@@ -402,18 +415,36 @@ class Runner:
         self.series.sample(now, self._totals(engine), engine.pop.mns["state"])
 
     def _wait_for_lmas(self, engine: MagEngine, routes: dict[IPv6Address, tuple[str, int]]) -> None:
-        """Until every LMA answered a heartbeat of some MAG (RunError after STARTUP_TIMEOUT)."""
+        """Until every LMA answered a heartbeat of some MAG, or without heartbeats a PBU
+        (RunError after STARTUP_TIMEOUT). An LMA answering heartbeats with Binding Error status 2
+        is told in one line (with ``--heartbeats auto`` the run goes on without them)."""
         self._enter("connect")
-        answered = engine.heartbeats.answered
-        if self._serve(engine, self.clock() + STARTUP_TIMEOUT, lambda: answered.any(axis=0).all()):
+        done = self._serve(
+            engine, self.clock() + STARTUP_TIMEOUT, lambda: bool(engine.lmas_answered.all())
+        )
+        unsupported = engine.counters.quirks[NO_HEARTBEATS] > 0
+        if unsupported:
+            self.progress.show(
+                "an LMA answers RFC 5847 heartbeats with Binding Error status 2 (it has no "
+                + (
+                    "heartbeats): going on without them"
+                    if not engine.heartbeating
+                    else "heartbeats): use --heartbeats off or auto"
+                )
+            )
+        if done:
             return
         lmas = [a for a in self.target.anchors() if a is not None]  # the engine's LMA order
-        silent = [
-            "{}:{}".format(*routes[lma]) for i, lma in enumerate(lmas) if not answered[:, i].any()
-        ]
+        answered = engine.lmas_answered
+        silent = ["{}:{}".format(*routes[lma]) for i, lma in enumerate(lmas) if not answered[i]]
+        what = "heartbeat response" if engine.heartbeating else "PBA"
         raise RunError(
-            f"no heartbeat response from the LMA at {' and '.join(silent)} within "
-            f"{STARTUP_TIMEOUT:g} s: is it running, and does it answer RFC 5847 heartbeats?"
+            f"no {what} from the LMA at {' and '.join(silent)} within {STARTUP_TIMEOUT:g} s: "
+            + (
+                "is it running, and does it answer RFC 5847 heartbeats (else --heartbeats off)?"
+                if engine.heartbeating
+                else "is it running, and does it answer PBUs?"
+            )
         )
 
     def _register(
@@ -504,7 +535,8 @@ class Runner:
                 f"  not attempted {int(meter.not_attempted.sum())}"
             )
         if self.phase == "connect":
-            return "connect   waiting for every LMA to answer the heartbeats"
+            what = "heartbeats" if engine.heartbeating else "PBUs"
+            return f"connect   waiting for every LMA to answer the {what}"
         registered = engine.registrations.total
         now = time.monotonic()
         then, before = self._rate_mark

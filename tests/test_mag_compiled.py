@@ -84,6 +84,10 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
             home_networks=(HOME,), pmip_disabled_mns=frozenset(pop.nai(r) for r in range(0, 50, 7))
         )
         overrides = {"pbu": PbuOptions(request_prefix=True), "clock_offset": 2.0}
+    if name == "sequence":
+        overrides = {"pbu": PbuOptions(timestamp=False)}
+    if name == "no_heartbeats":
+        overrides = {"heartbeats": "off", "failure_after": 2}
     lma1, _ = lma_pair(sim, mode, policy)
     if name == "statuses":
         sim.restart("lma1", StatusRewriter(lma1, set(range(1, 40, 3)), 157))
@@ -111,6 +115,13 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         sim.run_for(0.5 if name == "virtual_restart" else 1.5)
         if name == "virtual_restart":
             sim.restart("lma1", LmaEngine(replace(lma1.config, restart_counter=6), sim.now))
+    if name == "no_heartbeats":  # the failure shows only as PBUs going unanswered
+        sim.run_for(0.5)
+        engine.mark_failure(sim.now)
+        sim.crash("lma1")
+    if name == "sequence":  # some MAGs forget their sequence numbers: the LMA answers 135
+        sim.run_for(1.5)
+        pop.mns["seq"][::5] -= 1000
     sim.run_for(6.0)
     table, meter = engine.heartbeats, engine.takeover
     histograms = {"rtt": table.rtt, **engine.latency}
@@ -148,7 +159,9 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("name", ["lossy", "crash_hard", "virtual_restart", "statuses"])
+@pytest.mark.parametrize(
+    "name", ["lossy", "crash_hard", "virtual_restart", "statuses", "sequence", "no_heartbeats"]
+)
 def test_compiled_steps_match_the_reference(name, seed):
     reference = scenario(name, seed, compiled=False)
     compiled = scenario(name, seed, compiled=True)
@@ -171,6 +184,12 @@ def test_the_scenarios_reach_their_rare_paths():
     assert restart["counters"]["sessions_invalidated"] > 0
     statuses = scenario("statuses", 2, compiled=True)
     assert {152, 155, 156, 157} <= set(statuses["counters"]["pba_status"])
+    sequence = scenario("sequence", 0, compiled=True)
+    assert sequence["counters"]["quirks"]["sequence_resync"] > 0
+    assert 135 in sequence["counters"]["pba_status"]
+    quiet = scenario("no_heartbeats", 0, compiled=True)
+    assert quiet["counters"]["heartbeat_requests_sent"] == 0
+    assert any(e.kind == "lma_down" for e in quiet["events"])
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -1,11 +1,17 @@
-"""The mobile-node population: deterministic, within its memory budget, and consistent columns."""
+"""The mobile-node population: deterministic, within its memory budget, and consistent columns;
+its export as a subscriber list (``lmaload population``)."""
 
+import csv
+import json
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from lmaload.population import MN_DTYPE, PopulationSpec, SessionState, generate
+from lmaload.cli import main
+from lmaload.population import MN_DTYPE, PopulationSpec, SessionState, generate, subscribers
+from lmaload.run import RunConfig
 
 BYTES_PER_NODE_BUDGET = 150
 
@@ -73,3 +79,26 @@ def test_att_mix_is_respected() -> None:
 def test_impossible_specs_are_refused(spec: PopulationSpec) -> None:
     with pytest.raises(ValueError):
         generate(spec)
+
+
+def test_the_subscriber_list_is_the_runs_population() -> None:
+    """``lmaload population`` lists the MNs ``lmaload run`` emulates with the same options."""
+    args = ["population", "--mns", "50", "--mags", "7", "--seed", "3"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(result.output.splitlines()))
+    pop = generate(RunConfig(mns=50, mags=7, seed=3).population_spec())
+    assert [r["nai"] for r in rows] == [f"mn{i}@example.com" for i in range(50)]
+    assert [r["mag"] for r in rows] == [str(pop.mag_address6(m)) for m in pop.mns["mag"]]
+    assert {r["hnp"] for r in rows} == {""} and {r["link_layer_id"] for r in rows} == {""}
+    listed = json.loads(
+        CliRunner().invoke(main, [*args, "--format", "json", "--request-prefix"]).output
+    )
+    assert [r["nai"] for r in listed] == [r["nai"] for r in rows]
+    assert listed[1]["hnp"] == "2001:db8:0:1::/64" and listed[1]["mag_ipv4"] == rows[1]["mag_ipv4"]
+
+
+def test_a_subscriber_link_layer_id_is_colon_hex() -> None:
+    pop = generate(PopulationSpec(mns=4, mags=1, ll_id_share=1.0))
+    assert next(iter(subscribers(pop, False)))["link_layer_id"] == "02:00:00:00:00:00"
+    assert list(subscribers(pop, False))[3]["link_layer_id"] == "02:00:00:00:00:03"

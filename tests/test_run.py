@@ -247,13 +247,26 @@ def test_user_lma_without_fail_cmd_measures_registration_only(user_pair, tmp_pat
     assert results["takeover"]["failure_at"] is None and active.running
 
 
-def test_silent_lma_is_reported_in_one_line() -> None:
+@pytest.mark.parametrize(
+    ("heartbeats", "expected"),
+    [
+        (
+            "on",
+            "no heartbeat response from the LMA at {} within 15 s: is it running, and does it "
+            "answer RFC 5847 heartbeats (else --heartbeats off)?",
+        ),
+        ("off", "no PBA from the LMA at {} within 15 s: is it running, and does it answer PBUs?"),
+    ],
+)
+def test_silent_lma_is_reported_in_one_line(heartbeats: str, expected: str) -> None:
     port = free_port(USER_ACTIVE)  # nothing listens there
-    result = run_cli("--mns", "10", "--mags", "1", "--lma", f"{USER_ACTIVE}:{port}")
+    result = run_cli(
+        *("--mns", "10", "--mags", "1", "--lma", f"{USER_ACTIVE}:{port}"),
+        *("--heartbeats", heartbeats),
+    )
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == (
-        f"lmaload: run: no heartbeat response from the LMA at {USER_ACTIVE}:{port} within 15 s:"
-        " is it running, and does it answer RFC 5847 heartbeats?"
+    assert result.stderr.splitlines()[-1] == "lmaload: run: " + expected.format(
+        f"{USER_ACTIVE}:{port}"
     )
     assert "Traceback" not in result.stderr
 

@@ -17,9 +17,11 @@ from tests.sim_target import SimLoop, SimPair
 MNS, MAGS, RATE = 2000, 10, 1000.0
 
 
-def simulated_run(answered: int | None, fail_at: float | None = None) -> dict[str, Any]:
+def simulated_run(
+    answered: int | None, fail_at: float | None = None, **options: Any
+) -> dict[str, Any]:
     sim = Simulator(default_link=LinkProfile(delay=0.001))
-    config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async", fail_at=fail_at)
+    config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async", fail_at=fail_at, **options)
     runner = Runner(
         config,
         SimPair(sim, answered),  # type: ignore[arg-type]
@@ -84,6 +86,19 @@ def test_a_healthy_run_keeps_its_numbers() -> None:
     assert reg["achieved_rate"] == pytest.approx(RATE, rel=0.002)
     summary = results["takeover"]["summary"]
     assert (summary["at_risk"], summary["kept"], summary["not_attempted"]) == (MNS, MNS, 0)
+
+
+def test_a_run_without_heartbeats_or_timestamps() -> None:
+    """--heartbeats off --pbu-order sequence: the start-up check registers and de-registers mn0
+    with each LMA (4 PBUs), the MAGs learn of the failure from PBUs or the HA Switch alone."""
+    results = simulated_run(
+        answered=None, heartbeats="off", failure_after=2, lifetime=8.0, pbu_order="sequence"
+    )
+    assert exit_status(results) == (0, [])
+    reg = results["registration"]
+    assert reg["registered"] == MNS and reg["pbus_sent"] == MNS + 4
+    summary = results["takeover"]["summary"]
+    assert summary["kept"] == MNS and summary["detection"]["count"] == MAGS
 
 
 def test_the_schedule_goes_on_through_a_failure_during_the_registrations() -> None:

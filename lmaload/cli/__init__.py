@@ -10,6 +10,7 @@ from lmaload.cli import (  # noqa: F401
     lab,
     lma,
     merge,
+    population,
     report,
     run,
     sync,

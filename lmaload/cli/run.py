@@ -121,6 +121,33 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     show_default=True,
     help="Heartbeats a MAG may miss in a row before it declares its LMA failed (RFC 5847).",
 )
+@click.option(
+    "--pbu-order",
+    type=click.Choice(["timestamp", "sequence"]),
+    default="timestamp",
+    show_default=True,
+    help="How the LMA orders a mobile node's PBUs: timestamp (RFC 5213's preference: a "
+    "Timestamp option in every PBU) or sequence (no Timestamp option: sequence numbers only, "
+    "for LMAs such as OPMIP; a PBA 135 makes the MAG continue from the number it carries).",
+)
+@click.option(
+    "--heartbeats",
+    type=click.Choice(["on", "off", "auto"]),
+    default="on",
+    show_default=True,
+    help="RFC 5847 heartbeats to the LMAs. off: none (an LMA without RFC 5847 may take them for "
+    "an error; OPMIP stops answering): a MAG declares its LMA failed after --failure-after "
+    "unanswered PBUs or on an HA Switch, and the start-up check sends a PBU; auto: on until an "
+    "LMA answers one with Binding Error status 2, then off.",
+)
+@click.option(
+    "--failure-after",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Without heartbeats: PBU (re)transmissions in a row to an LMA without an answer that "
+    "make a MAG declare it failed.",
+)
 @seed_option
 @results_option("results.json")
 @allow_lag_option
@@ -352,6 +379,9 @@ def run_config(
             sync=options["sync"],
             heartbeat_interval=options["heartbeat_interval"],
             missing_heartbeats=options["missing_heartbeats"],
+            pbu_order=options["pbu_order"],
+            heartbeats=options["heartbeats"],
+            failure_after=options["failure_after"],
             seed=options["seed"],
             results=options["results_path"],
             allow_lag=options["allow_lag"],

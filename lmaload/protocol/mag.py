@@ -8,14 +8,21 @@ HI 4 instead of 1, after INITIAL_BINDACK_TIMEOUT 1 s, doubling to MAX_BINDACK_TI
 ``→ REGISTERED`` (the assigned prefix from the PBA in ``hnp``/``hnp_len``) ``→ REFRESHING`` (HI 5,
 ``refresh_margin`` before expiry) ``→ REGISTERED``. A PBU still unanswered after
 ``max_retransmissions`` retransmissions ends the session in ``GIVEN_UP``. PBA status reactions
-(§3.4): 157 re-register; 156 resynchronise the clock and retry; 155 retry with ALL_ZERO; 153 to a
-failover PBU (the standby has no synced state, §8.5) start a new session there; 152 and every
+(§3.4): 157 re-register; 156 resynchronise the clock and retry; 135 (sequence number out of
+window) continue from the sequence number the PBA carries, the LMA's last accepted one (RFC 6275
+§11.7.1; matched whatever its sequence number, counted as a quirk); 155 retry with ALL_ZERO; 153
+to a failover PBU (the standby has no synced state, §8.5) start a new session there; 152 and every
 other code ≥128 end in ``FAILED``, counted by status. A PBA is matched to its session by the
 MN-ID's ``mn_id``, the sequence number of any PBU of the attempt and the LMA it was sent to;
 anything else (stale, duplicate) is ignored.
 
 Per (MAG, LMA): RFC 5847 heartbeats (``HeartbeatTable``, R23); a changed Restart Counter
-invalidates the sessions anchored at that LMA, which register again from scratch (lost).
+invalidates the sessions anchored at that LMA, which register again from scratch (lost). Without
+heartbeats (``MagConfig.heartbeats``, for LMAs without RFC 5847) a MAG declares an LMA DOWN after
+``failure_after`` of its PBU (re)transmissions to it in a row went unanswered (any PBA matched
+from it starts the count again), or on an HA Switch; before the schedule starts each LMA is
+asked for a PBA (the first MN registered for 4 s, de-registered once answered; again every
+``initial_bindack_timeout``) until it answers.
 
 Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, each of them sends a
 PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
@@ -64,7 +71,17 @@ from lmaload.protocol.events import Event
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
 from lmaload.protocol.mag_timers import RowTimers
+from lmaload.protocol.peer_quirks import (
+    HNP_ALL_ZERO,
+    HNP_DIFFERS,
+    NO_HEARTBEATS,
+    SEQUENCE_RESYNC,
+    binding_error,
+    malformed,
+    malformed_reason,
+)
 from lmaload.wire import (
+    BindingError,
     Heartbeat,
     HomeAgentSwitch,
     LmaFailureIndication,
@@ -81,8 +98,10 @@ BOUND = (S.REGISTERED, S.REFRESHING)  # the LMA holds a binding the MAG knows ab
 AWAITING_PBA = (S.REGISTERING, S.REFRESHING, S.FAILOVER, S.DEREGISTERING)
 MOVABLE = (S.REGISTERING, S.REGISTERED, S.REFRESHING, S.FAILOVER)  # may switch LMA
 TIMING_STATUS = (cp.STATUS_TIMESTAMP_MISMATCH, cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
-RETRY_NOW = (*TIMING_STATUS, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
-MAX_IMMEDIATE_RETRIES = 3  # 155/156/157 answered again and again: give the session up
+RESYNC = cp.STATUS_SEQUENCE_OUT_OF_WINDOW
+KEEPS_BINDING = (*TIMING_STATUS, RESYNC)  # a retry after these may still keep the session
+RETRY_NOW = (*KEEPS_BINDING, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
+MAX_IMMEDIATE_RETRIES = 3  # 135/155/156/157 answered again and again: give the session up
 LATENCY_KIND = {S.REGISTERING: "register", S.REFRESHING: "refresh", S.FAILOVER: "failover"}
 
 
@@ -104,6 +123,7 @@ class MagCounters:
     pbu_retransmitted: int = 0
     pba_received: int = 0
     pba_ignored: int = 0  # malformed, unknown MN or LMA, stale or duplicate
+    quirks: Counter[str] = field(default_factory=Counter)  # peer_quirks kinds: malformed by reason
     pba_status: Counter[int] = field(default_factory=Counter)
     failed: Counter[int] = field(default_factory=Counter)  # sessions given up, by status
     heartbeat_requests_sent: int = 0
@@ -148,6 +168,11 @@ class MagEngine:
         # (the schedule goes on through a failover).
         self._mag_lma = np.zeros(n_mags, dtype=np.uint8)
         self._clock_offset = config.clock_offset
+        self._without_heartbeats: set[int] = set()  # LMAs that said "no RFC 5847 here"
+        self.heartbeating = config.heartbeats != "off"
+        self._unanswered = np.zeros((n_mags, len(self._lmas)), dtype=np.int64)  # PBUs in a row
+        self._pba_from = np.zeros(len(self._lmas), dtype=bool)  # before the schedule starts
+        self._probe_due: float | None = None if self.heartbeating else now
         self._out = Datagrams()
         self._deregister_at = config.deregister_at
         self._timers = RowHeap(mns) if compiled else RowTimers(mns["t_due"])
@@ -181,6 +206,7 @@ class MagEngine:
                 self.heartbeats,
                 self.lag.histogram,
                 [self.latency[kind] for kind in LATENCY_KIND.values()],
+                self._unanswered,
                 config,
             )
             if compiled
@@ -220,6 +246,13 @@ class MagEngine:
             self._receive_columns(Columns.of(listed), now)  # type: ignore[arg-type]
 
     def _receive_columns(self, columns: Columns, now: float) -> None:
+        if self._probe_due is not None and not self._cursor:  # the start-up check's PBAs
+            whole = np.flatnonzero(columns.ends - columns.starts >= 8)
+            pbas = whole[columns.buf[columns.starts[whole] + 2] == cp.MH_BINDING_ACK]
+            lma = self._lma_of(columns.src[pbas])
+            for answered in np.unique(lma[(lma >= 0) & ~self._pba_from[np.maximum(lma, 0)]]):
+                self._pba_from[answered] = True
+                self._probe_pbu(int(answered), 0, now)  # de-register the probe's binding
         if self._step is not None:
             self._receive_compiled(columns, now)
             return
@@ -238,6 +271,8 @@ class MagEngine:
             self._on_heartbeats([columns.datagram(i) for i in heartbeats], now)
         for i in np.flatnonzero(kind == cp.MH_HOME_AGENT_SWITCH).tolist():
             self._on_ha_switch(columns.datagram(i), now)
+        for i in np.flatnonzero(kind == cp.MH_BINDING_ERROR).tolist():
+            self._on_binding_error(columns.datagram(i), now)
 
     def _receive_compiled(self, columns: Columns, now: float) -> None:
         """``_receive_columns`` by the compiled steps: the PBAs, then the Heartbeats, then any HA
@@ -249,25 +284,29 @@ class MagEngine:
         measuring = meter.failure_at is not None and now >= meter.failure_at
         pbas = step.pbas(buf, starts, ends, src, now, _ns(now), measuring)
         if pbas is not None:
-            registrations, accepted, rejected = pbas
+            registrations, accepted, rejected, dropped = pbas
+            for i in dropped:
+                self._malformed(columns.datagram(i).data)
             if registrations:
                 self._registered(registrations, now)
             if accepted:
                 rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
                 meter.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
             if rejected:  # in row order, as the reference's np.unique leaves them
-                rows, lmas, status = np.array(sorted(rejected), dtype=np.int64).T
-                self._reject(rows, lmas, status, now)
+                rows, lmas, status, seq = np.array(sorted(rejected), dtype=np.int64).T
+                self._reject(rows, lmas, status, seq, now)
         rare = step.heartbeats(buf, starts, ends, src, columns.dst, now)
         step.fold(self.counters)
         if rare is None:
             return
-        probes, came_up, restarted, switches = rare
+        probes, came_up, restarted, switches, errors = rare
         for i, seq in probes:
             self._answer(columns.datagram(i), seq)
         self._heartbeat_changes(_pairs(came_up), _pairs(restarted), now)
         for i in switches:
             self._on_ha_switch(columns.datagram(i), now)
+        for i in errors:
+            self._on_binding_error(columns.datagram(i), now)
 
     def _lma_of(self, src: np.ndarray) -> np.ndarray:
         """Index of the LMA each packed source address is, -1 for none of them."""
@@ -301,8 +340,10 @@ class MagEngine:
         if due is not None:
             times.append(due / 1e9)
         hb = self.heartbeats.next_due()
-        if hb is not None:
+        if hb is not None and self.heartbeating:
             times.append(hb)
+        if self._probe_due is not None:
+            times.append(self._probe_due)
         if self._deregister_at is not None:
             times.append(self._deregister_at)
         return min(times, default=None)
@@ -312,7 +353,13 @@ class MagEngine:
         time call for at ``now``."""
         limit = _ns(now) + SLACK_NS
         self._send_scheduled(now, limit)
-        while (due := self.heartbeats.next_due()) is not None and due <= now + TIME_SLACK:
+        if self._probe_due is not None and self._probe_due <= now + TIME_SLACK:
+            self._probe(now)
+        while (
+            self.heartbeating
+            and (due := self.heartbeats.next_due()) is not None
+            and due <= now + TIME_SLACK
+        ):
             self._heartbeat_tick(now)
         self._session_timers(now, limit)
         if self._deregister_at is not None and self._deregister_at <= now + TIME_SLACK:
@@ -342,6 +389,12 @@ class MagEngine:
     def last_scheduled(self) -> float | None:
         """The intended time of the schedule's last send (Unix seconds; None: nothing to send)."""
         return int(self._intended[-1]) / 1e9 if len(self._intended) else None
+
+    @property
+    def lmas_answered(self) -> np.ndarray:
+        """Whether each LMA answered yet: a Heartbeat Response to some MAG, or (before the
+        schedule started) a PBA."""
+        return self._pba_from | self.heartbeats.answered.any(axis=0)
 
     def count(self, state: int) -> int:
         """Sessions in ``state`` (a ``SessionState``)."""
@@ -393,6 +446,8 @@ class MagEngine:
         mns["state"][done] = S.IDLE
         self._timers.disarm(done)
         retransmit = due[np.isin(state, (S.REGISTERING, S.REFRESHING, S.FAILOVER))]
+        if not self.heartbeating:
+            retransmit = self._unanswered_pbus(retransmit, now)
         exhausted = mns["retries"][retransmit] >= self.config.max_retransmissions
         if exhausted.any():
             self._give_up(retransmit[exhausted], now)
@@ -408,6 +463,22 @@ class MagEngine:
         refresh = due[state == S.REGISTERED]
         self._begin_refresh(refresh, mns["t_due"][refresh])  # intended: when it fell due
         self._transmit(np.concatenate([retransmit, refresh]), now)
+
+    def _unanswered_pbus(self, rows: np.ndarray, now: float) -> np.ndarray:
+        """Without heartbeats: the last PBU of each of ``rows`` went unanswered. A (MAG, LMA)
+        pair with ``failure_after`` such PBUs in a row goes DOWN (the hard switch fails its
+        sessions over). Returns the rows still to retransmit: those the failover did not move."""
+        mns = self.pop.mns
+        lma = mns["lma"][rows]
+        np.add.at(self._unanswered, (mns["mag"][rows].astype(np.int64), lma.astype(np.int64)), 1)
+        up = self.heartbeats.up
+        down = (self._unanswered >= self.config.failure_after) & up
+        if not down.any():
+            return rows
+        up[down] = False
+        self._unanswered[down] = 0
+        self._went_down(*np.nonzero(down), now)
+        return rows[mns["lma"][rows] == lma]
 
     def _registered(self, count: int, now: float) -> None:
         """``count`` initial registrations were accepted at ``now``."""
@@ -556,10 +627,13 @@ class MagEngine:
         count = len(offsets) - 1
         self.counters.pba_received += count
         pba = decode_pbas(buf, offsets, framing="mh")
+        decoded = (pba["error"] == 0) & (pba["flags"] & cp.BA_FLAG_P != 0)
+        for i in np.flatnonzero(~decoded).tolist():
+            self._malformed(buf[offsets[i] : offsets[i + 1]].tobytes())
         ids = pba["mn_id"]
         pos = np.minimum(np.searchsorted(self._ids_sorted, ids), len(self._ids_sorted) - 1)
         found = (ids != NO_MN_ID) & (self._ids_sorted[pos] == ids) if len(mns) else ids < 0
-        ok = np.flatnonzero((pba["error"] == 0) & found & (lma >= 0))
+        ok = np.flatnonzero(decoded & found & (lma >= 0))
         rows = self._id_order[pos[ok]]
         # A PBA answering any PBU of the registration attempt — the last one, or one of the
         # retransmissions before it (seq - retries .. seq, mod 2^16) — settles it (RFC 5213
@@ -567,12 +641,13 @@ class MagEngine:
         behind = (mns["seq"][rows].astype(np.int64) - pba["seq"][ok]) & 0xFFFF
         match = (
             np.isin(mns["state"][rows], AWAITING_PBA)
-            & (behind <= mns["retries"][rows])
+            & ((behind <= mns["retries"][rows]) | (pba["status"][ok] == RESYNC))
             & (mns["lma"][rows] == lma[ok])
         )
         ok, rows = ok[match], rows[match]
         rows, first = np.unique(rows, return_index=True)  # a duplicated PBA counts once
         ok = ok[first]
+        self._unanswered[mns["mag"][rows], lma[ok]] = 0
         self.counters.pba_ignored += count - len(rows)
         if not rows.size:
             return
@@ -589,11 +664,17 @@ class MagEngine:
         accepted = live & (status < 128)
         self._accept(rows[accepted], lma[accepted], pba[accepted], state[accepted], now)
         rejected = live & (status >= 128)
-        self._reject(rows[rejected], lma[rejected], status[rejected], now)
+        self._reject(rows[rejected], lma[rejected], status[rejected], pba["seq"][rejected], now)
 
-    def _reject(self, rows: np.ndarray, lma: np.ndarray, status: np.ndarray, now: float) -> None:
-        """§3.4's reactions to PBAs of status ≥ 128 from LMA ``lma[i]`` for sessions ``rows``
-        (each once, none de-registering)."""
+    def _malformed(self, mh: bytes) -> None:
+        """A PBA the decoder refused: counted by reason, dropped."""
+        self.counters.quirks[malformed(malformed_reason(mh))] += 1
+
+    def _reject(
+        self, rows: np.ndarray, lma: np.ndarray, status: np.ndarray, seq: np.ndarray, now: float
+    ) -> None:
+        """§3.4's reactions to PBAs of status ≥ 128 and sequence number ``seq[i]`` from LMA
+        ``lma[i]`` for sessions ``rows`` (each once, none de-registering)."""
         if not rows.size:
             return
         mns = self.pop.mns
@@ -602,11 +683,15 @@ class MagEngine:
         if mismatch.any():
             self._clock_offset = 0.0
             mns["ts"][rows[mismatch]] = 0  # never accepted: the next one comes from the clock
+        resync = retry & (status == RESYNC)
+        if resync.any():
+            mns["seq"][rows[resync]] = seq[resync]  # the next PBU goes one past it
+            self.counters.quirks[SEQUENCE_RESYNC] += int(resync.sum())
         self._clear_prefix(rows[status == cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX])
         no_state = (status == cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE) & (self._lfi[rows] != NO_LFI)
         final = ~retry & ~no_state
         # A timing retry may still keep the session; one given up on (``final``) is lost.
-        lost = ~(retry & np.isin(status, TIMING_STATUS))
+        lost = ~(retry & np.isin(status, KEEPS_BINDING))
         self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode == "virtual")
         for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
             self.counters.failed[int(code)] += int(n)
@@ -627,6 +712,13 @@ class MagEngine:
         changed = (mns["hnp_len"][rows] != pba["hnp_len"]) | (mns["hnp"][rows] != pba["hnp"]).any(
             axis=1
         )
+        # The LMA's word is the session's prefix, an echoed ALL_ZERO one included (OPMIP): the
+        # refreshes then ask for what it gave. Counted, for an LMA that does not assign one.
+        all_zero = ~pba["hnp"].any(axis=1)
+        differs = changed & ~all_zero & mns["hnp"][rows].any(axis=1)
+        for kind, seen in ((HNP_ALL_ZERO, all_zero), (HNP_DIFFERS, differs)):
+            if seen.any():
+                self.counters.quirks[kind] += int(seen.sum())
         mns["hnp"][rows] = pba["hnp"]
         mns["hnp_len"][rows] = pba["hnp_len"]
         latency = (now_ns - mns["t_send"][rows]) // 1000
@@ -763,6 +855,8 @@ class MagEngine:
         if to is None:  # not an LMA this MAG has a security association with
             return
         self.counters.ha_switch_received += 1
+        if not self.heartbeating:  # the MAG learns of the failure from the HA Switch alone
+            self.takeover.detected(np.array([mag]), now)
         lfi = next((o for o in msg.options if isinstance(o, LmaFailureIndication)), None)
         failed = self._lma_index.get(lfi.lmaa) if lfi is not None else None
         self.events.append(
@@ -775,3 +869,57 @@ class MagEngine:
         rows = rows[anchored & np.isin(mns["state"][rows], MOVABLE)]
         self._mag_lma[mag] = to
         self._fail_over(rows, to, mns["lma"][rows].astype(np.int8), now)
+
+    # --- Binding Error (RFC 6275 §6.1.9) -------------------------------------------------------
+
+    def _on_binding_error(self, datagram: Datagram, now: float) -> None:
+        """Counted by status; status 2 (unrecognised MH type) from an LMA the MAGs heartbeat is
+        its answer to a Heartbeat (a PBU it knows): no RFC 5847 there, said once per LMA."""
+        try:
+            msg = decode_mh(datagram.data, datagram.src, datagram.dst).message
+        except WireError:
+            self.counters.quirks[malformed("binding_error")] += 1
+            return
+        if not isinstance(msg, BindingError):
+            return
+        self.counters.quirks[binding_error(msg.status)] += 1
+        lma = self._lma_index.get(datagram.src)
+        if msg.status != cp.BE_STATUS_UNRECOGNIZED_MH_TYPE or lma is None:
+            return
+        self.counters.quirks[NO_HEARTBEATS] += 1
+        if lma not in self._without_heartbeats:
+            self._without_heartbeats.add(lma)
+            self.events.append(Event(now, "heartbeats_unsupported", {"lma": str(datagram.src)}))
+        if self.config.heartbeats == "auto" and self.heartbeating:
+            self.heartbeating = False
+            self.events.append(Event(now, "heartbeats_off", {"lma": str(datagram.src)}))
+            if not self._cursor:
+                self._probe_due = now
+
+    # --- the start-up check without heartbeats -------------------------------------------------
+
+    def _probe(self, now: float) -> None:
+        """Ask each LMA that has not answered yet for a PBA: a registration of the first MN for
+        the shortest lifetime (4 s), de-registered as soon as the LMA answered (an LMA may ignore
+        a de-registration of a binding it does not hold, as lmaload's own does); again after
+        ``initial_bindack_timeout``, until every LMA answered or the schedule started."""
+        silent = np.flatnonzero(~self.lmas_answered)
+        if self._cursor or not silent.size or not len(self.pop.mns):
+            self._probe_due = None
+            return
+        self._probe_due = now + self.config.initial_bindack_timeout
+        for lma in silent.tolist():
+            self._probe_pbu(lma, 1, now)
+
+    def _probe_pbu(self, lma: int, lifetime: int, now: float) -> None:
+        """A PBU of the first MN (its own sequence number and Timestamp) to LMA ``lma``."""
+        mns = self.pop.mns
+        row = np.zeros(1, dtype=np.int64)
+        clock = np.uint64(round((now + self._clock_offset) * 65536))
+        mns["seq"][row] += np.uint16(1)
+        mns["ts"][row] = np.maximum(mns["ts"][row] + np.uint64(1), clock)
+        buf, offsets = encode_pbus(
+            self.pop, row, self._lmas[lma], lifetime=lifetime, options=self._pbu(NO_LFI)
+        )
+        self._emit(buf, offsets, mns["mag"][row], np.full(1, lma))
+        self.counters.pbu_sent += 1

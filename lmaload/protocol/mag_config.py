@@ -39,6 +39,13 @@ class MagConfig:
       mobile node, and one whose LMA never answered has failed.
     * ``clock_offset`` is the error of the MAGs' clock in Timestamp options; a PBA 156 makes the
       engine resynchronise (set it to 0, spec-digest §3.4).
+    * ``heartbeats``: ``on`` sends RFC 5847 Heartbeats; ``off`` sends none (an LMA without
+      RFC 5847 may take them for an error, OPMIP even stops answering): a MAG then declares its
+      LMA failed after ``failure_after`` PBU (re)transmissions to it in a row went unanswered
+      (or on an HA Switch), and checks at start-up that every LMA answers a PBU (the first
+      MN registered for 4 s and de-registered at once) instead; ``auto`` starts with them and
+      turns them off for the run when an LMA answers one with Binding Error status 2 (no
+      RFC 5847 there).
     * ``refresh_on_recovery``: when an LMA a MAG declared unreachable answers its heartbeats again
       with the Restart Counter unchanged (a virtual switch: the standby took the LMAA), refresh
       the MAG's sessions there at once rather than at their next refresh, so that whether the
@@ -63,6 +70,8 @@ class MagConfig:
     restart_counter: int = 1
     clock_offset: float = 0.0
     refresh_on_recovery: bool = False
+    heartbeats: Literal["on", "off", "auto"] = "on"
+    failure_after: int = 3
 
     def __post_init__(self) -> None:
         if self.mode == "virtual" and self.standby is not None:
@@ -75,6 +84,8 @@ class MagConfig:
             raise ValueError("heartbeat interval must be positive")
         if self.heartbeat_spacing < 0:
             raise ValueError("heartbeat spacing must not be negative")
+        if self.failure_after < 1:
+            raise ValueError("failure_after must be at least 1")
         if self.max_retransmissions < 0:
             raise ValueError("max_retransmissions must not be negative")
         if self.pbu.lfi is not None:
