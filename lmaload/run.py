@@ -74,9 +74,9 @@ HDR_LOG_TAGS = {"registration": "register", "refresh": "refresh", "takeover": "f
 class RunConfig:
     """The options of ``lmaload run``."""
 
-    # The default run: 25 000 MNs at 1 000/s, about 30 s with before-ack sync. `lmaload
-    # capacity` finds the embedded pair's before-ack capacity on a 2-vCPU box at about 5 k/s; a
-    # user's box may be twice as slow or busy: the default stays at a quarter of it or less.
+    # The default run: 25 000 MNs at 1 000/s, about 30 s with before-ack sync. The embedded
+    # pair sustains about 14 000/s before-ack on a quiet 2-vCPU box (`lmaload bench --e2e`); a
+    # user's box may be slower or busy: the default stays well under a quarter of it.
     mns: int = 25_000
     mags: int = 100
     rate: float = 1000.0
