@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +50,7 @@ from lmaload.measure.schedule import Schedule, Stage
 from lmaload.measure.series import SeriesRecorder
 from lmaload.population import PopulationSpec, generate
 from lmaload.population import SessionState as S
+from lmaload.progress import Progress
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.peer_quirks import NO_HEARTBEATS
@@ -62,7 +62,6 @@ LATE_ANSWER = 1.0  # after the last PBU's give-up time: a PBA still on its way
 SYNC_TIMEOUT = 30.0
 FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
 SLICE = 0.1  # seconds of engine work between phase checks
-PROGRESS_INTERVAL = 0.5
 SNAPSHOT_INTERVAL = 0.5  # seconds between metrics snapshots of the engine
 MAX_BEHIND_SCHEDULE = 0.01
 # The session states by value: the series' sessions_* columns.
@@ -203,35 +202,6 @@ class MagDriver(Protocol):
 
 class RunError(Exception):
     """The run could not be carried out: one line for the user."""
-
-
-class Progress:
-    """The one-line progress display on stderr: rewritten in place every PROGRESS_INTERVAL on a
-    terminal, a line every LOG_INTERVAL otherwise."""
-
-    LOG_INTERVAL = 5.0
-
-    def __init__(self) -> None:
-        self._tty = sys.stderr.isatty()
-        self._next = 0.0
-        self._shown = False
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + (PROGRESS_INTERVAL if self._tty else self.LOG_INTERVAL)
-        return True
-
-    def show(self, line: str) -> None:
-        sys.stderr.write(f"\r\x1b[K{line}" if self._tty else f"{line}\n")
-        sys.stderr.flush()
-        self._shown = True
-
-    def done(self) -> None:
-        if self._tty and self._shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class Runner:

@@ -31,7 +31,7 @@ from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import Endpoint
 from lmaload.lma_pair import LmaChild, free_port
 from lmaload.population import Population, PopulationSpec, generate
-from lmaload.run import Progress
+from lmaload.progress import Progress
 from lmaload.sync.metrics import SyncMetrics
 from lmaload.sync.plan import build_plan
 from lmaload.sync.report import generator_section, sync_section
