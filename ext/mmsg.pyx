@@ -577,6 +577,23 @@ cdef enum:
     YARDSTICK_SLOT = 2048
 
 
+cdef void _arm_receive(
+    mmsghdr* msgs, iovec* iov, uint8_t* slots, sockaddr_any* names
+) noexcept nogil:
+    """Point each of the batch's headers at its slot (and at its name, unless ``names`` is
+    NULL) for the next recvmmsg."""
+    cdef int i
+    for i in range(YARDSTICK_BATCH):
+        iov[i].iov_base = slots + i * YARDSTICK_SLOT
+        iov[i].iov_len = YARDSTICK_SLOT
+        memset(&msgs[i], 0, sizeof(mmsghdr))
+        msgs[i].msg_hdr.msg_iov = &iov[i]
+        msgs[i].msg_hdr.msg_iovlen = 1
+        if names != NULL:
+            msgs[i].msg_hdr.msg_name = &names[i]
+            msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_any)
+
+
 def echo_loop(int fd, int idle_ms):
     """Answer every datagram on the UDP socket ``fd`` with itself, to its source, in batches of
     up to 64 (recvmmsg, then sendmmsg), until none arrived for ``idle_ms``; the datagrams
@@ -594,14 +611,7 @@ def echo_loop(int fd, int idle_ms):
     p.events = POLLIN
     with nogil:
         while True:
-            for i in range(YARDSTICK_BATCH):
-                iov[i].iov_base = slots + i * YARDSTICK_SLOT
-                iov[i].iov_len = YARDSTICK_SLOT
-                memset(&msgs[i], 0, sizeof(mmsghdr))
-                msgs[i].msg_hdr.msg_iov = &iov[i]
-                msgs[i].msg_hdr.msg_iovlen = 1
-                msgs[i].msg_hdr.msg_name = &names[i]
-                msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_any)
+            _arm_receive(msgs, iov, slots, names)
             n = recvmmsg(fd, msgs, YARDSTICK_BATCH, MSG_DONTWAIT, NULL)
             if n <= 0:
                 if n < 0 and errno != EAGAIN and errno != EINTR:
@@ -665,12 +675,7 @@ def request_loop(int fd, const uint8_t[:] request, int window, long count, int t
                     break
                 sent += k
                 burst -= k
-            for i in range(YARDSTICK_BATCH):
-                iov[i].iov_base = slots + i * YARDSTICK_SLOT
-                iov[i].iov_len = YARDSTICK_SLOT
-                memset(&msgs[i], 0, sizeof(mmsghdr))
-                msgs[i].msg_hdr.msg_iov = &iov[i]
-                msgs[i].msg_hdr.msg_iovlen = 1
+            _arm_receive(msgs, iov, slots, NULL)
             n = recvmmsg(fd, msgs, YARDSTICK_BATCH, MSG_DONTWAIT, NULL)
             if n > 0:
                 answered += n

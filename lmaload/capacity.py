@@ -41,7 +41,6 @@ from lmaload.lma_pair import EmbeddedPair, LmaStartError
 from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate
-from lmaload.population import SessionState as S
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.run import MAX_BEHIND_SCHEDULE, SLICE, MagDriver
@@ -253,14 +252,11 @@ class CapacitySearch:
             engine.start_schedule(start)
             until = (engine.last_scheduled or start) + cfg.drain
             cpu0, wall0 = self.cpu(), self.clock()
-            settled = self._serve(
-                loop, until, lambda: engine.count(S.IDLE) + engine.count(S.REGISTERING) == 0
-            )
+            settled = self._serve(loop, until, lambda: engine.registrations_settled)
             cpu, wall = self.cpu() - cpu0, self.clock() - wall0
         finally:
             loop.close()
-        last = engine.last_settled
-        end = max(last, engine.last_scheduled or start) if settled and last else self.clock()
+        end = engine.registrations_end(settled, self.clock())
         trial = self._verdict(rate, duration, confirmation, engine, start, end, cpu, wall)
         self.trials.append(trial)
         self._show(self._line(len(self.trials), trial))

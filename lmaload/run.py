@@ -425,30 +425,30 @@ class Runner:
         LATE_ANSWER, so that a stalled target ends with its mobile nodes given up."""
         self._enter("register")
         self._rate_mark = (time.monotonic(), 0)
-        grace = engine.config.give_up_after + LATE_ANSWER
-        until = (engine.last_scheduled or start) + grace
+        until = self._registrations_deadline(engine, start)
         done = self._serve(
             engine,
             until if failure is None else min(until, failure),
-            lambda: engine.count(S.IDLE) + engine.count(S.REGISTERING) == 0,
+            lambda: engine.registrations_settled,
         )
         cut = not done and failure is not None and failure <= until
-        # Done: the phase ended with the last session settled (not at the next check).
-        settled = engine.last_settled
-        end = max(settled, engine.last_scheduled or start) if done and settled else self.clock()
-        return res.RegistrationPhase.snapshot(engine, end, cut)
+        return res.RegistrationPhase.snapshot(
+            engine, engine.registrations_end(done, self.clock()), cut
+        )
+
+    @staticmethod
+    def _registrations_deadline(engine: MagEngine, start: float) -> float:
+        """When the MAGs have given up the last scheduled PBU, plus LATE_ANSWER."""
+        grace = engine.config.give_up_after + LATE_ANSWER
+        return (engine.last_scheduled or start) + grace
 
     def _finish_schedule(self, engine: MagEngine, start: float) -> res.RegistrationPhase:
         """After a failure that cut the registrations short, the schedule goes on (its mobile
         nodes register with the LMA their MAG failed over to): serve until every session is
         settled, as ``_register`` does; what the whole schedule came to."""
         self._enter("register")
-        grace = engine.config.give_up_after + LATE_ANSWER
-        self._serve(
-            engine,
-            (engine.last_scheduled or start) + grace,
-            lambda: engine.count(S.IDLE) + engine.count(S.REGISTERING) == 0,
-        )
+        deadline = self._registrations_deadline(engine, start)
+        self._serve(engine, deadline, lambda: engine.registrations_settled)
         return res.RegistrationPhase.snapshot(engine, self.clock())
 
     def _wait_for_sync(self, engine: MagEngine) -> float | None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from lmaload.cli.group import EXIT_INVALID_INPUT, fail, junit_option, main
+from lmaload.cli.group import EXIT_INVALID_INPUT, fail, junit_option, load_documents, main
 
 
 @main.command(name="compare")
@@ -63,13 +62,7 @@ def compare_command(
             raise click.BadParameter(
                 f"{text!r}: expected NAME=TOL, e.g. takeover.p99=25%", param_hint="--metric"
             ) from None
-    documents = []
-    for path in (baseline_path, results_path):
-        try:
-            documents.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            fail(f"compare: {path}: {getattr(exc, 'strerror', None) or exc}")
-            sys.exit(EXIT_INVALID_INPUT)
+    documents = load_documents((baseline_path, results_path), "compare")
     try:
         rows = compare(documents[0], documents[1], default, per_figure)
     except CompareError as exc:

@@ -4,9 +4,11 @@ duration parameter types, the options several commands take, and the local-targe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,19 @@ EXIT_USAGE = 2
 
 def fail(message: str) -> None:
     click.echo(f"lmaload: {message}", err=True)
+
+
+def load_documents(paths: Iterable[Path], command: str) -> list[dict[str, Any]]:
+    """The JSON documents at ``paths``; one line naming the file and exit 1 for one that
+    cannot be read."""
+    documents = []
+    for path in paths:
+        try:
+            documents.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            fail(f"{command}: {path}: {getattr(exc, 'strerror', None) or exc}")
+            sys.exit(EXIT_INVALID_INPUT)
+    return documents
 
 
 def refuse_remote(addresses: list[Any], allow_remote: bool) -> None:

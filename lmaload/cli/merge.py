@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -14,6 +13,7 @@ from lmaload.cli.group import (
     EXIT_INVALID_INPUT,
     fail,
     junit_option,
+    load_documents,
     main,
     results_option,
     threshold_option,
@@ -61,12 +61,7 @@ def merge_command(
         except LogError as exc:
             fail(f"merge: {exc}")
             sys.exit(EXIT_INVALID_INPUT)
-    for path in documents:
-        try:
-            loaded.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            fail(f"merge: {path}: {getattr(exc, 'strerror', None) or exc}")
-            sys.exit(EXIT_INVALID_INPUT)
+    loaded.extend(load_documents(documents, "merge"))
     try:
         merged = merge(loaded)
     except (MergeError, KeyError, TypeError) as exc:

@@ -396,6 +396,21 @@ class MagEngine:
         schedule started) a PBA."""
         return self._pba_from | self.heartbeats.answered.any(axis=0)
 
+    @property
+    def registrations_settled(self) -> bool:
+        """No session waits to be sent or answered for its initial registration."""
+        state = self.pop.mns["state"]
+        return not np.count_nonzero((state == S.IDLE) | (state == S.REGISTERING))
+
+    def registrations_end(self, settled: bool, now: float) -> float:
+        """When a registration phase ended: with every session ``settled``, at the last one
+        settled (not at the driver's next check), but not before the last scheduled send;
+        otherwise ``now``."""
+        last = self.last_settled
+        if not settled or last is None:
+            return now
+        return max(last, self.last_scheduled or last)
+
     def count(self, state: int) -> int:
         """Sessions in ``state`` (a ``SessionState``)."""
         return int((self.pop.mns["state"] == state).sum())
