@@ -59,6 +59,10 @@ class HeartbeatTable:
     def next_due(self) -> float | None:
         return self._next_due
 
+    def set_next_due(self, due: float | None) -> None:
+        """The next tick as the compiled steps (``MagStep``), which tick this table, keep it."""
+        self._next_due = due
+
     def fire(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the ticks due at ``now`` (one per MAG; call again while ``next_due() <= now``).
         Returns the MAGs that send Requests now, and the (MAG, LMA) pairs that just went DOWN."""
