@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from lmaload.pcap import ethernet_frame, ipv6_packet, write_pcap
+from lmaload.population import PopulationSpec
 from lmaload.wire import BindingUpdate, Heartbeat, Timestamp, encode_mh
 from lmaload.wire import codepoints as cp
 from tests.netns import IS_ROOT, linked
@@ -38,6 +39,7 @@ PLAIN_MAGS = ("--pbu-order", "sequence", "--heartbeats", "off")
 LINK = IPv6Network("fd00:6d61:6703::/64")  # MAG host ::1, the LMA's host ::2
 LMA_ADDRESS = IPv6Address("fd00:6d61:6704::1")  # on the LMA host's lo
 MAG_PREFIX = IPv6Network("fd00:6d61:6705::/64")  # not the default: --mag-prefix
+DEFAULT_MAG_PREFIX = IPv6Network(PopulationSpec.mag_prefix6)
 MNS, MAGS = 10_000, 100
 TIMEOUT = 180.0
 # A Heartbeat, or a Timestamp option by name or by number.
@@ -67,19 +69,22 @@ def local_routes(netns: str) -> str:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(MAG host, LMA host): the LMA running at LMA_ADDRESS, each host routing to the other's
-    addresses over the link; the MAG prefix is not local anywhere."""
+def hosts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(MAG host, LMA host): the LMA running at LMA_ADDRESS (with the extra arguments of an
+    indirect parameter), each host routing to the other's addresses over the link; the MAG
+    prefixes are not local anywhere."""
     with linked(LINK) as (mag, lma):
         via = {mag: LINK.network_address + 2, lma: LINK.network_address + 1}
-        routes = {mag: LMA_ADDRESS, lma: MAG_PREFIX}
+        routes = {mag: [LMA_ADDRESS], lma: [MAG_PREFIX, DEFAULT_MAG_PREFIX]}
         for host in (mag, lma):
-            route = ["-6", "route", "add", str(routes[host]), "via", str(via[host])]
-            subprocess.run(["ip", "-n", host, *route, "dev", "peer"], check=True)
+            for to in routes[host]:
+                route = ["-6", "route", "add", str(to), "via", str(via[host]), "dev", "peer"]
+                subprocess.run(["ip", "-n", host, *route], check=True)
         lo = ["addr", "add", f"{LMA_ADDRESS}/128", "dev", "lo", "nodad"]
         subprocess.run(["ip", "-n", lma, *lo], check=True)
         log = (tmp_path / "lma.log").open("w")
-        lmaload_lma = [sys.executable, "-m", "lmaload", *LMA, "--address", str(LMA_ADDRESS)]
+        extra = getattr(request, "param", ())
+        lmaload_lma = [sys.executable, "-m", "lmaload", *LMA, "--address", str(LMA_ADDRESS), *extra]
         server = subprocess.Popen(
             ["ip", "netns", "exec", lma, *lmaload_lma],
             stdin=subprocess.DEVNULL,
@@ -181,7 +186,7 @@ def test_no_route_to_the_lma_is_one_line(hosts: tuple[str, str], tmp_path: Path)
         f"lmaload: run: no route to the LMA at {elsewhere} from the MAG address "
         "fd00:6d61:6700::1: Network is unreachable"
     )
-    assert "fd00:6d61:6700::/64" not in local_routes(mag)  # made local, and removed again
+    assert str(DEFAULT_MAG_PREFIX) not in local_routes(mag)  # made local, and removed again
 
 
 def test_a_prefix_made_local_by_the_user_is_left_alone(
@@ -213,6 +218,27 @@ def test_without_ip_the_prefix_cannot_be_made_local(hosts: tuple[str, str], tmp_
     assert result.stderr.splitlines()[-1] == (
         "lmaload: run: --transport raw needs ip (iproute2, not found on PATH)"
     )
+
+
+@pytest.mark.parametrize(
+    "hosts", [("--role", "standby", "--peer", str(LINK.network_address + 1))], indirect=True
+)
+def test_sync_streams_to_a_standby_over_raw_mh(hosts: tuple[str, str], tmp_path: Path) -> None:
+    """lmaload plays the active LMA from its link address (the standby's peer) and verifies a
+    sample from the MAGs of the default prefix, made local for the run."""
+    mag, _ = hosts
+    path = tmp_path / "sync.json"
+    result = lmaload(
+        *("sync", "--transport", "raw", "--standby", str(LMA_ADDRESS), "--sessions", "10000"),
+        *("--verify", "200", "--results", str(path), "--allow-lag"),
+        netns=mag,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sync = json.loads(path.read_text())["sync"]
+    assert sync["records_acked"] == {"create": 10_000, "delete": 0, "update": 0}, sync
+    assert sync["records_given_up"] == 0, sync
+    assert sync["verification"]["verified"] == 200, sync["verification"]
+    assert str(DEFAULT_MAG_PREFIX) not in local_routes(mag)
 
 
 @pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None, reason="needs root, setpriv")
