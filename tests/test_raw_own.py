@@ -13,16 +13,19 @@ Option errors exit 2 and need no root.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
 
+from lmaload.lab import mag_host, netns
 from lmaload.pcap import ethernet_frame, ipv6_packet, write_pcap
 from lmaload.population import PopulationSpec
 from lmaload.wire import BindingUpdate, Heartbeat, Timestamp, encode_mh
@@ -30,6 +33,7 @@ from lmaload.wire import codepoints as cp
 from tests.netns import IS_ROOT, linked
 from tests.test_lab import Capture as Dumpcap
 from tests.test_lab import as_nobody
+from tests.test_readme_ci import block
 from tests.test_tshark import Tshark
 
 # The LMA under test. The plain RFC 5213 LMA of ``lmaload lma --plain`` (no heartbeat answers,
@@ -220,6 +224,49 @@ def test_without_ip_the_prefix_cannot_be_made_local(hosts: tuple[str, str], tmp_
     )
 
 
+def test_capacity_searches_an_lma_over_raw_mh(hosts: tuple[str, str], tmp_path: Path) -> None:
+    """A short search (a ramp capped at 1 000/s): trials register over the raw socket, from
+    --mag-prefix, whose route goes with the run."""
+    mag, _ = hosts
+    path = tmp_path / "capacity.json"
+    result = lmaload(
+        *("capacity", "--transport", "raw", "--lma", str(LMA_ADDRESS)),
+        *("--mag-prefix", str(MAG_PREFIX), "--mags", "10", "--start-rate", "500"),
+        *("--max-rate", "1000", "--trial-duration", "1", "--confirm-duration", "1"),
+        *("--latency-bound", "1s", "--results", str(path)),
+        netns=mag,
+    )
+    trials = json.loads(path.read_text())["trials"]
+    assert trials and all(t["registered"] > 0 for t in trials), result.stderr
+    assert str(MAG_PREFIX) not in local_routes(mag)
+
+
+@pytest.mark.skipif(not IS_ROOT or shutil.which("ip") is None, reason="needs root, iproute2")
+def test_the_readme_recipe_works(tmp_path: Path) -> None:
+    """The README's raw-MH recipe, run as written but for unique namespace names and lmaload
+    from this Python's environment."""
+    prefix = f"lmaload-test-{uuid.uuid4().hex[:8]}-"
+    recipe = block("raw-own", "sh")
+    assert recipe.count("own-") >= 10
+    script = recipe.replace("own-", prefix)
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    try:
+        done = subprocess.run(
+            ["bash", "-ec", script],
+            cwd=tmp_path,
+            env={**os.environ, "PATH": path},
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        registration = json.loads((tmp_path / "results.json").read_text())["registration"]
+        assert registration["registered"] == 10_000
+    finally:
+        for name in netns.namespaces() & {f"{prefix}mag", f"{prefix}lma"}:
+            netns.delete(name)
+
+
 @pytest.mark.parametrize(
     "hosts", [("--role", "standby", "--peer", str(LINK.network_address + 1))], indirect=True
 )
@@ -239,6 +286,14 @@ def test_sync_streams_to_a_standby_over_raw_mh(hosts: tuple[str, str], tmp_path:
     assert sync["records_given_up"] == 0, sync
     assert sync["verification"]["verified"] == 200, sync["verification"]
     assert str(DEFAULT_MAG_PREFIX) not in local_routes(mag)
+
+
+def test_without_root_the_mag_host_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mag_host.os, "geteuid", lambda: 1000)
+    why = "--transport raw needs root (a raw Mobility Header socket, the MAG prefix's route)"
+    with pytest.raises(netns.LabError) as raised:
+        mag_host.make_local(MAG_PREFIX, [MAG_PREFIX.network_address + 1])
+    assert str(raised.value) == why
 
 
 @pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None, reason="needs root, setpriv")
