@@ -134,10 +134,10 @@ class ExternalPair:
 
 
 class RawExternalPair(ExternalPair):
-    """The user's LMAs over the raw Mobility Header. The MAGs' addresses, of ``mag_prefix``,
-    are made local (an AnyIP route, unless they are already) when their socket is opened, and
-    the route lmaload added is removed at ``stop``; LabError (one line) without root, when the
-    prefix cannot be made local, or when an LMA has no route."""
+    """The user's LMAs over the raw Mobility Header, the MAGs sending from ``mag_prefix``
+    (``lmaload.lab.mag_host.MagHost``: made local when their socket is opened unless it is, the
+    route lmaload added removed at ``stop``; LabError without root, when the prefix cannot be
+    made local, or when an LMA has no route)."""
 
     def __init__(
         self,
@@ -147,27 +147,18 @@ class RawExternalPair(ExternalPair):
         mag_prefix: IPv6Network,
     ) -> None:
         super().__init__(lma, standby, fail_cmd)
-        self.mag_prefix = mag_prefix
-        self._made_local = False
+        self.mag_host = mag_host.MagHost(mag_prefix)
 
     def mag_transport(
         self, population: Population, capture: Capture | None
     ) -> MagTransport | RawMagTransport:
         """No ``capture`` (it samples UDP/5436): capture on the interface towards the LMAs."""
         assert capture is None
-        addresses = mag_host.mag_addresses(population)
-        if not self._made_local:
-            self._made_local = mag_host.make_local(self.mag_prefix, addresses)
-        for end in (self.lma, self.standby):
-            if end is not None:
-                mag_host.check_route(end.inner, addresses[0])
-        return mag_host.raw_mags(population)
+        return self.mag_host.open(population, list(self.routes()))
 
     def stop(self) -> None:
         super().stop()
-        if self._made_local:
-            self._made_local = False
-            mag_host.unmake_local(self.mag_prefix)
+        self.mag_host.close()
 
 
 def own_lmas(

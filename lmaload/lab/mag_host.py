@@ -4,8 +4,8 @@
 Both need the MAG prefix local — an AnyIP route on lo (``anyip_command``), so one raw
 IPPROTO_MH socket sends from, and receives for, every MAG address — and that socket
 (``raw_mags``). On the user's host the prefix may be local already (routes or addresses the
-user configured): ``make_local`` adds the route only when some MAG address is not, and
-``unmake_local`` removes what it added.
+user configured): ``MagHost`` adds the route only when some MAG address is not, checks the
+route to the LMAs, and removes the route it added when it is closed.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def require_root() -> None:
 def not_local(addresses: list[IPv6Address]) -> IPv6Address | None:
     """The first address the kernel would not deliver to this host (one ``ip route get``
     batch: a local route, AnyIP or an address's own, says ``local``)."""
+    if shutil.which("ip") is None:
+        raise LabError("--transport raw needs ip (iproute2, not found on PATH)")
     batch = "".join(f"route get {a}\n" for a in addresses)
     done = subprocess.run(
         ["ip", "-force", "-6", "-batch", "-"], input=batch, capture_output=True, text=True
@@ -65,8 +67,6 @@ def make_local(prefix: IPv6Network, addresses: list[IPv6Address]) -> bool:
     """Make the MAG ``addresses`` of ``prefix`` local unless they all are; whether it added a
     route for ``prefix`` (LabError, one line, when that fails)."""
     require_root()
-    if shutil.which("ip") is None:
-        raise LabError("--transport raw needs ip (iproute2, not found on PATH)")
     if not_local(addresses) is None:
         return False
     try:
@@ -105,3 +105,26 @@ def raw_mags(population: Population, namespace: str | None = None) -> RawMagTran
             return RawMagTransport(population)
         except PermissionError:
             raise LabError("a raw Mobility Header socket needs root (CAP_NET_RAW)") from None
+
+
+class MagHost:
+    """This host as the MAG host of ``prefix`` towards LMAs of the user's own: ``open`` makes
+    the prefix local (once, unless it is), checks the route to the LMAs and opens the MAGs'
+    raw socket; ``close`` removes the route it added. LabError, one line, for what fails."""
+
+    def __init__(self, prefix: IPv6Network) -> None:
+        self.prefix = prefix
+        self.made_local = False
+
+    def open(self, population: Population, lmas: list[IPv6Address]) -> RawMagTransport:
+        addresses = mag_addresses(population)
+        if not self.made_local:
+            self.made_local = make_local(self.prefix, addresses)
+        for lma in lmas:
+            check_route(lma, addresses[0])
+        return raw_mags(population)
+
+    def close(self) -> None:
+        if self.made_local:
+            self.made_local = False
+            unmake_local(self.prefix)

@@ -101,7 +101,7 @@ class SyncJob:
         self.child: LmaChild | None = None
         self.metrics = SyncMetrics()
         self.sent = self.received = 0
-        self._made_local: IPv6Network | None = None  # the MAG prefix route this run added
+        self.mag_host = mag_host.MagHost(IPv6Network(PopulationSpec.mag_prefix6))  # raw MH
         self.drops: Counter[str] = Counter()
         self.verifier: Verifier | None = None
         self._metrics_due = 0.0
@@ -231,8 +231,7 @@ class SyncJob:
             self.sock.close()
             if self.mags is not None:
                 self.mags.close()
-            if self._made_local is not None:
-                mag_host.unmake_local(self._made_local)
+            self.mag_host.close()
         drops = dict(self.drops)
         if self.mags is not None:
             drops.update({f"mag_{k}": v for k, v in self.mags.drops.items()})
@@ -273,14 +272,9 @@ class SyncJob:
         return verifier.summary()
 
     def _raw_mags(self, pop: Population) -> RawMagTransport:
-        """The MAGs' raw socket, their default prefix made local for the run unless it is."""
-        prefix = IPv6Network(PopulationSpec.mag_prefix6)
-        addresses = mag_host.mag_addresses(pop)
+        """The MAGs' raw socket, their prefix made local for the run unless it is."""
         try:
-            if mag_host.make_local(prefix, addresses):
-                self._made_local = prefix
-            mag_host.check_route(self.standby.inner, addresses[0])
-            return mag_host.raw_mags(pop)
+            return self.mag_host.open(pop, [self.standby.inner])
         except LabError as exc:
             raise SyncError(str(exc)) from None
 
