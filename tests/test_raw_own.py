@@ -4,10 +4,12 @@ MAG host, where lmaload runs, and the LMA's, joined by a veth link.
 
 The LMA is a lone ``lmaload lma --transport raw`` (``LMA``), loaded as a plain RFC 5213 LMA is:
 sequence-number PBUs and no heartbeats. 10 000 MNs register; lmaload makes the MAG prefix local
-for the run and removes it afterwards; a capture of the MAG host's link, decoded by tshark,
-shows every PBA accepting, no Timestamp option and no Heartbeat. What lmaload refuses — without
-root, without a route to the LMA, without ``ip`` to make the prefix local — it says in one line.
-Option errors exit 2 and need no root.
+for the run and removes it afterwards (a prefix the user made local stays); a capture of the MAG
+host's link, decoded by tshark, shows every PBA accepting, no Timestamp option and no Heartbeat.
+``lmaload capacity`` and ``lmaload sync`` take the same target forms (against the reference LMA,
+whose heartbeats and State Sync they need), and the README's recipe runs as written. What
+lmaload refuses — without root, without a route to the LMA, without ``ip`` — it says in one
+line; option errors exit 2 and need no root.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from tests.test_lab import as_nobody
 from tests.test_readme_ci import block
 from tests.test_tshark import Tshark
 
-# The LMA under test. The plain RFC 5213 LMA of ``lmaload lma --plain`` (no heartbeat answers,
-# sequence ordering, no State Sync) is the same command with "--plain" added.
+# The LMA the MAGs load as a plain RFC 5213 LMA. ``lmaload lma --plain`` (no heartbeat answers,
+# sequence ordering, no State Sync) is this command with "--plain" added.
 LMA = ("lma", "--transport", "raw")
+# For what needs the reference LMA's heartbeats (capacity trials) or State Sync (sync).
+REFERENCE_LMA = ("lma", "--transport", "raw")
 PLAIN_MAGS = ("--pbu-order", "sequence", "--heartbeats", "off")
 LINK = IPv6Network("fd00:6d61:6703::/64")  # MAG host ::1, the LMA's host ::2
 LMA_ADDRESS = IPv6Address("fd00:6d61:6704::1")  # on the LMA host's lo
@@ -74,9 +78,9 @@ def local_routes(netns: str) -> str:
 
 @pytest.fixture
 def hosts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(MAG host, LMA host): the LMA running at LMA_ADDRESS (with the extra arguments of an
-    indirect parameter), each host routing to the other's addresses over the link; the MAG
-    prefixes are not local anywhere."""
+    """(MAG host, LMA host): the LMA running at LMA_ADDRESS (``LMA``, or the ``lmaload``
+    arguments of an indirect parameter), each host routing to the other's addresses over the
+    link; the MAG prefixes are not local anywhere."""
     with linked(LINK) as (mag, lma):
         via = {mag: LINK.network_address + 2, lma: LINK.network_address + 1}
         routes = {mag: [LMA_ADDRESS], lma: [MAG_PREFIX, DEFAULT_MAG_PREFIX]}
@@ -87,8 +91,8 @@ def hosts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str,
         lo = ["addr", "add", f"{LMA_ADDRESS}/128", "dev", "lo", "nodad"]
         subprocess.run(["ip", "-n", lma, *lo], check=True)
         log = (tmp_path / "lma.log").open("w")
-        extra = getattr(request, "param", ())
-        lmaload_lma = [sys.executable, "-m", "lmaload", *LMA, "--address", str(LMA_ADDRESS), *extra]
+        command = getattr(request, "param", LMA)
+        lmaload_lma = [sys.executable, "-m", "lmaload", *command, "--address", str(LMA_ADDRESS)]
         server = subprocess.Popen(
             ["ip", "netns", "exec", lma, *lmaload_lma],
             stdin=subprocess.DEVNULL,
@@ -224,6 +228,7 @@ def test_without_ip_the_prefix_cannot_be_made_local(hosts: tuple[str, str], tmp_
     )
 
 
+@pytest.mark.parametrize("hosts", [REFERENCE_LMA], indirect=True)
 def test_capacity_searches_an_lma_over_raw_mh(hosts: tuple[str, str], tmp_path: Path) -> None:
     """A short search (a ramp capped at 1 000/s): trials register over the raw socket, from
     --mag-prefix, whose route goes with the run."""
@@ -268,7 +273,9 @@ def test_the_readme_recipe_works(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "hosts", [("--role", "standby", "--peer", str(LINK.network_address + 1))], indirect=True
+    "hosts",
+    [(*REFERENCE_LMA, "--role", "standby", "--peer", str(LINK.network_address + 1))],
+    indirect=True,
 )
 def test_sync_streams_to_a_standby_over_raw_mh(hosts: tuple[str, str], tmp_path: Path) -> None:
     """lmaload plays the active LMA from its link address (the standby's peer) and verifies a
