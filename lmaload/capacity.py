@@ -37,6 +37,7 @@ from lmaload import results as res
 from lmaload.checks import Check
 from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import Endpoint
+from lmaload.lab.netns import LabError
 from lmaload.lma_pair import EmbeddedPair, LmaStartError
 from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.schedule import Schedule
@@ -44,7 +45,7 @@ from lmaload.population import PopulationSpec, generate
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.run import MAX_BEHIND_SCHEDULE, SLICE, MagDriver
-from lmaload.targets import ExternalPair, Target
+from lmaload.targets import Target, own_lmas
 from lmaload.transport.mag_loop import MagLoop
 
 READY_TIMEOUT = 15.0  # the target's start, and every LMA answering a trial's first heartbeats
@@ -76,6 +77,7 @@ class CapacityConfig:
     max_trials: int = 40
     lma: Endpoint | None = None  # the user's LMAs instead of the embedded pair
     standby: Endpoint | None = None
+    mag_prefix: str | None = None  # the MAGs' addresses over raw MH to ``lma`` (None: default)
     results: Path = Path("capacity.json")
 
     def __post_init__(self) -> None:
@@ -227,7 +229,13 @@ class CapacitySearch:
         if self.trials:
             self.sleep(PAUSE)
         sessions = max(1, round(rate * duration))
-        spec = PopulationSpec(mns=sessions, mags=cfg.mags, seed=cfg.seed, first_id=self._next_id)
+        spec = PopulationSpec(
+            mns=sessions,
+            mags=cfg.mags,
+            seed=cfg.seed,
+            first_id=self._next_id,
+            mag_prefix6=cfg.mag_prefix or PopulationSpec.mag_prefix6,
+        )
         self._next_id += sessions
         # The MAGs of a trial do not fail over: a trial measures registrations, and heartbeats
         # missed under overload would otherwise move the MAGs to the standby mid-search.
@@ -434,11 +442,13 @@ def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
 def _target(config: CapacityConfig, log_dir: Path) -> Iterator[Target]:
     target: Target
     if config.lma is not None:
-        target = ExternalPair(config.lma, config.standby, None)
+        target = own_lmas(config.lma, config.standby, None, config.mag_prefix)
     else:
         target = EmbeddedPair(config.mode, config.sync, log_dir)
     try:
         yield target
+    except LabError as exc:
+        raise CapacityError(str(exc)) from None
     finally:
         target.stop()
 

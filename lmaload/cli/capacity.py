@@ -24,7 +24,8 @@ from lmaload.cli.group import (
     sync_option,
     threshold_option,
 )
-from lmaload.cli.targets import lma_option, run_targets, standby_option
+from lmaload.cli.targets import lma_option, mag_prefix_option, run_targets, standby_option
+from lmaload.cli.targets import mag_prefix as check_mag_prefix
 
 
 @main.command(name="capacity")
@@ -82,8 +83,17 @@ from lmaload.cli.targets import lma_option, run_targets, standby_option
     show_default=True,
     help="Seconds: a trial passes only with its registration latency p99 within this.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(["udp", "raw"]),
+    default="udp",
+    show_default=True,
+    help="How the MAGs reach your --lma: udp (UDP/5436) or raw (the Mobility Header over IPv6, "
+    "root; the embedded pair runs over udp).",
+)
 @lma_option
 @standby_option
+@mag_prefix_option
 @allow_remote_option
 @results_option("capacity.json")
 @threshold_option("capacity")
@@ -101,8 +111,10 @@ def capacity_command(
     resolution: float,
     loss_bound: float,
     latency_bound: float,
+    transport: str,
     lma: str | None,
     standby: str | None,
+    mag_prefix: str | None,
     allow_remote: bool,
     results_path: Path,
     thresholds: list[Any],
@@ -118,7 +130,9 @@ def capacity_command(
     """
     from lmaload.capacity import CapacityConfig, CapacityError, capacity, table
 
-    targets = run_targets(lma, standby, None, mode, allow_remote)
+    if transport == "raw" and lma is None:
+        raise click.UsageError("--transport raw needs --lma (the embedded pair runs over udp)")
+    targets = run_targets(lma, standby, None, mode, allow_remote, transport)
     if start_rate > max_rate:
         raise click.UsageError("--start-rate is above --max-rate")
     config = CapacityConfig(
@@ -136,6 +150,7 @@ def capacity_command(
         latency_bound=latency_bound,
         lma=targets[0],
         standby=targets[1],
+        mag_prefix=check_mag_prefix(mag_prefix, targets[0], mags, allow_remote),
         results=results_path,
     )
     try:

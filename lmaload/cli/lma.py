@@ -22,13 +22,10 @@ from lmaload.cli.group import (
 
 
 def endpoint(text: str, option: str, transport: str) -> Any:
-    from lmaload.endpoints import Endpoint, parse_endpoint
+    from lmaload.endpoints import parse_endpoint, parse_raw_endpoint
 
     try:
-        if transport == "raw":
-            inner = IPv6Address(text)
-            return Endpoint(inner, inner, 0)
-        return parse_endpoint(text)
+        return parse_raw_endpoint(text) if transport == "raw" else parse_endpoint(text)
     except ValueError as exc:
         form = "IPV6" if transport == "raw" else "[INNER_IPV6@]HOST[:PORT]"
         raise click.BadParameter(f"{text!r}: expected {form} ({exc})", param_hint=option) from None

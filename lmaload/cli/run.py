@@ -29,7 +29,13 @@ from lmaload.cli.group import (
     sync_option,
     threshold_option,
 )
-from lmaload.cli.targets import lma_option, run_targets, standby_option
+from lmaload.cli.targets import (
+    lma_option,
+    mag_prefix,
+    mag_prefix_option,
+    run_targets,
+    standby_option,
+)
 from lmaload.shard_logs import RESULTS_MARKER
 
 if TYPE_CHECKING:
@@ -268,8 +274,10 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     "--transport",
     type=click.Choice(["udp", "raw"]),
     help="udp: UDP/5436 with the RFC 5844 inner IPv6 header (the default, on loopback); raw: "
-    "the Mobility Header over IPv6, which runs in the namespace lab (implies --lab).",
+    "the Mobility Header over IPv6 (root): to your --lma at its IPv6 address from "
+    "--mag-prefix, else in the namespace lab (implies --lab).",
 )
+@mag_prefix_option
 @click.option(
     "--lab",
     is_flag=True,
@@ -351,9 +359,10 @@ def run_config(
     transport, lab = options["transport"], options["lab"]
     if transport == "udp" and lab:
         raise click.UsageError("--lab speaks the raw Mobility Header: not with --transport udp")
+    own = options["lma"] is not None
     targets = run_targets(
         options["lma"], options["standby"], options["fail_cmd"], options["mode"],
-        options["allow_remote"],
+        options["allow_remote"], transport,
     )  # fmt: skip
     stages: tuple[Stage, ...] = options["stages"] or ()
     rate, mns = options["rate"], options["mns"]
@@ -402,7 +411,10 @@ def run_config(
             fault=fault,
             duration=options["duration"],
             observe=options["observe"],
-            lab=lab or transport == "raw",
+            lab=lab or (transport == "raw" and not own),
+            mag_prefix=mag_prefix(
+                options["mag_prefix"], targets[0], options["mags"], options["allow_remote"]
+            ),
             lab_prefix=options["lab_prefix"],
             hdr_log=options["hdr_log"],
         )
