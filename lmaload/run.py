@@ -281,10 +281,11 @@ class Runner:
             final = None
             registration = self._register(engine, start, failure)
             if failure is None:
+                standby = self.target.anchors()[1] is not None  # no standby: no sync to wait for
                 registration = replace(
                     registration,
-                    sync_wait=self._wait_for_sync(engine),
-                    sync_observed=self.target.observes_sync,
+                    sync_wait=self._wait_for_sync(engine) if standby else None,
+                    sync_observed=standby and self.target.observes_sync,
                 )
                 if cfg.duration:
                     self._enter("hold")

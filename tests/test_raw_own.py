@@ -38,9 +38,9 @@ from tests.test_lab import as_nobody
 from tests.test_readme_ci import block
 from tests.test_tshark import Tshark
 
-# The LMA the MAGs load as a plain RFC 5213 LMA. ``lmaload lma --plain`` (no heartbeat answers,
-# sequence ordering, no State Sync) is this command with "--plain" added.
-LMA = ("lma", "--transport", "raw")
+# The LMA the MAGs load: a plain RFC 5213 LMA (no heartbeat answers, sequence ordering, no State
+# Sync).
+LMA = ("lma", "--transport", "raw", "--plain")
 # For what needs the reference LMA's heartbeats (capacity trials) or State Sync (sync).
 REFERENCE_LMA = ("lma", "--transport", "raw")
 PLAIN_MAGS = ("--pbu-order", "sequence", "--heartbeats", "off")
