@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmaload import results as res
+from lmaload.bulk import PbuOptions
 from lmaload.checks import Check
 from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import Endpoint
@@ -48,7 +49,7 @@ from lmaload.run import MAX_BEHIND_SCHEDULE, SLICE, MagDriver
 from lmaload.targets import Target, own_lmas
 from lmaload.transport.mag_loop import MagLoop
 
-READY_TIMEOUT = 15.0  # the target's start, and every LMA answering a trial's first heartbeats
+READY_TIMEOUT = 15.0  # the target's start; every LMA answering a trial's first heartbeat or PBU
 BUSY_CORE = 0.95  # the generator's CPU share of a trial at which it, not the target, is the limit
 PAUSE = 1.0  # seconds between trials: the target drains what a failed trial left queued
 KINDS = ("pdr", "ndr")
@@ -63,6 +64,8 @@ class CapacityConfig:
     sync: Literal["async", "before-ack"] = "before-ack"
     heartbeat_interval: float = 0.2
     missing_heartbeats: int = 3
+    pbu_order: Literal["timestamp", "sequence"] = "timestamp"  # as RunConfig's
+    heartbeats: Literal["on", "off", "auto"] = "on"
     seed: int = 0
     trial_duration: float = 10.0
     confirm_duration: float = 30.0
@@ -244,17 +247,19 @@ class CapacitySearch:
             mode=cfg.mode,
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
+            pbu=PbuOptions(timestamp=cfg.pbu_order == "timestamp"),
+            heartbeats=cfg.heartbeats,
             schedule=Schedule.constant(rate),
             lag_tolerance=cfg.lag_tolerance,
         )
+        probe = "PBUs" if cfg.heartbeats == "off" else "heartbeats"
         now = self.clock()
         engine = MagEngine(generate(spec), mag_config, now, now + READY_TIMEOUT)
         loop = self._mag_loop(engine)
         try:
-            answered = engine.heartbeats.answered
-            if not self._serve(loop, now + READY_TIMEOUT, lambda: answered.any(axis=0).all()):
+            if not self._serve(loop, now + READY_TIMEOUT, lambda: engine.lmas_answered.all()):
                 raise CapacityError(
-                    f"the LMA did not answer the MAGs' heartbeats within {READY_TIMEOUT:g} s"
+                    f"the LMA did not answer the MAGs' {probe} within {READY_TIMEOUT:g} s"
                 )
             start = self.clock()
             engine.start_schedule(start)

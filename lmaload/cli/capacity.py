@@ -15,10 +15,12 @@ from lmaload.cli.group import (
     allow_remote_option,
     fail,
     heartbeat_interval_option,
+    heartbeats_option,
     junit_option,
     mags_option,
     main,
     mode_option,
+    pbu_order_option,
     results_option,
     seed_option,
     sync_option,
@@ -33,6 +35,8 @@ from lmaload.cli.targets import mag_prefix as check_mag_prefix
 @mode_option
 @sync_option
 @heartbeat_interval_option
+@pbu_order_option
+@heartbeats_option
 @seed_option
 @click.option(
     "--trial-duration",
@@ -103,6 +107,8 @@ def capacity_command(
     mode: str,
     sync: str,
     heartbeat_interval: float,
+    pbu_order: str,
+    heartbeats: str,
     seed: int,
     trial_duration: float,
     confirm_duration: float,
@@ -140,6 +146,8 @@ def capacity_command(
         mode=mode,  # type: ignore[arg-type]
         sync=sync,  # type: ignore[arg-type]
         heartbeat_interval=heartbeat_interval,
+        pbu_order=pbu_order,  # type: ignore[arg-type]
+        heartbeats=heartbeats,  # type: ignore[arg-type]
         seed=seed,
         trial_duration=trial_duration,
         confirm_duration=confirm_duration,

@@ -18,12 +18,14 @@ from lmaload.cli.group import (
     allow_remote_option,
     fail,
     heartbeat_interval_option,
+    heartbeats_option,
     junit_option,
     mags_option,
     main,
     metrics_port_option,
     mode_option,
     parse_duration,
+    pbu_order_option,
     results_option,
     seed_option,
     sync_option,
@@ -127,25 +129,8 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     show_default=True,
     help="Heartbeats a MAG may miss in a row before it declares its LMA failed (RFC 5847).",
 )
-@click.option(
-    "--pbu-order",
-    type=click.Choice(["timestamp", "sequence"]),
-    default="timestamp",
-    show_default=True,
-    help="How the LMA orders a mobile node's PBUs: timestamp (RFC 5213's preference: a "
-    "Timestamp option in every PBU) or sequence (no Timestamp option: sequence numbers only, "
-    "for LMAs such as OPMIP; a PBA 135 makes the MAG continue from the number it carries).",
-)
-@click.option(
-    "--heartbeats",
-    type=click.Choice(["on", "off", "auto"]),
-    default="on",
-    show_default=True,
-    help="RFC 5847 heartbeats to the LMAs. off: none (an LMA without RFC 5847 may take them for "
-    "an error; OPMIP stops answering): a MAG declares its LMA failed after --failure-after "
-    "unanswered PBUs or on an HA Switch, and the start-up check sends a PBU; auto: on until an "
-    "LMA answers one with Binding Error status 2, then off.",
-)
+@pbu_order_option
+@heartbeats_option
 @click.option(
     "--failure-after",
     type=click.IntRange(1),
