@@ -24,9 +24,8 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
-from lmaload._ext.framing import frame as frame_columns
 from lmaload._ext.framing import unframe as unframe_columns
-from lmaload._ext.mag_step import Routes
+from lmaload._ext.mag_step import ReceiveClock, Routes
 from lmaload.capture import Capture
 from lmaload.measure.histogram import Histogram
 from lmaload.population import Population
@@ -73,16 +72,13 @@ class MagTransport:
             self._send(part if isinstance(part, Columns) else Columns.of([part]))
 
     def _send(self, columns: Columns) -> None:
-        src4, dst4, ports, routed = self._routes.route(columns.src, columns.dst)
-        if routed is not None:
-            self.drops["no_route"] += int(np.count_nonzero(~routed))
-            columns = columns.take(routed)
-            src4, dst4, ports = src4[routed], dst4[routed], ports[routed]
-        if not len(columns):
-            return
-        buf, offsets = frame_columns(
+        buf, offsets, src4, dst4, ports, unrouted = self._routes.frame(
             columns.buf, columns.starts, columns.ends, columns.src, columns.dst
         )
+        if unrouted:
+            self.drops["no_route"] += unrouted
+        if len(offsets) == 1:
+            return
         if self.capture is not None:
             now, port = time.time(), self._port
             for i in range(len(offsets) - 1):
@@ -170,6 +166,7 @@ class MagLoop:
         # Microseconds from the kernel's receipt of a batch's first datagram to the engine: the
         # generator's own queueing, kept out of what it measures and reported as health.
         self.receive_delay = Histogram()
+        self._clock = ReceiveClock(self.receive_delay)
         self._selector = selectors.DefaultSelector()
         self._selector.register(transport.sock, selectors.EVENT_READ)
 
@@ -202,13 +199,8 @@ class MagLoop:
     def _received_at(self, datagrams: Datagrams) -> float:
         """When the kernel received the batch (its last datagram; time from the wire, so the
         generator's queueing never counts against the LMA); now, when it does not say."""
-        now = time.time()
         arrival = datagrams.parts()[0].arrival  # the transports hand one Columns batch
-        if arrival is None or not len(arrival) or np.isnan(arrival).all():
-            return now
-        first, last = float(np.nanmin(arrival)), float(np.nanmax(arrival))
-        self.receive_delay.record(np.array([max(0, round((now - first) * 1e6))]))
-        return min(last, now)
+        return self._clock.received_at(arrival, time.time())
 
     def _flush(self) -> None:
         out = self.engine.datagrams_to_send()
