@@ -17,7 +17,7 @@ checksum of what comes in. Of what arrives only datagrams to a MAG address are k
 
 from __future__ import annotations
 
-import selectors
+import select
 import time
 from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
@@ -167,8 +167,8 @@ class MagLoop:
         # generator's own queueing, kept out of what it measures and reported as health.
         self.receive_delay = Histogram()
         self._clock = ReceiveClock(self.receive_delay)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(transport.sock, selectors.EVENT_READ)
+        self._poll = select.epoll()
+        self._poll.register(transport.sock.fileno(), select.EPOLLIN)
 
     def run_until(self, deadline: float) -> None:
         """Serve the engine until ``time.time() >= deadline``."""
@@ -183,7 +183,7 @@ class MagLoop:
             if now >= deadline:
                 return
             timeout = deadline - now if due is None else min(due, deadline) - now
-            if self._selector.select(max(timeout, 0.0)):
+            if self._poll.poll(max(timeout, 0.0)):
                 self._receive()
 
     def _receive(self) -> None:
@@ -209,5 +209,5 @@ class MagLoop:
             self.transport.send(out)
 
     def close(self) -> None:
-        self._selector.close()
+        self._poll.close()
         self.transport.close()
