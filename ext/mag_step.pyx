@@ -14,7 +14,8 @@ code: a step reports it and the engine handles it in Python.
 * ``RowHeap``: the session timers as a binary heap of (deadline, row), ``RowTimers``' contract.
 * ``MagStep``: heartbeat tick and responses, PBAs, PBU bookkeeping, and the output arena the
   steps write datagrams into (``seal`` turns it into ``Columns`` arrays).
-* ``Routes``: the UDP/5436 transport's per-datagram IPv4 source, destination and port.
+* ``Routes``: the UDP/5436 transport's per-datagram IPv4 source, destination and port, and
+  the framing of what the MAGs send; ``ReceiveClock``: when a received batch arrived.
 """
 
 import functools
@@ -23,7 +24,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int8_t
-from libc.math cimport ldexp, rint
+from libc.math cimport INFINITY, ldexp, rint
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
 
@@ -36,6 +37,7 @@ from lmaload.wire import codepoints as cp
 from lmaload.wire import messages as wm
 from lmaload.wire import options as wo
 from lmaload.wire.codepoints import DEFAULT_CONFIG
+from lmaload.wire.ipv6 import DEFAULT_HOP_LIMIT
 
 include "checksum.pxi"
 include "population.pxi"
@@ -54,6 +56,7 @@ cdef enum:
     ADDRESS = 16
 
 cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
+cdef uint8_t HOP_LIMIT = DEFAULT_HOP_LIMIT
 cdef uint8_t PAYLOAD_PROTO_NONE = cp.PAYLOAD_PROTO_NONE
 cdef uint8_t MH_BINDING_ACK = cp.MH_BINDING_ACK
 cdef uint8_t MH_HEARTBEAT = cp.MH_HEARTBEAT
