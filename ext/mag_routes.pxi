@@ -118,3 +118,23 @@ cdef class ReceiveClock:
         record(&self.delay, max(<int64_t>rint((now - first) * 1e6), 0))
         fold_range(&self.delay, self.histogram)
         return min(last, now)
+
+    def runs(self, arrival, Py_ssize_t n, double spread) -> list:
+        """Where to cut a batch of ``n`` so that each run's known arrivals span at most
+        ``spread`` seconds: the end index of each run, in order ([n] when it is one run)."""
+        if arrival is None:
+            return [n]
+        cdef const double[:] a = arrival
+        cdef Py_ssize_t i
+        cdef double first = NAN
+        ends = []
+        for i in range(n):
+            if a[i] != a[i]:
+                continue
+            if first != first:
+                first = a[i]
+            elif a[i] - first > spread:
+                ends.append(i)
+                first = a[i]
+        ends.append(n)
+        return ends

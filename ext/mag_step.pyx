@@ -24,7 +24,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int8_t
-from libc.math cimport INFINITY, ldexp, rint
+from libc.math cimport INFINITY, NAN, ldexp, rint
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
 

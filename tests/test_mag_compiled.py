@@ -263,3 +263,15 @@ def test_receive_clock_matches_the_loops_arithmetic():
     assert np.array_equal(delays.counts, reference.counts)
     clock.received_at(np.array([0.0]), 1e9)
     assert delays.overflow == 1
+
+
+def test_receive_clock_cuts_a_batch_into_runs_of_at_most_the_spread():
+    """Each run's known arrivals span at most the spread (a datagram of unknown time joins the
+    run it is in), so no datagram is timed later than it arrived by more than that."""
+    clock = ReceiveClock(Histogram())
+    assert clock.runs(None, 5, 1e-3) == [5]
+    assert clock.runs(np.array([], dtype=np.float64), 0, 1e-3) == [0]
+    assert clock.runs(np.array([np.nan, np.nan]), 2, 1e-3) == [2]
+    arrival = np.array([1.0, 1.0001, np.nan, 1.001, 1.0021, 1.0022, 1.01])
+    assert clock.runs(arrival, 7, 1e-3) == [4, 6, 7]
+    assert clock.runs(arrival, 7, 1.0) == [7]

@@ -39,6 +39,8 @@ from lmaload.transport.udp5436 import send_batch
 # charges a few hundred octets of overhead per small datagram against the buffer).
 SOCKET_BUFFER = 64 << 20
 MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
+# Seconds: no datagram is handed to the engine timed later than the kernel received it by more.
+ARRIVAL_SPREAD = 0.5e-3
 
 
 class MagTransport:
@@ -191,16 +193,28 @@ class MagLoop:
             datagrams = self.transport.receive()
             if len(datagrams):
                 self.datagrams_received += len(datagrams)
-                self.engine.receive(datagrams, self._received_at(datagrams))
+                self._deliver(datagrams)
                 self._flush()
             if not self.transport.full:  # the queue was drained: no second recvmmsg to learn it
                 return
 
-    def _received_at(self, datagrams: Datagrams) -> float:
-        """When the kernel received the batch (its last datagram; time from the wire, so the
-        generator's queueing never counts against the LMA); now, when it does not say."""
-        arrival = datagrams.parts()[0].arrival  # the transports hand one Columns batch
-        return self._clock.received_at(arrival, time.time())
+    def _deliver(self, datagrams: Datagrams) -> None:
+        """Hand the engine a batch at the time the kernel received it (its last datagram; time
+        from the wire, so the generator's queueing never counts against the LMA; now, when the
+        kernel does not say): in runs of at most ARRIVAL_SPREAD, so that no datagram is timed
+        later than it arrived by more than that."""
+        columns = datagrams.parts()[0]  # the transports hand one Columns batch
+        assert isinstance(columns, Columns)
+        arrival = columns.arrival
+        ends = self._clock.runs(arrival, len(columns), ARRIVAL_SPREAD)
+        if len(ends) == 1:
+            self.engine.receive(datagrams, self._clock.received_at(arrival, time.time()))
+            return
+        start = 0
+        for end in ends:
+            run = columns.take(slice(start, end))
+            self.engine.receive(Datagrams([run]), self._clock.received_at(run.arrival, time.time()))
+            start = end
 
     def _flush(self) -> None:
         out = self.engine.datagrams_to_send()
