@@ -249,10 +249,18 @@ class MagEngine:
         Switch, as the reference takes them."""
         step = self._step
         assert step is not None
-        buf, starts, ends, src = columns.buf, columns.starts, columns.ends, columns.src
         meter = self.takeover
         measuring = meter.failure_at is not None and now >= meter.failure_at
-        pbas = step.pbas(buf, starts, ends, src, now, ns(now), measuring)
+        pbas = step.pbas(
+            columns.buf, columns.starts, columns.ends, columns.src, now, ns(now), measuring
+        )
+        self.after_pbas(columns, now, pbas)
+
+    def after_pbas(self, columns: Columns, now: float, pbas: tuple | None) -> None:
+        """What the compiled PBA step left of ``columns`` (its result ``pbas``), then the
+        Heartbeats among them."""
+        step = self._step
+        assert step is not None
         if pbas is not None:
             registrations, accepted, rejected, dropped = pbas
             for i in dropped:
@@ -261,12 +269,19 @@ class MagEngine:
                 self._registered(registrations, now)
             if accepted:
                 rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
-                meter.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
+                self.takeover.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
             if rejected:  # in row order, as the reference's np.unique leaves them
                 rows, lmas, status, seq = np.array(sorted(rejected), dtype=np.int64).T
                 self._reject(rows, lmas, status, seq, now)
-        rare = step.heartbeats(buf, starts, ends, src, columns.dst, now)
-        step.fold(self.counters)
+        rare = step.heartbeats(
+            columns.buf, columns.starts, columns.ends, columns.src, columns.dst, now
+        )
+        self.after_heartbeats(columns, now, rare)
+
+    def after_heartbeats(self, columns: Columns, now: float, rare: tuple | None) -> None:
+        """What the compiled heartbeat step left of ``columns`` (its result ``rare``)."""
+        assert self._step is not None
+        self._step.fold(self.counters)
         if rare is None:
             return
         probes, came_up, restarted, switches, errors = rare
@@ -330,6 +345,47 @@ class MagEngine:
             self._deregister_all(now)
         if self._step is not None:
             self._step.fold(self.counters)
+
+    # --- the compiled driver's interface (transport.mag_loop) ----------------------------------
+
+    @property
+    def scheduled(self) -> np.ndarray:
+        """The schedule's rows, in the order of its intended times."""
+        return self._scheduled
+
+    @property
+    def step(self) -> MagStep | None:
+        """The compiled steps, or None on the reference path."""
+        return self._step
+
+    def serve_state(self) -> tuple | None:
+        """What ``MagServe.serve`` needs after the positional deadline (intended times, cursor,
+        the engine's own due time, heartbeating, the takeover's failure time, whether the
+        schedule's sends may run compiled, the clock offset), or None while only this
+        engine's code may serve (the start-up probe before the schedule)."""
+        if self._step is None or (self._probe_due is not None and not self._cursor):
+            return None
+        own = [t for t in (self._probe_due, self._deregister_at) if t is not None]
+        failure = self.takeover.failure_at
+        return (
+            self._intended,
+            self._cursor,
+            min(own, default=float("inf")),
+            self.heartbeating,
+            float("inf") if failure is None else failure,
+            failure is None,
+            self.sender.clock_offset,
+        )
+
+    def served(self, cursor: int, lag: tuple[int, float, int]) -> None:
+        """After ``MagServe.serve``: the schedule's cursor, the lag of the sends it made
+        (count, largest, late), the heartbeat table's next due time, the counters."""
+        assert self._step is not None
+        self._cursor = cursor
+        if lag[0]:
+            self.lag.count(*lag)
+        self.heartbeats.set_next_due(self._step.next_heartbeat)
+        self._step.fold(self.counters)
 
     # --- what a driver reads or sets -----------------------------------------------------------
 

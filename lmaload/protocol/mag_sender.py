@@ -52,7 +52,7 @@ class PbuSender:
         self._takeover = takeover
         self._out = Datagrams()
         self._options: dict[int, PbuOptions] = {}  # PBU options by the LFI's LMA
-        self._encoders: dict[int, PbuEncoder] = {}  # compiled path: by encoding group key
+        self.encoders: dict[int, PbuEncoder] = {}  # compiled path: by encoding group key
 
     # --- what leaves ----------------------------------------------------------------------------
 
@@ -112,7 +112,12 @@ class PbuSender:
             self._counters.pbu_sent += len(rows)
             self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
             groups = self._groups(rows)
-        lmas = self.peers.lmas
+        self.encode(groups)
+
+    def encode(self, groups: list[tuple[int, np.ndarray]]) -> None:
+        """The PBUs of each (key, rows) encoding group (see ``_groups``), after the bookkeeping
+        of their transmission."""
+        cfg, mns, lmas = self.config, self.pop.mns, self.peers.lmas
         for k, group in groups:
             lma_i, lfi_i, is_dereg = k // 512, (k // 2) % 256 - 1, k % 2
             lifetime = 0 if is_dereg else cfg.lifetime_units
@@ -122,11 +127,16 @@ class PbuSender:
                 )
                 self.emit(buf, offsets, mns["mag"][group], np.full(len(group), lma_i))
                 continue
-            if (encoder := self._encoders.get(k)) is None:
-                encoder = self._encoders[k] = PbuEncoder(
+            if (encoder := self.encoders.get(k)) is None:
+                encoder = self.encoders[k] = PbuEncoder(
                     self.pop, lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
                 )
             self._step.emit(*encoder.encode(group), group, lma_i)
+
+    def encode_rows(self, rows: np.ndarray, common: int) -> None:
+        """``encode`` for rows whose transmission ``MagStep.transmit`` booked (``common``: their
+        group key, or -1 when they differ)."""
+        self.encode([(common, rows)] if common >= 0 else self._groups(rows))
 
     def _groups(self, rows: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """``rows`` by encoding group: key (LMA · 256 + LFI + 1) · 2 + de-registration."""
