@@ -3,7 +3,7 @@
 # datagrams from the wire, run MagStep's PBA and heartbeat steps, run the schedule's sends and
 # the heartbeat ticks, frame and send. What is rare goes back to the caller (MagLoop), which
 # hands it to the engine's reference code and calls again.
-from libc.math cimport ceil
+from libc.math cimport ceil, floor
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
 from lmaload.protocol.mag_state import SLACK_NS as _SLACK_NS
@@ -62,6 +62,10 @@ cdef class MagServe:
     cdef public int64_t sent, received, lag_sent, lag_late, kernel_drops
     cdef public double lag_max
     cdef public object drops
+    # initial registrations accepted, as (count, the time of the last) per second from origin
+    cdef double origin, reg_at
+    cdef int64_t reg_count, reg_second
+    cdef object registered
 
     def __cinit__(
         self, MagStep step, sock, Routes routes, ReceiveClock clock, encoders, fallback,
@@ -82,6 +86,7 @@ cdef class MagServe:
         self.rx_buf = np.zeros(0, dtype=np.uint8)
         self.grow_tx(64, 8192)
         self.drops = {}
+        self.registered = []
 
     cdef grow_tx(self, Py_ssize_t n, Py_ssize_t size):
         width = ADDRESS if self.routes is None else 4
@@ -95,13 +100,25 @@ cdef class MagServe:
         if n:
             self.drops[reason] = self.drops.get(reason, 0) + n
 
+    cdef note_registered(self, double now, int64_t count):
+        cdef int64_t second = <int64_t>floor(now - self.origin)
+        if self.reg_count and second != self.reg_second:
+            self.registered.append((self.reg_count, self.reg_at))
+            self.reg_count = 0
+        self.reg_second, self.reg_at = second, now
+        self.reg_count += count
+
     def take(self):
-        """(sent, received, lag (sent, largest, late), kernel drops, drops by reason) since the
-        last call."""
+        """(sent, received, lag (sent, largest, late), kernel drops, drops by reason, initial
+        registrations accepted as (count, at) by second) since the last call."""
+        if self.reg_count:
+            self.registered.append((self.reg_count, self.reg_at))
+            self.reg_count = 0
         out = (
             self.sent, self.received, (self.lag_sent, self.lag_max, self.lag_late),
-            self.kernel_drops, self.drops,
+            self.kernel_drops, self.drops, self.registered,
         )
+        self.registered = []
         self.sent = self.received = self.lag_sent = self.lag_late = self.kernel_drops = 0
         self.lag_max = 0.0
         self.drops = {}
@@ -109,18 +126,20 @@ cdef class MagServe:
 
     def serve(
         self, double deadline, intended, Py_ssize_t cursor, double python_due,
-        bint heartbeating, double measure_from, bint timers, double clock_offset,
+        bint heartbeating, double measure_from, bint timers, double clock_offset, double origin,
     ):
         """Until ``deadline`` or something rare: ``intended`` the schedule's times (ns, int64, as
         long as the rows) and ``cursor`` its next row (returned as the second item), ``python_due`` when the engine's own timers (start-up probe,
         de-registration) are due, ``measure_from`` the takeover meter's failure time (INFINITY:
-        none), ``timers`` whether the schedule's sends may run here (no takeover measured)."""
+        none), ``timers`` whether the schedule's sends may run here (no takeover measured),
+        ``origin`` the start of the registrations' seconds (``PerSecond.start``)."""
         cdef double now, due, hb
         cdef int64_t top
         cdef int ready, wait_ms, batches
         cdef pollfd p
         self.intended = c_array(intended, np.int64, "intended")
         self.cursor = cursor
+        self.origin = origin
         p.fd = self.fd
         p.events = POLLIN
         while True:
@@ -281,7 +300,9 @@ cdef class MagServe:
                 <int64_t>rint(now * 1e9), now >= measure_from,
             )
             if result is not None:
-                return (PBAS, self.columns(start, end), now, result)
+                if result[1] or result[2] or result[3]:
+                    return (PBAS, self.columns(start, end), now, result)
+                self.note_registered(now, result[0])
             result = self.step.heartbeats_of(
                 b, lo + start, hi + start, s6 + start * ADDRESS, d6 + start * ADDRESS,
                 end - start, now,

@@ -375,13 +375,19 @@ class MagEngine:
             float("inf") if failure is None else failure,
             failure is None,
             self.sender.clock_offset,
+            self.registrations.start,
         )
 
-    def served(self, cursor: int, lag: tuple[int, float, int]) -> None:
+    def served(
+        self, cursor: int, lag: tuple[int, float, int], registered: list[tuple[int, float]]
+    ) -> None:
         """After ``MagServe.serve``: the schedule's cursor, the lag of the sends it made
-        (count, largest, late), the heartbeat table's next due time, the counters."""
+        (count, largest, late), the initial registrations it saw accepted ((count, at) by
+        second), the heartbeat table's next due time, the counters."""
         assert self._step is not None
         self._cursor = cursor
+        for count, at in registered:
+            self._registered(count, at)
         if lag[0]:
             self.lag.count(*lag)
         self.heartbeats.set_next_due(self._step.next_heartbeat)

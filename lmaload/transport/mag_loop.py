@@ -207,8 +207,8 @@ class MagLoop:
             if state is None:
                 break
             result, cursor = serve.serve(deadline, *state)
-            sent, received, lag, kernel, drops = serve.take()
-            engine.served(cursor, lag)
+            sent, received, lag, kernel, drops, registered = serve.take()
+            engine.served(cursor, lag, registered)
             self.datagrams_sent += sent
             self.datagrams_received += received
             self.transport.drops.update(drops)
