@@ -89,6 +89,13 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
 )
 @mags_option
 @click.option(
+    "--population",
+    "population_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Emulate the subscribers in FILE instead (lmaload population's CSV or JSON: each MN's "
+    "NAI, link-layer id, HNP to request, MAG): its MNs and MAGs, not --mns, --mags, --seed.",
+)
+@click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
     default=1000.0,
@@ -356,7 +363,10 @@ def run_config(
         options["allow_remote"],
     )  # fmt: skip
     stages: tuple[Stage, ...] = options["stages"] or ()
-    rate, mns = options["rate"], options["mns"]
+    rate, mns, mags = options["rate"], options["mns"], options["mags"]
+    population_file = options["population_file"]
+    if population_file is not None:
+        mns, mags = _subscriber_counts(ctx, population_file)
     if stages:
         if ctx.get_parameter_source("rate") is not ParameterSource.DEFAULT:
             raise click.UsageError(
@@ -366,12 +376,17 @@ def run_config(
         due = Schedule(stages).total
         if due < 1:
             raise click.BadParameter("no registration is due", param_hint="--stages")
-        if ctx.get_parameter_source("mns") is ParameterSource.DEFAULT and due < float("inf"):
+        if (
+            population_file is None
+            and ctx.get_parameter_source("mns") is ParameterSource.DEFAULT
+            and due < float("inf")
+        ):
             mns = int(due)
     try:
         return RunConfig(
             mns=mns,
-            mags=options["mags"],
+            mags=mags,
+            population_file=population_file,
             rate=rate,
             ramp=options["ramp"],
             stages=stages,
@@ -408,3 +423,20 @@ def run_config(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _subscriber_counts(ctx: click.Context, path: Path) -> tuple[int, int]:
+    """The MNs and MAGs of the subscriber list ``path`` (UsageError for a bad one, or with
+    --mns, --mags or --seed given too)."""
+    from lmaload.subscriber_file import SubscriberFileError, read_subscribers
+
+    for name in ("mns", "mags", "seed"):
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+            raise click.UsageError(
+                f"--population gives the MNs and MAGs: not with {where(ctx, name)}"
+            )
+    try:
+        subscribers = read_subscribers(path)
+    except SubscriberFileError as exc:
+        raise click.UsageError(str(exc)) from None
+    return len(subscribers.rows), len(subscribers.mags)
