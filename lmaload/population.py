@@ -103,6 +103,7 @@ class NaiColumn:
         return cls(np.frombuffer(b"".join(nais), dtype=np.uint8).copy(), offsets)
 
     def __getitem__(self, row: int) -> bytes:
+        row = range(len(self.offsets) - 1)[row]  # numpy's negative indices and IndexError
         return self.blob[self.offsets[row] : self.offsets[row + 1]].tobytes()
 
 
