@@ -9,12 +9,14 @@ import csv
 import json
 import subprocess
 import sys
+from ipaddress import IPv6Address
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from lmaload.bulk import encode_pbus
 from lmaload.cli import main
 from lmaload.population import generate
 from lmaload.run import RunConfig
@@ -45,6 +47,10 @@ def test_round_trip_gives_the_generated_population(tmp_path, output_format) -> N
     plain = read_subscribers(export(tmp_path, output_format)).population()
     assert not plain.mns["hnp_len"].any()
     assert np.array_equal(plain.mns["mag"], generated.mns["mag"])
+    # The same run: the PBUs ask for ::/0 either way.
+    rows, lma = np.arange(120), IPv6Address("2001:db8::1")
+    sent, want = encode_pbus(plain, rows, lma), encode_pbus(generated, rows, lma)
+    assert np.array_equal(sent[0], want[0]) and np.array_equal(sent[1], want[1])
 
 
 def test_rows_in_any_order_of_mag_and_shards(tmp_path) -> None:
