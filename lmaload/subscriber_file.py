@@ -54,11 +54,6 @@ class Subscribers:
     mags: np.ndarray  # MAG_DTYPE
     mag_of: np.ndarray  # row -> MAG table row
 
-    @property
-    def request_prefix(self) -> bool:
-        """Whether any MN requests its own HNP (the run's PBUs then carry each row's)."""
-        return any(any(r.hnp) for r in self.rows)
-
     def population(self, shard: tuple[int, int] = (0, 1)) -> Population:
         """Shard ``index`` of ``count``'s part: its contiguous slice of the MAG table and the
         MNs attached to those MAGs (``mn_id`` stays the file row). The columns the file does
