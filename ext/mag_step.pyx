@@ -224,9 +224,9 @@ cdef class MagStep:
         self.hb_counter_known = <uint8_t*>data_of(
             c_array(table.counter_known, np.bool_, "counter_known")
         )
-        self.hb_tick = <int64_t*>data_of(c_array(table._tick, np.int64, "tick"))
-        self.hb_phase = <const double*>data_of(c_array(table._phase, np.float64, "phase"))
-        self.hb_origin = table._origin
+        self.hb_tick = <int64_t*>data_of(c_array(table.tick, np.int64, "tick"))
+        self.hb_phase = <const double*>data_of(c_array(table.phase, np.float64, "phase"))
+        self.hb_origin = table.origin
         self.hb_interval = table.interval
         self.hb_missing_allowed = table.missing_allowed
         self.histograms = [table.rtt, lag, *latency]

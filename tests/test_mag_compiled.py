@@ -145,7 +145,7 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
             getattr(table, f).tobytes()
             for f in (
                 "seq", "outstanding", "missing", "up", "answered", "sent_at", "counter",
-                "counter_known", "_tick",
+                "counter_known", "tick",
             )
         ],
         "missed": table.missed,
