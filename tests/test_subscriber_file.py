@@ -166,3 +166,23 @@ def test_run_with_nais_of_any_shape_registers_every_mn(tmp_path) -> None:
     assert registration["given_up"] == registration["unanswered"] == 0
     assert registration["pba_status"] == {"0": 200}
     assert document["takeover"]["summary"]["kept"] == 200
+
+
+@pytest.mark.parametrize(
+    "mag, args, reason",
+    [
+        ("fd00::1,", [], "a MAG without mag_ipv4 cannot send over UDP/5436"),
+        (
+            "fd00::1,127.1.0.1",
+            ["--lab"],
+            "MAG fd00::1 is not in fd00:6d61:6700::/64, where the MAGs send the raw Mobility "
+            "Header from",
+        ),
+    ],
+)
+def test_mags_the_transport_cannot_send_from(tmp_path, mag, args, reason) -> None:
+    path = tmp_path / "subscribers.csv"
+    path.write_text(f"{HEADER}\nbob@x,,,{mag}\n")
+    result = CliRunner().invoke(main, ["run", "--population", str(path), *args])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"lmaload: run: --population: {reason}"]
