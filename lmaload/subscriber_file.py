@@ -14,9 +14,11 @@ A bad row is a ``SubscriberFileError`` naming the file, its line and the reason.
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import socket
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address, IPv6Address, IPv6Network
+from ipaddress import AddressValueError, IPv4Address, IPv6Address
 from pathlib import Path
 
 import numpy as np
@@ -95,15 +97,17 @@ def _ll_id(text: str) -> bytes:
 def _hnp(text: str) -> bytes:
     if not text:
         return bytes(16)
-    try:
-        prefix = IPv6Network(text)
-    except ValueError:
-        prefix = None
-    if prefix is None or prefix.prefixlen != 64 or "/" not in text:
+    address, _, length = text.partition("/")
+    try:  # inet_pton: ipaddress takes ten times as long, for a column of distinct values
+        packed = socket.inet_pton(socket.AF_INET6, address)
+    except OSError:
+        packed = b""
+    if length != "64" or len(packed) != 16 or any(packed[8:]):
         raise ValueError(f"hnp {text!r}: expected an IPv6 /64 prefix (or empty: the LMA assigns)")
-    return prefix.network_address.packed
+    return packed
 
 
+@functools.cache  # MAGs repeat row after row
 def _mag(addr6: str, addr4: str) -> tuple[bytes, bytes]:
     if not addr6 and not addr4:
         raise ValueError("no MAG address: give mag (IPv6) or mag_ipv4 or both")
