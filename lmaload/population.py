@@ -5,9 +5,9 @@ One row of ``MN_DTYPE`` per mobile node: identity, the MAG it attaches to, its h
 prefix, access technology, link-layer id, the signalling state the MAG engine keeps for it, and
 timing columns. A generated population does not store the NAI: it is ``mn{mn_id}@{realm}``; a
 subscriber list's (``lmaload.subscriber_file``) keeps its NAIs in a ``NaiColumn`` beside the
-rows, so the row stays the same size. One row of ``MAG_DTYPE``
-per MAG: its IPv6 Proxy-CoA (the address in the MH pseudo-header) and its IPv4 address (the
-UDP/5436 source on loopback or in a lab).
+rows, so the row stays the same size. One row of ``MAG_DTYPE`` per MAG: its IPv6 Proxy-CoA (the
+address in the MH pseudo-header) and its IPv4 address (the UDP/5436 source on loopback or in a
+lab).
 
 The dtypes are packed (no alignment padding) and mirrored field for field by the C structs in
 ``ext/population.pxi``; change both together.
