@@ -49,12 +49,13 @@ from lmaload.measure.hdrlog import HdrLogWriter
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.measure.series import SeriesRecorder
-from lmaload.population import PopulationSpec, generate
+from lmaload.population import Population, PopulationSpec, generate
 from lmaload.population import SessionState as S
 from lmaload.progress import Progress
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.peer_quirks import NO_HEARTBEATS
+from lmaload.subscriber_file import read_subscribers
 from lmaload.targets import Endpoint, Target, own_lmas
 from lmaload.transport.mag_loop import MagLoop
 
@@ -90,6 +91,7 @@ class RunConfig:
     heartbeats: Literal["on", "off", "auto"] = "on"  # RFC 5847 (MagConfig.heartbeats)
     failure_after: int = 3  # without heartbeats: unanswered PBUs in a row that fail an LMA
     seed: int = 0
+    population_file: Path | None = None  # the user's subscriber list: its MNs, not generated ones
     results: Path = Path("results.json")
     allow_lag: bool = False
     lag_tolerance: float = 0.02  # seconds late that count as behind schedule
@@ -182,6 +184,13 @@ class RunConfig:
             mag_prefix6=self.mag_prefix or PopulationSpec.mag_prefix6,
         )
 
+    def population(self) -> Population:
+        """This shard's population: generated from ``population_spec``, or its part of the
+        subscriber list (whose rows ``mns`` and MAGs ``mags`` count)."""
+        if self.population_file is None:
+            return generate(self.population_spec())
+        return read_subscribers(self.population_file).population(self.shard)
+
     @property
     def detection_window(self) -> float:
         """Seconds by which every MAG has noticed a lost LMA: by heartbeats, or without them by
@@ -244,7 +253,7 @@ class Runner:
     def run(self) -> dict[str, Any]:
         cfg = self.config
         spec = cfg.population_spec()
-        pop = generate(spec)
+        pop = cfg.population()
         self.progress.show(self.target.starting)
         self.target.start()
         try:
@@ -259,7 +268,11 @@ class Runner:
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
             lifetime=cfg.lifetime,
-            pbu=PbuOptions(timestamp=cfg.pbu_order == "timestamp"),
+            pbu=PbuOptions(
+                timestamp=cfg.pbu_order == "timestamp",
+                # A subscriber list's HNPs are requested; a generated population's are not.
+                request_prefix=cfg.population_file is not None and bool(pop.mns["hnp_len"].any()),
+            ),
             heartbeats=cfg.heartbeats,
             failure_after=cfg.failure_after,
             schedule=cfg.schedule,
@@ -313,7 +326,7 @@ class Runner:
             "schema_version": res.SCHEMA_VERSION,
             "kind": "run",
             "config": self._config_json(),
-            "registration": res.registration(registration, cfg.shard_rate, spec.mns),
+            "registration": res.registration(registration, cfg.shard_rate, len(pop.mns)),
             "refresh_latency_us": res.latency_summary(engine.latency["refresh"]),
             "takeover": res.takeover(engine, registration, spec.first_mag),
             "generator": res.generator(engine, loop),
@@ -528,7 +541,7 @@ class Runner:
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        for name in ("results", "lma", "standby", "pcap", "fault", "hdr_log"):
+        for name in ("results", "population_file", "lma", "standby", "pcap", "fault", "hdr_log"):
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["shard"] = list(self.config.shard)

@@ -21,7 +21,7 @@ from lmaload._ext.mag_step import AddressTable, ReceiveClock, Routes, RowHeap
 from lmaload.bulk import PbuOptions
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import Schedule
-from lmaload.population import MN_DTYPE, PopulationSpec, generate
+from lmaload.population import MN_DTYPE, NaiColumn, PopulationSpec, generate
 from lmaload.protocol import Datagrams, LmaEngine, Policy
 from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.mag import MagEngine
@@ -81,6 +81,14 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
     policy = Policy(home_networks=(HOME,))
     overrides: dict[str, Any] = {}
     pop = generate(PopulationSpec(mns=rng.randrange(50, 300), mags=rng.randrange(2, 13), seed=seed))
+    if name == "stored_nais":  # NAIs of any shape, some of them another row's derived NAI
+        n = len(pop.mns)
+        pop.nais = NaiColumn.of(
+            [
+                (f"mn{n - 1 - r}@example.com" if r % 3 else f"imsi-00101{r:010d}@ims.org").encode()
+                for r in range(n)
+            ]
+        )
     if name == "statuses":
         policy = Policy(
             home_networks=(HOME,), pmip_disabled_mns=frozenset(pop.nai(r) for r in range(0, 50, 7))
@@ -110,7 +118,7 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
     engine = MagEngine(pop, config, sim.now, compiled=compiled)
     recorder = Recorder(engine, sim, columns=bool(seed % 2), period=rng.choice([0.0, 0.03]))
     sim.add_node("mags", recorder, [pop.mag_address6(m) for m in range(len(pop.mags))])
-    if name in ("crash_hard", "virtual_restart"):
+    if name in ("crash_hard", "virtual_restart", "stored_nais"):
         sim.run_for(1.5)
         engine.mark_failure(sim.now)
         sim.crash("lma1")
@@ -162,7 +170,16 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
-    "name", ["lossy", "crash_hard", "virtual_restart", "statuses", "sequence", "no_heartbeats"]
+    "name",
+    [
+        "lossy",
+        "crash_hard",
+        "virtual_restart",
+        "statuses",
+        "sequence",
+        "no_heartbeats",
+        "stored_nais",
+    ],
 )
 def test_compiled_steps_match_the_reference(name, seed):
     reference = scenario(name, seed, compiled=False)
@@ -189,6 +206,8 @@ def test_the_scenarios_reach_their_rare_paths():
     sequence = scenario("sequence", 0, compiled=True)
     assert sequence["counters"]["quirks"]["sequence_resync"] > 0
     assert 135 in sequence["counters"]["pba_status"]
+    stored = scenario("stored_nais", 0, compiled=True)
+    assert stored["counters"]["pba_status"][0] >= len(np.frombuffer(stored["mns"], MN_DTYPE))
     quiet = scenario("no_heartbeats", 0, compiled=True)
     assert quiet["counters"]["heartbeat_requests_sent"] == 0
     assert any(e.kind == "lma_down" for e in quiet["events"])

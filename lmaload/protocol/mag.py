@@ -54,7 +54,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmaload._ext.mag_step import MagStep, RowHeap
-from lmaload.bulk import NO_MN_ID, decode_pbas
+from lmaload.bulk import NO_MN_ID, decode_pbas, nai_index
 from lmaload.measure.goodput import PerSecond
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter
@@ -117,6 +117,7 @@ class MagEngine:
         n_lmas = len(self.peers.lmas)
         self._id_order = np.argsort(mns["mn_id"], kind="stable")
         self._ids_sorted = mns["mn_id"][self._id_order]
+        self._nais = None if population.nais is None else nai_index(population.nais, mns["mn_id"])
         self._lfi = np.full(len(mns), NO_LFI, dtype=np.int8)  # LMA named in the failover PBU
         # The LMA each MAG registers new sessions with: the one it failed over to, once it did
         # (the schedule goes on through a failover).
@@ -150,6 +151,7 @@ class MagEngine:
                 self._mag_lma,
                 self._ids_sorted,
                 self._id_order,
+                self._nais,
                 self._timers,
                 self.heartbeats,
                 self.lag.histogram,
@@ -502,7 +504,7 @@ class MagEngine:
         mns = self.pop.mns
         count = len(offsets) - 1
         self.counters.pba_received += count
-        pba = decode_pbas(buf, offsets, framing="mh")
+        pba = decode_pbas(buf, offsets, framing="mh", nais=self._nais)
         decoded = (pba["error"] == 0) & (pba["flags"] & cp.BA_FLAG_P != 0)
         for i in np.flatnonzero(~decoded).tolist():
             self._malformed(buf[offsets[i] : offsets[i + 1]].tobytes())
