@@ -3,7 +3,8 @@ own LMAs, behind one interface (``Target``).
 
 The user's LMAs (``ExternalPair``) are reached over UDP/5436 (RFC 5844, ``lmaload.endpoints``).
 lmaload cannot look into their binding caches, so "sync has caught up" is a fixed wait, and it can
-fail the active one only by running the user's ``--fail-cmd``.
+fail the active one only by running the user's ``--fail-cmd`` (and, in restart mode, start it
+again by running ``--recover-cmd``; without it the LMA is expected to restart itself).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class Target(Protocol):
         """Fail the active LMA, now."""
         ...
 
+    def recover(self) -> None:
+        """Restart mode: start the failed LMA again, now (or leave it to restart itself)."""
+        ...
+
     def failure_problems(self) -> list[str]:
         """What went wrong failing the active (after ``fail``), one line each."""
         ...
@@ -70,13 +75,22 @@ class Target(Protocol):
 
 class ExternalPair:
     """The user's LMAs: ``lma`` (the active, or the shared LMAA of a virtual switch) and
-    ``standby`` (hard switch); ``fail_cmd``, a shell command, fails the active one."""
+    ``standby`` (hard switch); ``fail_cmd``, a shell command, fails the active one, and
+    ``recover_cmd`` starts it again (restart mode)."""
 
-    def __init__(self, lma: Endpoint, standby: Endpoint | None, fail_cmd: str | None) -> None:
+    def __init__(
+        self,
+        lma: Endpoint,
+        standby: Endpoint | None,
+        fail_cmd: str | None,
+        recover_cmd: str | None = None,
+    ) -> None:
         self.lma = lma
         self.standby = standby
         self.fail_cmd = fail_cmd
+        self.recover_cmd = recover_cmd
         self._failing: subprocess.Popen[bytes] | None = None
+        self._recovering: subprocess.Popen[bytes] | None = None
 
     starting = "reaching your LMAs"
 
@@ -109,20 +123,32 @@ class ExternalPair:
         assert self.fail_cmd is not None
         self._failing = subprocess.Popen(self.fail_cmd, shell=True, stdin=subprocess.DEVNULL)
 
+    def recover(self) -> None:
+        if self.recover_cmd is not None:
+            self._recovering = subprocess.Popen(
+                self.recover_cmd, shell=True, stdin=subprocess.DEVNULL
+            )
+
     def failure_problems(self) -> list[str]:
-        if self._failing is None:
-            return []
-        try:
-            status = self._failing.wait(FAIL_CMD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._failing.kill()
-            return [f"--fail-cmd still running after {FAIL_CMD_TIMEOUT:g} s: killed"]
-        return [f"--fail-cmd exited with status {status}"] if status else []
+        problems = []
+        for option, proc in (("--fail-cmd", self._failing), ("--recover-cmd", self._recovering)):
+            if proc is None:
+                continue
+            try:
+                status = proc.wait(FAIL_CMD_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                problems.append(f"{option} still running after {FAIL_CMD_TIMEOUT:g} s: killed")
+                continue
+            if status:
+                problems.append(f"{option} exited with status {status}")
+        return problems
 
     def lma_captures(self) -> list[tuple[Path, str]]:
         return []
 
     def stop(self) -> None:
-        if self._failing is not None and self._failing.poll() is None:
-            self._failing.kill()
-            self._failing.wait()
+        for proc in (self._failing, self._recovering):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
