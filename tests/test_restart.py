@@ -7,21 +7,28 @@ last answer before the failure to the first after it."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 import pytest
 
 from lmaload import results as res
+from lmaload.lma_pair import free_port
 from lmaload.protocol import LmaConfig, LmaEngine
 from lmaload.run import RunConfig, Runner
 from lmaload.run_checks import exit_status
 from lmaload.sim import LinkProfile, Simulator
+from tests.conftest import USER_ACTIVE
 from tests.sim_target import SimLoop
 
 MNS, MAGS, RATE = 600, 6, 600.0
 LMA = IPv6Address("2001:db8:1::1")
 RESTART_AFTER = 2.0
+LMALOAD = (sys.executable, "-m", "lmaload")
 
 
 class SimSingle:
@@ -139,3 +146,60 @@ def test_an_lma_that_never_comes_back_fails_the_run() -> None:
         f"(0 lost, 0 pending, {MNS} not attempted)"
     ]
     assert results["restart"]["outage"]["count"] == 0
+
+
+# --- processes: lmaload run --mode restart on loopback UDP/5436 --------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*LMALOAD, "run", "--mode", "restart", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_embedded_lma_is_killed_started_again_and_every_session_rebuilt(tmp_path) -> None:
+    results_path = tmp_path / "results.json"
+    result = run_cli(
+        *("--mns", "500", "--mags", "5", "--rate", "500", "--restart-after", "1"),
+        *("--results", str(results_path)),
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(results_path.read_text())
+    restart = results["restart"]
+    assert restart["at_risk"] == 500 and restart["rebuilt"] == 500  # Restart Counter 1 → 2
+    assert restart["not_reregistered"] == 0
+    assert restart["recovered_at"] - restart["failure_at"] >= 1.0
+    # Silent at least from the kill to the restart; the new process then takes a while to start.
+    assert restart["outage"]["count"] == 5 and restart["outage"]["p50"] >= 1.0
+    assert restart["reregistration"]["max"] >= restart["outage"]["max"]
+    for line in ("outage              p50", "500 at risk: 0 kept, 500 rebuilt, 0 lost"):
+        assert line in result.stdout
+
+
+def test_the_users_lma_is_failed_and_recovered_by_commands(tmp_path) -> None:
+    """--lma with --fail-cmd and --recover-cmd: an LMA that does not count its restarts
+    (the same Restart Counter) and without heartbeats, found again by the refresh probes."""
+    port = free_port(USER_ACTIVE)
+    argv = [*LMALOAD, "lma", "--listen", f"{USER_ACTIVE}:{port}"]
+    pid_file = tmp_path / "lma.pid"
+    lma = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file.write_text(str(lma.pid))
+    # Its output away from the run's: the test reads the run's to the end.
+    again = f"{shlex.join(argv)} >/dev/null 2>&1 </dev/null & echo $! > {pid_file}"
+    try:  # the run waits for the LMA to answer
+        result = run_cli(
+            *("--mns", "300", "--mags", "3", "--rate", "300", "--restart-after", "1"),
+            *("--lma", f"{USER_ACTIVE}:{port}", "--heartbeats", "off", "--failure-after", "2"),
+            *("--fail-cmd", f"kill -9 $(cat {pid_file})", "--recover-cmd", again),
+            *("--results", str(tmp_path / "results.json")),
+        )
+        assert result.returncode == 0, result.stderr
+        restart = json.loads((tmp_path / "results.json").read_text())["restart"]
+        assert restart["kept"] + restart["rebuilt"] == restart["at_risk"] == 300
+        assert restart["outage"]["count"] == 3
+    finally:
+        lma.kill()
+        subprocess.run(["kill", "-9", pid_file.read_text().strip()], stderr=subprocess.DEVNULL)

@@ -4,9 +4,11 @@ When the LMA fails the MAGs do not switch LMA: a MAG that declared it DOWN (hear
 or without heartbeats ``failure_after`` unanswered PBUs in a row) waits for it, its probes going
 on, and once the LMA answers again registers every session it held there again. The probe is the
 heartbeat Request (RFC 5847); without heartbeats (an LMA without RFC 5847, such as a plain
-RFC 5213 one) it is a refresh PBU of the MAG's first registered session every ``probe_interval``
-(the larger of the heartbeat interval and ``initial_bindack_timeout``), outside the session's
-own state: ``failure_after`` probes in a row unanswered make the MAG declare the LMA DOWN.
+RFC 5213 one) it is a refresh PBU of the MAG's first registered session every heartbeat interval
+(as many messages as the heartbeats would have been), outside the session's own state:
+``failure_after`` probes in a row unanswered make the MAG declare the LMA DOWN. An LMA that is
+back before then, and says nothing of its restart (no Restart Counter), goes unnoticed: the
+MAGs then believe in bindings it lost, and the run reports them not attempted.
 
 Back is the first answer of any kind from the LMA to a waiting MAG, or a Heartbeat Response
 with a changed Restart Counter (the LMA restarted faster than the MAG noticed). The sessions
@@ -70,7 +72,7 @@ class LmaRestart:
         keys = np.ascontiguousarray(population.mags["addr6"]).view("V16").ravel()
         self._mag_order = np.argsort(keys, kind="stable")
         self._mag_keys = keys[self._mag_order]
-        self.probe_interval = max(config.heartbeat_interval, config.initial_bindack_timeout)
+        self.probe_interval = config.heartbeat_interval
         self.probe_due = now + self.probe_interval
         schedule = config.schedule
         rate = max([schedule.start_rate, *(s.rate for s in schedule.stages)])
