@@ -5,7 +5,8 @@ Hard mode: each LMA is reached at its own address (127.0.0.11, 127.0.0.12; inner
 IPv4-mapped). Virtual mode: the MAGs talk to the shared LMAA 127.0.0.10, bound by the active and
 taken over by the standby. Either way each LMA serves /metrics at its own address, on a free port
 or on the one port given for both. Every LMA writes its log to a file in ``log_dir`` (no pipe to
-fill).
+fill). Restart mode has one LMA instead (``EmbeddedLma``, at 127.0.0.11), killed and started
+again.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ detect it (heartbeats) and fail over until every MAG at risk took over (or
 that lost LMA1 moved); keep serving ``observe`` seconds more; stop the target. In a virtual
 switch the MAGs refresh their sessions as soon as the LMAA answers their heartbeats again
 (``MagConfig.refresh_on_recovery``), which is when the takeover of a MAG is measured done. The
+restart mode (``--mode restart``) has one LMA (``lma_pair.EmbeddedLma``, or the user's with
+``--fail-cmd`` and ``--recover-cmd``): it is failed, started again ``restart_after`` seconds
+later, and the MAGs (``protocol/mag_restart.py``) register every session there again; the phase
+ends once every session at risk is settled (``Runner._restart``). The
 results are ``lmaload.results``'s; ``lmaload.generator_metrics`` serves them to
 Prometheus while the run goes on (``metrics_port``) and pushes the last values to a Pushgateway
 at the end.
