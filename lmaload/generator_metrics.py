@@ -240,8 +240,8 @@ class GeneratorMetrics(Collector):
         yield _labelled(
             GaugeMetricFamily,
             "takeover_sessions",
-            "Sessions at risk in the failure, by fate: kept, rebuilt (restart mode), lost, pending, "
-            "not attempted",
+            "Sessions at risk in the failure, by fate: kept, rebuilt (restart mode), lost, "
+            "pending, not attempted",
             "fate",
             s.fates,
         )
