@@ -203,3 +203,19 @@ def test_the_users_lma_is_failed_and_recovered_by_commands(tmp_path) -> None:
     finally:
         lma.kill()
         subprocess.run(["kill", "-9", pid_file.read_text().strip()], stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--mode", "restart", "--lma", "127.0.0.31", "--standby", "127.0.0.32"),
+            "--mode restart has one LMA, restarted: give --lma alone",
+        ),
+        (("--recover-cmd", "true"), "--recover-cmd is for --mode restart"),
+    ],
+)
+def test_restart_options_that_do_not_make_a_run_exit_2(args, message) -> None:
+    result = subprocess.run([*LMALOAD, "run", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
