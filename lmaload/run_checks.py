@@ -56,13 +56,14 @@ def checks(results: dict[str, Any]) -> list[Check]:
                     "no MAG detected the failure of the active LMA",
                 )
             )
-        fates = ("kept", "rebuilt", "lost", "pending", "not_attempted")
+        rebuilt = ("rebuilt",) if results.get("restart") is not None else ()
+        fates = ("kept", *rebuilt, "lost", "pending", "not_attempted")
         found.append(
             Check(
                 "failover accounting adds up",
-                sum(summary.get(f, 0) for f in fates) == summary["at_risk"],
+                sum(summary[f] for f in fates) == summary["at_risk"],
                 f"the failover accounting does not add up: {summary['at_risk']} sessions at "
-                f"risk, {', '.join(f'{summary.get(f, 0)} {f}' for f in fates)}",
+                f"risk, {', '.join(f'{summary[f]} {f}' for f in fates)}",
             )
         )
     restart = results.get("restart")
