@@ -245,6 +245,8 @@ class EmbeddedPair:
         assert self.active is not None
         self.active.kill()
 
+    loses_state = False
+
     def recover(self) -> None:
         raise NotImplementedError("a pair fails over: restart mode has its own target")
 
@@ -264,12 +266,15 @@ class EmbeddedPair:
 
 class EmbeddedLma:
     """Restart mode's target: one standalone ``lmaload lma`` process (no peer, no standby).
-    ``fail`` SIGKILLs it; ``recover`` starts it again with the same arguments and the next
-    Restart Counter (RFC 5847 §3.4: an LMA counts its restarts that lost the binding cache)."""
+    ``fail`` SIGKILLs it; ``recover`` starts it again with the same arguments. ``plain``: a
+    plain RFC 5213 LMA (``--plain``: no heartbeats, so no Restart Counter); otherwise the
+    reference LMA with the next Restart Counter each time (RFC 5847 §3.4: an LMA counts its
+    restarts that lost the binding cache)."""
 
-    def __init__(self, log_dir: Path, capture: bool = False) -> None:
+    def __init__(self, log_dir: Path, capture: bool = False, plain: bool = False) -> None:
         self.log_dir = log_dir
         self.capture = capture
+        self.plain = plain
         self.port = free_port(ACTIVE_HOST)
         self.restarts = 0
         self.lma: LmaChild | None = None
@@ -283,8 +288,12 @@ class EmbeddedLma:
             ACTIVE_HOST,
             self.port,
             self.log_dir,
-            ["--prefix-pool", PREFIX_POOL, "--restart-counter", str(self.restarts + 1), *pcap],
+            ["--prefix-pool", PREFIX_POOL, *self._kind, *pcap],
         )
+
+    @property
+    def _kind(self) -> list[str]:
+        return ["--plain"] if self.plain else ["--restart-counter", str(self.restarts + 1)]
 
     def wait_ready(self, timeout: float) -> None:
         """Until its /metrics answer; LmaStartError when it exits or time runs out."""
@@ -315,6 +324,8 @@ class EmbeddedLma:
         """SIGKILL the LMA: its binding cache is gone."""
         assert self.lma is not None
         self.lma.kill()
+
+    loses_state = True  # a new process: its binding cache starts empty
 
     def recover(self) -> None:
         """Start it again, at the same address (the MAGs' probes tell when it answers)."""

@@ -532,6 +532,8 @@ class Runner:
             self._hold(engine, failure + cfg.restart_after)
             self.target.recover()
             self._recovered_at = self.clock()
+            if self.target.loses_state:
+                engine.lma_lost_state()
         spread = len(engine.pop.mns) / cfg.shard_rate
         deadline = max(self.clock(), failure + cfg.restart_after) + STARTUP_TIMEOUT + spread
         deadline += cfg.detection_window + engine.config.give_up_after
@@ -596,7 +598,9 @@ def _target(config: RunConfig, log_dir: Path) -> Iterator[Target]:
             config.lma, config.standby, config.fail_cmd, config.mag_prefix, config.recover_cmd
         )
     elif config.mode == "restart":
-        target = EmbeddedLma(log_dir, capture=config.pcap is not None)
+        # A plain LMA has no RFC 5847: with the heartbeats on, the reference LMA alone.
+        plain = config.heartbeats != "on"
+        target = EmbeddedLma(log_dir, capture=config.pcap is not None, plain=plain)
     else:
         target = EmbeddedPair(
             config.mode,

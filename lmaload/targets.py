@@ -65,6 +65,12 @@ class Target(Protocol):
         """Restart mode: start the failed LMA again, now (or leave it to restart itself)."""
         ...
 
+    @property
+    def loses_state(self) -> bool:
+        """Restart mode: whether the LMA is known to come back without its bindings (then every
+        session accepted again is rebuilt, whatever the wire says)."""
+        ...
+
     def failure_problems(self) -> list[str]:
         """What went wrong failing the active (after ``fail``), one line each."""
         ...
@@ -127,6 +133,8 @@ class ExternalPair:
     def fail(self) -> None:
         assert self.fail_cmd is not None
         self._failing = subprocess.Popen(self.fail_cmd, shell=True, stdin=subprocess.DEVNULL)
+
+    loses_state = False  # not known: the MAGs' view (a Restart Counter, a new prefix)
 
     def recover(self) -> None:
         if self.recover_cmd is not None:

@@ -38,6 +38,7 @@ class SimSingle:
     starting = "starting the simulated LMA"
     observes_sync = False
     can_fail = True
+    loses_state = False  # the MAGs learn it from the Restart Counter, or not at all
 
     def __init__(self, sim: Simulator, counter_after: int | None) -> None:
         self.sim = sim
@@ -160,16 +161,21 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_embedded_lma_is_killed_started_again_and_every_session_rebuilt(tmp_path) -> None:
+@pytest.mark.parametrize("heartbeats", ["on", "auto"])  # auto: lmaload lma --plain
+def test_the_embedded_lma_is_killed_started_again_and_every_session_rebuilt(
+    tmp_path, heartbeats
+) -> None:
     results_path = tmp_path / "results.json"
     result = run_cli(
         *("--mns", "500", "--mags", "5", "--rate", "500", "--restart-after", "1"),
+        *("--heartbeats", heartbeats),
         *("--results", str(results_path)),
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(results_path.read_text())
     restart = results["restart"]
-    assert restart["at_risk"] == 500 and restart["rebuilt"] == 500  # Restart Counter 1 → 2
+    # A new process: the Restart Counter 1 → 2 says so, and the run knows it of the plain one.
+    assert restart["at_risk"] == 500 and restart["rebuilt"] == 500
     assert restart["not_reregistered"] == 0
     assert restart["recovered_at"] - restart["failure_at"] >= 1.0
     # Silent at least from the kill to the restart; the new process then takes a while to start.

@@ -379,6 +379,11 @@ class MagEngine:
             at_risk &= np.isin(mns["mag"], mags)
         self.takeover.mark_failure(when, at_risk, mns["lma"], self.config.mode == "restart")
 
+    def lma_lost_state(self) -> None:
+        """Restart mode: the driver knows the LMA came back without its bindings (a new
+        process): the sessions at risk count as rebuilt once accepted again."""
+        self.takeover.invalidated(np.arange(len(self.pop.mns)))
+
     @property
     def behind_schedule(self) -> float:
         """Fraction of scheduled registrations sent later than ``lag_tolerance``."""
