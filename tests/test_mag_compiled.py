@@ -77,7 +77,9 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         reorder_delay=0.02,
     )
     sim = Simulator(seed=seed, default_link=link)
-    mode = "virtual" if name == "virtual_restart" else "hard"
+    mode = {"virtual_restart": "virtual", "restart": "restart", "restart_quiet": "restart"}.get(
+        name, "hard"
+    )
     policy = Policy(home_networks=(HOME,))
     overrides: dict[str, Any] = {}
     pop = generate(PopulationSpec(mns=rng.randrange(50, 300), mags=rng.randrange(2, 13), seed=seed))
@@ -96,12 +98,14 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         overrides = {"pbu": PbuOptions(request_prefix=True), "clock_offset": 2.0}
     if name == "sequence":
         overrides = {"pbu": PbuOptions(timestamp=False)}
-    if name == "no_heartbeats":
+    if name in ("no_heartbeats", "restart_quiet"):
         overrides = {"heartbeats": "off", "failure_after": 2}
-    lma1, _ = lma_pair(sim, mode, policy)
+    lma1, _ = lma_pair(sim, "virtual" if mode == "virtual" else "hard", policy)
     if name == "statuses":
         sim.restart("lma1", StatusRewriter(lma1, set(range(1, 40, 3)), 157))
-    addresses = {"lmaa": LMAA} if mode == "virtual" else {"lmaa": LMA1, "standby": LMA2}
+    addresses = {"virtual": {"lmaa": LMAA}, "restart": {"lmaa": LMA1}}.get(
+        mode, {"lmaa": LMA1, "standby": LMA2}
+    )
     config = MagConfig(
         mode=mode,
         lifetime=8.0,
@@ -125,6 +129,13 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         sim.run_for(0.5 if name == "virtual_restart" else 1.5)
         if name == "virtual_restart":
             sim.restart("lma1", LmaEngine(replace(lma1.config, restart_counter=6), sim.now))
+    if mode == "restart":  # one LMA, back empty (with the next Restart Counter, or quietly)
+        sim.run_for(1.5)
+        engine.mark_failure(sim.now)
+        sim.crash("lma1")
+        sim.run_for(2.5)
+        counter = 6 if name == "restart" else lma1.config.restart_counter
+        sim.restart("lma1", LmaEngine(replace(lma1.config, restart_counter=counter), sim.now))
     if name == "no_heartbeats":  # the failure shows only as PBUs going unanswered
         sim.run_for(0.5)
         engine.mark_failure(sim.now)
@@ -153,7 +164,10 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         "missed": table.missed,
         "takeover": [
             getattr(meter, f).tobytes()
-            for f in ("fate", "_recovered_at", "_stayed", "_detected_at")
+            for f in (
+                "fate", "_recovered_at", "_stayed", "_detected_at", "_rebuilding", "_heard_at",
+                "_silent_from", "_back_at",
+            )
         ],
         "events": engine.events,
         "lag": (
@@ -172,15 +186,10 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "name",
     [
-        "lossy",
-        "crash_hard",
-        "virtual_restart",
-        "statuses",
-        "sequence",
-        "no_heartbeats",
-        "stored_nais",
+        "lossy", "crash_hard", "virtual_restart", "statuses", "sequence", "no_heartbeats",
+        "stored_nais", "restart", "restart_quiet",
     ],
-)
+)  # fmt: skip
 def test_compiled_steps_match_the_reference(name, seed):
     reference = scenario(name, seed, compiled=False)
     compiled = scenario(name, seed, compiled=True)
@@ -211,6 +220,9 @@ def test_the_scenarios_reach_their_rare_paths():
     quiet = scenario("no_heartbeats", 0, compiled=True)
     assert quiet["counters"]["heartbeat_requests_sent"] == 0
     assert any(e.kind == "lma_down" for e in quiet["events"])
+    for name, lost_state in (("restart", True), ("restart_quiet", False)):
+        back = [e for e in scenario(name, 0, compiled=True)["events"] if e.kind == "lma_back"]
+        assert back and all(e.detail["lost_state"] == lost_state for e in back)
 
 
 @pytest.mark.parametrize("seed", range(20))

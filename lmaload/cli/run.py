@@ -23,7 +23,6 @@ from lmaload.cli.group import (
     mags_option,
     main,
     metrics_port_option,
-    mode_option,
     parse_duration,
     pbu_order_option,
     results_option,
@@ -127,7 +126,15 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     "Ending at 0, --mns defaults to the registrations the stages schedule. Shards split each "
     "rate.",
 )
-@mode_option
+@click.option(
+    "--mode",
+    type=click.Choice(["hard", "virtual", "restart"]),
+    default="hard",
+    show_default=True,
+    help="hard: the MAGs fail over to the standby's own address (SwitchOver); virtual: the "
+    "standby takes the shared LMAA; restart: one LMA without a standby, failed and started "
+    "again: the MAGs wait for it and register every session there again.",
+)
 @sync_option
 @heartbeat_interval_option
 @click.option(
@@ -164,6 +171,20 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     metavar="CMD",
     help="Shell command that fails your active LMA; run at the failure instant. Without it a "
     "run against --lma ends after the registrations.",
+)
+@click.option(
+    "--recover-cmd",
+    metavar="CMD",
+    help="--mode restart with --lma: shell command that starts your LMA again, --restart-after "
+    "seconds after --fail-cmd (without it the LMA is expected to restart itself).",
+)
+@click.option(
+    "--restart-after",
+    type=Duration(min=0),
+    default=3.0,
+    show_default=True,
+    help="--mode restart: seconds from the failure to starting the LMA again (the embedded LMA, "
+    "or --recover-cmd).",
 )
 @click.option(
     "--sync-wait",
@@ -400,6 +421,8 @@ def run_config(
             lma=targets[0],
             standby=targets[1],
             fail_cmd=options["fail_cmd"],
+            recover_cmd=options["recover_cmd"],
+            restart_after=options["restart_after"],
             sync_wait=options["sync_wait"],
             pcap=options["pcap"],
             shard=shard,

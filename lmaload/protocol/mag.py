@@ -27,7 +27,9 @@ asked for a PBA (the first MN registered for 4 s, de-registered once answered; a
 Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, each of them sends a
 PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
 Switch (MH 12, §8.6, R28) does the same towards the address it carries, for the sessions anchored
-at the LMA its LFI names (without LFI: every session not already there). Virtual switch (§8.7):
+at the LMA its LFI names (without LFI: every session not already there). Restart mode: one LMA, no
+standby; a MAG that lost it waits and probes until it answers, then registers its sessions there
+again (``LmaRestart``, ``mag_restart``). Virtual switch (§8.7):
 one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted (and with
 ``refresh_on_recovery`` the sessions are refreshed as soon as the LMAA answers again).
 
@@ -66,6 +68,7 @@ from lmaload.protocol.events import Event
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
 from lmaload.protocol.mag_liveness import LmaLiveness
+from lmaload.protocol.mag_restart import LmaRestart
 from lmaload.protocol.mag_sender import PbuSender
 from lmaload.protocol.mag_state import (
     AWAITING_PBA,
@@ -172,6 +175,22 @@ class MagEngine:
             self.counters,
             self.takeover,
         )
+        self.restart = (
+            LmaRestart(
+                population,
+                config,
+                self.peers,
+                self.sender,
+                self._timers,
+                self.heartbeats,
+                self.counters,
+                self.takeover,
+                self.events,
+                now,
+            )
+            if config.mode == "restart"
+            else None
+        )
         self.liveness = LmaLiveness(
             population,
             config,
@@ -183,6 +202,7 @@ class MagEngine:
             self.counters,
             self.takeover,
             self.events,
+            self.restart,
         )
 
         # The open-loop schedule: IDLE rows in row order, intended times from ``schedule_start``
@@ -212,10 +232,13 @@ class MagEngine:
         """Process a batch of received Mobility Headers (PBAs, heartbeats, HA Switch)."""
         parts = datagrams.parts()
         listed = [p for p in parts if not isinstance(p, Columns)]
-        for columns in [p for p in parts if isinstance(p, Columns)]:
-            self._receive_columns(columns, now)
+        batches = [p for p in parts if isinstance(p, Columns)]
         if listed:
-            self._receive_columns(Columns.of(listed), now)  # type: ignore[arg-type]
+            batches.append(Columns.of(listed))  # type: ignore[arg-type]
+        for columns in batches:
+            self._receive_columns(columns, now)
+            if self.restart is not None:
+                self.restart.heard(columns, now, self.heartbeating)
 
     def _receive_columns(self, columns: Columns, now: float) -> None:
         if self._probe_due is not None and not self._cursor:  # the start-up check's PBAs
@@ -263,7 +286,7 @@ class MagEngine:
                 self._registered(registrations, now)
             if accepted:
                 rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
-                meter.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
+                meter.accepted(rows, lmas, changed, now, self.config.mode != "hard")
             if rejected:  # in row order, as the reference's np.unique leaves them
                 rows, lmas, status, seq = np.array(sorted(rejected), dtype=np.int64).T
                 self._reject(rows, lmas, status, seq, now)
@@ -309,6 +332,8 @@ class MagEngine:
             times.append(hb)
         if self._probe_due is not None:
             times.append(self._probe_due)
+        if self.restart is not None and not self.heartbeating:
+            times.append(self.restart.probe_due)
         if self._deregister_at is not None:
             times.append(self._deregister_at)
         return min(times, default=None)
@@ -326,6 +351,11 @@ class MagEngine:
             and due <= now + TIME_SLACK
         ):
             self.liveness.tick(now)
+        restart = self.restart
+        if restart is not None and not self.heartbeating and restart.probe_due <= now + TIME_SLACK:
+            down = restart.tick(now)
+            self.heartbeats.up[down] = False
+            self.liveness.went_down(down, np.zeros(len(down), dtype=np.int64), now)
         self._session_timers(now, limit)
         if self._deregister_at is not None and self._deregister_at <= now + TIME_SLACK:
             self._deregister_at = None
@@ -349,7 +379,12 @@ class MagEngine:
         at_risk = np.isin(mns["state"], BOUND) & (mns["t_acked"] <= ns(when))
         if mags is not None:
             at_risk &= np.isin(mns["mag"], mags)
-        self.takeover.mark_failure(when, at_risk, mns["lma"])
+        self.takeover.mark_failure(when, at_risk, mns["lma"], self.config.mode == "restart")
+
+    def lma_lost_state(self) -> None:
+        """Restart mode: the driver knows the LMA came back without its bindings (a new
+        process): the sessions at risk count as rebuilt once accepted again."""
+        self.takeover.invalidated(np.arange(len(self.pop.mns)))
 
     @property
     def behind_schedule(self) -> float:
@@ -570,7 +605,7 @@ class MagEngine:
         final = ~retry & ~no_state
         # A timing retry may still keep the session; one given up on (``final``) is lost.
         lost = ~(retry & np.isin(status, KEEPS_BINDING))
-        self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode == "virtual")
+        self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode != "hard")
         for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
             self.counters.failed[int(code)] += int(n)
         mns["state"][rows[final]] = S.FAILED
@@ -605,7 +640,7 @@ class MagEngine:
         registrations = int(np.count_nonzero(state == S.REGISTERING))
         if registrations:
             self._registered(registrations, now)
-        self.takeover.accepted(rows, lma, changed, now, cfg.mode == "virtual")
+        self.takeover.accepted(rows, lma, changed, now, cfg.mode != "hard")
         granted = pba["lifetime"].astype(np.float64) * 4
         refresh_in = np.maximum(
             np.maximum(granted - cfg.refresh_margin, granted / 2), cfg.initial_bindack_timeout
