@@ -61,11 +61,10 @@ cdef uint8_t PBCI_FIXED_LENGTH = wo.PBCI_FIXED_LENGTH
 cdef uint32_t NO_MN_ID = bulk_types.NO_MN_ID
 
 
-# ---------------------------------------------------------------------------------------------
-# Checksum and octet helpers
-
 include "octets.pxi"
 include "mh_heartbeat.pxi"
+include "nai_index.pxi"
+include "decimal.pxi"
 
 
 cdef object c_array(arr, dtype):
@@ -77,50 +76,20 @@ cdef object c_array(arr, dtype):
     return arr
 
 
-# "00".."99": two decimal digits per table lookup; DIGIT_SUM[k] is the pair as a big-endian word.
-cdef char DIGITS[200]
-cdef uint16_t DIGIT_SUM[100]
-for _k in range(100):
-    DIGITS[2 * _k] = 48 + _k // 10
-    DIGITS[2 * _k + 1] = 48 + _k % 10
-    DIGIT_SUM[_k] = ((48 + _k // 10) << 8) | (48 + _k % 10)
-
-
-cdef inline int decimal_length(uint32_t v) noexcept nogil:
-    return (1 + (v >= 10) + (v >= 100) + (v >= 1000) + (v >= 10000) + (v >= 100000)
-            + (v >= 1000000) + (v >= 10000000) + (v >= 100000000) + (v >= 1000000000))
-
-
-cdef inline uint64_t write_decimal(uint8_t* end, uint32_t v) noexcept nogil:
-    """Write v's decimal digits so that they end just before ``end``; return their big-endian
-    word sum modulo 0xFFFF, counted from the last digit (the pairs from the end are whole words,
-    and a lone leading digit is the low octet of one)."""
-    cdef uint64_t s = 0
-    cdef uint32_t r
-    while v >= 100:
-        r = v % 100
-        v //= 100
-        end -= 2
-        memcpy(end, &DIGITS[2 * r], 2)
-        s += DIGIT_SUM[r]
-    if v >= 10:
-        memcpy(end - 2, &DIGITS[2 * v], 2)
-        return s + DIGIT_SUM[v]
-    end -= 1
-    end[0] = 48 + v
-    return s + 48 + v
-
-
 # ---------------------------------------------------------------------------------------------
 # PBU encoder
 #
-# Everything in a PBU is fixed by the call except per-row fields, the length of the NAI's digits
-# (1..10) and the MN LL-ID's length (0..8). Those two fix the layout (padding depends on where
-# the MN-ID option ends), so each (digits, LL-ID length) pair gets a template: the whole message
-# with zeros in the per-row fields, where they go, and the checksum sum of its constant octets.
+# Everything in a PBU is fixed by the call except per-row fields, the NAI's length (0..254:
+# for a derived NAI mn{digits}@realm, its digits' 1..10) and the MN LL-ID's length (0..8). Those
+# two fix the layout (padding depends on where the MN-ID option ends), so each (NAI length, LL-ID
+# length) pair gets a template: the whole message with zeros in the per-row fields (a stored
+# NAI is one, a derived NAI's digits are), where they go, and the checksum sum of its constant
+# octets.
 
 cdef enum:
-    NAI_DIGITS_AT = 37    # after HNP (12..31) and MN-ID Type, Length, Subtype, "mn" (32..36)
+    NAI_AT = 35           # after HNP (12..31) and MN-ID Type, Length, Subtype (32..34)
+    NAI_DIGITS_AT = 37    # a derived NAI's digits, after "mn"
+    MAX_NAI = 254         # the MN-ID option's data (subtype + NAI) is at most 255 octets
     MAX_TEMPLATE = 1024   # > 289 (MN-ID's end, data <= 255) + 356 (padded tail options)
     MAX_TAIL = 8
 
@@ -137,7 +106,6 @@ cdef struct tail_option_t:
 
 
 cdef struct template_t:
-    uint8_t ok            # 0: the MN-ID option data would exceed 255 octets
     int32_t length
     int32_t ts_at, hi_at, att_at, ll_at, hoa_at, coa_at   # MH offsets of per-row fields, -1
     uint32_t hi_shift, att_shift   # 8 for a one-octet field at an even offset
@@ -152,7 +120,7 @@ cdef enum:
     PREFETCH_AHEAD = 32   # rows; found by measurement (sequential and random rows)
     COPY_BLOCK = 96       # see copy_template
     MIN_PBU = 48
-    LAYOUTS = 10 * 9      # NAI digits 1..10 by LL-ID length 0..8 (the ll_id column's size)
+    LAYOUTS = (MAX_NAI + 1) * 9  # NAI length 0..254 by LL-ID length 0..8 (ll_id's size)
 
 
 cdef struct pbu_batch_t:
@@ -165,12 +133,14 @@ cdef struct pbu_batch_t:
     const uint64_t* mag_sum      # pseudo-header sum per MAG
     bint request_prefix
     bint link_layer_id
-    uint8_t head[NAI_DIGITS_AT]  # MH header to the NAI's digits, per-row fields zero
+    uint8_t head[NAI_AT]         # MH header to the NAI, per-row fields zero
     const uint8_t* realm
     int realm_length
+    const uint8_t* nai_blob      # stored NAIs (row i's at nai_offsets[i]..), NULL: derived
+    const int64_t* nai_offsets
     tail_option_t tail[MAX_TAIL]  # the options after the MN-ID
     int tail_count
-    template_t* templates        # [digits - 1][LL-ID length], built when first needed
+    template_t* templates        # [NAI length][LL-ID length], built when first needed
     uint8_t built[LAYOUTS]
     uint8_t* out
     int64_t* offsets
@@ -190,24 +160,20 @@ cdef int add_tail_option(
 
 
 cdef void build_template(
-    template_t* t, const pbu_batch_t* c, int digits, int ll_length
+    template_t* t, const pbu_batch_t* c, int nai_length, int ll_length
 ) noexcept nogil:
     """The encode_options algorithm (spec-digest §1.2) from MH offset 12, for one layout."""
     cdef uint8_t* p = t.data
-    cdef int mnid_length = 1 + 2 + digits + 1 + c.realm_length
-    cdef int pos, k, length, at
+    cdef int pos = NAI_AT + nai_length, k, length, at
     cdef const tail_option_t* o
     t.ts_at = t.hi_at = t.att_at = t.ll_at = t.hoa_at = t.coa_at = -1
-    t.ok = mnid_length <= MAX_OPTION
-    if not t.ok:
-        return
-    memcpy(p, c.head, NAI_DIGITS_AT)
-    p[33] = mnid_length
-    pos = NAI_DIGITS_AT + digits
-    memset(p + NAI_DIGITS_AT, 0, digits)
-    p[pos] = 64  # "@"
-    memcpy(p + pos + 1, c.realm, c.realm_length)
-    pos += 1 + c.realm_length
+    memcpy(p, c.head, NAI_AT)
+    p[33] = 1 + nai_length
+    memset(p + NAI_AT, 0, nai_length)
+    if c.nai_blob == NULL:  # "mn", the digits (zero), "@" and the realm
+        memcpy(p + NAI_AT, b"mn", 2)
+        p[pos - 1 - c.realm_length] = 64
+        memcpy(p + pos - c.realm_length, c.realm, c.realm_length)
     for k in range(c.tail_count):
         o = &c.tail[k]
         if o.field == F_LL and ll_length == 0:
@@ -264,12 +230,14 @@ cdef int encode_pbu_rows(pbu_batch_t* c) noexcept nogil:
     cdef const mn_t* mns = c.mns
     cdef const mag_t* mags = c.mags
     cdef const uint64_t* mag_sum = c.mag_sum
+    cdef const uint8_t* nai_blob = c.nai_blob
+    cdef const int64_t* nai_offsets = c.nai_offsets
     cdef template_t* templates = c.templates
     cdef int64_t* offsets = c.offsets
     cdef Py_ssize_t n = c.n, n_mns = c.n_mns, n_mags = c.n_mags
     cdef bint request_prefix = c.request_prefix, link_layer_id = c.link_layer_id
     cdef uint8_t* p = c.out
-    cdef Py_ssize_t i, row, mag, length, total = 0
+    cdef Py_ssize_t i, row, mag, length, nai_at, nai_length, total = 0
     cdef const mn_t* mn
     cdef template_t* t
     cdef int d, l, layout
@@ -291,27 +259,36 @@ cdef int encode_pbu_rows(pbu_batch_t* c) noexcept nogil:
         if mag >= n_mags:
             return ERR_MAG
         mn_id, seq, hi, att, ts = mn.mn_id, mn.seq, mn.hi, mn.att, mn.ts
-        d = decimal_length(mn_id)
+        if nai_blob == NULL:
+            d = decimal_length(mn_id)
+            nai_length = 3 + d + c.realm_length
+        else:
+            nai_at = nai_offsets[row]
+            nai_length = nai_offsets[row + 1] - nai_at
+        if nai_length > MAX_NAI:
+            return ERR_NAI
         l = min(mn.ll_len, 8) if link_layer_id else 0
-        layout = (d - 1) * 9 + l
+        layout = nai_length * 9 + l
         t = &templates[layout]
         if not c.built[layout]:
-            build_template(t, c, d, l)
+            build_template(t, c, nai_length, l)
             c.built[layout] = 1
-        if not t.ok:
-            return ERR_NAI
         length, ts_at, hi_at, att_at = t.length, t.ts_at, t.hi_at, t.att_at
         a = t.sum + mag_sum[mag] + seq
         a += (<uint64_t>hi << t.hi_shift) + (<uint64_t>att << t.att_shift)
         b = 0
         copy_template(p, t.data, length)
         put_be16(p + 6, seq)
-        # The digits end at 37 + d: an even offset (weight 1) when d is odd.
-        v = write_decimal(p + NAI_DIGITS_AT + d, mn_id)
-        if d & 1:
-            a += v
-        else:
-            b += v
+        if nai_blob == NULL:
+            # The digits end at 37 + d: an even offset (weight 1) when d is odd.
+            v = write_decimal(p + NAI_DIGITS_AT + d, mn_id)
+            if d & 1:
+                a += v
+            else:
+                b += v
+        elif nai_length:  # from the odd offset 35: one low octet, then whole words
+            memcpy(p + NAI_AT, nai_blob + nai_at, nai_length)
+            a += p[NAI_AT] + csum_add(p + NAI_AT + 1, nai_length - 1)
         if ts_at >= 0:
             v = bswap64(ts)
             memcpy(p + ts_at, &v, 8)
@@ -347,7 +324,7 @@ cdef class PbuEncoder:
     cdef pbu_batch_t* c
     cdef template_t* templates
     cdef uint64_t* mag_sum
-    cdef object pop, mags_a
+    cdef object pop, mags_a, nais
     cdef bytes realm
     cdef Py_ssize_t longest
 
@@ -376,7 +353,7 @@ cdef class PbuEncoder:
             raise MemoryError()
         cdef pbu_batch_t* c = self.c
         # MH header, fixed part, HNP (ALL_ZERO ::/0 unless per row), MN-ID up to the digits.
-        memset(c.head, 0, NAI_DIGITS_AT)
+        memset(c.head, 0, NAI_AT)
         c.head[0] = PAYLOAD_PROTO_NONE
         c.head[2] = MH_BINDING_UPDATE
         put_be16(c.head + 8, int(flags))
@@ -385,9 +362,21 @@ cdef class PbuEncoder:
         c.head[13] = 18
         c.head[32] = cp.OPT_MN_IDENTIFIER
         c.head[34] = MNID_SUBTYPE_NAI
-        memcpy(c.head + 35, b"mn", 2)
         c.realm = self.realm
         c.realm_length = len(self.realm)
+        c.nai_blob, c.nai_offsets = NULL, NULL
+        if pop.nais is None:
+            longest_nai = 3 + 10 + c.realm_length
+        else:
+            self.nais = (
+                np.ascontiguousarray(pop.nais.blob, dtype=np.uint8),
+                np.ascontiguousarray(pop.nais.offsets, dtype=np.int64),
+            )
+            if len(self.nais[1]) != len(pop.mns) + 1:
+                raise ValueError("the population's NAI column is not one NAI a row")
+            c.nai_blob = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>self.nais[0])
+            c.nai_offsets = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>self.nais[1])
+            longest_nai = int(np.diff(self.nais[1]).max(initial=0))
         c.link_layer_id = bool(options.link_layer_id)
         c.request_prefix = bool(options.request_prefix)
         c.tail_count = 0
@@ -421,8 +410,8 @@ cdef class PbuEncoder:
         c.n_mags = n_mags
         c.mag_sum = self.mag_sum
 
-        # Room for the longest layout (10 digits, widest padding) per message.
-        self.longest = NAI_DIGITS_AT + 10 + 1 + c.realm_length + 7
+        # Room for the longest layout (the longest NAI, widest padding) per message.
+        self.longest = NAI_AT + min(longest_nai, MAX_NAI) + 7
         for k in range(c.tail_count):
             self.longest += (
                 c.tail[k].x + 1 + c.tail[k].length + (8 if c.tail[k].field == F_LL else 0)
@@ -606,11 +595,34 @@ cdef int check_layouts() except -1:
 check_layouts()
 
 
-def decode_pbas(buf, offsets, framing="ipv6", config=DEFAULT_CONFIG):
+def nai_slots(blob, offsets):
+    """NaiIndex.slots for the NAIs ``blob[offsets[k]:offsets[k + 1]]`` (py_nai_slots)."""
+    cdef const uint8_t[::1] b = np.ascontiguousarray(blob, dtype=np.uint8)
+    cdef const int64_t[::1] o = np.ascontiguousarray(offsets, dtype=np.int64)
+    cdef Py_ssize_t n = o.shape[0] - 1, size = 2, k
+    while size < 2 * n:
+        size *= 2
+    slots_a = np.full(size, -1, dtype=np.int64)
+    cdef int64_t[::1] slots = slots_a
+    cdef uint64_t mask = size - 1, i
+    with nogil:
+        for k in range(n):
+            i = nai_hash(&b[0] + o[k] if o[k + 1] > o[k] else NULL, o[k + 1] - o[k]) & mask
+            while slots[i] >= 0:
+                i = (i + 1) & mask
+            slots[i] = k
+    return slots_a
+
+
+def decode_pbas(buf, offsets, framing="ipv6", config=DEFAULT_CONFIG, nais=None):
     """PBA_DTYPE columns for a batch of received datagrams: ``framing`` "ipv6" for datagrams
-    that start with the RFC 5844 inner IPv6 header, "mh" for bare Mobility Headers."""
+    that start with the RFC 5844 inner IPv6 header, "mh" for bare Mobility Headers; ``nais``
+    (a NaiIndex) gives the ``mn_id`` of a stored NAI, else an NAI is mn{digits}@..."""
     cdef batch_t g
     cdef decoded_t m
+    cdef nai_index_t index
+    cdef bint stored = nais is not None
+    keep_nais = open_nai_index(&index, nais) if stored else None
     out, keep = open_batch(&g, buf, offsets, framing, config, PBA_DTYPE)
     cdef pba_t* rec = <pba_t*>cnp.PyArray_DATA(out)
     cdef Py_ssize_t i, body, count = len(out)
@@ -630,7 +642,10 @@ def decode_pbas(buf, offsets, framing="ipv6", config=DEFAULT_CONFIG):
             rec[i].lifetime = be16(m.mh + 10)
             body = m.found.mnid
             if body >= 0 and m.mh[body] == MNID_SUBTYPE_NAI:
-                rec[i].mn_id = nai_mn_id(m.mh + body + 1, m.mh[body - 1] - 1)
+                if stored:
+                    rec[i].mn_id = nai_lookup(&index, m.mh + body + 1, m.mh[body - 1] - 1)
+                else:
+                    rec[i].mn_id = nai_mn_id(m.mh + body + 1, m.mh[body - 1] - 1)
             if m.found.hnp >= 0:
                 rec[i].hnp_len = m.mh[m.found.hnp + 1]
                 memcpy(rec[i].hnp, m.mh + m.found.hnp + 2, 16)

@@ -86,6 +86,7 @@ cdef double TIME_SLACK = 1e-6  # mag_heartbeat.TIME_SLACK
 include "octets.pxi"
 include "mh_decode.pxi"
 include "mh_heartbeat.pxi"
+include "nai_index.pxi"
 
 
 cdef object c_array(arr, dtype, name):
@@ -150,6 +151,8 @@ cdef class MagStep:
     cdef Py_ssize_t n_mags, n_lmas
     cdef const uint32_t* ids_sorted
     cdef const int64_t* id_order
+    cdef nai_index_t nais
+    cdef bint stored_nais  # the population's NAIs are in ``nais``, not mn{digits}@...
     cdef const uint8_t* lma_packed
     cdef int8_t* lfi
     cdef int64_t* unanswered  # (MAG, LMA): PBUs unanswered in a row (MagEngine._unanswered)
@@ -201,6 +204,7 @@ cdef class MagStep:
         mag_lma,
         ids_sorted,
         id_order,
+        nais,
         RowHeap timers,
         table,
         lag,
@@ -232,6 +236,9 @@ cdef class MagStep:
         self.mag_lma = <const uint8_t*>data_of(mag_lma)
         self.ids_sorted = <const uint32_t*>data_of(ids_sorted)
         self.id_order = <const int64_t*>data_of(id_order)
+        self.stored_nais = nais is not None
+        if self.stored_nais:
+            self.refs.append(open_nai_index(&self.nais, nais))
         self.timers = timers
         self.mag_index = AddressTable(mags["addr6"])
         fill_wire(&self.wire, DEFAULT_CONFIG)
@@ -591,7 +598,10 @@ cdef class MagStep:
             mh = d.mh
             mn_id = NO_MN_ID
             if d.found.mnid >= 0 and mh[d.found.mnid] == MNID_SUBTYPE_NAI:
-                mn_id = nai_mn_id(mh + d.found.mnid + 1, mh[d.found.mnid - 1] - 1)
+                if self.stored_nais:
+                    mn_id = nai_lookup(&self.nais, mh + d.found.mnid + 1, mh[d.found.mnid - 1] - 1)
+                else:
+                    mn_id = nai_mn_id(mh + d.found.mnid + 1, mh[d.found.mnid - 1] - 1)
             row = self.row_of(mn_id)
             lma = self.lma_of(src + i * ADDRESS)
             if row < 0 or lma < 0:

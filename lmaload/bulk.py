@@ -21,14 +21,17 @@ from lmaload.bulk_types import (
     DECODE_OK,
     DECODE_OTHER_MESSAGE,
     DEFAULT_PBU_OPTIONS,
+    FNV_OFFSET,
+    FNV_PRIME,
     HEARTBEAT_DTYPE,
     NO_MN_ID,
     PBA_DTYPE,
     SS_ACK_DTYPE,
+    NaiIndex,
     PbuOptions,
     SyncBatch,
 )
-from lmaload.population import Population
+from lmaload.population import NaiColumn, Population
 from lmaload.wire import (
     AccessTechnologyType,
     BindingAck,
@@ -236,6 +239,48 @@ def _mn_id_from_nai(identifier: bytes) -> int:
     return int(digits)
 
 
+def _nai_hash(nai: bytes) -> int:
+    h = FNV_OFFSET
+    for octet in nai:
+        h = ((h ^ octet) * FNV_PRIME) & 0xFFFF_FFFF_FFFF_FFFF
+    return h
+
+
+def py_nai_slots(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """NaiIndex.slots for the NAIs ``blob[offsets[k]:offsets[k + 1]]``: entries inserted in
+    order, each in the first free slot from its hash's."""
+    n = len(offsets) - 1
+    size = 2
+    while size < 2 * n:
+        size *= 2
+    slots = np.full(size, -1, dtype=np.int64)
+    data = blob.tobytes()
+    for k in range(n):
+        i = _nai_hash(data[offsets[k] : offsets[k + 1]]) & (size - 1)
+        while slots[i] >= 0:
+            i = (i + 1) & (size - 1)
+        slots[i] = k
+    return slots
+
+
+def nai_lookup(index: NaiIndex, nai: bytes) -> int:
+    """The mn_id of ``nai`` in ``index``, NO_MN_ID for none."""
+    mask = len(index.slots) - 1
+    i = _nai_hash(nai) & mask
+    while (k := int(index.slots[i])) >= 0:
+        if index.blob[index.offsets[k] : index.offsets[k + 1]].tobytes() == nai:
+            return int(index.ids[k])
+        i = (i + 1) & mask
+    return NO_MN_ID
+
+
+def nai_index(nais: NaiColumn, ids: np.ndarray) -> NaiIndex:
+    """The index of a population's stored NAIs (row ``k``'s NAI to ``ids[k]``, its mn_id)."""
+    return NaiIndex(
+        nais.blob, nais.offsets, ids.astype(np.uint32), nai_slots(nais.blob, nais.offsets)
+    )
+
+
 def _decode_batch(
     buf: np.ndarray,
     offsets: np.ndarray,
@@ -278,7 +323,7 @@ def _first(options: tuple[Option, ...], kind: type[Option]) -> Option | None:
     return next((o for o in options if isinstance(o, kind)), None)
 
 
-def _fill_pba(rec: np.ndarray, msg: BindingAck) -> None:
+def _fill_pba(rec: np.ndarray, msg: BindingAck, nais: NaiIndex | None) -> None:
     rec["status"], rec["flags"], rec["seq"], rec["lifetime"] = (
         msg.status,
         msg.flags,
@@ -287,7 +332,12 @@ def _fill_pba(rec: np.ndarray, msg: BindingAck) -> None:
     )
     mnid = _first(msg.options, MobileNodeIdentifier)
     nai = mnid is not None and mnid.subtype == cp.MNID_SUBTYPE_NAI
-    rec["mn_id"] = _mn_id_from_nai(mnid.identifier) if nai else NO_MN_ID
+    if not nai:
+        rec["mn_id"] = NO_MN_ID
+    elif nais is not None:
+        rec["mn_id"] = nai_lookup(nais, mnid.identifier)
+    else:
+        rec["mn_id"] = _mn_id_from_nai(mnid.identifier)
     hnp = _first(msg.options, HomeNetworkPrefix)
     if hnp is not None:
         rec["hnp"] = np.frombuffer(hnp.prefix.packed, dtype=np.uint8)
@@ -298,12 +348,23 @@ def _fill_pba(rec: np.ndarray, msg: BindingAck) -> None:
 
 
 def py_decode_pbas(
-    buf: np.ndarray, offsets: np.ndarray, framing: str = "ipv6", config: WireConfig = DEFAULT_CONFIG
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    framing: str = "ipv6",
+    config: WireConfig = DEFAULT_CONFIG,
+    nais: NaiIndex | None = None,
 ) -> np.ndarray:
     """PBA_DTYPE columns for a batch of received datagrams: ``framing`` "ipv6" for datagrams
-    that start with the RFC 5844 inner IPv6 header, "mh" for bare Mobility Headers."""
+    that start with the RFC 5844 inner IPv6 header, "mh" for bare Mobility Headers; ``nais``
+    gives the ``mn_id`` of a stored NAI, else an NAI is mn{digits}@..."""
     out = _decode_batch(
-        buf, offsets, framing, config, PBA_DTYPE, lambda m: isinstance(m, BindingAck), _fill_pba
+        buf,
+        offsets,
+        framing,
+        config,
+        PBA_DTYPE,
+        lambda m: isinstance(m, BindingAck),
+        lambda rec, m: _fill_pba(rec, m, nais),
     )
     out["mn_id"][out["error"] != DECODE_OK] = NO_MN_ID
     return out
@@ -359,6 +420,7 @@ def _compiled(module: str, name: str, reference: Callable) -> Callable:
     return getattr(compiled, name)
 
 
+nai_slots = _compiled("bulk", "nai_slots", py_nai_slots)
 encode_pbus = _compiled("bulk", "encode_pbus", py_encode_pbus)
 encode_heartbeats = _compiled("bulk", "encode_heartbeats", py_encode_heartbeats)
 decode_pbas = _compiled("bulk", "decode_pbas", py_decode_pbas)

@@ -10,7 +10,22 @@ import numpy as np
 
 from lmaload.wire import LmaFailureIndication
 
-NO_MN_ID = 0xFFFFFFFF  # mn_id column of a decoded PBA whose NAI is not mn{digits}@...
+NO_MN_ID = 0xFFFFFFFF  # mn_id column of a decoded PBA whose NAI is no MN's
+FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3  # FNV-1a, 64 bits
+
+
+@dataclass(frozen=True)
+class NaiIndex:
+    """Stored NAIs to their ``mn_id``, for a population whose NAIs are not ``mn{digits}@...``
+    (``lmaload.bulk.nai_index``): entry ``k`` is the NAI ``blob[offsets[k]:offsets[k + 1]]`` of
+    ``ids[k]``. ``slots`` (a power of two of them, at least twice the entries) is an open-addressing
+    table: the FNV-1a hash of an NAI, masked, is its first slot, then the next ones in turn;
+    each holds an entry or -1. A match is confirmed by comparing the octets."""
+
+    blob: np.ndarray  # uint8
+    offsets: np.ndarray  # int64
+    ids: np.ndarray  # uint32
+    slots: np.ndarray  # int64
 
 
 @dataclass(frozen=True)

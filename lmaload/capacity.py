@@ -45,7 +45,8 @@ from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
-from lmaload.run import MAX_BEHIND_SCHEDULE, SLICE, MagDriver
+from lmaload.run import SLICE, MagDriver
+from lmaload.run_checks import MAX_BEHIND_SCHEDULE
 from lmaload.targets import Target, own_lmas
 from lmaload.transport.mag_loop import MagLoop
 

@@ -83,11 +83,12 @@ RUN = [
     *_latency("registration.latency", "registration", "latency_us", what="registration latency"),
     *_latency("refresh.latency", "refresh_latency_us", what="refresh latency"),
     *_over_mags("detection", "failure to detection"),
-    *_over_mags("takeover", "failure to takeover"),
+    *_over_mags("takeover", "failure to takeover (restart mode: to re-registration)"),
+    *_over_mags("outage", "restart mode: last answer before the failure to first after"),
     *(
-        Figure(f"sessions.{fate}", "count", "higher" if fate == "kept" else "lower",
+        Figure(f"sessions.{fate}", "count", "higher" if fate in ("kept", "rebuilt") else "lower",
                f"sessions at risk {fate.replace('_', ' ')}", _path("takeover", "summary", fate))
-        for fate in ("kept", "lost", "pending", "not_attempted")
+        for fate in ("kept", "rebuilt", "lost", "pending", "not_attempted")
     ),
     Figure("generator.behind_schedule", "ratio", "lower", "sends later than the lag tolerance",
            _path("generator", "behind_schedule")),

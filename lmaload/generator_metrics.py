@@ -43,7 +43,7 @@ PHASES = ("start", "connect", "register", "sync", "hold", "failover", "done")
 STATES = {
     getattr(SessionState, name): name.lower() for name in vars(SessionState) if name.isupper()
 }
-FATES = ("kept", "lost", "pending", "not_attempted")
+FATES = ("kept", "rebuilt", "lost", "pending", "not_attempted")
 PUSH_TIMEOUT = 10.0
 
 
@@ -67,6 +67,7 @@ class GeneratorSnapshot:
     behind_schedule: float = 0.0
     detection: np.ndarray = field(default_factory=lambda: np.zeros(0))  # seconds, per MAG
     takeover: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    outage: np.ndarray = field(default_factory=lambda: np.zeros(0))  # restart mode, per MAG
     fates: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FATES, 0))
     datagrams_sent: int = 0
     datagrams_received: int = 0
@@ -108,6 +109,7 @@ class GeneratorMetrics(Collector):
             behind_schedule=engine.behind_schedule,
             detection=_finite(meter.detection),
             takeover=_finite(meter.takeover),
+            outage=_finite(meter.outage),
             fates={name: int(getattr(meter, name).sum()) for name in FATES},
             datagrams_sent=loop.datagrams_sent,
             datagrams_received=loop.datagrams_received,
@@ -225,6 +227,12 @@ class GeneratorMetrics(Collector):
                 "From the failure to the MAG's last session taken over, over MAGs",
                 s.takeover,
             ),
+            (
+                "outage",
+                "Restart mode: from the LMA's last answer to a MAG before the failure to its "
+                "first after it, over MAGs",
+                s.outage,
+            ),
         ):
             family = HistogramMetricFamily(PREFIX + f"failover_{name}_seconds", help_text)
             family.add_metric([], *_value_buckets(values))
@@ -232,7 +240,8 @@ class GeneratorMetrics(Collector):
         yield _labelled(
             GaugeMetricFamily,
             "takeover_sessions",
-            "Sessions at risk in the failure, by fate: kept, lost, pending, not attempted",
+            "Sessions at risk in the failure, by fate: kept, rebuilt (restart mode), lost, "
+            "pending, not attempted",
             "fate",
             s.fates,
         )

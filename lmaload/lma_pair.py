@@ -5,7 +5,8 @@ Hard mode: each LMA is reached at its own address (127.0.0.11, 127.0.0.12; inner
 IPv4-mapped). Virtual mode: the MAGs talk to the shared LMAA 127.0.0.10, bound by the active and
 taken over by the standby. Either way each LMA serves /metrics at its own address, on a free port
 or on the one port given for both. Every LMA writes its log to a file in ``log_dir`` (no pipe to
-fill).
+fill). Restart mode has one LMA instead (``EmbeddedLma``, at 127.0.0.11), killed and started
+again.
 """
 
 from __future__ import annotations
@@ -244,6 +245,11 @@ class EmbeddedPair:
         assert self.active is not None
         self.active.kill()
 
+    loses_state = False
+
+    def recover(self) -> None:
+        raise NotImplementedError("a pair fails over: restart mode has its own target")
+
     def failure_problems(self) -> list[str]:
         return []
 
@@ -256,3 +262,87 @@ class EmbeddedPair:
     def stop(self) -> None:
         for child in self.children:
             child.stop()
+
+
+class EmbeddedLma:
+    """Restart mode's target: one standalone ``lmaload lma`` process (no peer, no standby).
+    ``fail`` SIGKILLs it; ``recover`` starts it again with the same arguments. ``plain``: a
+    plain RFC 5213 LMA (``--plain``: no heartbeats, so no Restart Counter); otherwise the
+    reference LMA with the next Restart Counter each time (RFC 5847 §3.4: an LMA counts its
+    restarts that lost the binding cache)."""
+
+    def __init__(self, log_dir: Path, capture: bool = False, plain: bool = False) -> None:
+        self.log_dir = log_dir
+        self.capture = capture
+        self.plain = plain
+        self.port = free_port(ACTIVE_HOST)
+        self.restarts = 0
+        self.lma: LmaChild | None = None
+
+    starting = "starting the LMA"
+
+    def start(self) -> None:
+        pcap = ["--pcap", str(self.log_dir / f"lma{self.restarts}.pcap")] if self.capture else []
+        self.lma = LmaChild.start(
+            f"lma{self.restarts}",
+            ACTIVE_HOST,
+            self.port,
+            self.log_dir,
+            ["--prefix-pool", PREFIX_POOL, *self._kind, *pcap],
+        )
+
+    @property
+    def _kind(self) -> list[str]:
+        return ["--plain"] if self.plain else ["--restart-counter", str(self.restarts + 1)]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until its /metrics answer; LmaStartError when it exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        assert self.lma is not None
+        while self.lma.metric("lmaload_lma_peers_alive") is None:
+            if not self.lma.running:
+                raise LmaStartError(f"the LMA failed: {self.lma.last_log_line()}")
+            if time.monotonic() > deadline:
+                raise LmaStartError(f"the LMA did not answer within {timeout:g} s")
+            time.sleep(0.05)
+
+    def routes(self) -> dict[IPv6Address, tuple[str, int]]:
+        assert self.lma is not None
+        return {self.lma.inner: (ACTIVE_HOST, self.port)}
+
+    def anchors(self) -> tuple[IPv6Address, IPv6Address | None]:
+        return mapped(ip_address(ACTIVE_HOST)), None
+
+    observes_sync = False
+
+    def synced(self, sessions: int) -> bool:
+        raise NotImplementedError("one LMA: nothing is synced")
+
+    can_fail = True
+
+    def fail(self) -> None:
+        """SIGKILL the LMA: its binding cache is gone."""
+        assert self.lma is not None
+        self.lma.kill()
+
+    loses_state = True  # a new process: its binding cache starts empty
+
+    def recover(self) -> None:
+        """Start it again, at the same address (the MAGs' probes tell when it answers)."""
+        self.restarts += 1
+        self.start()
+
+    def failure_problems(self) -> list[str]:
+        return []
+
+    def lma_captures(self) -> list[tuple[Path, str]]:
+        if not self.capture:
+            return []
+        return [(self.log_dir / f"lma{n}.pcap", ACTIVE_HOST) for n in range(self.restarts + 1)]
+
+    def mag_transport(self, population: Population, capture: Capture | None) -> MagTransport:
+        return MagTransport(population, self.routes(), capture)
+
+    def stop(self) -> None:
+        if self.lma is not None:
+            self.lma.stop()

@@ -158,7 +158,9 @@ def _takeover(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "summary": {
             "detection": percentiles_over(column("detection")),
             "takeover": percentiles_over(column("takeover")),
+            "outage": percentiles_over(column("outage")),
             "kept": sum(r["kept"] for r in rows),
+            "rebuilt": sum(r["rebuilt"] for r in rows),
             "lost": sum(r["lost"] for r in rows),
             **{
                 fate: sum(r[fate] for r in rows)

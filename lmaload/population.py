@@ -3,9 +3,11 @@ generated deterministically from a seed.
 
 One row of ``MN_DTYPE`` per mobile node: identity, the MAG it attaches to, its home network
 prefix, access technology, link-layer id, the signalling state the MAG engine keeps for it, and
-timing columns. The NAI is never stored: it is ``mn{mn_id}@{realm}``. One row of ``MAG_DTYPE``
-per MAG: its IPv6 Proxy-CoA (the address in the MH pseudo-header) and its IPv4 address (the
-UDP/5436 source on loopback or in a lab).
+timing columns. A generated population does not store the NAI: it is ``mn{mn_id}@{realm}``; a
+subscriber list's (``lmaload.subscriber_file``) keeps its NAIs in a ``NaiColumn`` beside the
+rows, so the row stays the same size. One row of ``MAG_DTYPE`` per MAG: its IPv6 Proxy-CoA (the
+address in the MH pseudo-header) and its IPv4 address (the UDP/5436 source on loopback or in a
+lab).
 
 The dtypes are packed (no alignment padding) and mirrored field for field by the C structs in
 ``ext/population.pxi``; change both together.
@@ -23,7 +25,7 @@ from lmaload.wire import codepoints as cp
 
 MN_DTYPE = np.dtype(
     [
-        ("mn_id", "<u4"),  # global index: the NAI is mn{mn_id}@realm; shards take id ranges
+        ("mn_id", "<u4"),  # global index (derived NAI mn{mn_id}@realm); shards take id ranges
         ("mag", "<u4"),  # row of the MAG table
         ("hnp", "u1", (16,)),  # home network prefix (network order); all zero = ask the LMA
         ("hnp_len", "u1"),
@@ -87,15 +89,37 @@ class PopulationSpec:
     first_mag: int = 0  # MAG row 0 has the (first_mag + 1)-th addresses (a shard's MAGs)
 
 
+@dataclass(frozen=True)
+class NaiColumn:
+    """Stored NAIs: row ``i``'s is ``blob[offsets[i]:offsets[i + 1]]``."""
+
+    blob: np.ndarray  # uint8
+    offsets: np.ndarray  # int64, one more than the rows
+
+    @classmethod
+    def of(cls, nais: list[bytes]) -> NaiColumn:
+        offsets = np.zeros(len(nais) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(n) for n in nais])
+        return cls(np.frombuffer(b"".join(nais), dtype=np.uint8).copy(), offsets)
+
+    def __getitem__(self, row: int) -> bytes:
+        row = range(len(self.offsets) - 1)[row]  # numpy's negative indices and IndexError
+        return self.blob[self.offsets[row] : self.offsets[row + 1]].tobytes()
+
+
 @dataclass
 class Population:
-    """The MN and MAG tables of one generator process, and the NAI realm."""
+    """The MN and MAG tables of one generator process, the NAI realm, and the stored NAIs when
+    they are not derived from ``mn_id`` and the realm."""
 
     mns: np.ndarray
     mags: np.ndarray
     realm: str
+    nais: NaiColumn | None = None
 
     def nai(self, row: int) -> bytes:
+        if self.nais is not None:
+            return self.nais[row]
         return f"mn{int(self.mns['mn_id'][row])}@{self.realm}".encode()
 
     def mag_address6(self, mag: int) -> IPv6Address:
@@ -109,7 +133,8 @@ class Population:
 
     @property
     def nbytes(self) -> int:
-        return self.mns.nbytes + self.mags.nbytes
+        stored = 0 if self.nais is None else self.nais.blob.nbytes + self.nais.offsets.nbytes
+        return self.mns.nbytes + self.mags.nbytes + stored
 
 
 def _host_addresses(network: IPv6Network | IPv4Network, count: int, skip: int = 0) -> np.ndarray:

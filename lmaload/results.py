@@ -145,8 +145,9 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
     numbered from ``first_mag`` (a shard's first MAG in the whole run)."""
     meter = engine.takeover
     counters, earlier = engine.counters, before.counters
-    detection, times = meter.detection, meter.takeover
+    detection, times, outage = meter.detection, meter.takeover, meter.outage
     kept, lost, pending, stayed = meter.kept, meter.lost, meter.pending, meter.stayed
+    rebuilt = meter.rebuilt
     not_attempted, at_risk = meter.not_attempted, meter.at_risk
 
     def seconds(value: float) -> float | None:
@@ -157,7 +158,9 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
             "mag": first_mag + m,
             "detection": seconds(detection[m]),
             "takeover": seconds(times[m]),
+            "outage": seconds(outage[m]),
             "kept": int(kept[m]),
+            "rebuilt": int(rebuilt[m]),
             "lost": int(lost[m]),
             "pending": int(pending[m]),
             "not_attempted": int(not_attempted[m]),
@@ -176,7 +179,9 @@ def takeover(engine: MagEngine, before: RegistrationPhase, first_mag: int = 0) -
         "summary": {
             "detection": percentiles_over(detection),
             "takeover": percentiles_over(times),
+            "outage": percentiles_over(outage),
             "kept": int(kept.sum()),
+            "rebuilt": int(rebuilt.sum()),
             "lost": int(lost.sum()),
             "pending": int(pending.sum()),
             "not_attempted": int(not_attempted.sum()),
@@ -211,6 +216,24 @@ def versions() -> dict[str, str]:
         "lmaload": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
+    }
+
+
+def restart(takeover: dict[str, Any], recovered_at: float | None) -> dict[str, Any]:
+    """The restart mode's figures (``takeover``'s section, whose "takeover" times are the
+    re-registration times): outage and re-registration over MAGs, the sessions at risk kept,
+    rebuilt and not registered again, and when the target was started again (None: it restarts
+    itself, or was not started again)."""
+    summary = takeover["summary"]
+    return {
+        "failure_at": takeover["failure_at"],
+        "recovered_at": recovered_at,
+        "outage": summary["outage"],
+        "reregistration": summary["takeover"],
+        "at_risk": summary["at_risk"],
+        "kept": summary["kept"],
+        "rebuilt": summary["rebuilt"],
+        "not_reregistered": summary["lost"] + summary["pending"] + summary["not_attempted"],
     }
 
 
@@ -257,6 +280,19 @@ def table(results: dict[str, Any]) -> str:
         )
     if tk["failure_at"] is None:
         lines.append("failover            none injected (no --fail-cmd)")
+    elif results.get("restart") is not None:
+        out = summary["outage"]
+        lines += [
+            f"detection           p50 {_fmt(det['p50'], ' s')}  p99 {_fmt(det['p99'], ' s')}"
+            f"  max {_fmt(det['max'], ' s')}  ({det['count']} MAGs)",
+            f"outage              p50 {_fmt(out['p50'], ' s')}  p99 {_fmt(out['p99'], ' s')}"
+            f"  max {_fmt(out['max'], ' s')}  ({out['count']} MAGs)",
+            f"re-registration     p50 {_fmt(take['p50'], ' s')}  p99 {_fmt(take['p99'], ' s')}"
+            f"  max {_fmt(take['max'], ' s')}  ({take['count']} MAGs)",
+            f"sessions            {summary['at_risk']} at risk: {summary['kept']} kept, "
+            f"{summary['rebuilt']} rebuilt, {summary['lost']} lost, {summary['pending']} "
+            f"pending, {summary['not_attempted']} not attempted",
+        ]
     else:
         lines += [
             f"detection           p50 {_fmt(det['p50'], ' s')}  p99 {_fmt(det['p99'], ' s')}"

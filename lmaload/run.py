@@ -13,6 +13,10 @@ detect it (heartbeats) and fail over until every MAG at risk took over (or
 that lost LMA1 moved); keep serving ``observe`` seconds more; stop the target. In a virtual
 switch the MAGs refresh their sessions as soon as the LMAA answers their heartbeats again
 (``MagConfig.refresh_on_recovery``), which is when the takeover of a MAG is measured done. The
+restart mode (``--mode restart``) has one LMA (``lma_pair.EmbeddedLma``, or the user's with
+``--fail-cmd`` and ``--recover-cmd``): it is failed, started again ``restart_after`` seconds
+later, and the MAGs (``protocol/mag_restart.py``) register every session there again; the phase
+ends once every session at risk is settled (``Runner._restart``). The
 results are ``lmaload.results``'s; ``lmaload.generator_metrics`` serves them to
 Prometheus while the run goes on (``metrics_port``) and pushes the last values to a Pushgateway
 at the end.
@@ -38,23 +42,24 @@ from lmaload import results as res
 from lmaload.bulk import PbuOptions
 from lmaload.capture import Capture, merge
 from lmaload.checks import Check
-from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import outer_text
-from lmaload.fault import Fault, parse_fault
+from lmaload.fault import Fault
 from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lab.netns import LabError
 from lmaload.lab.topology import DEFAULT_PREFIX
-from lmaload.lma_pair import EmbeddedPair, LmaStartError, url_host
+from lmaload.lma_pair import EmbeddedLma, EmbeddedPair, LmaStartError, url_host
 from lmaload.measure.hdrlog import HdrLogWriter
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import Schedule, Stage
 from lmaload.measure.series import SeriesRecorder
-from lmaload.population import PopulationSpec, generate
+from lmaload.population import Population, PopulationSpec, generate
 from lmaload.population import SessionState as S
 from lmaload.progress import Progress
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.peer_quirks import NO_HEARTBEATS
+from lmaload.run_checks import checks
+from lmaload.subscriber_file import read_subscribers
 from lmaload.targets import Endpoint, Target, own_lmas
 from lmaload.transport.mag_loop import MagLoop
 
@@ -64,7 +69,6 @@ SYNC_TIMEOUT = 30.0
 FAILOVER_GRACE = 20.0  # after the heartbeats' detection time
 SLICE = 0.1  # seconds of engine work between phase checks
 SNAPSHOT_INTERVAL = 0.5  # seconds between metrics snapshots of the engine
-MAX_BEHIND_SCHEDULE = 0.01
 # The session states by value: the series' sessions_* columns.
 STATE_NAMES = [n.lower() for _, n in sorted((v, n) for n, v in vars(S).items() if n.isupper())]
 HDR_LOG_TAGS = {"registration": "register", "refresh": "refresh", "takeover": "failover"}
@@ -82,7 +86,7 @@ class RunConfig:
     rate: float = 1000.0
     ramp: float = 0.0  # seconds from 0 to ``rate``
     stages: tuple[Stage, ...] = ()  # the whole run's rate profile instead; ``rate`` is its peak
-    mode: Literal["hard", "virtual"] = "hard"
+    mode: Literal["hard", "virtual", "restart"] = "hard"
     sync: Literal["async", "before-ack"] = "before-ack"
     heartbeat_interval: float = 0.2
     missing_heartbeats: int = 3
@@ -90,12 +94,15 @@ class RunConfig:
     heartbeats: Literal["on", "off", "auto"] = "on"  # RFC 5847 (MagConfig.heartbeats)
     failure_after: int = 3  # without heartbeats: unanswered PBUs in a row that fail an LMA
     seed: int = 0
+    population_file: Path | None = None  # the user's subscriber list: its MNs, not generated ones
     results: Path = Path("results.json")
     allow_lag: bool = False
     lag_tolerance: float = 0.02  # seconds late that count as behind schedule
     lma: Endpoint | None = None  # the user's LMAs instead of the embedded pair
     standby: Endpoint | None = None
     fail_cmd: str | None = None
+    recover_cmd: str | None = None  # restart mode with --lma: starts the LMA again
+    restart_after: float = 3.0  # restart mode: seconds from the failure to starting the LMA again
     sync_wait: float = 5.0  # the user's LMAs: seconds allowed for sync after the registrations
     pcap: Path | None = None  # a sample of the signalling (``lmaload.capture``)
     shard: tuple[int, int] = (0, 1)  # (index, count): this process's part of the run
@@ -132,6 +139,13 @@ class RunConfig:
             raise ValueError(
                 "--pcap samples UDP/5436: in the lab, capture its links (see lmaload lab status)"
             )
+        if self.mode == "restart":
+            if self.standby is not None:
+                raise ValueError("--mode restart has one LMA: not with --standby")
+            if self.lab:
+                raise ValueError(f"{lab} runs an LMA pair: --mode restart needs --lma")
+        elif self.recover_cmd is not None:
+            raise ValueError("--recover-cmd is for --mode restart")
         shards = self.shard[1]
         if shards > min(self.mns, self.mags):
             raise ValueError(f"--shard: {shards} shards need as many MNs and MAGs at least")
@@ -181,6 +195,13 @@ class RunConfig:
             first_mag=first_mag,
             mag_prefix6=self.mag_prefix or PopulationSpec.mag_prefix6,
         )
+
+    def population(self) -> Population:
+        """This shard's population: generated from ``population_spec``, or its part of the
+        subscriber list (whose rows ``mns`` and MAGs ``mags`` count)."""
+        if self.population_file is None:
+            return generate(self.population_spec())
+        return read_subscribers(self.population_file).population(self.shard)
 
     @property
     def detection_window(self) -> float:
@@ -240,11 +261,12 @@ class Runner:
         self._rate_mark = (time.monotonic(), 0)  # (when, sessions registered): the rate shown
         self.series: SeriesRecorder | None = None
         self._hdr_log: TextIO | None = None
+        self._recovered_at: float | None = None  # restart mode: the target started again
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
         spec = cfg.population_spec()
-        pop = generate(spec)
+        pop = cfg.population()
         self.progress.show(self.target.starting)
         self.target.start()
         try:
@@ -259,7 +281,11 @@ class Runner:
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
             lifetime=cfg.lifetime,
-            pbu=PbuOptions(timestamp=cfg.pbu_order == "timestamp"),
+            pbu=PbuOptions(
+                timestamp=cfg.pbu_order == "timestamp",
+                # A subscriber list's HNPs are requested; a generated population's are not.
+                request_prefix=cfg.population_file is not None and bool(pop.mns["hnp_len"].any()),
+            ),
             heartbeats=cfg.heartbeats,
             failure_after=cfg.failure_after,
             schedule=cfg.schedule,
@@ -313,7 +339,7 @@ class Runner:
             "schema_version": res.SCHEMA_VERSION,
             "kind": "run",
             "config": self._config_json(),
-            "registration": res.registration(registration, cfg.shard_rate, spec.mns),
+            "registration": res.registration(registration, cfg.shard_rate, len(pop.mns)),
             "refresh_latency_us": res.latency_summary(engine.latency["refresh"]),
             "takeover": res.takeover(engine, registration, spec.first_mag),
             "generator": res.generator(engine, loop),
@@ -321,6 +347,8 @@ class Runner:
         }
         if final is not None:
             document["final"] = res.accounting(final)
+        if cfg.mode == "restart":
+            document["restart"] = res.restart(document["takeover"], self._recovered_at)
         return document
 
     # --- phases --------------------------------------------------------------------------------
@@ -478,6 +506,9 @@ class Runner:
         docstring), then ``observe`` seconds more."""
         self._enter("failover")
         fault = self.config.fault
+        if self.config.mode == "restart":
+            self._restart(engine, failure, inject)
+            return
         if inject:
             self.target.fail()
             if fault.needs_lab:  # a link fault is there once its rules are (they take a while)
@@ -500,6 +531,28 @@ class Runner:
         self._serve(engine, failure + self.config.failover_timeout, taken_over)
         self._hold(engine, self.clock() + self.config.observe)
 
+    def _restart(self, engine: MagEngine, failure: float, inject: bool) -> None:
+        """Restart mode: fail the LMA (if ``inject``), start it again ``restart_after`` seconds
+        later (the embedded LMA, or ``--recover-cmd``; nothing: it restarts itself); serve until
+        every session at risk is registered again, kept or lost (or the deadline: every MAG
+        noticed, the LMA answers again, the re-registrations sent open-loop and the last one
+        given up), then ``observe`` seconds more."""
+        cfg = self.config
+        engine.mark_failure(failure)
+        meter = engine.takeover
+        if inject:
+            self.target.fail()
+            self._hold(engine, failure + cfg.restart_after)
+            self.target.recover()
+            self._recovered_at = self.clock()
+            if self.target.loses_state:
+                engine.lma_lost_state()
+        spread = len(engine.pop.mns) / cfg.shard_rate
+        deadline = max(self.clock(), failure + cfg.restart_after) + STARTUP_TIMEOUT + spread
+        deadline += cfg.detection_window + engine.config.give_up_after
+        self._serve(engine, deadline, lambda: not meter.unresolved.any())
+        self._hold(engine, self.clock() + cfg.observe)
+
     # --- reporting -----------------------------------------------------------------------------
 
     def _status(self, engine: MagEngine) -> str:
@@ -509,7 +562,8 @@ class Runner:
             detected = int(np.isfinite(meter.detection).sum())
             return (
                 f"failover  detected by {detected}/{len(engine.pop.mags)} MAGs"
-                f"  kept {int(meter.kept.sum())}  lost {int(meter.lost.sum())}"
+                f"  kept {int(meter.kept.sum())}  rebuilt {int(meter.rebuilt.sum())}"
+                f"  lost {int(meter.lost.sum())}"
                 f"  pending {int(meter.pending.sum())}"
                 f"  not attempted {int(meter.not_attempted.sum())}"
             )
@@ -528,7 +582,7 @@ class Runner:
 
     def _config_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        for name in ("results", "lma", "standby", "pcap", "fault", "hdr_log"):
+        for name in ("results", "population_file", "lma", "standby", "pcap", "fault", "hdr_log"):
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["shard"] = list(self.config.shard)
@@ -536,76 +590,6 @@ class Runner:
         config["transport"] = "raw" if raw else "udp"
         config["versions"] = res.versions()
         return config
-
-
-def checks(results: dict[str, Any]) -> list[Check]:
-    """What a run (or merged shards) must show: the generator on schedule (unless
-    ``allow_lag``); every mobile node registered by the end of the registration phase, which
-    waits for the MAGs to give up the last scheduled PBU (not when ``--fail-at`` cut it short);
-    with a failure measured, some MAG detecting it and the failover accounting adding up; with
-    before-ack sync, no session lost."""
-    config = results["config"]
-    behind = results["generator"]["behind_schedule"]
-    found = [
-        Check(
-            "generator on schedule",
-            behind <= MAX_BEHIND_SCHEDULE or config["allow_lag"],
-            f"the generator fell behind schedule for {behind:.1%} of registrations",
-        )
-    ]
-    reg = results["registration"]
-    # A failure that cut the registrations short: the schedule went on, judged at its end.
-    counts = results.get("final") if reg["cut_by_failure"] else reg
-    if counts is not None:
-        missing = res.unregistered(counts)
-        found.append(
-            Check(
-                "every mobile node registered",
-                not missing,
-                f"{missing} of {reg['sessions']} mobile nodes were not registered "
-                f"({counts['given_up']} given up, "
-                f"{counts['unanswered'] + counts['not_sent']} unanswered)",
-            )
-        )
-    takeover = results["takeover"]
-    summary = takeover["summary"]
-    # On a lossy link a MAG that never lost LMA1 stays with it: its sessions are not lost.
-    moves_all = parse_fault(config.get("fault", "kill-active")).kind != "loss"
-    if takeover["failure_at"] is not None:
-        if moves_all:
-            found.append(
-                Check(
-                    "failure detected",
-                    bool(summary["detection"]["count"]),
-                    "no MAG detected the failure of the active LMA",
-                )
-            )
-        fates = ("kept", "lost", "pending", "not_attempted")
-        found.append(
-            Check(
-                "failover accounting adds up",
-                sum(summary[f] for f in fates) == summary["at_risk"],
-                f"the failover accounting does not add up: {summary['at_risk']} sessions at "
-                f"risk, {', '.join(f'{summary[f]} {f}' for f in fates)}",
-            )
-        )
-    if config["sync"] == "before-ack":
-        unrecovered = summary["lost"] + (
-            summary["pending"] + summary["not_attempted"] if moves_all else 0
-        )
-        found.append(
-            Check(
-                "no session lost with before-ack sync",
-                not unrecovered,
-                f"{unrecovered} sessions lost with before-ack sync",
-            )
-        )
-    return found
-
-
-def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
-    """0 or 1, and the reasons for a 1 (``checks``)."""
-    return check_status(checks(results))
 
 
 @contextlib.contextmanager
@@ -623,7 +607,13 @@ def _target(config: RunConfig, log_dir: Path) -> Iterator[Target]:
         return
     target: Target
     if config.lma is not None:
-        target = own_lmas(config.lma, config.standby, config.fail_cmd, config.mag_prefix)
+        target = own_lmas(
+            config.lma, config.standby, config.fail_cmd, config.mag_prefix, config.recover_cmd
+        )
+    elif config.mode == "restart":
+        # A plain LMA has no RFC 5847: with the heartbeats on, the reference LMA alone.
+        plain = config.heartbeats != "on"
+        target = EmbeddedLma(log_dir, capture=config.pcap is not None, plain=plain)
     else:
         target = EmbeddedPair(
             config.mode,

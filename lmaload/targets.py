@@ -5,7 +5,8 @@ The user's LMAs (``ExternalPair``) are reached over UDP/5436 (RFC 5844, ``lmaloa
 or over the raw Mobility Header (``RawExternalPair``: RFC 5213 over IPv6, the MAGs sending from
 their own addresses on this host, ``lmaload.lab.mag_host``). lmaload cannot look into their
 binding caches, so "sync has caught up" is a fixed wait, and it can fail the active one only by
-running the user's ``--fail-cmd``.
+running the user's ``--fail-cmd`` (and, in restart mode, start it again by running
+``--recover-cmd``; without it the LMA is expected to restart itself).
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ class Target(Protocol):
         """Fail the active LMA, now."""
         ...
 
+    def recover(self) -> None:
+        """Restart mode: start the failed LMA again, now (or leave it to restart itself)."""
+        ...
+
+    @property
+    def loses_state(self) -> bool:
+        """Restart mode: whether the LMA is known to come back without its bindings (then every
+        session accepted again is rebuilt, whatever the wire says)."""
+        ...
+
     def failure_problems(self) -> list[str]:
         """What went wrong failing the active (after ``fail``), one line each."""
         ...
@@ -73,13 +84,22 @@ class Target(Protocol):
 
 class ExternalPair:
     """The user's LMAs: ``lma`` (the active, or the shared LMAA of a virtual switch) and
-    ``standby`` (hard switch); ``fail_cmd``, a shell command, fails the active one."""
+    ``standby`` (hard switch); ``fail_cmd``, a shell command, fails the active one, and
+    ``recover_cmd`` starts it again (restart mode)."""
 
-    def __init__(self, lma: Endpoint, standby: Endpoint | None, fail_cmd: str | None) -> None:
+    def __init__(
+        self,
+        lma: Endpoint,
+        standby: Endpoint | None,
+        fail_cmd: str | None,
+        recover_cmd: str | None = None,
+    ) -> None:
         self.lma = lma
         self.standby = standby
         self.fail_cmd = fail_cmd
+        self.recover_cmd = recover_cmd
         self._failing: subprocess.Popen[bytes] | None = None
+        self._recovering: subprocess.Popen[bytes] | None = None
 
     starting = "reaching your LMAs"
 
@@ -114,23 +134,37 @@ class ExternalPair:
         assert self.fail_cmd is not None
         self._failing = subprocess.Popen(self.fail_cmd, shell=True, stdin=subprocess.DEVNULL)
 
+    loses_state = False  # not known: the MAGs' view (a Restart Counter, a new prefix)
+
+    def recover(self) -> None:
+        if self.recover_cmd is not None:
+            self._recovering = subprocess.Popen(
+                self.recover_cmd, shell=True, stdin=subprocess.DEVNULL
+            )
+
     def failure_problems(self) -> list[str]:
-        if self._failing is None:
-            return []
-        try:
-            status = self._failing.wait(FAIL_CMD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._failing.kill()
-            return [f"--fail-cmd still running after {FAIL_CMD_TIMEOUT:g} s: killed"]
-        return [f"--fail-cmd exited with status {status}"] if status else []
+        problems = []
+        for option, proc in (("--fail-cmd", self._failing), ("--recover-cmd", self._recovering)):
+            if proc is None:
+                continue
+            try:
+                status = proc.wait(FAIL_CMD_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                problems.append(f"{option} still running after {FAIL_CMD_TIMEOUT:g} s: killed")
+                continue
+            if status:
+                problems.append(f"{option} exited with status {status}")
+        return problems
 
     def lma_captures(self) -> list[tuple[Path, str]]:
         return []
 
     def stop(self) -> None:
-        if self._failing is not None and self._failing.poll() is None:
-            self._failing.kill()
-            self._failing.wait()
+        for proc in (self._failing, self._recovering):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 class RawExternalPair(ExternalPair):
@@ -145,8 +179,9 @@ class RawExternalPair(ExternalPair):
         standby: Endpoint | None,
         fail_cmd: str | None,
         mag_prefix: IPv6Network,
+        recover_cmd: str | None = None,
     ) -> None:
-        super().__init__(lma, standby, fail_cmd)
+        super().__init__(lma, standby, fail_cmd, recover_cmd)
         self.mag_host = mag_host.MagHost(mag_prefix)
 
     def mag_transport(
@@ -162,11 +197,15 @@ class RawExternalPair(ExternalPair):
 
 
 def own_lmas(
-    lma: Endpoint, standby: Endpoint | None, fail_cmd: str | None, mag_prefix: str | None
+    lma: Endpoint,
+    standby: Endpoint | None,
+    fail_cmd: str | None,
+    mag_prefix: str | None,
+    recover_cmd: str | None = None,
 ) -> ExternalPair:
     """The user's LMAs, over the transport their endpoints are reached by (the raw Mobility
-    Header from ``mag_prefix``, by default the population's)."""
+    Header from ``mag_prefix``, by default the population's); ``recover_cmd``: restart mode."""
     if lma.raw:
         prefix = IPv6Network(mag_prefix or PopulationSpec.mag_prefix6)
-        return RawExternalPair(lma, standby, fail_cmd, prefix)
-    return ExternalPair(lma, standby, fail_cmd)
+        return RawExternalPair(lma, standby, fail_cmd, prefix, recover_cmd)
+    return ExternalPair(lma, standby, fail_cmd, recover_cmd)

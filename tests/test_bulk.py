@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lmaload import bulk
 from lmaload._ext import bulk as ext
 from lmaload.bench import _pba_batch
-from lmaload.population import Population, PopulationSpec, generate
+from lmaload.population import NaiColumn, Population, PopulationSpec, generate
 from lmaload.wire import (
     DEFAULT_CONFIG,
     AccessTechnologyType,
@@ -111,6 +111,10 @@ def populations(draw: st.DrawFn) -> Population:
     mns["ll_len"] = np.where(rng.random(n) < 0.5, rng.integers(0, 12, n), mns["ll_len"])
     pop.mags["addr6"] = rng.integers(0, 256, (spec.mags, 16))
     pop.mags["addr4"] = rng.integers(0, 256, (spec.mags, 4))
+    if draw(st.booleans()):  # stored NAIs of every length an MN-ID option holds, 0 included
+        pop.nais = NaiColumn.of(
+            [rng.integers(0, 256, k).astype(np.uint8).tobytes() for k in rng.integers(0, 255, n)]
+        )
     return pop
 
 
@@ -191,6 +195,21 @@ def test_encode_pbus_nai_over_255_octets() -> None:
     # MN-ID option data: 1 + "mn" + 1 digit + "@" + realm fits, 7 digits do not.
     assert_same_messages(ext.encode_pbus(pop, [0], LMA), bulk.py_encode_pbus(pop, [0], LMA))
     both_raise(ValueError, "encode_pbus", pop, [0, 1], LMA)
+    pop.nais = NaiColumn.of([b"n" * 254, b"n" * 255])  # stored: the same limit
+    assert_same_messages(ext.encode_pbus(pop, [0], LMA), bulk.py_encode_pbus(pop, [0], LMA))
+    both_raise(ValueError, "encode_pbus", pop, [0, 1], LMA)
+
+
+def test_nai_index_matches_reference() -> None:
+    rng = np.random.default_rng(5)
+    stored = [b"", b"mn7@x", b"imsi-001010000000042@ims.example.org"]
+    stored += [rng.integers(0, 256, k).astype(np.uint8).tobytes() for k in range(1, 300)]
+    column = NaiColumn.of(stored)
+    slots = ext.nai_slots(column.blob, column.offsets)
+    assert np.array_equal(slots, bulk.py_nai_slots(column.blob, column.offsets))
+    index = bulk.nai_index(column, np.arange(len(stored)) + 10)
+    assert [bulk.nai_lookup(index, nai) for nai in stored] == list(range(10, len(stored) + 10))
+    assert bulk.nai_lookup(index, b"mn8@x") == bulk.NO_MN_ID
 
 
 @SETTINGS
@@ -228,9 +247,9 @@ def pack(datagrams: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
 def assert_decoders_match(buf: np.ndarray, offsets: np.ndarray, config: WireConfig) -> None:
     """Every decoder, both framings: the same records as the twin, to the last field."""
     for framing in ("ipv6", "mh"):
-        for name in DECODERS:
-            got = getattr(ext, name)(buf, offsets, framing, config)
-            want = getattr(bulk, f"py_{name}")(buf, offsets, framing, config)
+        for name, extra in [(name, ()) for name in DECODERS] + [("decode_pbas", (INDEX,))]:
+            got = getattr(ext, name)(buf, offsets, framing, config, *extra)
+            want = getattr(bulk, f"py_{name}")(buf, offsets, framing, config, *extra)
             assert got.dtype == want.dtype and got.shape == want.shape
             if not np.array_equal(got, want):
                 i = int(np.flatnonzero(got != want)[0])
@@ -265,6 +284,13 @@ nais = st.one_of(
         ]
     ),
     st.binary(max_size=24),
+)
+
+
+# Stored NAIs for decode_pbas(nais=...): some derived-looking, one empty, others not in it.
+INDEX = bulk.nai_index(
+    NaiColumn.of([b"mn7@x", b"", b"mn0@x", b"mn5@example.com", b"Mn7@x", b"mn\xd9\xa1@x"]),
+    np.array([3, 1, 4, 1_000_000, 5, 9]),
 )
 
 

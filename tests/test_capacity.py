@@ -124,19 +124,23 @@ def test_bad_options_exit_2_with_one_line(args) -> None:
     assert result.stderr.startswith("lmaload: capacity: ") and result.stderr.count("\n") == 1
 
 
+def capacity_cli(*args: str) -> subprocess.CompletedProcess:
+    """``lmaload capacity`` over 10 MAGs with ``args``."""
+    return subprocess.run(
+        [sys.executable, "-m", "lmaload", "capacity", "--mags", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_capacity_of_the_embedded_pair(tmp_path) -> None:
     """A short search against the real embedded pair on loopback: every trial listed in the
     results, a rate found, the generator's CPU per registration reported."""
     path = tmp_path / "capacity.json"
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "lmaload", "capacity", "--mags", "10"),
-            *("--sync", "async", "--start-rate", "500", "--max-rate", "1000"),
-            *("--trial-duration", "1", "--confirm-duration", "2", "--results", str(path)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = capacity_cli(
+        *("--sync", "async", "--start-rate", "500", "--max-rate", "1000"),
+        *("--trial-duration", "1", "--confirm-duration", "2", "--results", str(path)),
     )
     assert result.returncode in (0, 1), result.stderr
     results = json.loads(path.read_text())
@@ -156,16 +160,10 @@ def test_capacity_of_a_plain_lma_without_heartbeats(tmp_path) -> None:
     try:
         wait_for(lambda: lma.metric("lmaload_lma_role", role="active"), "the LMA")
         path = tmp_path / "capacity.json"
-        result = subprocess.run(
-            [
-                *(sys.executable, "-m", "lmaload", "capacity", "--mags", "10"),
-                *("--lma", f"{USER_ACTIVE}:{port}", "--pbu-order", "sequence"),
-                *("--heartbeats", "off", "--start-rate", "200", "--max-rate", "400"),
-                *("--trial-duration", "1", "--confirm-duration", "1", "--results", str(path)),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        result = capacity_cli(
+            *("--lma", f"{USER_ACTIVE}:{port}", "--pbu-order", "sequence"),
+            *("--heartbeats", "off", "--start-rate", "200", "--max-rate", "400"),
+            *("--trial-duration", "1", "--confirm-duration", "1", "--results", str(path)),
         )
         assert result.returncode in (0, 1), result.stderr
         trials = json.loads(path.read_text())["trials"]

@@ -21,7 +21,7 @@ from lmaload._ext.mag_step import AddressTable, ReceiveClock, Routes, RowHeap
 from lmaload.bulk import PbuOptions
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import Schedule
-from lmaload.population import MN_DTYPE, PopulationSpec, generate
+from lmaload.population import MN_DTYPE, NaiColumn, PopulationSpec, generate
 from lmaload.protocol import Datagrams, LmaEngine, Policy
 from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.mag import MagEngine
@@ -77,10 +77,20 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         reorder_delay=0.02,
     )
     sim = Simulator(seed=seed, default_link=link)
-    mode = "virtual" if name == "virtual_restart" else "hard"
+    mode = {"virtual_restart": "virtual", "restart": "restart", "restart_quiet": "restart"}.get(
+        name, "hard"
+    )
     policy = Policy(home_networks=(HOME,))
     overrides: dict[str, Any] = {}
     pop = generate(PopulationSpec(mns=rng.randrange(50, 300), mags=rng.randrange(2, 13), seed=seed))
+    if name == "stored_nais":  # NAIs of any shape, some of them another row's derived NAI
+        n = len(pop.mns)
+        pop.nais = NaiColumn.of(
+            [
+                (f"mn{n - 1 - r}@example.com" if r % 3 else f"imsi-00101{r:010d}@ims.org").encode()
+                for r in range(n)
+            ]
+        )
     if name == "statuses":
         policy = Policy(
             home_networks=(HOME,), pmip_disabled_mns=frozenset(pop.nai(r) for r in range(0, 50, 7))
@@ -88,12 +98,14 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         overrides = {"pbu": PbuOptions(request_prefix=True), "clock_offset": 2.0}
     if name == "sequence":
         overrides = {"pbu": PbuOptions(timestamp=False)}
-    if name == "no_heartbeats":
+    if name in ("no_heartbeats", "restart_quiet"):
         overrides = {"heartbeats": "off", "failure_after": 2}
-    lma1, _ = lma_pair(sim, mode, policy)
+    lma1, _ = lma_pair(sim, "virtual" if mode == "virtual" else "hard", policy)
     if name == "statuses":
         sim.restart("lma1", StatusRewriter(lma1, set(range(1, 40, 3)), 157))
-    addresses = {"lmaa": LMAA} if mode == "virtual" else {"lmaa": LMA1, "standby": LMA2}
+    addresses = {"virtual": {"lmaa": LMAA}, "restart": {"lmaa": LMA1}}.get(
+        mode, {"lmaa": LMA1, "standby": LMA2}
+    )
     config = MagConfig(
         mode=mode,
         lifetime=8.0,
@@ -110,13 +122,20 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
     engine = MagEngine(pop, config, sim.now, compiled=compiled)
     recorder = Recorder(engine, sim, columns=bool(seed % 2), period=rng.choice([0.0, 0.03]))
     sim.add_node("mags", recorder, [pop.mag_address6(m) for m in range(len(pop.mags))])
-    if name in ("crash_hard", "virtual_restart"):
+    if name in ("crash_hard", "virtual_restart", "stored_nais"):
         sim.run_for(1.5)
         engine.mark_failure(sim.now)
         sim.crash("lma1")
         sim.run_for(0.5 if name == "virtual_restart" else 1.5)
         if name == "virtual_restart":
             sim.restart("lma1", LmaEngine(replace(lma1.config, restart_counter=6), sim.now))
+    if mode == "restart":  # one LMA, back empty (with the next Restart Counter, or quietly)
+        sim.run_for(1.5)
+        engine.mark_failure(sim.now)
+        sim.crash("lma1")
+        sim.run_for(2.5)
+        counter = 6 if name == "restart" else lma1.config.restart_counter
+        sim.restart("lma1", LmaEngine(replace(lma1.config, restart_counter=counter), sim.now))
     if name == "no_heartbeats":  # the failure shows only as PBUs going unanswered
         sim.run_for(0.5)
         engine.mark_failure(sim.now)
@@ -145,7 +164,10 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
         "missed": table.missed,
         "takeover": [
             getattr(meter, f).tobytes()
-            for f in ("fate", "_recovered_at", "_stayed", "_detected_at")
+            for f in (
+                "fate", "_recovered_at", "_stayed", "_detected_at", "_rebuilding", "_heard_at",
+                "_silent_from", "_back_at",
+            )
         ],
         "events": engine.events,
         "lag": (
@@ -162,8 +184,12 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
-    "name", ["lossy", "crash_hard", "virtual_restart", "statuses", "sequence", "no_heartbeats"]
-)
+    "name",
+    [
+        "lossy", "crash_hard", "virtual_restart", "statuses", "sequence", "no_heartbeats",
+        "stored_nais", "restart", "restart_quiet",
+    ],
+)  # fmt: skip
 def test_compiled_steps_match_the_reference(name, seed):
     reference = scenario(name, seed, compiled=False)
     compiled = scenario(name, seed, compiled=True)
@@ -189,9 +215,14 @@ def test_the_scenarios_reach_their_rare_paths():
     sequence = scenario("sequence", 0, compiled=True)
     assert sequence["counters"]["quirks"]["sequence_resync"] > 0
     assert 135 in sequence["counters"]["pba_status"]
+    stored = scenario("stored_nais", 0, compiled=True)
+    assert stored["counters"]["pba_status"][0] >= len(np.frombuffer(stored["mns"], MN_DTYPE))
     quiet = scenario("no_heartbeats", 0, compiled=True)
     assert quiet["counters"]["heartbeat_requests_sent"] == 0
     assert any(e.kind == "lma_down" for e in quiet["events"])
+    for name, lost_state in (("restart", True), ("restart_quiet", False)):
+        back = [e for e in scenario(name, 0, compiled=True)["events"] if e.kind == "lma_back"]
+        assert back and all(e.detail["lost_state"] == lost_state for e in back)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
@@ -349,3 +350,49 @@ def test_capacity_and_population_take_the_same_forms() -> None:
     listed = lmaload("population", "--mns", "2", "--mags", "2", "--mag-prefix", str(MAG_PREFIX))
     assert listed.returncode == 0, listed.stderr
     assert f",{MAG_PREFIX.network_address + 2}," in listed.stdout
+
+
+def lma_pid(netns: str) -> str:
+    """The process the fixture started in ``netns`` (once it is there)."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+        if listed.stdout.split():
+            (pid,) = listed.stdout.split()
+            return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no process in {netns}")
+
+
+def test_a_restart_of_the_plain_lma_is_measured(hosts: tuple[str, str], tmp_path: Path) -> None:
+    """``--mode restart`` over raw MH: the plain LMA in its namespace is killed by --fail-cmd and
+    started again by --recover-cmd; the MAGs (sequence PBUs, no heartbeats) find it gone by
+    their unanswered PBUs and back by their probes, and register every session there again."""
+    mag, lma = hosts
+    pids = tmp_path / "lma.pid"
+    server = lma_pid(lma)
+    argv = [sys.executable, "-m", "lmaload", *LMA, "--address", str(LMA_ADDRESS)]
+    start = " ".join(["ip", "netns", "exec", lma, *argv])
+    recover = f"{start} >>{tmp_path / 'lma-again.log'} 2>&1 & echo $! >{pids}"
+    try:
+        result = lmaload(
+            *own_run(tmp_path, "--mag-prefix", str(MAG_PREFIX), *PLAIN_MAGS, "--allow-lag"),
+            *("--mode", "restart", "--fail-cmd", f"kill -9 {server}", "--recover-cmd", recover),
+            *("--restart-after", "2", "--failure-after", "2"),
+            *("--mns", str(MNS), "--mags", str(MAGS), "--rate", "2500"),
+            netns=mag,
+        )
+    finally:
+        if pids.exists():
+            subprocess.run(["kill", pids.read_text().strip()], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["registration"]["registered"] == MNS
+    summary = results["takeover"]["summary"]
+    assert summary["at_risk"] == MNS
+    # Over the wire a plain LMA that rebuilt a binding with the prefix asked for looks like one
+    # that kept it: the user's LMA's sessions come back as kept.
+    assert summary["kept"] + summary["rebuilt"] == MNS, summary
+    assert summary["outage"]["count"] == MAGS and summary["outage"]["p50"] >= 2.0, summary
+    assert summary["takeover"]["count"] == MAGS  # the re-registration times
+    assert "outage" in result.stdout and "re-registration" in result.stdout

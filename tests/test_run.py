@@ -146,7 +146,7 @@ def test_exit_status_names_what_failed() -> None:
     were left unregistered, no MAG detected the failure, the failover accounting does not add up,
     or sessions were lost or left pending with before-ack sync; async losses are reported, not
     failed."""
-    from lmaload.run import exit_status
+    from lmaload.run_checks import exit_status
 
     def document(
         behind: float,

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from lmaload import results as res
-from lmaload.run import RunConfig, Runner, exit_status
+from lmaload.run import RunConfig, Runner
+from lmaload.run_checks import exit_status
 from lmaload.sim import LinkProfile, Simulator
 from tests.sim_target import SimLoop, SimPair
 

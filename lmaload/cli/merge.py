@@ -49,7 +49,7 @@ def merge_command(
     """
     from lmaload.merge import MergeError, merge
     from lmaload.results import table
-    from lmaload.run import checks
+    from lmaload.run_checks import checks
     from lmaload.shard_logs import LogError, read_logs
 
     if not documents and logs is None:

@@ -23,7 +23,6 @@ from lmaload.cli.group import (
     mags_option,
     main,
     metrics_port_option,
-    mode_option,
     parse_duration,
     pbu_order_option,
     results_option,
@@ -43,6 +42,7 @@ from lmaload.shard_logs import RESULTS_MARKER
 if TYPE_CHECKING:
     from lmaload.measure.schedule import Stage
     from lmaload.run import RunConfig
+    from lmaload.subscriber_file import Subscribers
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -97,6 +97,13 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
 )
 @mags_option
 @click.option(
+    "--population",
+    "population_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Emulate the subscribers in FILE instead (lmaload population's CSV or JSON: each MN's "
+    "NAI, link-layer id, HNP to request, MAG): its MNs and MAGs, not --mns, --mags, --seed.",
+)
+@click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
     default=1000.0,
@@ -119,7 +126,15 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     "Ending at 0, --mns defaults to the registrations the stages schedule. Shards split each "
     "rate.",
 )
-@mode_option
+@click.option(
+    "--mode",
+    type=click.Choice(["hard", "virtual", "restart"]),
+    default="hard",
+    show_default=True,
+    help="hard: the MAGs fail over to the standby's own address (SwitchOver); virtual: the "
+    "standby takes the shared LMAA; restart: one LMA without a standby, failed and started "
+    "again: the MAGs wait for it and register every session there again.",
+)
 @sync_option
 @heartbeat_interval_option
 @click.option(
@@ -156,6 +171,20 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     metavar="CMD",
     help="Shell command that fails your active LMA; run at the failure instant. Without it a "
     "run against --lma ends after the registrations.",
+)
+@click.option(
+    "--recover-cmd",
+    metavar="CMD",
+    help="--mode restart with --lma: shell command that starts your LMA again, --restart-after "
+    "seconds after --fail-cmd (without it the LMA is expected to restart itself).",
+)
+@click.option(
+    "--restart-after",
+    type=Duration(min=0),
+    default=3.0,
+    show_default=True,
+    help="--mode restart: seconds from the failure to starting the LMA again (the embedded LMA, "
+    "or --recover-cmd).",
 )
 @click.option(
     "--sync-wait",
@@ -350,7 +379,11 @@ def run_config(
         options["allow_remote"], transport,
     )  # fmt: skip
     stages: tuple[Stage, ...] = options["stages"] or ()
-    rate, mns = options["rate"], options["mns"]
+    rate, mns, mags = options["rate"], options["mns"], options["mags"]
+    population_file = options["population_file"]
+    subscribers = None if population_file is None else _subscribers(ctx, population_file)
+    if subscribers is not None:
+        mns, mags = len(subscribers.rows), len(subscribers.mags)
     if stages:
         if ctx.get_parameter_source("rate") is not ParameterSource.DEFAULT:
             raise click.UsageError(
@@ -360,12 +393,17 @@ def run_config(
         due = Schedule(stages).total
         if due < 1:
             raise click.BadParameter("no registration is due", param_hint="--stages")
-        if ctx.get_parameter_source("mns") is ParameterSource.DEFAULT and due < float("inf"):
+        if (
+            population_file is None
+            and ctx.get_parameter_source("mns") is ParameterSource.DEFAULT
+            and due < float("inf")
+        ):
             mns = int(due)
     try:
-        return RunConfig(
+        config = RunConfig(
             mns=mns,
-            mags=options["mags"],
+            mags=mags,
+            population_file=population_file,
             rate=rate,
             ramp=options["ramp"],
             stages=stages,
@@ -383,6 +421,8 @@ def run_config(
             lma=targets[0],
             standby=targets[1],
             fail_cmd=options["fail_cmd"],
+            recover_cmd=options["recover_cmd"],
+            restart_after=options["restart_after"],
             sync_wait=options["sync_wait"],
             pcap=options["pcap"],
             shard=shard,
@@ -397,11 +437,50 @@ def run_config(
             duration=options["duration"],
             observe=options["observe"],
             lab=lab or (transport == "raw" and not own),
-            mag_prefix=mag_prefix(
-                options["mag_prefix"], targets[0], options["mags"], options["allow_remote"]
-            ),
+            mag_prefix=mag_prefix(options["mag_prefix"], targets[0], mags, options["allow_remote"]),
             lab_prefix=options["lab_prefix"],
             hdr_log=options["hdr_log"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if subscribers is not None:
+        _check_mag_addresses(config, subscribers)
+    return config
+
+
+def _subscribers(ctx: click.Context, path: Path) -> Subscribers:
+    """The subscriber list ``path`` (UsageError for a bad one, or with --mns, --mags or --seed
+    given too)."""
+    from lmaload.subscriber_file import SubscriberFileError, read_subscribers
+
+    for name in ("mns", "mags", "seed"):
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+            raise click.UsageError(
+                f"--population gives the MNs and MAGs: not with {where(ctx, name)}"
+            )
+    try:
+        return read_subscribers(path)
+    except SubscriberFileError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _check_mag_addresses(config: RunConfig, subscribers: Subscribers) -> None:
+    """UsageError for a MAG of the list the run cannot send from: over the raw Mobility Header
+    (the lab, or LMAs of the user's own) its IPv6 address must be in the MAG prefix the run makes
+    local; over UDP/5436 it needs an IPv4 address."""
+    from ipaddress import IPv6Address, IPv6Network
+
+    from lmaload.population import PopulationSpec
+
+    if config.lab or (config.lma is not None and config.lma.raw):
+        prefix = IPv6Network(config.mag_prefix or PopulationSpec.mag_prefix6)
+        for addr6 in subscribers.mags["addr6"]:
+            address = IPv6Address(addr6.tobytes())
+            if not addr6.any() or address not in prefix:
+                named = f"MAG {address}" if addr6.any() else "a MAG without mag (IPv6)"
+                raise click.UsageError(
+                    f"--population: {named} is not in {prefix}, where the MAGs send the raw "
+                    "Mobility Header from"
+                )
+    elif not subscribers.mags["addr4"].any(axis=1).all():
+        raise click.UsageError("--population: a MAG without mag_ipv4 cannot send over UDP/5436")

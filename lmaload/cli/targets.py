@@ -77,6 +77,8 @@ def run_targets(
         return None, None
     if mode == "virtual" and standby is not None:
         raise click.UsageError("a virtual switch has one shared LMAA: give --lma alone")
+    if mode == "restart" and standby is not None:
+        raise click.UsageError("--mode restart has one LMA, restarted: give --lma alone")
     if mode == "hard" and fail_cmd is not None and standby is None:
         raise click.UsageError("--fail-cmd in hard mode needs --standby to fail over to")
     ends = []

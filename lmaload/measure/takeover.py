@@ -18,13 +18,25 @@ here. Definitions (the main job's):
   (the MAG did not detect the failure, or had nowhere to go);
 * stayed — bound at the failure and accepted again (refreshed) by the same LMA after it: the
   sessions a fault of some MAGs' path left with their LMA (seed §5.2).
+
+A restart (``mark_failure(..., rebuild=True)``: one LMA, no standby, the MAGs register again with
+it) has a fifth fate, and the "taking-over LMA" is the restarted one:
+
+* rebuilt — accepted again as a new binding: the MAG knew the LMA lost it (a changed Restart
+  Counter: ``invalidated`` marks it to be rebuilt, not lost) or the LMA gave it a new prefix;
+  a refresh accepted with the same prefix is kept (an LMA that rebuilt the binding with the
+  prefix the PBU asked for cannot be told apart on the wire);
+* outage — per MAG, the last answer of any kind (PBA, Heartbeat) from the LMA before the MAG
+  detected the failure to the first answer after it (``heard``: the driver's receive times);
+  re-registration time — the takeover time above: failure instant to the MAG's last session
+  accepted again, once none is pending.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-UNAFFECTED, PENDING, KEPT, LOST = 0, 1, 2, 3
+UNAFFECTED, PENDING, KEPT, LOST, REBUILT = 0, 1, 2, 3, 4
 
 
 class TakeoverMeter:
@@ -40,12 +52,24 @@ class TakeoverMeter:
         self._stayed = np.zeros(len(session_mags), dtype=bool)
         self._attempted = np.zeros(len(session_mags), dtype=bool)
         self._detected_at = np.full(n_mags, np.nan)
+        self._rebuild = False
+        self._rebuilding = np.zeros(len(session_mags), dtype=bool)
+        self._heard_at = np.full(n_mags, np.nan)  # the last answer from the LMA
+        self._silent_from = np.full(n_mags, np.nan)  # the last answer before detection
+        self._back_at = np.full(n_mags, np.nan)  # the first answer after detection
         self.registered_after = 0  # initial registrations accepted after the failure
 
-    def mark_failure(self, when: float, at_risk: np.ndarray, anchors: np.ndarray) -> None:
+    def mark_failure(
+        self, when: float, at_risk: np.ndarray, anchors: np.ndarray, rebuild: bool = False
+    ) -> None:
         """Sessions ``at_risk`` (bool per session) anchored at ``anchors`` are measured from
-        ``when`` on; a previous failure's measurements are discarded."""
+        ``when`` on; a previous failure's measurements are discarded. ``rebuild``: a restart
+        (see the module docstring)."""
         self.failure_at = when
+        self._rebuild = rebuild
+        self._rebuilding[:] = False
+        self._silent_from[:] = np.nan
+        self._back_at[:] = np.nan
         self.fate[:] = np.where(at_risk, PENDING, UNAFFECTED)
         self._anchor[:] = anchors
         self._recovered_at[:] = np.nan
@@ -58,8 +82,16 @@ class TakeoverMeter:
         """The MAGs ``mags`` declared an LMA unreachable at ``now``."""
         if self.failure_at is None or now < self.failure_at:
             return
-        first = np.isnan(self._detected_at[mags])
-        self._detected_at[mags[first]] = now
+        first = mags[np.isnan(self._detected_at[mags])]
+        self._detected_at[first] = now
+        self._silent_from[first] = self._heard_at[first]
+
+    def heard(self, mags: np.ndarray, now: float) -> None:
+        """Answers from the LMA reached the MAGs ``mags`` at ``now`` (after the engine took
+        them in: a Restart Counter change they carry is detected first)."""
+        back = mags[np.isfinite(self._detected_at[mags]) & np.isnan(self._back_at[mags])]
+        self._back_at[back] = now
+        self._heard_at[mags] = now
 
     def _moved(self, rows: np.ndarray, lmas: np.ndarray, any_lma: bool, now: float) -> np.ndarray:
         if self.failure_at is None or now < self.failure_at:
@@ -95,7 +127,8 @@ class TakeoverMeter:
         """PBA 0 at ``now`` from LMA ``lmas[i]`` for session ``rows[i]``. ``any_lma``: every LMA
         counts as the taking-over one (virtual switch)."""
         sel = self._moved(rows, lmas, any_lma, now)
-        self.fate[rows[sel]] = np.where(prefix_changed[sel], LOST, KEPT)
+        new = prefix_changed[sel] | self._rebuilding[rows[sel]]
+        self.fate[rows[sel]] = np.where(new, REBUILT if self._rebuild else LOST, KEPT)
         self._recovered_at[rows[sel]] = now
         if self.failure_at is not None and now >= self.failure_at:
             same = (lmas == self._anchor[rows]) & (self.fate[rows] <= PENDING)
@@ -106,9 +139,13 @@ class TakeoverMeter:
         self.fate[rows[self._moved(rows, lmas, any_lma, now)]] = LOST
 
     def invalidated(self, rows: np.ndarray) -> None:
-        """Sessions dropped because their LMA's Restart Counter changed."""
+        """Sessions dropped because their LMA's Restart Counter changed: lost, or in a restart
+        to be rebuilt."""
         rows = rows[self.fate[rows] == PENDING]
-        self.fate[rows] = LOST
+        if self._rebuild:
+            self._rebuilding[rows] = True
+        else:
+            self.fate[rows] = LOST
 
     # --- results, one value per MAG ----------------------------------------------------------
 
@@ -122,6 +159,10 @@ class TakeoverMeter:
     @property
     def lost(self) -> np.ndarray:
         return self._per_mag(LOST)
+
+    @property
+    def rebuilt(self) -> np.ndarray:
+        return self._per_mag(REBUILT)
 
     @property
     def pending(self) -> np.ndarray:
@@ -154,6 +195,12 @@ class TakeoverMeter:
     def detection(self) -> np.ndarray:
         """Seconds from the failure to detection per MAG (NaN: not detected)."""
         return self._detected_at - (self.failure_at if self.failure_at is not None else np.nan)
+
+    @property
+    def outage(self) -> np.ndarray:
+        """Seconds from the last answer before detection to the first after it, per MAG (NaN:
+        not detected, nothing heard before, or nothing heard since)."""
+        return self._back_at - self._silent_from
 
     @property
     def takeover(self) -> np.ndarray:

@@ -27,7 +27,9 @@ asked for a PBA (the first MN registered for 4 s, de-registered once answered; a
 Hard switch (seed Figure 2, §8.4): when the LMA of a MAG's sessions goes DOWN, each of them sends a
 PBU with HI 5 (R33), its assigned prefix and an LFI naming the failed LMA to the other LMA; an HA
 Switch (MH 12, §8.6, R28) does the same towards the address it carries, for the sessions anchored
-at the LMA its LFI names (without LFI: every session not already there). Virtual switch (§8.7):
+at the LMA its LFI names (without LFI: every session not already there). Restart mode: one LMA, no
+standby; a MAG that lost it waits and probes until it answers, then registers its sessions there
+again (``LmaRestart``, ``mag_restart``). Virtual switch (§8.7):
 one LMAA, nothing to do but keep refreshing; heartbeats tell whether the LMA restarted (and with
 ``refresh_on_recovery`` the sessions are refreshed as soon as the LMAA answers again).
 
@@ -54,7 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmaload._ext.mag_step import MagStep, RowHeap
-from lmaload.bulk import NO_MN_ID, decode_pbas
+from lmaload.bulk import NO_MN_ID, decode_pbas, nai_index
 from lmaload.measure.goodput import PerSecond
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter
@@ -66,6 +68,7 @@ from lmaload.protocol.events import Event
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
 from lmaload.protocol.mag_liveness import LmaLiveness
+from lmaload.protocol.mag_restart import LmaRestart
 from lmaload.protocol.mag_sender import PbuSender
 from lmaload.protocol.mag_state import (
     AWAITING_PBA,
@@ -117,6 +120,7 @@ class MagEngine:
         n_lmas = len(self.peers.lmas)
         self._id_order = np.argsort(mns["mn_id"], kind="stable")
         self._ids_sorted = mns["mn_id"][self._id_order]
+        self._nais = None if population.nais is None else nai_index(population.nais, mns["mn_id"])
         self._lfi = np.full(len(mns), NO_LFI, dtype=np.int8)  # LMA named in the failover PBU
         # The LMA each MAG registers new sessions with: the one it failed over to, once it did
         # (the schedule goes on through a failover).
@@ -150,6 +154,7 @@ class MagEngine:
                 self._mag_lma,
                 self._ids_sorted,
                 self._id_order,
+                self._nais,
                 self._timers,
                 self.heartbeats,
                 self.lag.histogram,
@@ -170,6 +175,22 @@ class MagEngine:
             self.counters,
             self.takeover,
         )
+        self.restart = (
+            LmaRestart(
+                population,
+                config,
+                self.peers,
+                self.sender,
+                self._timers,
+                self.heartbeats,
+                self.counters,
+                self.takeover,
+                self.events,
+                now,
+            )
+            if config.mode == "restart"
+            else None
+        )
         self.liveness = LmaLiveness(
             population,
             config,
@@ -181,6 +202,7 @@ class MagEngine:
             self.counters,
             self.takeover,
             self.events,
+            self.restart,
         )
 
         # The open-loop schedule: IDLE rows in row order, intended times from ``schedule_start``
@@ -210,10 +232,13 @@ class MagEngine:
         """Process a batch of received Mobility Headers (PBAs, heartbeats, HA Switch)."""
         parts = datagrams.parts()
         listed = [p for p in parts if not isinstance(p, Columns)]
-        for columns in [p for p in parts if isinstance(p, Columns)]:
-            self._receive_columns(columns, now)
+        batches = [p for p in parts if isinstance(p, Columns)]
         if listed:
-            self._receive_columns(Columns.of(listed), now)  # type: ignore[arg-type]
+            batches.append(Columns.of(listed))  # type: ignore[arg-type]
+        for columns in batches:
+            self._receive_columns(columns, now)
+            if self.restart is not None:
+                self.restart.heard(columns, now, self.heartbeating)
 
     def _receive_columns(self, columns: Columns, now: float) -> None:
         if self._probe_due is not None and not self._cursor:  # the start-up check's PBAs
@@ -269,7 +294,7 @@ class MagEngine:
                 self._registered(registrations, now)
             if accepted:
                 rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
-                self.takeover.accepted(rows, lmas, changed, now, self.config.mode == "virtual")
+                self.takeover.accepted(rows, lmas, changed, now, self.config.mode != "hard")
             if rejected:  # in row order, as the reference's np.unique leaves them
                 rows, lmas, status, seq = np.array(sorted(rejected), dtype=np.int64).T
                 self._reject(rows, lmas, status, seq, now)
@@ -322,6 +347,8 @@ class MagEngine:
             times.append(hb)
         if self._probe_due is not None:
             times.append(self._probe_due)
+        if self.restart is not None and not self.heartbeating:
+            times.append(self.restart.probe_due)
         if self._deregister_at is not None:
             times.append(self._deregister_at)
         return min(times, default=None)
@@ -339,6 +366,11 @@ class MagEngine:
             and due <= now + TIME_SLACK
         ):
             self.liveness.tick(now)
+        restart = self.restart
+        if restart is not None and not self.heartbeating and restart.probe_due <= now + TIME_SLACK:
+            down = restart.tick(now)
+            self.heartbeats.up[down] = False
+            self.liveness.went_down(down, np.zeros(len(down), dtype=np.int64), now)
         self._session_timers(now, limit)
         if self._deregister_at is not None and self._deregister_at <= now + TIME_SLACK:
             self._deregister_at = None
@@ -361,9 +393,14 @@ class MagEngine:
     def serve_state(self) -> tuple | None:
         """What ``MagServe.serve`` needs after the positional deadline (intended times, cursor,
         the engine's own due time, heartbeating, the takeover's failure time, whether the
-        schedule's sends may run compiled, the clock offset), or None while only this
-        engine's code may serve (the start-up probe before the schedule)."""
-        if self._step is None or (self._probe_due is not None and not self._cursor):
+        schedule's sends may run compiled, the clock offset, the registrations' origin), or None
+        while only this engine's code may serve (the start-up probe before the schedule, restart
+        mode)."""
+        if (
+            self._step is None
+            or self.restart is not None  # it hears every batch (LmaRestart.heard)
+            or (self._probe_due is not None and not self._cursor)
+        ):
             return None
         own = [t for t in (self._probe_due, self._deregister_at) if t is not None]
         failure = self.takeover.failure_at
@@ -409,7 +446,12 @@ class MagEngine:
         at_risk = np.isin(mns["state"], BOUND) & (mns["t_acked"] <= ns(when))
         if mags is not None:
             at_risk &= np.isin(mns["mag"], mags)
-        self.takeover.mark_failure(when, at_risk, mns["lma"])
+        self.takeover.mark_failure(when, at_risk, mns["lma"], self.config.mode == "restart")
+
+    def lma_lost_state(self) -> None:
+        """Restart mode: the driver knows the LMA came back without its bindings (a new
+        process): the sessions at risk count as rebuilt once accepted again."""
+        self.takeover.invalidated(np.arange(len(self.pop.mns)))
 
     @property
     def behind_schedule(self) -> float:
@@ -564,7 +606,7 @@ class MagEngine:
         mns = self.pop.mns
         count = len(offsets) - 1
         self.counters.pba_received += count
-        pba = decode_pbas(buf, offsets, framing="mh")
+        pba = decode_pbas(buf, offsets, framing="mh", nais=self._nais)
         decoded = (pba["error"] == 0) & (pba["flags"] & cp.BA_FLAG_P != 0)
         for i in np.flatnonzero(~decoded).tolist():
             self._malformed(buf[offsets[i] : offsets[i + 1]].tobytes())
@@ -630,7 +672,7 @@ class MagEngine:
         final = ~retry & ~no_state
         # A timing retry may still keep the session; one given up on (``final``) is lost.
         lost = ~(retry & np.isin(status, KEEPS_BINDING))
-        self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode == "virtual")
+        self.takeover.rejected(rows[lost], lma[lost], now, self.config.mode != "hard")
         for code, n in zip(*np.unique(status[final], return_counts=True), strict=True):
             self.counters.failed[int(code)] += int(n)
         mns["state"][rows[final]] = S.FAILED
@@ -665,7 +707,7 @@ class MagEngine:
         registrations = int(np.count_nonzero(state == S.REGISTERING))
         if registrations:
             self._registered(registrations, now)
-        self.takeover.accepted(rows, lma, changed, now, cfg.mode == "virtual")
+        self.takeover.accepted(rows, lma, changed, now, cfg.mode != "hard")
         granted = pba["lifetime"].astype(np.float64) * 4
         refresh_in = np.maximum(
             np.maximum(granted - cfg.refresh_margin, granted / 2), cfg.initial_bindack_timeout

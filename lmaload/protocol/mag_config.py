@@ -17,7 +17,9 @@ class MagConfig:
     """What every emulated MAG of a population does.
 
     * ``lmaa`` is the LMA the sessions register with; ``standby`` the hard-switch standby LMAA
-      (seed Figure 2). A virtual switch (§8.7) has one shared LMAA and no standby.
+      (seed Figure 2). A virtual switch (§8.7) has one shared LMAA and no standby, and so has
+      ``restart``: one LMA without a standby or state sync, which the MAGs wait for when it
+      fails and then register every session with again (``protocol/mag_restart.py``).
     * ``lifetime`` is the requested binding lifetime (seconds, rounded up to 4-s units); a session
       refreshes ``refresh_margin`` seconds before its granted lifetime ends (but not before half
       of it).
@@ -55,7 +57,7 @@ class MagConfig:
 
     lmaa: IPv6Address
     standby: IPv6Address | None = None
-    mode: Literal["hard", "virtual"] = "hard"
+    mode: Literal["hard", "virtual", "restart"] = "hard"
     lifetime: float = 3600.0
     refresh_margin: float = 10.0
     heartbeat_interval: float = 1.0
@@ -75,8 +77,8 @@ class MagConfig:
     failure_after: int = 3
 
     def __post_init__(self) -> None:
-        if self.mode == "virtual" and self.standby is not None:
-            raise ValueError("a virtual switch shares one LMAA: no standby address")
+        if self.mode != "hard" and self.standby is not None:
+            raise ValueError(f"{self.mode} mode has one LMA: no standby address")
         if self.standby == self.lmaa:
             raise ValueError("the standby must differ from the LMAA in hard mode")
         if not 0 < self.lifetime <= 0xFFFF * 4:

@@ -23,6 +23,7 @@ from lmaload.protocol.datagrams import Datagram
 from lmaload.protocol.events import Event
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import HeartbeatTable
+from lmaload.protocol.mag_restart import LmaRestart
 from lmaload.protocol.mag_sender import PbuSender
 from lmaload.protocol.mag_state import BOUND, MOVABLE, MagCounters, Peers, ns, pairs
 from lmaload.protocol.peer_quirks import NO_HEARTBEATS, binding_error, malformed
@@ -56,6 +57,7 @@ class LmaLiveness:
         counters: MagCounters,
         takeover: TakeoverMeter,
         events: list[Event],
+        restart: LmaRestart | None = None,
     ) -> None:
         self.pop = population
         self.config = config
@@ -68,6 +70,7 @@ class LmaLiveness:
         self._counters = counters
         self._takeover = takeover
         self._events = events
+        self._restart = restart  # restart mode: the MAGs wait for their one LMA
         self._without_heartbeats: set[int] = set()  # LMAs that said "no RFC 5847 here"
 
     # --- heartbeats (RFC 5847, spec-digest §4) -------------------------------------------------
@@ -99,6 +102,9 @@ class LmaLiveness:
         self._takeover.detected(down_mags, now)
         for mag, lma in zip(down_mags.tolist(), down_lmas.tolist(), strict=True):
             self._events.append(Event(now, "lma_down", {"mag": mag, "lma": str(lmas[lma])}))
+            if self._restart is not None:
+                self._restart.down(np.array([mag]))
+                continue
             standby = 1 - lma
             if self.config.mode == "hard" and len(lmas) == 2 and self.table.up[mag, standby]:
                 rows = self.peers.rows_of(mag)
@@ -149,12 +155,22 @@ class LmaLiveness:
         (up_m, up_l), (rs_m, rs_l) = came_up, restarted_pairs
         lmas = self.peers.lmas
         restarted = set(zip(rs_m.tolist(), rs_l.tolist(), strict=True))
+        restart = self._restart
         for m, lm in zip(up_m.tolist(), up_l.tolist(), strict=True):
             self._events.append(Event(now, "lma_up", {"mag": m, "lma": str(lmas[lm])}))
-            if self.config.refresh_on_recovery and (m, lm) not in restarted:
+            if (m, lm) in restarted:
+                continue
+            if restart is not None:
+                if restart.waiting[m]:
+                    restart.back(m, now, lost_state=False)
+            elif self.config.refresh_on_recovery:
                 self._refresh_now(m, lm, now)
         for m, lm in zip(rs_m.tolist(), rs_l.tolist(), strict=True):
             self._events.append(Event(now, "lma_restarted", {"mag": m, "lma": str(lmas[lm])}))
+            if restart is not None:  # perhaps before the heartbeats missed noticed it
+                self._takeover.detected(np.array([m]), now)
+                restart.back(m, now, lost_state=True)
+                continue
             rows = self.peers.rows_of(m)
             mns = self.pop.mns
             rows = rows[

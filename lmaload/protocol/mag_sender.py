@@ -92,27 +92,24 @@ class PbuSender:
         mns = self.pop.mns
         now_ns = ns(now)
         clock = np.uint64(round((now + self.clock_offset) * 65536))
-        virtual = cfg.mode == "virtual"
+        any_lma = cfg.mode != "hard"  # the same LMA takes the sessions back
         if self._step is not None:
             rows = np.ascontiguousarray(rows, dtype=np.int64)
             common = self._step.transmit(rows, now_ns, int(clock))
             if self._takeover.failure_at is not None:
-                self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
-            groups = [(common, rows)] if common >= 0 else self._groups(rows)
-        else:
-            mns["seq"][rows] += np.uint16(1)
-            mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
-            dereg = mns["state"][rows] == S.DEREGISTERING
-            retries = mns["retries"][rows].astype(np.float64)
-            timeout = np.minimum(
-                cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout
-            )
-            timeout[dereg] = cfg.initial_bindack_timeout
-            self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
-            self._counters.pbu_sent += len(rows)
-            self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
-            groups = self._groups(rows)
-        self.encode(groups)
+                self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, any_lma)
+            self.encode_rows(rows, common)
+            return
+        mns["seq"][rows] += np.uint16(1)
+        mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
+        dereg = mns["state"][rows] == S.DEREGISTERING
+        retries = mns["retries"][rows].astype(np.float64)
+        timeout = np.minimum(cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout)
+        timeout[dereg] = cfg.initial_bindack_timeout
+        self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
+        self._counters.pbu_sent += len(rows)
+        self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, any_lma)
+        self.encode(self._groups(rows))
 
     def encode(self, groups: list[tuple[int, np.ndarray]]) -> None:
         """The PBUs of each (key, rows) encoding group (see ``_groups``), after the bookkeeping
@@ -155,18 +152,21 @@ class PbuSender:
             )
         return options
 
-    def probe_pbu(self, lma: int, lifetime: int, now: float) -> None:
-        """A PBU of the first MN (its own sequence number and Timestamp) to LMA ``lma``."""
+    def probe_pbu(
+        self, lma: int, lifetime: int, now: float, rows: np.ndarray | None = None
+    ) -> None:
+        """A PBU of each of ``rows`` (default: the first MN) to LMA ``lma``, outside the
+        sessions' state: their own sequence number and Timestamp, no timer."""
         mns = self.pop.mns
-        row = np.zeros(1, dtype=np.int64)
+        row = np.zeros(1, dtype=np.int64) if rows is None else rows
         clock = np.uint64(round((now + self.clock_offset) * 65536))
         mns["seq"][row] += np.uint16(1)
         mns["ts"][row] = np.maximum(mns["ts"][row] + np.uint64(1), clock)
         buf, offsets = encode_pbus(
             self.pop, row, self.peers.lmas[lma], lifetime=lifetime, options=self._pbu(NO_LFI)
         )
-        self.emit(buf, offsets, mns["mag"][row], np.full(1, lma))
-        self._counters.pbu_sent += 1
+        self.emit(buf, offsets, mns["mag"][row], np.full(len(row), lma))
+        self._counters.pbu_sent += len(row)
 
     # --- session transitions that send a PBU ----------------------------------------------------
 

@@ -55,6 +55,7 @@ class MagCounters:
     heartbeat_requests_answered: int = 0
     ha_switch_received: int = 0
     sessions_invalidated: int = 0
+    restart_probes_sent: int = 0  # restart mode without heartbeats: refresh PBUs as probes
     given_up: int = 0  # sessions whose PBU went unanswered through every retransmission
 
 
