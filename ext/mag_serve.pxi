@@ -27,7 +27,6 @@ cdef enum:
     PBAS = 2  # a run's PBA step left work: MagEngine.after_pbas
     HEARTBEATS = 3  # a run's heartbeat step left work: MagEngine.after_heartbeats
     DOWN = 4  # the heartbeat tick declared (MAG, LMA) pairs DOWN: LmaLiveness.went_down
-    MAX_BATCHES = 8  # receive batches before the timers get a look in (MagLoop's)
 
 
 cdef inline double wall_clock() noexcept nogil:
@@ -49,7 +48,7 @@ cdef class MagServe:
     cdef Routes routes
     cdef ReceiveClock clock
     cdef object sock, receiver, sender, encoders, fallback, scheduled, intended
-    cdef int fd, max_datagrams
+    cdef int fd, max_datagrams, max_batches
     cdef bint full  # the last receive took as many as it could: more may be queued
     cdef double spread, tolerance, send_wait
     cdef Py_ssize_t cursor
@@ -69,13 +68,14 @@ cdef class MagServe:
 
     def __cinit__(
         self, MagStep step, sock, Routes routes, ReceiveClock clock, encoders, fallback,
-        scheduled, double spread, double tolerance, double send_wait,
+        scheduled, int max_batches, double spread, double tolerance, double send_wait,
     ):
         self.step, self.sock, self.routes, self.clock = step, sock, routes, clock
-        self.receiver, self.sender = sock._receiver, sock._sender
+        self.receiver, self.sender = sock.receiver, sock.sender
         self.fd, self.max_datagrams = sock.fileno(), sock.max_datagrams
         self.encoders, self.fallback = encoders, fallback
         self.scheduled = c_array(scheduled, np.int64, "scheduled")
+        self.max_batches = max_batches  # receive batches before the timers get a look in
         self.spread, self.tolerance, self.send_wait = spread, tolerance, send_wait
         cap = self.max_datagrams
         self.starts = np.zeros(cap, dtype=np.int64)
@@ -129,10 +129,11 @@ cdef class MagServe:
         bint heartbeating, double measure_from, bint timers, double clock_offset, double origin,
     ):
         """Until ``deadline`` or something rare: ``intended`` the schedule's times (ns, int64, as
-        long as the rows) and ``cursor`` its next row (returned as the second item), ``python_due`` when the engine's own timers (start-up probe,
-        de-registration) are due, ``measure_from`` the takeover meter's failure time (INFINITY:
-        none), ``timers`` whether the schedule's sends may run here (no takeover measured),
-        ``origin`` the start of the registrations' seconds (``PerSecond.start``)."""
+        long as the rows) and ``cursor`` its next row (returned as the second item),
+        ``python_due`` when the engine's own timers (start-up probe, de-registration) are due,
+        ``measure_from`` the takeover meter's failure time (INFINITY: none), ``timers`` whether
+        the schedule's sends may run here (no takeover measured), ``origin`` the start of the
+        registrations' seconds (``PerSecond.start``)."""
         cdef double now, due, hb
         cdef int64_t top
         cdef int ready, wait_ms, batches
@@ -186,7 +187,7 @@ cdef class MagServe:
                 ready = poll(&p, 1, max(wait_ms, 0))
             if ready <= 0:
                 continue
-            for batches in range(MAX_BATCHES):
+            for batches in range(self.max_batches):
                 if not self.receive():
                     break
                 out = self.deliver(measure_from)

@@ -105,36 +105,6 @@ include "mag_tables.pxi"
 # ---------------------------------------------------------------------------------------------
 # The engine's steps
 
-cdef class Views:
-    """The pointers of datagrams ``buf[starts[i]:ends[i]]`` from ``src[i]`` to ``dst[i]`` (the
-    arrays are kept alive while this is)."""
-
-    cdef const uint8_t[::1] buf
-    cdef const int64_t[::1] starts, ends
-    cdef const uint8_t[:, ::1] src, dst
-    cdef const uint8_t* b
-    cdef const int64_t* s
-    cdef const int64_t* e
-    cdef const uint8_t* sa
-    cdef const uint8_t* da
-    cdef Py_ssize_t n
-
-    def __cinit__(self, buf, starts, ends, src, dst):
-        self.buf = buf
-        self.starts = np.ascontiguousarray(starts, dtype=np.int64)
-        self.ends = np.ascontiguousarray(ends, dtype=np.int64)
-        self.src = np.ascontiguousarray(src, dtype=np.uint8).reshape(-1, ADDRESS)
-        self.dst = np.ascontiguousarray(dst, dtype=np.uint8).reshape(-1, ADDRESS)
-        self.n = self.starts.shape[0]
-        if self.ends.shape[0] != self.n or self.src.shape[0] != self.n:
-            raise ValueError("starts, ends and src differ in length")
-        self.b = &self.buf[0] if self.buf.shape[0] else NULL
-        self.s = &self.starts[0] if self.n else NULL
-        self.e = &self.ends[0] if self.n else NULL
-        self.sa = &self.src[0, 0] if self.n else NULL
-        self.da = &self.dst[0, 0] if self.dst.shape[0] else NULL
-
-
 cdef enum:
     LATENCY_KINDS = 3  # REGISTERING, REFRESHING, FAILOVER: MagEngine.latency's kinds in order
 
@@ -565,7 +535,7 @@ cdef class MagStep:
         self, const uint8_t* b, const int64_t* s, const int64_t* e, const uint8_t* src,
         Py_ssize_t n, double now, int64_t now_ns, bint takeover,
     ):
-        cdef Py_ssize_t i, kind
+        cdef Py_ssize_t i, kind, registrations = 0
         cdef int64_t lma, row, refresh_ns
         cdef decoded_t d
         cdef const uint8_t* mh
@@ -577,7 +547,6 @@ cdef class MagStep:
         cdef bint changed
         cdef double granted, refresh_in
         cdef mn_t* mn
-        cdef Py_ssize_t registrations = 0
         memset(zero, 0, 16)
         accepted = rejected = malformed = None
         self.generation += 1

@@ -65,6 +65,7 @@ from lmaload.population import Population
 from lmaload.population import SessionState as S
 from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.protocol.events import Event
+from lmaload.protocol.mag_compiled import CompiledPath
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
 from lmaload.protocol.mag_liveness import LmaLiveness
@@ -83,7 +84,6 @@ from lmaload.protocol.mag_state import (
     MagCounters,
     Peers,
     ns,
-    pairs,
 )
 from lmaload.protocol.mag_timers import RowTimers
 from lmaload.protocol.peer_quirks import (
@@ -98,7 +98,7 @@ from lmaload.wire import codepoints as cp
 __all__ = ["LATENCY_KIND", "MagConfig", "MagCounters", "MagEngine"]
 
 
-class MagEngine:
+class MagEngine(CompiledPath):
     """All MAGs of ``population`` (each with its Proxy-CoA ``mags['addr6']``), driven like
     ``LmaEngine``: ``receive(batch, now)``, ``handle_timer(now)`` when ``next_timer()`` is due,
     ``datagrams_to_send()``. The engine owns the population's signalling columns.
@@ -269,55 +269,6 @@ class MagEngine:
         for i in np.flatnonzero(kind == cp.MH_BINDING_ERROR).tolist():
             self._on_binding_error(columns.datagram(i), now)
 
-    def _receive_compiled(self, columns: Columns, now: float) -> None:
-        """``_receive_columns`` by the compiled steps: the PBAs, then the Heartbeats, then any HA
-        Switch, as the reference takes them."""
-        step = self._step
-        assert step is not None
-        meter = self.takeover
-        measuring = meter.failure_at is not None and now >= meter.failure_at
-        pbas = step.pbas(
-            columns.buf, columns.starts, columns.ends, columns.src, now, ns(now), measuring
-        )
-        self.after_pbas(columns, now, pbas)
-
-    def after_pbas(self, columns: Columns, now: float, pbas: tuple | None) -> None:
-        """What the compiled PBA step left of ``columns`` (its result ``pbas``), then the
-        Heartbeats among them."""
-        step = self._step
-        assert step is not None
-        if pbas is not None:
-            registrations, accepted, rejected, dropped = pbas
-            for i in dropped:
-                self._malformed(columns.datagram(i).data)
-            if registrations:
-                self._registered(registrations, now)
-            if accepted:
-                rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
-                self.takeover.accepted(rows, lmas, changed, now, self.config.mode != "hard")
-            if rejected:  # in row order, as the reference's np.unique leaves them
-                rows, lmas, status, seq = np.array(sorted(rejected), dtype=np.int64).T
-                self._reject(rows, lmas, status, seq, now)
-        rare = step.heartbeats(
-            columns.buf, columns.starts, columns.ends, columns.src, columns.dst, now
-        )
-        self.after_heartbeats(columns, now, rare)
-
-    def after_heartbeats(self, columns: Columns, now: float, rare: tuple | None) -> None:
-        """What the compiled heartbeat step left of ``columns`` (its result ``rare``)."""
-        assert self._step is not None
-        self._step.fold(self.counters)
-        if rare is None:
-            return
-        probes, came_up, restarted, switches, errors = rare
-        for i, seq in probes:
-            self.liveness.answer(columns.datagram(i), seq)
-        self.liveness.changes(pairs(came_up), pairs(restarted), now)
-        for i in switches:
-            self.liveness.on_ha_switch(columns.datagram(i), now)
-        for i in errors:
-            self._on_binding_error(columns.datagram(i), now)
-
     def _on_binding_error(self, datagram: Datagram, now: float) -> None:
         """A Binding Error; one that turned the heartbeats off before the schedule started
         starts the probe."""
@@ -377,58 +328,6 @@ class MagEngine:
             self._deregister_all(now)
         if self._step is not None:
             self._step.fold(self.counters)
-
-    # --- the compiled driver's interface (transport.mag_loop) ----------------------------------
-
-    @property
-    def scheduled(self) -> np.ndarray:
-        """The schedule's rows, in the order of its intended times."""
-        return self._scheduled
-
-    @property
-    def step(self) -> MagStep | None:
-        """The compiled steps, or None on the reference path."""
-        return self._step
-
-    def serve_state(self) -> tuple | None:
-        """What ``MagServe.serve`` needs after the positional deadline (intended times, cursor,
-        the engine's own due time, heartbeating, the takeover's failure time, whether the
-        schedule's sends may run compiled, the clock offset, the registrations' origin), or None
-        while only this engine's code may serve (the start-up probe before the schedule, restart
-        mode)."""
-        if (
-            self._step is None
-            or self.restart is not None  # it hears every batch (LmaRestart.heard)
-            or (self._probe_due is not None and not self._cursor)
-        ):
-            return None
-        own = [t for t in (self._probe_due, self._deregister_at) if t is not None]
-        failure = self.takeover.failure_at
-        return (
-            self._intended,
-            self._cursor,
-            min(own, default=float("inf")),
-            self.heartbeating,
-            float("inf") if failure is None else failure,
-            failure is None,
-            self.sender.clock_offset,
-            self.registrations.start,
-        )
-
-    def served(
-        self, cursor: int, lag: tuple[int, float, int], registered: list[tuple[int, float]]
-    ) -> None:
-        """After ``MagServe.serve``: the schedule's cursor, the lag of the sends it made
-        (count, largest, late), the initial registrations it saw accepted ((count, at) by
-        second), the heartbeat table's next due time, the counters."""
-        assert self._step is not None
-        self._cursor = cursor
-        for count, at in registered:
-            self._registered(count, at)
-        if lag[0]:
-            self.lag.count(*lag)
-        self.heartbeats.set_next_due(self._step.next_heartbeat)
-        self._step.fold(self.counters)
 
     # --- what a driver reads or sets -----------------------------------------------------------
 

@@ -43,7 +43,7 @@ SOCKET_BUFFER = 64 << 20
 MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
 # Seconds: no datagram is handed to the engine timed later than the kernel received it by more.
 ARRIVAL_SPREAD = 0.5e-3
-# MagServe.serve's kinds of return
+# MagServe.serve's kinds of return, in ext/mag_serve.pxi's order
 DONE, TIMER, PBAS, HEARTBEATS, DOWN = range(5)
 
 
@@ -193,6 +193,7 @@ class MagLoop:
                 engine.sender.encoders,
                 engine.sender.encode_rows,
                 engine.scheduled,
+                MAX_BATCHES_PER_WAKEUP,
                 ARRIVAL_SPREAD,
                 engine.lag.tolerance,
                 SEND_WAIT,
