@@ -121,10 +121,11 @@ def refuse_with_plain(ctx: click.Context, role: str, mode: str) -> None:
 )
 @click.option(
     "--prefix-pool",
-    default="2001:db8:8000::/48",
+    default="2001:db8:8000::/40",
     show_default=True,
     metavar="PREFIX",
-    help="The /64 home network prefixes this LMA assigns come from here.",
+    help="The /64 home network prefixes this LMA assigns come from here (the default holds "
+    "16 M, enough for any run lmaload makes).",
 )
 @click.option(
     "--sync",
