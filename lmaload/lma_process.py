@@ -111,6 +111,7 @@ class LmaSettings:
     preference: int = 100
     metrics_port: int | None = None
     pcap: Path | None = None  # a sample of the signalling (UDP transport)
+    sync_pacing_rate: float = 1000.0
 
     def engine_config(self) -> LmaConfig:
         return LmaConfig(
@@ -127,6 +128,7 @@ class LmaSettings:
             missing_heartbeats_allowed=self.missing_heartbeats,
             hello_interval=self.hello_interval,
             sync=self.sync,
+            sync_pacing_rate=self.sync_pacing_rate,
         )
 
     def check_families(self) -> None:

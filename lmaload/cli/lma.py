@@ -109,6 +109,13 @@ def endpoint(text: str, option: str, transport: str) -> Any:
     help="before-ack: withhold each PBA until the standby acknowledged the change.",
 )
 @click.option(
+    "--sync-pacing-rate",
+    type=click.FloatRange(1.0),
+    default=1000.0,
+    show_default=True,
+    help="State Synchronization messages per second to each peer, at most.",
+)
+@click.option(
     "--hello-interval",
     type=Duration(whole=True, min=1, max=0xFFFF),
     default=1,
@@ -168,6 +175,7 @@ def lma(
     lmaa: str | None,
     prefix_pool: str,
     sync: str,
+    sync_pacing_rate: float,
     hello_interval: int,
     heartbeat_interval: float,
     missing_heartbeats: int,
@@ -221,6 +229,7 @@ def lma(
         lmaa=endpoint(lmaa, "--lmaa", transport) if lmaa is not None else None,
         prefix_pool=pool,
         sync=sync,  # type: ignore[arg-type]
+        sync_pacing_rate=sync_pacing_rate,
         hello_interval=hello_interval,
         heartbeat_interval=heartbeat_interval,
         missing_heartbeats=missing_heartbeats,

@@ -181,22 +181,23 @@ class UdpTransport:
         capture.flush()
 
     def send(self, datagrams: Datagrams) -> None:
-        """Frame and send, each from the socket of its source address (the LMAA's or ours)."""
+        """Frame and send, each from the socket of its source address (the LMAA's or ours):
+        everything in one run of columns, so a wakeup's datagrams take one sendmmsg a socket."""
         lmaa = self._lmaa[0] if self.lmaa_socket is not None else None  # type: ignore[index]
-        by_socket: dict[BatchSocket, list[tuple[bytes, bytes, int]]] = {}
+        runs: list[Columns] = []
+        singles: list[Datagram] = []
         for part in datagrams.parts():
             if isinstance(part, Columns):
-                self._send_columns(part, lmaa)
-                continue
-            data, src, dst, _ = part
-            outer = self._outer(dst.packed)
-            if outer is None:
-                self.drops["no_route"] += 1
-                continue
-            sock = self.lmaa_socket if src == lmaa else self.main
-            by_socket.setdefault(sock, []).append((frame(data, src, dst), *outer))  # type: ignore[arg-type]
-        for sock, items in by_socket.items():
-            self._send_all(sock, items)
+                if singles:
+                    runs.append(Columns.of(singles))
+                    singles = []
+                runs.append(part)
+            else:
+                singles.append(part)
+        if singles:
+            runs.append(Columns.of(singles))
+        if runs:
+            self._send_columns(Columns.concat(runs), lmaa)
 
     def _outer(self, inner: bytes) -> tuple[bytes, int] | None:
         outer = self._routes.get(inner)
@@ -207,7 +208,7 @@ class UdpTransport:
         return outer
 
     def _send_columns(self, columns: Columns, lmaa: IPv6Address | None) -> None:
-        """Send columns (the LMA's PBAs) per source socket, each to its route."""
+        """Send columns per source socket, each to its route."""
         unique, inverse = distinct(columns.dst)
         width = 4 if self.family == socket.AF_INET else 16
         hosts = np.zeros((len(unique), width), dtype=np.uint8)
@@ -251,22 +252,6 @@ class UdpTransport:
             payload = buf[offsets[i] : offsets[i + 1]].tobytes()
             capture.record(now, "out", local, (hosts[i].tobytes(), int(ports[i])), payload)
         capture.flush()
-
-    def _send_all(self, sock: BatchSocket, items: list[tuple[bytes, bytes, int]]) -> None:
-        width = 4 if self.family == socket.AF_INET else 16
-        payloads = [p for p, _, _ in items]
-        offsets = np.zeros(len(items) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in payloads], out=offsets[1:])
-        buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
-        dst = np.frombuffer(b"".join(a for _, a, _ in items), dtype=np.uint8).reshape(-1, width)
-        ports = np.array([p for _, _, p in items], dtype=np.uint16)
-        if self.capture is not None:
-            host, port = sock.local_address[:2]
-            local, now = (ipaddress.ip_address(host).packed, port), time.time()
-            for payload, address, dport in items:
-                self.capture.record(now, "out", local, (address, dport), payload)
-            self.capture.flush()
-        send_batch(sock, buf, offsets, dst, ports, self.drops)
 
     def close(self) -> None:
         for sock in self.sockets:

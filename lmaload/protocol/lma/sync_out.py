@@ -34,6 +34,10 @@ from lmaload.wire.messages import pack_sessions
 
 NO_ROWS = np.zeros(0, dtype=np.int64)
 NO_COLUMNS = Columns.of([])
+# Seconds of pacing slots a late wakeup may still use: an LMA woken less often than its slots
+# come round keeps to its pacing rate instead of sending one SS-REP per wakeup.
+PACING_CATCH_UP = 0.005
+ACK_LATENCY_BATCH = 4096  # SS-ACK latencies kept before they are recorded in the histogram
 
 
 @dataclass
@@ -63,8 +67,10 @@ class SyncOut:
     def __init__(self, state: LmaState, now: float) -> None:
         self._state = state
         self._config = state.config
-        # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included.
-        self.ack_latency = Histogram()
+        # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included;
+        # kept in a list as they come and recorded in one call when read or when it is long.
+        self._ack_latency = Histogram()
+        self._ack_latencies: list[int] = []
         # Changes for the next SS-REP batch: deleted sessions by (MN-ID, first prefix key), and
         # the rows of live ones (read when packed), with the PBAs they withhold in before-ack.
         self._deleted: dict[tuple[bytes, bytes], SyncChange] = {}
@@ -75,6 +81,17 @@ class SyncOut:
         self._id = 0
         self._pending: dict[int, PendingSync] = {}
         self._withheld_count = 0  # PBAs waiting for an SS-ACK: withheld, in changes or pending
+
+    @property
+    def ack_latency(self) -> Histogram:
+        """From packing an SS-REP to each peer's SS-ACK (µs)."""
+        self._record_ack_latencies()
+        return self._ack_latency
+
+    def _record_ack_latencies(self) -> None:
+        if self._ack_latencies:
+            self._ack_latency.record(np.array(self._ack_latencies, dtype=np.int64))
+            self._ack_latencies = []
 
     @property
     def backlog(self) -> int:
@@ -147,9 +164,11 @@ class SyncOut:
         """Send one SS-REP per slot of ``sync_pacing_rate`` (R26): a queued one (retransmission,
         full sync) if any, else all the changes recorded since the last slot, packed together.
         Packing at the slot rather than per received batch lets a busy LMA fill its SS-REPs
-        (about 20 sessions each) instead of spending a slot on every session."""
-        self._next_send = max(self._next_send, now)
-        step = 1.0 / self._config.sync_pacing_rate
+        (about 20 sessions each) instead of spending a slot on every session. The whole slots of
+        the last ``PACING_CATCH_UP`` seconds not used yet are still there to use."""
+        rate = self._config.sync_pacing_rate
+        step = 1.0 / rate
+        self._next_send = max(self._next_send, now - step * int(PACING_CATCH_UP * rate))
         while self._next_send <= now:
             if not self._queue and self._has_changes():
                 self._pack_changes(now)
@@ -318,7 +337,9 @@ class SyncOut:
             self._state.drop("unmatched_ss_ack")
             return
         self._state.counters.ss_ack_received += 1
-        self.ack_latency.record(np.array([round((now - pending.packed_at) * 1e6)]))
+        self._ack_latencies.append(round((now - pending.packed_at) * 1e6))
+        if len(self._ack_latencies) >= ACK_LATENCY_BATCH:
+            self._record_ack_latencies()
         pending.waiting.discard(src)
         if not pending.waiting:
             self._finish(msg.identifier)
