@@ -15,6 +15,7 @@ import pytest
 
 from lmaload.protocol import BceState, Datagram, Datagrams, LmaConfig, LmaEngine, redundancy
 from lmaload.protocol.datagrams import Columns
+from lmaload.protocol.lma.sync_out import encode_ss_ack
 from lmaload.wire import (
     AccessTechnologyType,
     AlternateCareOfAddress,
@@ -33,6 +34,7 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from lmaload.wire.codepoints import DEFAULT_CONFIG
 from tests.plain_mag import LAYOUTS, plain_pbu
 
 T0 = 1_700_000_000.0
@@ -337,3 +339,53 @@ def _to(datagram: Datagram, dst: IPv6Address) -> Datagram:
     except WireError:
         return datagram._replace(dst=dst)
     return Datagram(encode_mh(msg, datagram.src, dst), datagram.src, dst, datagram.arrival)
+
+
+def test_ss_ack_template_is_the_reference_encoding() -> None:
+    rng = random.Random(7)
+    for identifier in [0, 1, 0xFFFF, *rng.sample(range(1 << 16), 500)]:
+        src, dst = (IPv6Address(rng.getrandbits(128)) for _ in range(2))
+        reference = encode_mh(StateSync(cp.SS_ACK, identifier), src, dst)
+        assert encode_ss_ack(identifier, src.packed, dst.packed, DEFAULT_CONFIG) == reference
+
+
+def test_ss_acks_in_columns_are_taken_as_the_reference_path_takes_them() -> None:
+    """SS-ACKs among PBUs, given as columns (taken before the lane, acted on after it) and as
+    datagrams (reference path): the same PBAs released, in the same order, the same counters —
+    for good SS-ACKs, repeated ones, a bad checksum, one from a stranger and one to the LMAA."""
+    config = LmaConfig(address=LMA, prefix_pool=POOL, peers=(PEER,), sync="before-ack")
+    standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
+    fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
+    mix = Mix(random.Random(3), mns=60, sequence_scheme=False)
+    hello = mix._wrap(redundancy.hello(standby, 0, 0), PEER, LMA)
+    now = T0
+    for engine in (fast, reference):
+        engine.receive(Datagrams([hello]), now)
+        engine.datagrams_to_send()
+    for _ in range(4):
+        now += 0.01
+        pbus = [mix._wrap(mix._pbu(mn, 1, 100, ZERO, 1, now, []), MAGS[0], LMA, now)
+                for mn in mix.mns[:20]]  # fmt: skip
+        mix.mns = mix.mns[20:] + mix.mns[:20]
+        for engine in (fast, reference):
+            engine.receive(Datagrams([hello, *pbus]), now)
+        reps = [d for d in reference.datagrams_to_send() if d.dst == PEER]
+        assert sent(fast.datagrams_to_send()) == sent([*reps])
+        acks = [mix._wrap(StateSync(cp.SS_ACK, decode_mh(d.data).message.identifier), PEER, LMA)
+                for d in reps]  # fmt: skip
+        bad = bytearray(acks[0].data)
+        bad[4] ^= 1
+        odd = [
+            Datagram(bytes(bad), PEER, LMA),
+            mix._wrap(StateSync(cp.SS_ACK, 1), MAGS[1], LMA),
+            mix._wrap(StateSync(cp.SS_ACK, 1), PEER, MAGS[2]),
+        ]
+        batch = [*odd, acks[0], *pbus[:3], *acks, hello]
+        now += 0.001
+        fast.receive(Datagrams([Columns.of(batch)]), now)
+        reference.receive(Datagrams(batch), now)
+        assert sent(fast.datagrams_to_send()) == sent(reference.datagrams_to_send())
+        assert state(fast) == state(reference)
+    assert fast.counters.ss_ack_received > 0
+    assert fast.counters.drops["unmatched_ss_ack"] > 0
+    assert fast.counters.drops["checksum"] > 0

@@ -6,6 +6,7 @@ those changes wait for that SS-ACK. Also the answer to a peer's SS-REQ.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from ipaddress import IPv6Address, IPv6Network
 import numpy as np
 
 from lmaload._ext.bce_sync import encode_sessions
+from lmaload._ext.checksum import mh_checksum
 from lmaload.bulk_types import SyncBatch
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
@@ -30,6 +32,7 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from lmaload.wire.codepoints import WireConfig
 from lmaload.wire.messages import pack_sessions
 
 NO_ROWS = np.zeros(0, dtype=np.int64)
@@ -38,6 +41,26 @@ NO_COLUMNS = Columns.of([])
 # come round keeps to its pacing rate instead of sending one SS-REP per wakeup.
 PACING_CATCH_UP = 0.005
 ACK_LATENCY_BATCH = 4096  # SS-ACK latencies kept before they are recorded in the histogram
+
+
+SS_ACK_LENGTH = 16  # the fixed part padded to 8n octets
+
+
+@functools.cache
+def _ss_ack_template(wire: WireConfig) -> bytes:
+    zero = IPv6Address(0)
+    template = encode_mh(StateSync(cp.SS_ACK, 0), zero, zero, wire)
+    assert len(template) == SS_ACK_LENGTH
+    return template
+
+
+def encode_ss_ack(identifier: int, src: bytes, dst: bytes, wire: WireConfig) -> bytes:
+    """The octets ``encode_mh`` gives an SS-ACK with ``identifier`` from ``src`` to ``dst``
+    (packed), from a template: the SS-ACK of every SS-REP costs no message encoding."""
+    template = _ss_ack_template(wire)
+    body = b"".join((template[:4], b"\0\0", template[6:8], identifier.to_bytes(2), template[10:]))
+    checksum = mh_checksum(src, dst, body)
+    return b"".join((body[:4], checksum.to_bytes(2), body[6:]))
 
 
 @dataclass
@@ -331,8 +354,35 @@ class SyncOut:
             self._release(pending.pbas, len(pending.pbas))
             pending.pbas = Datagrams()
 
-    def on_ack(self, msg: StateSync, src: IPv6Address, now: float) -> None:
-        pending = self._pending.get(msg.identifier)
+    def scan_acks(self, columns: Columns) -> list[tuple[int, int, IPv6Address]]:
+        """The SS-ACKs of ``columns`` that the reference path would take as such: from a peer
+        to this LMA's address, their octets those of ``encode_ss_ack``. (index, identifier,
+        peer) of each, for ``on_ack``."""
+        state = self._state
+        starts, buf = columns.starts, columns.buf
+        candidates = np.flatnonzero(
+            (columns.ends - starts == SS_ACK_LENGTH)
+            & (buf[starts + 2] == state.wire.mh_state_sync)
+            & (buf[starts + 6] == cp.SS_ACK)
+        )
+        if not len(candidates):
+            return []
+        own = state.address.packed
+        peers = {p.packed: p for p in state.peers}
+        found = []
+        for i in candidates.tolist():
+            src, dst = columns.src[i].tobytes(), columns.dst[i].tobytes()
+            peer = peers.get(src)
+            if peer is None or dst != own:
+                continue
+            data = buf[starts[i] : starts[i] + SS_ACK_LENGTH].tobytes()
+            identifier = int.from_bytes(data[8:10])
+            if data == encode_ss_ack(identifier, src, dst, state.wire):
+                found.append((i, identifier, peer))
+        return found
+
+    def on_ack(self, identifier: int, src: IPv6Address, now: float) -> None:
+        pending = self._pending.get(identifier)
         if pending is None or src not in pending.waiting:
             self._state.drop("unmatched_ss_ack")
             return
@@ -342,7 +392,7 @@ class SyncOut:
             self._record_ack_latencies()
         pending.waiting.discard(src)
         if not pending.waiting:
-            self._finish(msg.identifier)
+            self._finish(identifier)
 
     def forget_peer(self, peer: IPv6Address) -> None:
         """A peer died: stop waiting for its SS-ACKs."""
