@@ -389,3 +389,20 @@ def test_ss_acks_in_columns_are_taken_as_the_reference_path_takes_them() -> None
     assert fast.counters.ss_ack_received > 0
     assert fast.counters.drops["unmatched_ss_ack"] > 0
     assert fast.counters.drops["checksum"] > 0
+
+
+def test_columns_concat_keeps_the_datagrams_and_their_order() -> None:
+    """Runs of parts over one buffer (PBAs released a few at a time) and parts of their own."""
+    rng = random.Random(5)
+    datagrams = [
+        Datagram(rng.randbytes(rng.randrange(1, 40)), rng.choice(MAGS), LMA, rng.choice([None, T0]))
+        for _ in range(30)
+    ]
+    whole = Columns.of(datagrams[:20])
+    parts = [whole.take(slice(0, 3)), whole.take(slice(3, 4)), Columns.of(datagrams[20:25])]
+    parts += [whole.take(slice(4, 20)), Columns.of(datagrams[25:]), whole.take(slice(0, 0))]
+    expected = [*datagrams[:3], datagrams[3], *datagrams[20:25], *datagrams[4:20], *datagrams[25:]]
+    joined = Columns.concat(parts)
+    assert [joined.datagram(i) for i in range(len(joined))] == expected
+    shared = Columns.concat([whole.take(slice(5, 9)), whole.take(slice(0, 2))])
+    assert [shared.datagram(i) for i in range(len(shared))] == [*datagrams[5:9], *datagrams[:2]]
