@@ -23,7 +23,7 @@ from ipaddress import IPv6Address
 import numpy as np
 
 from lmaload._ext.lma_batch import scan_ss_rep
-from lmaload._ext.lma_step import HEARTBEAT
+from lmaload._ext.lma_step import HEARTBEAT, REFERENCE
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache
 from lmaload.protocol.config import LmaConfig
@@ -278,6 +278,10 @@ class LmaEngine:
                 i, responses = lane.heartbeats(batch, i)
                 counters.heartbeat_requests_answered += len(responses)
                 state.out.extend([responses])
+                continue
+            if codes[i] == REFERENCE:  # the lane would stop at once (an SS-REP, say)
+                yield i
+                i += 1
                 continue
             run = lane.run(batch, i, now, ownership)
             if run.pbas is not None:
