@@ -358,6 +358,8 @@ class SyncOut:
         """The SS-ACKs of ``columns`` that the reference path would take as such: from a peer
         to this LMA's address, their octets those of ``encode_ss_ack``. (index, identifier,
         peer) of each, for ``on_ack``."""
+        if not self._pending:  # then the reference path's verdict is as quick: unmatched
+            return []
         state = self._state
         starts, buf = columns.starts, columns.buf
         candidates = np.flatnonzero(
