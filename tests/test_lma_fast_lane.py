@@ -352,7 +352,8 @@ def test_ss_ack_template_is_the_reference_encoding() -> None:
 def test_ss_acks_in_columns_are_taken_as_the_reference_path_takes_them() -> None:
     """SS-ACKs among PBUs, given as columns (taken before the lane, acted on after it) and as
     datagrams (reference path): the same PBAs released, in the same order, the same counters —
-    for good SS-ACKs, repeated ones, a bad checksum, one from a stranger and one to the LMAA."""
+    for good SS-ACKs, repeated ones, a bad checksum, one from a stranger, one to another address
+    and a datagram too short for a header."""
     config = LmaConfig(address=LMA, prefix_pool=POOL, peers=(PEER,), sync="before-ack")
     standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
     fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
@@ -380,7 +381,8 @@ def test_ss_acks_in_columns_are_taken_as_the_reference_path_takes_them() -> None
             mix._wrap(StateSync(cp.SS_ACK, 1), MAGS[1], LMA),
             mix._wrap(StateSync(cp.SS_ACK, 1), PEER, MAGS[2]),
         ]
-        batch = [*odd, acks[0], *pbus[:3], *acks, hello]
+        short = Datagram(b"\x3b\x00", MAGS[0], LMA)  # last, where a header read would overrun
+        batch = [*odd, acks[0], *pbus[:3], *acks, hello, short]
         now += 0.001
         fast.receive(Datagrams([Columns.of(batch)]), now)
         reference.receive(Datagrams(batch), now)

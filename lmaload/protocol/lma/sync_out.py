@@ -41,8 +41,6 @@ NO_COLUMNS = Columns.of([])
 # come round keeps to its pacing rate instead of sending one SS-REP per wakeup.
 PACING_CATCH_UP = 0.005
 ACK_LATENCY_BATCH = 4096  # SS-ACK latencies kept before they are recorded in the histogram
-
-
 SS_ACK_LENGTH = 16  # the fixed part padded to 8n octets
 
 
@@ -362,11 +360,9 @@ class SyncOut:
             return []
         state = self._state
         starts, buf = columns.starts, columns.buf
-        candidates = np.flatnonzero(
-            (columns.ends - starts == SS_ACK_LENGTH)
-            & (buf[starts + 2] == state.wire.mh_state_sync)
-            & (buf[starts + 6] == cp.SS_ACK)
-        )
+        sized = np.flatnonzero(columns.ends - starts == SS_ACK_LENGTH)
+        at = starts[sized]
+        candidates = sized[(buf[at + 2] == state.wire.mh_state_sync) & (buf[at + 6] == cp.SS_ACK)]
         if not len(candidates):
             return []
         own = state.address.packed
