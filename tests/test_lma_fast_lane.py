@@ -207,6 +207,7 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
     assert fast.counters.heartbeat_requests_answered > 0
     assert fast.counters.pbu_shed["stale"] > 0 and fast.counters.pbu_shed["superseded"] > 0
     assert fast.counters.pbu_shed["backlog"] > 0 or bound > 20
+    assert fast.cache.counts() == {s: fast.cache.count(s) for s in BceState}
 
 
 # (sequence number, HNP: "zero" or the one assigned, HI, lifetime, MAG) of each round: a plain
