@@ -10,7 +10,8 @@ what takes each datagram, which PBUs are shed unanswered, and the RFC 5847 heart
 - ``Classifier.codes`` gives each datagram its taker under the current ownership: the lane, the
   heartbeat responder, a takeover's hold, nobody (shed), or the reference path;
 - ``answer_heartbeats`` answers a run of heartbeat requests with the octets of the reference
-  encoder's response (a template from ``encode_mh``, its sequence number and checksum filled).
+  encoder's response (a template from ``encode_mh``, its sequence number and checksum filled;
+  a plain RFC 5213 LMA's is a Binding Error 2, its checksum filled).
 
 No numpy allocation per datagram; the verdict per (MAG, destination) pair comes from a dict the
 caller keeps per ownership state.
@@ -259,11 +260,14 @@ def answer_heartbeats(
     bytes lmaa not None,
     bytes to_lmaa not None,
     bytes to_address not None,
+    bint echo_sequence=True,
 ):
     """Answer the heartbeat requests from ``start`` on, skipping SHED, up to the first datagram
     of another code. ``to_lmaa`` and ``to_address`` are the reference's responses (with sequence
-    number 0) to a request sent to the LMAA and to the individual address. Returns (stop, buf,
-    offsets, src, dst): the responses as columns, from where each request went to its sender."""
+    number 0) to a request sent to the LMAA and to the individual address; ``echo_sequence``
+    false: they carry none (a plain LMA's Binding Error), only the checksum is filled. Returns
+    (stop, buf, offsets, src, dst): the responses as columns, from where each request went to
+    its sender."""
     cdef Py_ssize_t n = codes.shape[0], i, k = 0, count = 0, stop = n
     for i in range(start, n):
         if codes[i] == HEARTBEAT:
@@ -291,7 +295,8 @@ def answer_heartbeats(
             continue
         p = &o[k * length]
         memcpy(p, to_l if memcmp(&dst[i, 0], l, 16) == 0 else to_a, length)
-        memcpy(p + 8, &buf[starts[i] + 8], 4)  # the request's sequence number
+        if echo_sequence:
+            memcpy(p + 8, &buf[starts[i] + 8], 4)  # the request's sequence number
         p[4] = p[5] = 0
         checksum = mh_checksum(p, length, &dst[i, 0], &src[i, 0])
         p[4] = checksum >> 8

@@ -1,5 +1,6 @@
 # The MAG transport's routes, included by ext/mag_step.pyx: each MAG's IPv4 address and each
-# LMA's outer address and port by row, with the allocation helpers they use.
+# LMA's outer address and port by row, with the allocation helpers they use; the framing of what
+# the MAGs send and the receive clock of what they receive.
 cdef void* calloc_or_raise(size_t n, size_t size) except NULL:
     cdef void* p = malloc(n * size)
     if not p:
@@ -40,30 +41,100 @@ cdef class Routes:
         self.lma_addr4 = <const uint8_t*>data_of(lma4)
         self.lma_port = <const uint16_t*>data_of(ports)
 
-    def route(self, src, dst):
-        """(src4, dst4, ports, routed) of datagrams from inner ``src[i]`` to ``dst[i]`` ((n, 16)
-        uint8); ``routed`` is None when every one has a route, else the bool mask of those that
-        do (the others' rows are zero)."""
+    def frame(self, buf, starts, ends, src, dst):
+        """The datagrams ``buf[starts[i]:ends[i]]`` (bounds within buf) from inner ``src[i]`` to
+        ``dst[i]`` ((n, 16) uint8) that have a route, in order, each behind its inner header
+        (``framing.frame``), with its IPv4 source and destination and its port: (framed, offsets,
+        src4, dst4, ports, unrouted), ``unrouted`` counting those left out."""
+        cdef const uint8_t[::1] b = buf
+        cdef const int64_t[::1] lo = np.ascontiguousarray(starts, dtype=np.int64)
+        cdef const int64_t[::1] hi = np.ascontiguousarray(ends, dtype=np.int64)
         cdef const uint8_t[:, ::1] s = np.ascontiguousarray(src, dtype=np.uint8)
         cdef const uint8_t[:, ::1] d = np.ascontiguousarray(dst, dtype=np.uint8)
-        cdef Py_ssize_t i, n = s.shape[0], unrouted = 0
+        cdef Py_ssize_t i, n = lo.shape[0], kept = 0, size = 0, length
         cdef int64_t mag, lma
-        src4 = np.zeros((n, 4), dtype=np.uint8)
-        dst4 = np.zeros((n, 4), dtype=np.uint8)
-        ports = np.zeros(n, dtype=np.uint16)
-        routed = np.ones(n, dtype=bool)
+        if hi.shape[0] != n or s.shape[0] != n or d.shape[0] != n:
+            raise ValueError("starts, ends, src and dst differ in length")
+        for i in range(n):
+            if not 0 <= lo[i] <= hi[i] <= b.shape[0] or hi[i] - lo[i] > 0xFFFF:
+                raise ValueError(f"datagram {i} is not within the buffer")
+            size += hi[i] - lo[i] + IPV6_HEADER
+        framed = np.empty(size, dtype=np.uint8)
+        offsets = np.empty(n + 1, dtype=np.int64)
+        src4 = np.empty((n, 4), dtype=np.uint8)
+        dst4 = np.empty((n, 4), dtype=np.uint8)
+        ports = np.empty(n, dtype=np.uint16)
+        cdef uint8_t* out = <uint8_t*>data_of(framed)
+        cdef int64_t* of = <int64_t*>data_of(offsets)
         cdef uint8_t* s4 = <uint8_t*>data_of(src4)
         cdef uint8_t* d4 = <uint8_t*>data_of(dst4)
         cdef uint16_t* p = <uint16_t*>data_of(ports)
-        cdef uint8_t* ok = <uint8_t*>data_of(routed)
+        of[0] = 0
         for i in range(n):
             mag = self.mags.find(&s[i, 0])
             lma = self.lmas.find(&d[i, 0])
             if mag < 0 or lma < 0:
-                ok[i] = 0
-                unrouted += 1
                 continue
-            memcpy(s4 + 4 * i, self.mag_addr4 + 4 * mag, 4)
-            memcpy(d4 + 4 * i, self.lma_addr4 + 4 * lma, 4)
-            p[i] = self.lma_port[lma]
-        return src4, dst4, ports, routed if unrouted else None
+            length = hi[i] - lo[i]
+            put_inner_header(out + of[kept], <uint16_t>length, &s[i, 0], &d[i, 0], HOP_LIMIT)
+            if length:
+                memcpy(out + of[kept] + IPV6_HEADER, &b[lo[i]], length)
+            of[kept + 1] = of[kept] + IPV6_HEADER + length
+            memcpy(s4 + 4 * kept, self.mag_addr4 + 4 * mag, 4)
+            memcpy(d4 + 4 * kept, self.lma_addr4 + 4 * lma, 4)
+            p[kept] = self.lma_port[lma]
+            kept += 1
+        if kept < n:
+            framed, offsets = framed[: of[kept]], offsets[: kept + 1]
+            src4, dst4, ports = src4[:kept], dst4[:kept], ports[:kept]
+        return framed, offsets, src4, dst4, ports, n - kept
+
+
+cdef class ReceiveClock:
+    """When the kernel received a batch, for the engine: its last datagram's arrival (not
+    after ``now``), and the delay from its first to ``now`` recorded (µs) in ``histogram``."""
+
+    cdef hist_t delay
+    cdef object histogram
+
+    def __cinit__(self, histogram):
+        open_histogram(&self.delay, histogram)
+        self.histogram = histogram
+
+    def received_at(self, arrival, double now) -> float:
+        """``arrival``: Unix seconds per datagram, NaN where unknown (None: all unknown); ``now``
+        when no time is known."""
+        if arrival is None:
+            return now
+        cdef const double[:] a = arrival
+        cdef Py_ssize_t i
+        cdef double first = INFINITY, last = -INFINITY
+        for i in range(a.shape[0]):
+            if a[i] == a[i]:  # not NaN
+                first = min(first, a[i])
+                last = max(last, a[i])
+        if first > last:
+            return now
+        record(&self.delay, max(<int64_t>rint((now - first) * 1e6), 0))
+        fold_range(&self.delay, self.histogram)
+        return min(last, now)
+
+    def runs(self, arrival, Py_ssize_t n, double spread) -> list:
+        """Where to cut a batch of ``n`` so that each run's known arrivals span at most
+        ``spread`` seconds: the end index of each run, in order ([n] when it is one run)."""
+        if arrival is None:
+            return [n]
+        cdef const double[:] a = arrival
+        cdef Py_ssize_t i
+        cdef double first = NAN
+        ends = []
+        for i in range(n):
+            if a[i] != a[i]:
+                continue
+            if first != first:
+                first = a[i]
+            elif a[i] - first > spread:
+                ends.append(i)
+                first = a[i]
+        ends.append(n)
+        return ends

@@ -14,7 +14,8 @@ code: a step reports it and the engine handles it in Python.
 * ``RowHeap``: the session timers as a binary heap of (deadline, row), ``RowTimers``' contract.
 * ``MagStep``: heartbeat tick and responses, PBAs, PBU bookkeeping, and the output arena the
   steps write datagrams into (``seal`` turns it into ``Columns`` arrays).
-* ``Routes``: the UDP/5436 transport's per-datagram IPv4 source, destination and port.
+* ``Routes``: the UDP/5436 transport's per-datagram IPv4 source, destination and port, and
+  the framing of what the MAGs send; ``ReceiveClock``: when a received batch arrived.
 """
 
 import functools
@@ -23,7 +24,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int8_t
-from libc.math cimport ldexp, rint
+from libc.math cimport INFINITY, NAN, ldexp, rint
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
 
@@ -36,6 +37,7 @@ from lmaload.wire import codepoints as cp
 from lmaload.wire import messages as wm
 from lmaload.wire import options as wo
 from lmaload.wire.codepoints import DEFAULT_CONFIG
+from lmaload.wire.ipv6 import DEFAULT_HOP_LIMIT
 
 include "checksum.pxi"
 include "population.pxi"
@@ -54,6 +56,7 @@ cdef enum:
     ADDRESS = 16
 
 cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
+cdef uint8_t HOP_LIMIT = DEFAULT_HOP_LIMIT
 cdef uint8_t PAYLOAD_PROTO_NONE = cp.PAYLOAD_PROTO_NONE
 cdef uint8_t MH_BINDING_ACK = cp.MH_BINDING_ACK
 cdef uint8_t MH_HEARTBEAT = cp.MH_HEARTBEAT
@@ -217,9 +220,9 @@ cdef class MagStep:
         self.hb_counter_known = <uint8_t*>data_of(
             c_array(table.counter_known, np.bool_, "counter_known")
         )
-        self.hb_tick = <int64_t*>data_of(c_array(table._tick, np.int64, "tick"))
-        self.hb_phase = <const double*>data_of(c_array(table._phase, np.float64, "phase"))
-        self.hb_origin = table._origin
+        self.hb_tick = <int64_t*>data_of(c_array(table.tick, np.int64, "tick"))
+        self.hb_phase = <const double*>data_of(c_array(table.phase, np.float64, "phase"))
+        self.hb_origin = table.origin
         self.hb_interval = table.interval
         self.hb_missing_allowed = table.missing_allowed
         self.histograms = [table.rtt, lag, *latency]

@@ -34,9 +34,11 @@ from typing import Any, Literal
 import numpy as np
 
 from lmaload import results as res
+from lmaload.bulk import PbuOptions
 from lmaload.checks import Check
 from lmaload.checks import exit_status as check_status
 from lmaload.endpoints import Endpoint
+from lmaload.lab.netns import LabError
 from lmaload.lma_pair import EmbeddedPair, LmaStartError
 from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.schedule import Schedule
@@ -44,10 +46,10 @@ from lmaload.population import PopulationSpec, generate
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.run import MAX_BEHIND_SCHEDULE, SLICE, MagDriver
-from lmaload.targets import ExternalPair, Target
+from lmaload.targets import Target, own_lmas
 from lmaload.transport.mag_loop import MagLoop
 
-READY_TIMEOUT = 15.0  # the target's start, and every LMA answering a trial's first heartbeats
+READY_TIMEOUT = 15.0  # the target's start; every LMA answering a trial's first heartbeat or PBU
 BUSY_CORE = 0.95  # the generator's CPU share of a trial at which it, not the target, is the limit
 PAUSE = 1.0  # seconds between trials: the target drains what a failed trial left queued
 KINDS = ("pdr", "ndr")
@@ -62,6 +64,8 @@ class CapacityConfig:
     sync: Literal["async", "before-ack"] = "before-ack"
     heartbeat_interval: float = 0.2
     missing_heartbeats: int = 3
+    pbu_order: Literal["timestamp", "sequence"] = "timestamp"  # as RunConfig's
+    heartbeats: Literal["on", "off", "auto"] = "on"
     seed: int = 0
     trial_duration: float = 10.0
     confirm_duration: float = 30.0
@@ -76,6 +80,7 @@ class CapacityConfig:
     max_trials: int = 40
     lma: Endpoint | None = None  # the user's LMAs instead of the embedded pair
     standby: Endpoint | None = None
+    mag_prefix: str | None = None  # the MAGs' addresses over raw MH to ``lma`` (None: default)
     results: Path = Path("capacity.json")
 
     def __post_init__(self) -> None:
@@ -227,7 +232,13 @@ class CapacitySearch:
         if self.trials:
             self.sleep(PAUSE)
         sessions = max(1, round(rate * duration))
-        spec = PopulationSpec(mns=sessions, mags=cfg.mags, seed=cfg.seed, first_id=self._next_id)
+        spec = PopulationSpec(
+            mns=sessions,
+            mags=cfg.mags,
+            seed=cfg.seed,
+            first_id=self._next_id,
+            mag_prefix6=cfg.mag_prefix or PopulationSpec.mag_prefix6,
+        )
         self._next_id += sessions
         # The MAGs of a trial do not fail over: a trial measures registrations, and heartbeats
         # missed under overload would otherwise move the MAGs to the standby mid-search.
@@ -236,17 +247,19 @@ class CapacitySearch:
             mode=cfg.mode,
             heartbeat_interval=cfg.heartbeat_interval,
             missing_heartbeats_allowed=cfg.missing_heartbeats,
+            pbu=PbuOptions(timestamp=cfg.pbu_order == "timestamp"),
+            heartbeats=cfg.heartbeats,
             schedule=Schedule.constant(rate),
             lag_tolerance=cfg.lag_tolerance,
         )
+        probe = "PBUs" if cfg.heartbeats == "off" else "heartbeats"
         now = self.clock()
         engine = MagEngine(generate(spec), mag_config, now, now + READY_TIMEOUT)
         loop = self._mag_loop(engine)
         try:
-            answered = engine.heartbeats.answered
-            if not self._serve(loop, now + READY_TIMEOUT, lambda: answered.any(axis=0).all()):
+            if not self._serve(loop, now + READY_TIMEOUT, lambda: engine.lmas_answered.all()):
                 raise CapacityError(
-                    f"the LMA did not answer the MAGs' heartbeats within {READY_TIMEOUT:g} s"
+                    f"the LMA did not answer the MAGs' {probe} within {READY_TIMEOUT:g} s"
                 )
             start = self.clock()
             engine.start_schedule(start)
@@ -434,11 +447,13 @@ def exit_status(results: dict[str, Any]) -> tuple[int, list[str]]:
 def _target(config: CapacityConfig, log_dir: Path) -> Iterator[Target]:
     target: Target
     if config.lma is not None:
-        target = ExternalPair(config.lma, config.standby, None)
+        target = own_lmas(config.lma, config.standby, None, config.mag_prefix)
     else:
         target = EmbeddedPair(config.mode, config.sync, log_dir)
     try:
         yield target
+    except LabError as exc:
+        raise CapacityError(str(exc)) from None
     finally:
         target.stop()
 

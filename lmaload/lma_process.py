@@ -109,6 +109,7 @@ class LmaSettings:
     restart_counter: int
     policy: Policy
     preference: int = 100
+    plain: bool = False  # a plain RFC 5213 LMA (LmaConfig.plain)
     metrics_port: int | None = None
     pcap: Path | None = None  # a sample of the signalling (UDP transport)
     sync_pacing_rate: float = 1000.0
@@ -129,6 +130,7 @@ class LmaSettings:
             hello_interval=self.hello_interval,
             sync=self.sync,
             sync_pacing_rate=self.sync_pacing_rate,
+            plain=self.plain,
         )
 
     def check_families(self) -> None:
@@ -279,13 +281,16 @@ def run(settings: LmaSettings) -> None:
         where = f"udp {transport.main.local_address[0]} port {transport.main.local_address[1]}"
     else:
         where = "raw IPv6 Mobility Header"
-    log.info(
-        "LMA %s (%s mode, %s sync) on %s, %d peer(s)",
-        config.address,
-        config.mode,
-        config.sync,
-        where,
-        len(config.peers),
-    )
+    if config.plain:
+        log.info("LMA %s (plain RFC 5213, standalone) on %s", config.address, where)
+    else:
+        log.info(
+            "LMA %s (%s mode, %s sync) on %s, %d peer(s)",
+            config.address,
+            config.mode,
+            config.sync,
+            where,
+            len(config.peers),
+        )
     loop.run()
     log.info("stopped")

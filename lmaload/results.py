@@ -228,6 +228,8 @@ def table(results: dict[str, Any]) -> str:
     sync_note = {True: "", False: " (timed out)", None: " (fixed: the standby is not observed)"}
     if results["config"].get("fail_at") is not None:
         sync_note[None] = " (none: the active failed at --fail-at)"
+    elif reg["sync_wait"] is None and reg["sync_complete"] is None:
+        sync_note[None] = " (none: no standby)"
     rejected = ", ".join(f"status {code}: {n}" for code, n in reg["rejected_by_status"].items())
     not_sent = f", {reg['not_sent']} not sent" if reg["not_sent"] else ""
     per_registration = reg["pbus_per_registration"]

@@ -39,6 +39,7 @@ from lmaload.bulk import PbuOptions
 from lmaload.capture import Capture, merge
 from lmaload.checks import Check
 from lmaload.checks import exit_status as check_status
+from lmaload.endpoints import outer_text
 from lmaload.fault import Fault, parse_fault
 from lmaload.generator_metrics import GeneratorMetrics
 from lmaload.lab.netns import LabError
@@ -54,7 +55,7 @@ from lmaload.progress import Progress
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.peer_quirks import NO_HEARTBEATS
-from lmaload.targets import Endpoint, ExternalPair, Target
+from lmaload.targets import Endpoint, Target, own_lmas
 from lmaload.transport.mag_loop import MagLoop
 
 STARTUP_TIMEOUT = 15.0  # for the embedded pair to come up, and for every LMA to answer
@@ -111,6 +112,7 @@ class RunConfig:
     lab: bool = False  # the embedded pair in network namespaces, over raw Mobility Header
     lab_prefix: str = DEFAULT_PREFIX
     hdr_log: Path | None = None  # the latencies as an HdrHistogram interval log, a line a second
+    mag_prefix: str | None = None  # the MAGs' addresses over raw MH to ``lma`` (None: default)
 
     def __post_init__(self) -> None:
         """ValueError, naming the options, for a combination that does not make a run."""
@@ -118,7 +120,10 @@ class RunConfig:
         if self.fault.needs_lab and not self.lab:
             raise ValueError(f"--fault {self.fault.kind} needs --lab")
         if self.lab and self.lma is not None:
-            raise ValueError(f"{lab} runs the embedded pair: not with --lma")
+            raise ValueError("--lab runs the embedded pair: not with --lma")
+        raw_own = self.lma is not None and self.lma.raw
+        if raw_own and self.pcap is not None:
+            raise ValueError("--pcap samples UDP/5436: capture on the interface towards your LMAs")
         if self.lab and self.mode == "virtual":
             raise ValueError(
                 f"{lab} runs hard mode only (a virtual LMAA cannot move between namespaces yet)"
@@ -134,6 +139,8 @@ class RunConfig:
             raise ValueError(
                 "--shard with N > 1 needs --lma (every shard loads the same LMAs) and --start-at"
             )
+        if shards > 1 and raw_own:
+            raise ValueError("--transport raw runs one generator process: not with --shard")
         if self.stages and self.ramp:
             raise ValueError("--stages and --ramp both shape the rate: give one")
         due = Schedule(self.stages).total if self.stages else float("inf")
@@ -172,6 +179,7 @@ class RunConfig:
             seed=self.seed + index,
             first_id=first_mn,
             first_mag=first_mag,
+            mag_prefix6=self.mag_prefix or PopulationSpec.mag_prefix6,
         )
 
     @property
@@ -273,10 +281,11 @@ class Runner:
             final = None
             registration = self._register(engine, start, failure)
             if failure is None:
+                standby = self.target.anchors()[1] is not None  # no standby: no sync to wait for
                 registration = replace(
                     registration,
-                    sync_wait=self._wait_for_sync(engine),
-                    sync_observed=self.target.observes_sync,
+                    sync_wait=self._wait_for_sync(engine) if standby else None,
+                    sync_observed=standby and self.target.observes_sync,
                 )
                 if cfg.duration:
                     self._enter("hold")
@@ -406,7 +415,7 @@ class Runner:
             return
         lmas = [a for a in self.target.anchors() if a is not None]  # the engine's LMA order
         answered = engine.lmas_answered
-        silent = ["{}:{}".format(*routes[lma]) for i, lma in enumerate(lmas) if not answered[i]]
+        silent = [outer_text(*routes[lma]) for i, lma in enumerate(lmas) if not answered[i]]
         what = "heartbeat response" if engine.heartbeating else "PBA"
         raise RunError(
             f"no {what} from the LMA at {' and '.join(silent)} within {STARTUP_TIMEOUT:g} s: "
@@ -523,6 +532,8 @@ class Runner:
             value = config[name]
             config[name] = None if value is None else str(getattr(self.config, name))
         config["shard"] = list(self.config.shard)
+        raw = self.config.lab or (self.config.lma is not None and self.config.lma.raw)
+        config["transport"] = "raw" if raw else "udp"
         config["versions"] = res.versions()
         return config
 
@@ -612,7 +623,7 @@ def _target(config: RunConfig, log_dir: Path) -> Iterator[Target]:
         return
     target: Target
     if config.lma is not None:
-        target = ExternalPair(config.lma, config.standby, config.fail_cmd)
+        target = own_lmas(config.lma, config.standby, config.fail_cmd, config.mag_prefix)
     else:
         target = EmbeddedPair(
             config.mode,
@@ -623,6 +634,8 @@ def _target(config: RunConfig, log_dir: Path) -> Iterator[Target]:
         )
     try:
         yield target
+    except LabError as exc:
+        raise RunError(str(exc)) from None
     finally:
         target.stop()
 

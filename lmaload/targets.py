@@ -1,21 +1,24 @@
 """What ``lmaload run`` measures: the embedded reference pair (``lmaload.lma_pair``) or the user's
 own LMAs, behind one interface (``Target``).
 
-The user's LMAs (``ExternalPair``) are reached over UDP/5436 (RFC 5844, ``lmaload.endpoints``).
-lmaload cannot look into their binding caches, so "sync has caught up" is a fixed wait, and it can
-fail the active one only by running the user's ``--fail-cmd``.
+The user's LMAs (``ExternalPair``) are reached over UDP/5436 (RFC 5844, ``lmaload.endpoints``),
+or over the raw Mobility Header (``RawExternalPair``: RFC 5213 over IPv6, the MAGs sending from
+their own addresses on this host, ``lmaload.lab.mag_host``). lmaload cannot look into their
+binding caches, so "sync has caught up" is a fixed wait, and it can fail the active one only by
+running the user's ``--fail-cmd``.
 """
 
 from __future__ import annotations
 
 import subprocess
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Protocol
 
 from lmaload.capture import Capture
 from lmaload.endpoints import Endpoint
-from lmaload.population import Population
+from lmaload.lab import mag_host
+from lmaload.population import Population, PopulationSpec
 from lmaload.transport.mag_loop import MagTransport, RawMagTransport
 
 FAIL_CMD_TIMEOUT = 30.0
@@ -93,7 +96,9 @@ class ExternalPair:
     def anchors(self) -> tuple[IPv6Address, IPv6Address | None]:
         return self.lma.inner, None if self.standby is None else self.standby.inner
 
-    def mag_transport(self, population: Population, capture: Capture | None) -> MagTransport:
+    def mag_transport(
+        self, population: Population, capture: Capture | None
+    ) -> MagTransport | RawMagTransport:
         return MagTransport(population, self.routes(), capture)
 
     observes_sync = False
@@ -126,3 +131,42 @@ class ExternalPair:
         if self._failing is not None and self._failing.poll() is None:
             self._failing.kill()
             self._failing.wait()
+
+
+class RawExternalPair(ExternalPair):
+    """The user's LMAs over the raw Mobility Header, the MAGs sending from ``mag_prefix``
+    (``lmaload.lab.mag_host.MagHost``: made local when their socket is opened unless it is, the
+    route lmaload added removed at ``stop``; LabError without root, when the prefix cannot be
+    made local, or when an LMA has no route)."""
+
+    def __init__(
+        self,
+        lma: Endpoint,
+        standby: Endpoint | None,
+        fail_cmd: str | None,
+        mag_prefix: IPv6Network,
+    ) -> None:
+        super().__init__(lma, standby, fail_cmd)
+        self.mag_host = mag_host.MagHost(mag_prefix)
+
+    def mag_transport(
+        self, population: Population, capture: Capture | None
+    ) -> MagTransport | RawMagTransport:
+        """No ``capture`` (it samples UDP/5436): capture on the interface towards the LMAs."""
+        assert capture is None
+        return self.mag_host.open(population, list(self.routes()))
+
+    def stop(self) -> None:
+        super().stop()
+        self.mag_host.close()
+
+
+def own_lmas(
+    lma: Endpoint, standby: Endpoint | None, fail_cmd: str | None, mag_prefix: str | None
+) -> ExternalPair:
+    """The user's LMAs, over the transport their endpoints are reached by (the raw Mobility
+    Header from ``mag_prefix``, by default the population's)."""
+    if lma.raw:
+        prefix = IPv6Network(mag_prefix or PopulationSpec.mag_prefix6)
+        return RawExternalPair(lma, standby, fail_cmd, prefix)
+    return ExternalPair(lma, standby, fail_cmd)

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 
 from lmaload.capacity import CapacityConfig, CapacitySearch, exit_status, table
+from lmaload.lma_pair import free_port
 from lmaload.protocol.datagrams import Datagrams
 from lmaload.protocol.mag import MagEngine
 from lmaload.sim import LinkProfile, Simulator
+from tests.conftest import USER_ACTIVE
+from tests.lma_children import LmaProcess, wait_for
 from tests.sim_target import SimLoop, SimPair
 
 CAPACITY = 800.0  # PBUs per second the simulated active LMA serves
@@ -121,19 +124,23 @@ def test_bad_options_exit_2_with_one_line(args) -> None:
     assert result.stderr.startswith("lmaload: capacity: ") and result.stderr.count("\n") == 1
 
 
+def capacity_cli(*args: str) -> subprocess.CompletedProcess:
+    """``lmaload capacity`` over 10 MAGs with ``args``."""
+    return subprocess.run(
+        [sys.executable, "-m", "lmaload", "capacity", "--mags", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_capacity_of_the_embedded_pair(tmp_path) -> None:
     """A short search against the real embedded pair on loopback: every trial listed in the
     results, a rate found, the generator's CPU per registration reported."""
     path = tmp_path / "capacity.json"
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "lmaload", "capacity", "--mags", "10"),
-            *("--sync", "async", "--start-rate", "500", "--max-rate", "1000"),
-            *("--trial-duration", "1", "--confirm-duration", "2", "--results", str(path)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = capacity_cli(
+        *("--sync", "async", "--start-rate", "500", "--max-rate", "1000"),
+        *("--trial-duration", "1", "--confirm-duration", "2", "--results", str(path)),
     )
     assert result.returncode in (0, 1), result.stderr
     results = json.loads(path.read_text())
@@ -143,3 +150,25 @@ def test_capacity_of_the_embedded_pair(tmp_path) -> None:
     # The ramp starts at --start-rate; where it goes next depends on how busy the machine is.
     assert results["trials"][0]["rate"] == 500
     assert all(t["registered"] + t["failed"] == t["sessions"] for t in results["trials"])
+
+
+def test_capacity_of_a_plain_lma_without_heartbeats(tmp_path) -> None:
+    """The user's own LMA as a plain RFC 5213 LMA (no RFC 5847, sequence ordering): trials with
+    sequence-number PBUs and no heartbeats, each LMA's readiness shown by a PBU exchange."""
+    port = free_port(USER_ACTIVE)
+    lma = LmaProcess.spawn(tmp_path, "plain", USER_ACTIVE, port, "--plain")
+    try:
+        wait_for(lambda: lma.metric("lmaload_lma_role", role="active"), "the LMA")
+        path = tmp_path / "capacity.json"
+        result = capacity_cli(
+            *("--lma", f"{USER_ACTIVE}:{port}", "--pbu-order", "sequence"),
+            *("--heartbeats", "off", "--start-rate", "200", "--max-rate", "400"),
+            *("--trial-duration", "1", "--confirm-duration", "1", "--results", str(path)),
+        )
+        assert result.returncode in (0, 1), result.stderr
+        trials = json.loads(path.read_text())["trials"]
+        assert trials[0]["rate"] == 200 and trials[0]["registered"] == 200, trials[0]
+        assert lma.metric("lmaload_lma_heartbeat_requests_answered_total") == 0
+        assert lma.metric("lmaload_lma_drops_total", reason="unknown_type") == 0
+    finally:
+        lma.kill()

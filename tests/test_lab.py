@@ -44,6 +44,7 @@ from lmaload.wire import (
     HomeAgentControl,
     LmaFailureIndication,
     Message,
+    MobileNodeIdentifier,
     decode_mh,
     encode_mh,
 )
@@ -415,6 +416,23 @@ def test_cut_link_moves_exactly_the_cut_mags_while_lma1_serves_the_rest(
     refreshed = {dst for m, dst in after if isinstance(m, BindingAck) and m.status == 0}
     assert refreshed == kept
     assert all(m.status == 0 for m, _ in after if isinstance(m, BindingAck))
+
+    # Time from the wire: each cut MAG's takeover time is its last session's first accepted PBA
+    # from LMA2, as the capture on the MAG host's link to LMA2 saw it, within 1 ms.
+    first_accept: dict[bytes, tuple[float, IPv6Address]] = {}
+    for t, m, src, dst in seen["mag-lma2"]:
+        mn = option(m, MobileNodeIdentifier)
+        if isinstance(m, BindingAck) and m.status == 0 and src == LMA2 and t > cut_at and mn:
+            first_accept.setdefault(mn.identifier, (t, dst))
+    on_wire: dict[IPv6Address, float] = {}
+    for t, mag in first_accept.values():
+        on_wire[mag] = max(on_wire.get(mag, t), t)
+    late = {
+        m: row["takeover"] - (on_wire[pop.mag_address6(m)] - cut_at)
+        for m, row in ((row["mag"], row) for row in takeover["mags"])
+        if m in cut_rows
+    }
+    assert all(abs(d) <= 1e-3 for d in late.values()), late
 
     if shutil.which("tshark") is not None:
         config = tmp_path / "wireshark-config"

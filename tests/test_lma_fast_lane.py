@@ -4,7 +4,8 @@ give the same datagrams out, octet for octet and in order, the same binding cach
 State Synchronization — over random mixes of new sessions, refreshes, hand-offs,
 de-registrations, stale and out-of-window PBUs, wrong prefixes, heartbeats, PBUs that waited too
 long or that a later one supersedes, a backlog at its bound, and garbage, and over the PBUs of
-plain third-party MAGs (sequence numbers, no Timestamp, their option layouts)."""
+plain third-party MAGs (sequence numbers, no Timestamp, their option layouts); and both as a
+plain RFC 5213 LMA (``LmaConfig.plain``)."""
 
 from __future__ import annotations
 
@@ -170,13 +171,37 @@ def sent(out: Datagrams) -> list[tuple[bytes, IPv6Address, IPv6Address]]:
 @pytest.mark.parametrize("seed", range(12))
 def test_fast_lane_matches_the_reference_path(seed: int) -> None:
     rng = random.Random(seed)
-    sequence_scheme = seed % 3 == 0
     peers = (PEER,) if seed % 2 else ()
     sync = "before-ack" if seed % 4 == 1 else "async"
     bound = 20 if seed % 8 == 5 else 20_000  # PBAs withheld before PBUs are shed
     config = LmaConfig(
         address=LMA, prefix_pool=POOL, peers=peers, sync=sync, max_withheld_pbas=bound
     )
+    fast = run_both_ways(config, rng, sequence_scheme=seed % 3 == 0, hello=bool(peers))
+    assert fast.counters.heartbeat_requests_answered > 0
+    assert fast.counters.pbu_shed["backlog"] > 0 or bound > 20
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plain_fast_lane_matches_the_reference_path(seed: int) -> None:
+    """A plain RFC 5213 LMA: heartbeats, HA-HELLOs and State Sync answered with Binding Error 2
+    by both ways, PBUs ordered by sequence number whatever Timestamp they carry."""
+    rng = random.Random(1000 + seed)
+    config = LmaConfig(address=LMA, prefix_pool=POOL, plain=True)
+    fast = run_both_ways(config, rng, sequence_scheme=seed % 2 == 0, hello=True)
+    counters = fast.counters
+    assert counters.heartbeat_requests_answered == counters.heartbeat_requests_sent == 0
+    assert counters.binding_errors_sent > 0 and counters.hello_received == 0
+    assert counters.pba_status[cp.STATUS_SEQUENCE_OUT_OF_WINDOW] > 0
+    assert not counters.pba_status[cp.STATUS_TIMESTAMP_MISMATCH]
+    assert not counters.pba_status[cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED]
+
+
+def run_both_ways(
+    config: LmaConfig, rng: random.Random, sequence_scheme: bool, hello: bool
+) -> LmaEngine:
+    """30 random batches (``Mix``, with an HA-HELLO from PEER in each if ``hello``) given as
+    columns to one engine and as datagrams to another, which must answer alike; the first."""
     standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
     fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
     assert fast.fast_lane is not None
@@ -192,10 +217,10 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         assert sent(fast.datagrams_to_send()) == sent(timed)
         acks += [ack for d in timed if d.dst == PEER and (ack := mix.ack(d)) is not None]
         batch = mix.batch(now, rng.choice([1, 7, 64, 300])) + acks
-        if peers:  # keep the standby alive: the changes go out as SS-REPs
-            hello = redundancy.hello(standby, mix.hello_seq, 0)
+        if hello:  # keep a standby alive: the changes go out as SS-REPs
+            message = redundancy.hello(standby, mix.hello_seq, 0)
             mix.hello_seq += 1
-            batch.insert(rng.randrange(len(batch) + 1), mix._wrap(hello, PEER, LMA))
+            batch.insert(rng.randrange(len(batch) + 1), mix._wrap(message, PEER, LMA))
         fast.receive(Datagrams([Columns.of(batch)]), now)
         reference.receive(Datagrams(batch), now)
         out_fast, out_reference = fast.datagrams_to_send(), reference.datagrams_to_send()
@@ -204,10 +229,9 @@ def test_fast_lane_matches_the_reference_path(seed: int) -> None:
         mix.learn(list(out_reference))
         acks = [ack for d in out_reference if d.dst == PEER and (ack := mix.ack(d)) is not None]
     assert fast.fast_lane.pbus_accepted > fast.counters.pba_status[0] / 2
-    assert fast.counters.heartbeat_requests_answered > 0
     assert fast.counters.pbu_shed["stale"] > 0 and fast.counters.pbu_shed["superseded"] > 0
-    assert fast.counters.pbu_shed["backlog"] > 0 or bound > 20
     assert fast.cache.counts() == {s: fast.cache.count(s) for s in BceState}
+    return fast
 
 
 # (sequence number, HNP: "zero" or the one assigned, HI, lifetime, MAG) of each round: a plain
@@ -230,10 +254,11 @@ PLAIN_ROUNDS = [
 LANE_ROUNDS = 6  # rounds the lane answers whatever the layout: 1, 2 and the four of the wrap
 
 
+@pytest.mark.parametrize("plain", [False, True])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_fast_lane_answers_plain_mags_as_the_reference_path(layout: str) -> None:
+def test_fast_lane_answers_plain_mags_as_the_reference_path(layout: str, plain: bool) -> None:
     rng = random.Random(layout)
-    config = LmaConfig(address=LMA, prefix_pool=POOL)
+    config = LmaConfig(address=LMA, prefix_pool=POOL, plain=plain)
     fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
     mns = [b"mn%d@plain.example" % i for i in range(60)]
     assigned: dict[bytes, bytes] = {}
@@ -271,13 +296,15 @@ def test_fast_lane_answers_plain_mags_as_the_reference_path(layout: str) -> None
             assert state(fast) == state(reference)
             for data, _, _, _ in out:
                 msg = decode_mh(data).message
+                if plain:  # a plain LMA never sends a Timestamp
+                    assert not any(isinstance(o, Timestamp) for o in msg.options)
                 if isinstance(msg, BindingAck) and msg.status == 0 and msg.lifetime:
                     mn = next(o for o in msg.options if isinstance(o, MobileNodeIdentifier))
                     hnp_option = next(o for o in msg.options if isinstance(o, HomeNetworkPrefix))
                     assigned[mn.identifier] = hnp_option.prefix.packed
     assert fast.fast_lane is not None
     assert fast.fast_lane.pbus_accepted >= LANE_ROUNDS * len(mns)
-    if "ts" not in LAYOUTS[layout][0]:  # sequence-number ordering answered the repeats
+    if plain or "ts" not in LAYOUTS[layout][0]:  # sequence-number ordering answered the repeats
         assert reference.counters.pba_status[cp.STATUS_SEQUENCE_OUT_OF_WINDOW] == 2 * len(mns)
 
 

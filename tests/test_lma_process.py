@@ -233,6 +233,10 @@ def run_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess
         ("--listen", "192.0.2.1"),  # not local
         ("--prefix-pool", "2001:db8::/129"),
         ("--transport", "raw", "--listen", "::1", "--pcap", "lma.pcap"),
+        ("--plain", "--peer", "127.0.0.12"),
+        ("--plain", "--role", "standby"),
+        ("--plain", "--sync", "before-ack"),
+        ("--plain", "--heartbeat-interval", "5"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args) -> None:

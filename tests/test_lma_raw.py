@@ -3,7 +3,8 @@ each test creates and deletes (root): MAGs at AnyIP addresses send PBUs from one
 socket (kernel checksum) and get PBAs with valid checksums and assigned prefixes; a heartbeat is
 answered with the Restart Counter; a PBU with a bad checksum never reaches the LMA. An
 active/standby pair keeps the sessions across a SIGKILL of the active (PBU + LMA Failure
-Indication to the standby).
+Indication to the standby). A plain RFC 5213 LMA (``--plain``) answers a Heartbeat with Binding
+Error 2 and a repeated sequence number with 135, and forgets its bindings when restarted.
 
 The MAG side of each test is a plain function of this module run by a child ``python3`` under
 ``ip netns exec`` (like tests/test_batch_io.py); it starts the LMAs, which inherit the namespace.
@@ -29,6 +30,7 @@ from lmaload.transport.batch import BatchSocket
 from lmaload.wire import (
     AccessTechnologyType,
     BindingAck,
+    BindingError,
     BindingUpdate,
     HandoffIndicator,
     Heartbeat,
@@ -84,6 +86,10 @@ def test_raw_lma_answers_pbus_and_heartbeats(netns: str, tmp_path: Path) -> None
 
 def test_raw_failover_keeps_every_session(netns: str, tmp_path: Path) -> None:
     run_in_netns(netns, "hard_failover", tmp_path)
+
+
+def test_raw_plain_lma_and_its_restart(netns: str, tmp_path: Path) -> None:
+    run_in_netns(netns, "plain_lma_and_restart", tmp_path)
 
 
 def test_raw_startup_errors_name_the_address(netns: str) -> None:
@@ -273,6 +279,38 @@ def pbus_heartbeat_and_bad_checksum(tmp: str) -> None:
         lma.kill()
     log = lma.log.read_text()
     assert "raw IPv6 Mobility Header" in log and "Traceback" not in log, log
+
+
+def plain_lma_and_restart(tmp: str) -> None:
+    """``--plain``: a Heartbeat gets Binding Error 2, a repeated sequence number 135 carrying
+    the last accepted one (the Timestamp ignored, never echoed); restarted, the LMA has no
+    binding and accepts the same sessions again, with their prefixes."""
+    mags = Mags()
+    lma = raw_lma(Path(tmp), "plain", ACTIVE, "--plain")
+    try:
+        start(lma)
+        sessions = register(mags, ACTIVE, 7)
+        mags.send([(pbu(mn, 7, p), mag, ACTIVE) for mn, (mag, p) in sessions.items()])
+        repeats = mags.replies(ACTIVE, lambda m: isinstance(m, BindingAck), len(sessions))
+        assert {(pba.status, pba.sequence) for pba, _ in repeats} == {(135, 7)}
+        mags.send([(Heartbeat(4242), MAGS[1], ACTIVE)])
+        [(error, to)] = mags.replies(ACTIVE, lambda m: not isinstance(m, BindingAck), 1)
+        assert to == MAGS[1] and error == BindingError(2)
+        assert not any(
+            isinstance(o, Timestamp)
+            for data, src, _ in mags.seen
+            if src == ACTIVE
+            for o in decode_mh(data).message.options
+        )
+        lma.kill()
+        lma = raw_lma(Path(tmp), "restarted", ACTIVE, "--plain")
+        start(lma)
+        assert lma.metric("lmaload_lma_binding_cache_entries", state="active") == 0
+        assert register(mags, ACTIVE, 1, sessions=sessions) == sessions
+    finally:
+        mags.close()
+        lma.kill()
+    assert "plain RFC 5213" in lma.log.read_text()
 
 
 def hard_failover(tmp: str) -> None:

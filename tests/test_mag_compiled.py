@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from lmaload._ext.mag_step import AddressTable, Routes, RowHeap
+from lmaload._ext.framing import frame
+from lmaload._ext.mag_step import AddressTable, ReceiveClock, Routes, RowHeap
 
 from lmaload.bulk import PbuOptions
+from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import Schedule
 from lmaload.population import MN_DTYPE, PopulationSpec, generate
 from lmaload.protocol import Datagrams, LmaEngine, Policy
@@ -137,7 +139,7 @@ def scenario(name: str, seed: int, compiled: bool) -> dict[str, Any]:
             getattr(table, f).tobytes()
             for f in (
                 "seq", "outstanding", "missing", "up", "answered", "sent_at", "counter",
-                "counter_known", "_tick",
+                "counter_known", "tick",
             )
         ],
         "missed": table.missed,
@@ -231,8 +233,45 @@ def test_address_table_and_routes():
     src = pop.mags["addr6"][[2, 0, 1]]
     dst = lmas[[1, 0, 0]].copy()
     dst[2] = 0  # no such LMA
-    src4, dst4, ports, routed = routes.route(src, dst)
-    assert routed.tolist() == [True, True, False]
-    assert src4[:2].tolist() == pop.mags["addr4"][[2, 0]].tolist()
-    assert dst4[:2].tolist() == [[127, 0, 0, 12], [127, 0, 0, 11]] and ports[:2].tolist() == [6, 5]
-    assert routes.route(src[:2], dst[:2])[3] is None
+    buf = np.arange(30, dtype=np.uint8)
+    starts, ends = np.array([0, 8, 20]), np.array([8, 8, 30])
+    framed, offsets, src4, dst4, ports, unrouted = routes.frame(buf, starts, ends, src, dst)
+    assert unrouted == 1
+    assert src4.tolist() == pop.mags["addr4"][[2, 0]].tolist()
+    assert dst4.tolist() == [[127, 0, 0, 12], [127, 0, 0, 11]] and ports.tolist() == [6, 5]
+    expected, expected_offsets = frame(buf, starts[:2], ends[:2], src[:2], dst[:2])
+    assert framed.tobytes() == expected.tobytes()
+    assert offsets.tolist() == expected_offsets.tolist()
+    assert routes.frame(buf, starts[:2], ends[:2], src[:2], dst[:2])[5] == 0
+    with pytest.raises(ValueError):
+        routes.frame(buf, np.array([25]), np.array([31]), src[:1], dst[:1])
+
+
+def test_receive_clock_matches_the_loops_arithmetic():
+    """The batch's time is its last known arrival, never after now; the delay recorded is from
+    its first, in µs (a value past the histogram's range counted as overflow)."""
+    delays = Histogram()
+    clock = ReceiveClock(delays)
+    assert clock.received_at(None, 5.0) == 5.0
+    assert clock.received_at(np.array([np.nan, np.nan]), 5.0) == 5.0
+    assert clock.received_at(np.array([], dtype=np.float64), 5.0) == 5.0
+    assert delays.total == 0
+    assert clock.received_at(np.array([4.75, np.nan, 4.5]), 5.0) == 4.75
+    assert clock.received_at(np.array([5.5]), 5.0) == 5.0  # a clock step: not in the future
+    reference = Histogram()
+    reference.record(np.array([500_000, 0]))
+    assert np.array_equal(delays.counts, reference.counts)
+    clock.received_at(np.array([0.0]), 1e9)
+    assert delays.overflow == 1
+
+
+def test_receive_clock_cuts_a_batch_into_runs_of_at_most_the_spread():
+    """Each run's known arrivals span at most the spread (a datagram of unknown time joins the
+    run it is in), so no datagram is timed later than it arrived by more than that."""
+    clock = ReceiveClock(Histogram())
+    assert clock.runs(None, 5, 1e-3) == [5]
+    assert clock.runs(np.array([], dtype=np.float64), 0, 1e-3) == [0]
+    assert clock.runs(np.array([np.nan, np.nan]), 2, 1e-3) == [2]
+    arrival = np.array([1.0, 1.0001, np.nan, 1.001, 1.0021, 1.0022, 1.01])
+    assert clock.runs(arrival, 7, 1e-3) == [4, 6, 7]
+    assert clock.runs(arrival, 7, 1.0) == [7]

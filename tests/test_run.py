@@ -2,7 +2,8 @@
 registered with before-ack sync, the active killed, every session kept at the standby (and a
 Pushgateway that does not answer only warned about); the same
 against "the user's own" LMAs (``lmaload lma`` processes the test starts) with ``--fail-cmd``, a
-registration-only run, and an LMA that does not answer; the ``--pcap`` sample read back by
+registration-only run, a plain RFC 5213 LMA (``lmaload lma --plain``) rehearsed against and
+restarted, and an LMA that does not answer; the ``--pcap`` sample read back by
 tshark; the one-line exit 2 on bad options, and exit 1 when /metrics cannot be served."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from lmaload.lma_pair import free_port
 from tests.conftest import USER_ACTIVE
-from tests.lma_children import wait_for
+from tests.lma_children import LmaProcess, wait_for
 
 TIMEOUT = 120.0
 LMALOAD = (sys.executable, "-m", "lmaload")
@@ -245,6 +246,51 @@ def test_user_lma_without_fail_cmd_measures_registration_only(user_pair, tmp_pat
     results = json.loads(path.read_text())
     assert results["registration"]["registered"] == 500
     assert results["takeover"]["failure_at"] is None and active.running
+
+
+@pytest.mark.parametrize("heartbeats", ["off", "auto"])
+def test_rehearsal_against_a_plain_lma_and_its_restart(tmp_path, heartbeats: str) -> None:
+    """``lmaload lma --plain`` as the user's LMA: sequence-number PBUs and heartbeats off (or
+    auto, turned off in one line by the first Binding Error 2) register every MN with no
+    standby; restarted, the LMA has no binding and registers the same MNs again."""
+    port = free_port(USER_ACTIVE)
+    args = (
+        *("--mns", "500", "--mags", "5", "--rate", "1000", "--sync-wait", "0", "--allow-lag"),
+        *("--lma", f"{USER_ACTIVE}:{port}", "--pbu-order", "sequence"),
+        *("--heartbeats", heartbeats, "--results", str(tmp_path / "results.json")),
+    )
+    for life in ("first", "restarted"):
+        lma = LmaProcess.spawn(tmp_path, life, USER_ACTIVE, port, "--plain")
+        try:
+            wait_for(lambda lma=lma: lma.metric("lmaload_lma_role", role="active"), "the LMA")
+            assert lma.metric("lmaload_lma_binding_cache_entries", state="active") == 0
+            result = run_cli(*args)
+            assert result.returncode == 0, result.stderr
+            fallback = [line for line in result.stderr.splitlines() if "Binding Error" in line]
+            assert fallback == (
+                [
+                    "an LMA answers RFC 5847 heartbeats with Binding Error status 2 (it has no "
+                    "heartbeats): going on without them"
+                ]
+                if heartbeats == "auto"
+                else []
+            )
+            results = json.loads((tmp_path / "results.json").read_text())
+            assert results["registration"]["registered"] == 500
+            assert not results["registration"]["peer_quirks"].get("hnp_all_zero")
+            wait_for(
+                lambda lma=lma: (
+                    lma.metric("lmaload_lma_binding_cache_entries", state="active") == 500
+                ),
+                "the LMA's bindings",
+                timeout=5.0,
+            )
+            assert lma.metric("lmaload_lma_heartbeat_requests_answered_total") == 0
+            # A heartbeat or two (MAGs 10 ms apart) went out before the first Binding Error.
+            answered = lma.metric("lmaload_lma_drops_total", reason="unknown_type")
+            assert answered >= 1 if heartbeats == "auto" else answered == 0
+        finally:
+            lma.kill()
 
 
 @pytest.mark.parametrize(

@@ -15,16 +15,19 @@ from lmaload.cli.group import (
     allow_remote_option,
     fail,
     heartbeat_interval_option,
+    heartbeats_option,
     junit_option,
     mags_option,
     main,
     mode_option,
+    pbu_order_option,
     results_option,
     seed_option,
     sync_option,
     threshold_option,
 )
-from lmaload.cli.targets import lma_option, run_targets, standby_option
+from lmaload.cli.targets import lma_option, mag_prefix_option, run_targets, standby_option
+from lmaload.cli.targets import mag_prefix as check_mag_prefix
 
 
 @main.command(name="capacity")
@@ -32,6 +35,8 @@ from lmaload.cli.targets import lma_option, run_targets, standby_option
 @mode_option
 @sync_option
 @heartbeat_interval_option
+@pbu_order_option
+@heartbeats_option
 @seed_option
 @click.option(
     "--trial-duration",
@@ -82,8 +87,17 @@ from lmaload.cli.targets import lma_option, run_targets, standby_option
     show_default=True,
     help="Seconds: a trial passes only with its registration latency p99 within this.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(["udp", "raw"]),
+    default="udp",
+    show_default=True,
+    help="How the MAGs reach your --lma: udp (UDP/5436) or raw (the Mobility Header over IPv6, "
+    "root; the embedded pair runs over udp).",
+)
 @lma_option
 @standby_option
+@mag_prefix_option
 @allow_remote_option
 @results_option("capacity.json")
 @threshold_option("capacity")
@@ -93,6 +107,8 @@ def capacity_command(
     mode: str,
     sync: str,
     heartbeat_interval: float,
+    pbu_order: str,
+    heartbeats: str,
     seed: int,
     trial_duration: float,
     confirm_duration: float,
@@ -101,8 +117,10 @@ def capacity_command(
     resolution: float,
     loss_bound: float,
     latency_bound: float,
+    transport: str,
     lma: str | None,
     standby: str | None,
+    mag_prefix: str | None,
     allow_remote: bool,
     results_path: Path,
     thresholds: list[Any],
@@ -118,7 +136,9 @@ def capacity_command(
     """
     from lmaload.capacity import CapacityConfig, CapacityError, capacity, table
 
-    targets = run_targets(lma, standby, None, mode, allow_remote)
+    if transport == "raw" and lma is None:
+        raise click.UsageError("--transport raw needs --lma (the embedded pair runs over udp)")
+    targets = run_targets(lma, standby, None, mode, allow_remote, transport)
     if start_rate > max_rate:
         raise click.UsageError("--start-rate is above --max-rate")
     config = CapacityConfig(
@@ -126,6 +146,8 @@ def capacity_command(
         mode=mode,  # type: ignore[arg-type]
         sync=sync,  # type: ignore[arg-type]
         heartbeat_interval=heartbeat_interval,
+        pbu_order=pbu_order,  # type: ignore[arg-type]
+        heartbeats=heartbeats,  # type: ignore[arg-type]
         seed=seed,
         trial_duration=trial_duration,
         confirm_duration=confirm_duration,
@@ -136,6 +158,7 @@ def capacity_command(
         latency_bound=latency_bound,
         lma=targets[0],
         standby=targets[1],
+        mag_prefix=check_mag_prefix(mag_prefix, targets[0], mags, allow_remote),
         results=results_path,
     )
     try:

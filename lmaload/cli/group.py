@@ -137,6 +137,25 @@ heartbeat_interval_option = click.option(
     show_default=True,
     help="Seconds between the MAGs' heartbeats to each LMA.",
 )
+pbu_order_option = click.option(
+    "--pbu-order",
+    type=click.Choice(["timestamp", "sequence"]),
+    default="timestamp",
+    show_default=True,
+    help="How the LMA orders a mobile node's PBUs: timestamp (RFC 5213's preference: a "
+    "Timestamp option in every PBU) or sequence (no Timestamp option: sequence numbers only, "
+    "for LMAs such as OPMIP; a PBA 135 makes the MAG continue from the number it carries).",
+)
+heartbeats_option = click.option(
+    "--heartbeats",
+    type=click.Choice(["on", "off", "auto"]),
+    default="on",
+    show_default=True,
+    help="RFC 5847 heartbeats to the LMAs. off: none (an LMA without RFC 5847 may take them for "
+    "an error; OPMIP stops answering): a MAG declares its LMA failed after --failure-after "
+    "unanswered PBUs or on an HA Switch, and the start-up check sends a PBU; auto: on until an "
+    "LMA answers one with Binding Error status 2, then off.",
+)
 allow_lag_option = click.option(
     "--allow-lag", is_flag=True, help="Exit 0 even when the generator fell behind schedule."
 )

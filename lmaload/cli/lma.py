@@ -22,16 +22,41 @@ from lmaload.cli.group import (
 
 
 def endpoint(text: str, option: str, transport: str) -> Any:
-    from lmaload.endpoints import Endpoint, parse_endpoint
+    from lmaload.endpoints import parse_endpoint, parse_raw_endpoint
 
     try:
-        if transport == "raw":
-            inner = IPv6Address(text)
-            return Endpoint(inner, inner, 0)
-        return parse_endpoint(text)
+        return parse_raw_endpoint(text) if transport == "raw" else parse_endpoint(text)
     except ValueError as exc:
         form = "IPV6" if transport == "raw" else "[INNER_IPV6@]HOST[:PORT]"
         raise click.BadParameter(f"{text!r}: expected {form} ({exc})", param_hint=option) from None
+
+
+# What a plain LMA has none of: peers, the election, State Sync, RFC 5847 heartbeats.
+NOT_PLAIN = (
+    "peers", "role", "preference", "mode", "lmaa", "sync", "sync_pacing_rate", "hello_interval",
+    "heartbeat_interval", "missing_heartbeats", "restart_counter",
+)  # fmt: skip
+
+
+def refuse_with_plain(ctx: click.Context, role: str, mode: str) -> None:
+    """UsageError naming the options given with --plain that belong to what it has none of
+    (--role active and --mode hard are what it is)."""
+    from click.core import ParameterSource
+
+    from lmaload.cli.config import where
+
+    given = [
+        where(ctx, name)
+        for name in NOT_PLAIN
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        and not (name == "role" and role == "active")
+        and not (name == "mode" and mode == "hard")
+    ]
+    if given:
+        raise click.UsageError(
+            f"--plain is a standalone LMA without heartbeats (no peers, election or State "
+            f"Sync): not with {', '.join(given)}"
+        )
 
 
 @main.command()
@@ -144,6 +169,14 @@ def endpoint(text: str, option: str, transport: str) -> Any:
     help="The Restart Counter this LMA sends in heartbeats (RFC 5847 §3.4): change it across "
     "a restart that lost the binding cache.",
 )
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="Behave as a plain RFC 5213 LMA, to rehearse against: standalone (no peers, HA-HELLO, "
+    "election or State Sync), Binding Error status 2 to a Heartbeat and none sent to the MAGs, "
+    "PBUs ordered by sequence number (Timestamp ignored, never sent), 135 with the last "
+    "accepted one; the binding cache lives in memory, so a restart starts empty.",
+)
 @metrics_port_option
 @click.option(
     "--pcap",
@@ -181,6 +214,7 @@ def lma(
     missing_heartbeats: int,
     restart_counter: int,
     preference: int,
+    plain: bool,
     metrics_port: int | None,
     pcap: Path | None,
     policy_path: Path | None,
@@ -213,6 +247,8 @@ def lma(
         if listen_ip.is_unspecified:
             raise click.UsageError("--address is required with a wildcard --listen")
         address = mapped(listen_ip)
+    if plain:
+        refuse_with_plain(click.get_current_context(), role, mode)
     if (mode == "virtual") != (lmaa is not None):
         raise click.UsageError("--lmaa is required in virtual mode and only there")
     try:
@@ -235,6 +271,7 @@ def lma(
         missing_heartbeats=missing_heartbeats,
         restart_counter=restart_counter,
         preference=preference,
+        plain=plain,
         policy=policy,
         metrics_port=metrics_port,
         pcap=pcap,

@@ -29,6 +29,12 @@ from lmaload.cli.group import mags_option, main, seed_option
     "one: the column is empty without this).",
 )
 @click.option(
+    "--mag-prefix",
+    metavar="PREFIX",
+    help="The MAGs' IPv6 prefix, as lmaload run --transport raw --mag-prefix (default: "
+    "fd00:6d61:6700::/64).",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(["csv", "json"]),
@@ -37,7 +43,7 @@ from lmaload.cli.group import mags_option, main, seed_option
     help="csv: a header line, then one line per MN; json: an array of objects.",
 )
 def population_command(
-    mns: int, mags: int, seed: int, request_prefix: bool, output_format: str
+    mns: int, mags: int, seed: int, request_prefix: bool, mag_prefix: str | None, output_format: str
 ) -> None:
     """Print the mobile nodes lmaload run emulates with the same --mns, --mags and --seed: each
     MN's MN-ID NAI, MN link-layer identifier, requested HNP and MAG addresses (IPv6 Proxy-CoA,
@@ -46,10 +52,10 @@ def population_command(
     from lmaload.run import RunConfig
 
     try:
-        spec = RunConfig(mns=mns, mags=mags, seed=seed).population_spec()
+        spec = RunConfig(mns=mns, mags=mags, seed=seed, mag_prefix=mag_prefix).population_spec()
+        rows = subscribers(generate(spec), request_prefix)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    rows = subscribers(generate(spec), request_prefix)
     if output_format == "json":
         json.dump(list(rows), sys.stdout, indent=1)
         sys.stdout.write("\n")

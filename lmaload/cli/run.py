@@ -18,18 +18,26 @@ from lmaload.cli.group import (
     allow_remote_option,
     fail,
     heartbeat_interval_option,
+    heartbeats_option,
     junit_option,
     mags_option,
     main,
     metrics_port_option,
     mode_option,
     parse_duration,
+    pbu_order_option,
     results_option,
     seed_option,
     sync_option,
     threshold_option,
 )
-from lmaload.cli.targets import lma_option, run_targets, standby_option
+from lmaload.cli.targets import (
+    lma_option,
+    mag_prefix,
+    mag_prefix_option,
+    run_targets,
+    standby_option,
+)
 from lmaload.shard_logs import RESULTS_MARKER
 
 if TYPE_CHECKING:
@@ -121,25 +129,8 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     show_default=True,
     help="Heartbeats a MAG may miss in a row before it declares its LMA failed (RFC 5847).",
 )
-@click.option(
-    "--pbu-order",
-    type=click.Choice(["timestamp", "sequence"]),
-    default="timestamp",
-    show_default=True,
-    help="How the LMA orders a mobile node's PBUs: timestamp (RFC 5213's preference: a "
-    "Timestamp option in every PBU) or sequence (no Timestamp option: sequence numbers only, "
-    "for LMAs such as OPMIP; a PBA 135 makes the MAG continue from the number it carries).",
-)
-@click.option(
-    "--heartbeats",
-    type=click.Choice(["on", "off", "auto"]),
-    default="on",
-    show_default=True,
-    help="RFC 5847 heartbeats to the LMAs. off: none (an LMA without RFC 5847 may take them for "
-    "an error; OPMIP stops answering): a MAG declares its LMA failed after --failure-after "
-    "unanswered PBUs or on an HA Switch, and the start-up check sends a PBU; auto: on until an "
-    "LMA answers one with Binding Error status 2, then off.",
-)
+@pbu_order_option
+@heartbeats_option
 @click.option(
     "--failure-after",
     type=click.IntRange(1),
@@ -268,8 +259,10 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     "--transport",
     type=click.Choice(["udp", "raw"]),
     help="udp: UDP/5436 with the RFC 5844 inner IPv6 header (the default, on loopback); raw: "
-    "the Mobility Header over IPv6, which runs in the namespace lab (implies --lab).",
+    "the Mobility Header over IPv6 (root): to your --lma at its IPv6 address from "
+    "--mag-prefix, else in the namespace lab (implies --lab).",
 )
+@mag_prefix_option
 @click.option(
     "--lab",
     is_flag=True,
@@ -351,9 +344,10 @@ def run_config(
     transport, lab = options["transport"], options["lab"]
     if transport == "udp" and lab:
         raise click.UsageError("--lab speaks the raw Mobility Header: not with --transport udp")
+    own = options["lma"] is not None
     targets = run_targets(
         options["lma"], options["standby"], options["fail_cmd"], options["mode"],
-        options["allow_remote"],
+        options["allow_remote"], transport,
     )  # fmt: skip
     stages: tuple[Stage, ...] = options["stages"] or ()
     rate, mns = options["rate"], options["mns"]
@@ -402,7 +396,10 @@ def run_config(
             fault=fault,
             duration=options["duration"],
             observe=options["observe"],
-            lab=lab or transport == "raw",
+            lab=lab or (transport == "raw" and not own),
+            mag_prefix=mag_prefix(
+                options["mag_prefix"], targets[0], options["mags"], options["allow_remote"]
+            ),
             lab_prefix=options["lab_prefix"],
             hdr_log=options["hdr_log"],
         )

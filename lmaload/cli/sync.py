@@ -30,10 +30,19 @@ from lmaload.cli.group import (
 
 @main.command(name="sync")
 @click.option(
+    "--transport",
+    type=click.Choice(["udp", "raw"]),
+    default="udp",
+    show_default=True,
+    help="How lmaload reaches your --standby: udp (UDP/5436) or raw (the Mobility Header over "
+    "IPv6, root: --standby is its IPv6 address, --address lmaload's).",
+)
+@click.option(
     "--standby",
-    metavar="[INNER_IPV6@]HOST[:PORT]",
+    metavar="[INNER_IPV6@]HOST[:PORT]|IPV6",
     help="The standby LMA under test (its individual IPv6 address and UDP/5436 address, as "
-    "lmaload lma --peer). Default: an embedded reference standby on loopback.",
+    "lmaload lma --peer; with --transport raw its IPv6 address). Default: an embedded "
+    "reference standby on loopback.",
 )
 @click.option(
     "--listen",
@@ -45,8 +54,9 @@ from lmaload.cli.group import (
 @click.option(
     "--address",
     type=IPv6Param(),
-    help="lmaload's individual IPv6 address (inner header). Default: --listen's host, "
-    "IPv4-mapped when it is IPv4.",
+    help="lmaload's individual IPv6 address (inner header; with --transport raw the raw "
+    "socket's). Default: --listen's host, IPv4-mapped when it is IPv4; over raw this host's "
+    "source address towards the standby.",
 )
 @click.option(
     "--sessions",
@@ -104,6 +114,7 @@ from lmaload.cli.group import (
 @threshold_option("sync")
 @junit_option
 def sync_command(
+    transport: str,
     standby: str | None,
     listen: str | None,
     address: IPv6Address | None,
@@ -136,7 +147,7 @@ def sync_command(
     """
     from ipaddress import ip_address
 
-    from lmaload.endpoints import is_local, parse_endpoint, parse_host_port
+    from lmaload.endpoints import is_local, parse_endpoint, parse_host_port, parse_raw_endpoint
     from lmaload.sync.job import SyncError, SyncJobConfig, run
     from lmaload.sync.report import table
 
@@ -144,8 +155,15 @@ def sync_command(
         raise click.UsageError("give --rate or --window, not both")
     if ack and rate is None:
         raise click.UsageError("--ack goes with --rate (a --window always asks for SS-ACKs)")
+    raw = transport == "raw"
+    if raw and (standby is None or listen is not None):
+        raise click.UsageError(
+            "--transport raw needs --standby (the embedded standby runs over udp) and takes "
+            "--address, not --listen"
+        )
     try:
-        target = parse_endpoint(standby) if standby is not None else None
+        parse = parse_raw_endpoint if raw else parse_endpoint
+        target = parse(standby) if standby is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--standby") from None
     try:
@@ -155,6 +173,7 @@ def sync_command(
     outer = [
         *([target.host] if target is not None else []),
         *([ip_address(bind[0])] if bind is not None else []),
+        *([address] if raw and address is not None else []),
     ]
     refuse_remote([a for a in outer if not (a.is_unspecified or is_local(a))], allow_remote)
     config = SyncJobConfig(

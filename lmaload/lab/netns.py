@@ -18,7 +18,8 @@ NETNS_DIR = "/run/netns"
 
 
 class LabError(Exception):
-    """The lab cannot be built, used or removed: one line for the user."""
+    """The lab cannot be built, used or removed, or a MAG host cannot be set up: one line for the
+    user."""
 
 
 def require(*tools: str) -> None:

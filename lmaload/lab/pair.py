@@ -18,6 +18,7 @@ from pathlib import Path
 from lmaload.capture import Capture
 from lmaload.fault import Fault
 from lmaload.lab import faults, manage, netns
+from lmaload.lab.mag_host import raw_mags
 from lmaload.lab.topology import LMA_ADDRESSES, Lab
 from lmaload.lma_pair import PREFIX_POOL, EmbeddedPair, LmaChild
 from lmaload.population import Population
@@ -76,8 +77,7 @@ class LabPair(EmbeddedPair):
         picks from. No ``capture`` (it samples UDP/5436): capture on the lab's links."""
         assert capture is None
         self._mags = [population.mag_address6(m) for m in range(len(population.mags))]
-        with netns.entered(self.lab.namespace("mag")):
-            return RawMagTransport(population)
+        return raw_mags(population, self.lab.namespace("mag"))
 
     def fail(self) -> None:
         fault = self.fault

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 
+from lmaload.lab.mag_host import anyip_command
 from lmaload.population import PopulationSpec
 
 HOSTS = ("mag", "lma1", "lma2")
@@ -116,9 +117,7 @@ class Lab:
                 commands.append(["ip", "-n", ns(host), "link", "set", interface, "up"])
         for host, address in LMA_ADDRESSES.items():
             commands.append(["ip", "-n", ns(host), "addr", "add", f"{address}/128", "dev", "lo"])
-        commands.append(
-            ["ip", "-n", ns("mag"), "-6", "route", "add", "local", str(MAG_PREFIX), "dev", "lo"]
-        )
+        commands.append(anyip_command(MAG_PREFIX, ns("mag")))
         for host in HOSTS:
             for target, link in routes(host):
                 via = ["via", str(link.address(link.peer(host))), "dev", link.peer(host)]

@@ -46,6 +46,13 @@ class LmaConfig:
       standby — unless no standby was alive, or the standby did not acknowledge within
       ``before_ack_timeout`` (then the PBA is sent anyway and counted in
       ``Counters.pba_sync_timeout``), trading that guarantee for availability.
+
+    ``plain``: a standalone RFC 5213 LMA, as third-party ones are, for rehearsals: no peers,
+    HA-HELLO or State Sync, and no RFC 5847 — a Heartbeat, like the draft's messages, is an
+    unrecognised MH type answered with Binding Error status 2 (RFC 6275 §9.2), and none is sent
+    to the MAGs; PBUs are ordered by sequence number alone, their Timestamp and LMA Failure
+    Indication options ignored (RFC 6275 §6.2.1: an option not understood is skipped) and never
+    echoed in the PBA.
     """
 
     address: IPv6Address
@@ -95,6 +102,7 @@ class LmaConfig:
     max_pending_ss_reps: int = 2_000
     max_held_pbus: int = 100_000
     wire: WireConfig = DEFAULT_CONFIG
+    plain: bool = False
 
     def __post_init__(self) -> None:
         if self.lmaa is None:
@@ -107,6 +115,10 @@ class LmaConfig:
             raise ValueError("preference is 16-bit and group id 8-bit (R21)")
         if not self.prefix_pool.prefixlen <= self.prefix_length <= 128:
             raise ValueError("prefix_length must not be shorter than the pool's")
+        if self.plain and (
+            self.peers or self.mode != "hard" or self.role != "active" or self.sync != "async"
+        ):
+            raise ValueError("a plain LMA stands alone: no peers, hard mode, active, async")
 
     @property
     def home_networks(self) -> tuple[IPv6Network, ...]:

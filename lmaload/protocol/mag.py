@@ -35,31 +35,26 @@ Two paths do the same: this module's numpy code is the reference (``compiled=Fal
 the per-wakeup steps — heartbeat tick and responses, PBA matching and acceptance, PBU bookkeeping,
 the session timers — run compiled (``lmaload/_ext/mag_step``, ``ext/mag_step.pyx``), and only
 what happens rarely (status ≥ 128, an LMA down, up or restarted, a probe from an LMA, an HA
-Switch, failover) comes back to the reference code here.
+Switch, failover) comes back to the reference code.
 
 Measurements: latency from the *intended* send time (open loop, no coordinated omission) per PBU
 kind, the generator's lag behind its schedule, PBA status counts, heartbeat RTT, and the failover
 measurements of ``lmaload.measure.takeover`` for the instant a driver names with
 ``mark_failure``.
+
+Collaborators, each in a module of its own: ``PbuSender`` (``mag_sender``) sends the PBUs and
+makes the transitions that end in one; ``LmaLiveness`` (``mag_liveness``) runs the heartbeats,
+the HA Switch and Binding Error handling and the failovers they call for; ``mag_state`` holds the
+counters, the state groups and ``Peers`` (addresses and indices). This module keeps the schedule,
+the session timers, the PBAs and the start-up probe, and the compiled path's glue.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field, replace
-
 import numpy as np
 
-from lmaload._ext.bulk import PbuEncoder
 from lmaload._ext.mag_step import MagStep, RowHeap
-from lmaload.bulk import (
-    NO_MN_ID,
-    PbuOptions,
-    decode_heartbeats,
-    decode_pbas,
-    encode_heartbeats,
-    encode_pbus,
-)
+from lmaload.bulk import NO_MN_ID, decode_pbas
 from lmaload.measure.goodput import PerSecond
 from lmaload.measure.histogram import Histogram
 from lmaload.measure.schedule import LagMeter
@@ -70,68 +65,34 @@ from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.protocol.events import Event
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
+from lmaload.protocol.mag_liveness import LmaLiveness
+from lmaload.protocol.mag_sender import PbuSender
+from lmaload.protocol.mag_state import (
+    AWAITING_PBA,
+    BOUND,
+    KEEPS_BINDING,
+    LATENCY_KIND,
+    MAX_IMMEDIATE_RETRIES,
+    NO_LFI,
+    RESYNC,
+    RETRY_NOW,
+    SLACK_NS,
+    MagCounters,
+    Peers,
+    ns,
+    pairs,
+)
 from lmaload.protocol.mag_timers import RowTimers
 from lmaload.protocol.peer_quirks import (
     HNP_ALL_ZERO,
     HNP_DIFFERS,
-    NO_HEARTBEATS,
     SEQUENCE_RESYNC,
-    binding_error,
     malformed,
     malformed_reason,
 )
-from lmaload.wire import (
-    BindingError,
-    Heartbeat,
-    HomeAgentSwitch,
-    LmaFailureIndication,
-    RestartCounter,
-    WireError,
-    decode_mh,
-    encode_mh,
-)
 from lmaload.wire import codepoints as cp
 
-SLACK_NS = 1_000  # a due time this close to ``now`` is due (float seconds → ns round trips)
-NO_LFI = -1
-BOUND = (S.REGISTERED, S.REFRESHING)  # the LMA holds a binding the MAG knows about
-AWAITING_PBA = (S.REGISTERING, S.REFRESHING, S.FAILOVER, S.DEREGISTERING)
-MOVABLE = (S.REGISTERING, S.REGISTERED, S.REFRESHING, S.FAILOVER)  # may switch LMA
-TIMING_STATUS = (cp.STATUS_TIMESTAMP_MISMATCH, cp.STATUS_TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
-RESYNC = cp.STATUS_SEQUENCE_OUT_OF_WINDOW
-KEEPS_BINDING = (*TIMING_STATUS, RESYNC)  # a retry after these may still keep the session
-RETRY_NOW = (*KEEPS_BINDING, cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
-MAX_IMMEDIATE_RETRIES = 3  # 135/155/156/157 answered again and again: give the session up
-LATENCY_KIND = {S.REGISTERING: "register", S.REFRESHING: "refresh", S.FAILOVER: "failover"}
-
-
-def _ns(t: float) -> int:
-    return round(t * 1e9)
-
-
-def _pairs(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """(MAG, LMA) pairs as two int64 arrays."""
-    both = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-    return both[:, 0], both[:, 1]
-
-
-@dataclass
-class MagCounters:
-    """Monotonic counters of a MAG engine."""
-
-    pbu_sent: int = 0
-    pbu_retransmitted: int = 0
-    pba_received: int = 0
-    pba_ignored: int = 0  # malformed, unknown MN or LMA, stale or duplicate
-    quirks: Counter[str] = field(default_factory=Counter)  # peer_quirks kinds: malformed by reason
-    pba_status: Counter[int] = field(default_factory=Counter)
-    failed: Counter[int] = field(default_factory=Counter)  # sessions given up, by status
-    heartbeat_requests_sent: int = 0
-    heartbeat_responses_received: int = 0
-    heartbeat_requests_answered: int = 0
-    ha_switch_received: int = 0
-    sessions_invalidated: int = 0
-    given_up: int = 0  # sessions whose PBU went unanswered through every retransmission
+__all__ = ["LATENCY_KIND", "MagConfig", "MagCounters", "MagEngine"]
 
 
 class MagEngine:
@@ -152,32 +113,19 @@ class MagEngine:
         self.config = config
         mns = population.mns
         n_mags = len(population.mags)
-        self._lmas = list(config.lmas)
-        self._lma_index = {a: i for i, a in enumerate(self._lmas)}
-        self._lma_packed = np.array([list(a.packed) for a in self._lmas], dtype=np.uint8).reshape(
-            -1, 16
-        )
-        self._mag_addrs = [population.mag_address6(m) for m in range(n_mags)]
-        self._mag_index = {a: i for i, a in enumerate(self._mag_addrs)}
+        self.peers = Peers(population, config.lmas)
+        n_lmas = len(self.peers.lmas)
         self._id_order = np.argsort(mns["mn_id"], kind="stable")
         self._ids_sorted = mns["mn_id"][self._id_order]
-        self._mag_order = np.argsort(mns["mag"], kind="stable")
-        self._mag_start = np.searchsorted(mns["mag"][self._mag_order], np.arange(n_mags + 1))
         self._lfi = np.full(len(mns), NO_LFI, dtype=np.int8)  # LMA named in the failover PBU
         # The LMA each MAG registers new sessions with: the one it failed over to, once it did
         # (the schedule goes on through a failover).
         self._mag_lma = np.zeros(n_mags, dtype=np.uint8)
-        self._clock_offset = config.clock_offset
-        self._without_heartbeats: set[int] = set()  # LMAs that said "no RFC 5847 here"
-        self.heartbeating = config.heartbeats != "off"
-        self._unanswered = np.zeros((n_mags, len(self._lmas)), dtype=np.int64)  # PBUs in a row
-        self._pba_from = np.zeros(len(self._lmas), dtype=bool)  # before the schedule starts
-        self._probe_due: float | None = None if self.heartbeating else now
-        self._out = Datagrams()
+        self._unanswered = np.zeros((n_mags, n_lmas), dtype=np.int64)  # PBUs in a row
+        self._pba_from = np.zeros(n_lmas, dtype=bool)  # before the schedule starts
+        self._probe_due: float | None = None if config.heartbeats != "off" else now
         self._deregister_at = config.deregister_at
         self._timers = RowHeap(mns) if compiled else RowTimers(mns["t_due"])
-        self._options: dict[int, PbuOptions] = {}  # PBU options by the LFI's LMA
-        self._encoders: dict[int, PbuEncoder] = {}  # compiled path: by encoding group key
 
         self.counters = MagCounters()
         self.events: list[Event] = []
@@ -188,7 +136,7 @@ class MagEngine:
         self.takeover = TakeoverMeter(mns["mag"], n_mags)
         self.heartbeats = HeartbeatTable(
             n_mags,
-            len(self._lmas),
+            n_lmas,
             config.heartbeat_interval,
             config.missing_heartbeats_allowed,
             now,
@@ -197,7 +145,7 @@ class MagEngine:
         self._step = (
             MagStep(
                 population,
-                self._lma_packed,
+                self.peers.lma_packed,
                 self._lfi,
                 self._mag_lma,
                 self._ids_sorted,
@@ -212,6 +160,28 @@ class MagEngine:
             if compiled
             else None
         )
+        self.sender = PbuSender(
+            population,
+            config,
+            self.peers,
+            self._lfi,
+            self._timers,
+            self._step,
+            self.counters,
+            self.takeover,
+        )
+        self.liveness = LmaLiveness(
+            population,
+            config,
+            self.peers,
+            self.heartbeats,
+            self._mag_lma,
+            self.sender,
+            self._step,
+            self.counters,
+            self.takeover,
+            self.events,
+        )
 
         # The open-loop schedule: IDLE rows in row order, intended times from ``schedule_start``
         # (default ``now``).
@@ -222,7 +192,7 @@ class MagEngine:
         self._cursor = 0
         self.start_schedule(now if schedule_start is None else schedule_start)
         if not config.pbu.request_prefix:
-            self._clear_prefix(self._scheduled)
+            self.sender.clear_prefix(self._scheduled)
 
     # --- driving interface ---------------------------------------------------------------------
 
@@ -231,7 +201,7 @@ class MagEngine:
         a driver that first waits for the LMAs to answer, or shards sharing a start time."""
         if self._cursor:
             raise RuntimeError("the schedule has started")
-        self._intended = _ns(when) + self._offsets
+        self._intended = ns(when) + self._offsets
         self.schedule_start = when
         self.registrations.restart(when)
         self.pop.mns["t_send"][self._scheduled] = self._intended
@@ -249,10 +219,10 @@ class MagEngine:
         if self._probe_due is not None and not self._cursor:  # the start-up check's PBAs
             whole = np.flatnonzero(columns.ends - columns.starts >= 8)
             pbas = whole[columns.buf[columns.starts[whole] + 2] == cp.MH_BINDING_ACK]
-            lma = self._lma_of(columns.src[pbas])
+            lma = self.peers.lma_of(columns.src[pbas])
             for answered in np.unique(lma[(lma >= 0) & ~self._pba_from[np.maximum(lma, 0)]]):
                 self._pba_from[answered] = True
-                self._probe_pbu(int(answered), 0, now)  # de-register the probe's binding
+                self.sender.probe_pbu(int(answered), 0, now)  # de-register the probe's binding
         if self._step is not None:
             self._receive_compiled(columns, now)
             return
@@ -265,12 +235,12 @@ class MagEngine:
         pbas = np.flatnonzero(kind == cp.MH_BINDING_ACK)
         if pbas.size:
             part = columns.take(pbas)
-            self._on_pbas(*part.compact(), self._lma_of(part.src), now)
+            self._on_pbas(*part.compact(), self.peers.lma_of(part.src), now)
         heartbeats = np.flatnonzero(kind == cp.MH_HEARTBEAT).tolist()
         if heartbeats:
-            self._on_heartbeats([columns.datagram(i) for i in heartbeats], now)
+            self.liveness.on_heartbeats([columns.datagram(i) for i in heartbeats], now)
         for i in np.flatnonzero(kind == cp.MH_HOME_AGENT_SWITCH).tolist():
-            self._on_ha_switch(columns.datagram(i), now)
+            self.liveness.on_ha_switch(columns.datagram(i), now)
         for i in np.flatnonzero(kind == cp.MH_BINDING_ERROR).tolist():
             self._on_binding_error(columns.datagram(i), now)
 
@@ -282,7 +252,7 @@ class MagEngine:
         buf, starts, ends, src = columns.buf, columns.starts, columns.ends, columns.src
         meter = self.takeover
         measuring = meter.failure_at is not None and now >= meter.failure_at
-        pbas = step.pbas(buf, starts, ends, src, now, _ns(now), measuring)
+        pbas = step.pbas(buf, starts, ends, src, now, ns(now), measuring)
         if pbas is not None:
             registrations, accepted, rejected, dropped = pbas
             for i in dropped:
@@ -301,34 +271,27 @@ class MagEngine:
             return
         probes, came_up, restarted, switches, errors = rare
         for i, seq in probes:
-            self._answer(columns.datagram(i), seq)
-        self._heartbeat_changes(_pairs(came_up), _pairs(restarted), now)
+            self.liveness.answer(columns.datagram(i), seq)
+        self.liveness.changes(pairs(came_up), pairs(restarted), now)
         for i in switches:
-            self._on_ha_switch(columns.datagram(i), now)
+            self.liveness.on_ha_switch(columns.datagram(i), now)
         for i in errors:
             self._on_binding_error(columns.datagram(i), now)
 
-    def _lma_of(self, src: np.ndarray) -> np.ndarray:
-        """Index of the LMA each packed source address is, -1 for none of them."""
-        lma = np.full(len(src), -1, dtype=np.int64)
-        for i, packed in enumerate(self._lma_packed):
-            lma[(src == packed).all(axis=1)] = i
-        return lma
+    def _on_binding_error(self, datagram: Datagram, now: float) -> None:
+        """A Binding Error; one that turned the heartbeats off before the schedule started
+        starts the probe."""
+        if self.liveness.on_binding_error(datagram, now) and not self._cursor:
+            self._probe_due = now
 
     def datagrams_to_send(self) -> Datagrams:
         """Everything the engine has to send; the engine forgets it."""
-        self._seal()
-        out, self._out = self._out, Datagrams()
-        return out
-
-    def _seal(self) -> None:
-        """What the compiled steps wrote, after what was emitted before it."""
-        if self._step is not None and self._step.pending:
-            self._out.extend([Columns.from_offsets(*self._step.seal())])
+        return self.sender.take()
 
     def pop_events(self) -> list[Event]:
         """What happened since the last call, oldest first; the engine forgets it."""
-        events, self.events = self.events, []
+        events = list(self.events)
+        self.events.clear()  # the list the collaborators append to
         return events
 
     def next_timer(self) -> float | None:
@@ -351,7 +314,7 @@ class MagEngine:
     def handle_timer(self, now: float) -> None:
         """Send what the schedule, the session timers, the heartbeats and the de-registration
         time call for at ``now``."""
-        limit = _ns(now) + SLACK_NS
+        limit = ns(now) + SLACK_NS
         self._send_scheduled(now, limit)
         if self._probe_due is not None and self._probe_due <= now + TIME_SLACK:
             self._probe(now)
@@ -360,7 +323,7 @@ class MagEngine:
             and (due := self.heartbeats.next_due()) is not None
             and due <= now + TIME_SLACK
         ):
-            self._heartbeat_tick(now)
+            self.liveness.tick(now)
         self._session_timers(now, limit)
         if self._deregister_at is not None and self._deregister_at <= now + TIME_SLACK:
             self._deregister_at = None
@@ -370,12 +333,18 @@ class MagEngine:
 
     # --- what a driver reads or sets -----------------------------------------------------------
 
+    @property
+    def heartbeating(self) -> bool:
+        """Whether the MAGs heartbeat their LMAs (RFC 5847): not with ``heartbeats="off"``, nor
+        with ``"auto"`` once an LMA said it has no RFC 5847."""
+        return self.liveness.heartbeating
+
     def mark_failure(self, when: float, mags: np.ndarray | None = None) -> None:
         """Measure a failover from ``when``: sessions bound and acknowledged by then — of the
         MAG rows ``mags`` only, when given (a fault of their path) — are at risk (``takeover``
         holds the results)."""
         mns = self.pop.mns
-        at_risk = np.isin(mns["state"], BOUND) & (mns["t_acked"] <= _ns(when))
+        at_risk = np.isin(mns["state"], BOUND) & (mns["t_acked"] <= ns(when))
         if mags is not None:
             at_risk &= np.isin(mns["mag"], mags)
         self.takeover.mark_failure(when, at_risk, mns["lma"])
@@ -417,7 +386,7 @@ class MagEngine:
 
     def rows_of(self, mag: int) -> np.ndarray:
         """The session rows of MAG ``mag``."""
-        return self._mag_order[self._mag_start[mag] : self._mag_start[mag + 1]]
+        return self.peers.rows_of(mag)
 
     # --- sending PBUs --------------------------------------------------------------------------
 
@@ -426,7 +395,7 @@ class MagEngine:
         lag is recorded, never hidden)."""
         if self._step is not None:
             sent = self._step.send_scheduled(
-                self._scheduled, self._intended, self._cursor, _ns(now), limit, self.lag.tolerance
+                self._scheduled, self._intended, self._cursor, ns(now), limit, self.lag.tolerance
             )
             if sent is None:
                 return
@@ -434,13 +403,13 @@ class MagEngine:
             self.lag.count(end - self._cursor, last, late)
             rows = self._scheduled[self._cursor : end]
             self._cursor = end
-            self._transmit(rows, now)
+            self.sender.transmit(rows, now)
             return
         end = int(np.searchsorted(self._intended, limit, side="right"))
         if end <= self._cursor:
             return
         rows = self._scheduled[self._cursor : end]
-        self.lag.record((_ns(now) - self._intended[self._cursor : end]) / 1e9)
+        self.lag.record((ns(now) - self._intended[self._cursor : end]) / 1e9)
         self._cursor = end
         mns = self.pop.mns
         mns["state"][rows] = S.REGISTERING
@@ -448,7 +417,7 @@ class MagEngine:
         mns["retries"][rows] = 0
         mns["lma"][rows] = self._mag_lma[mns["mag"][rows]]
         self._lfi[rows] = NO_LFI
-        self._transmit(rows, now)
+        self.sender.transmit(rows, now)
 
     def _session_timers(self, now: float, limit: int) -> None:
         """Refreshes due, retransmissions due, de-registrations timed out."""
@@ -476,8 +445,8 @@ class MagEngine:
         )
         self.counters.pbu_retransmitted += len(retransmit)
         refresh = due[state == S.REGISTERED]
-        self._begin_refresh(refresh, mns["t_due"][refresh])  # intended: when it fell due
-        self._transmit(np.concatenate([retransmit, refresh]), now)
+        self.sender.begin_refresh(refresh, mns["t_due"][refresh])  # intended: when it fell due
+        self.sender.transmit(np.concatenate([retransmit, refresh]), now)
 
     def _unanswered_pbus(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Without heartbeats: the last PBU of each of ``rows`` went unanswered. A (MAG, LMA)
@@ -492,7 +461,7 @@ class MagEngine:
             return rows
         up[down] = False
         self._unanswered[down] = 0
-        self._went_down(*np.nonzero(down), now)
+        self.liveness.went_down(*np.nonzero(down), now)
         return rows[mns["lma"][rows] == lma]
 
     def _registered(self, count: int, now: float) -> None:
@@ -511,114 +480,6 @@ class MagEngine:
         self.takeover.gave_up(rows)
         self.last_settled = now
 
-    def _begin_refresh(self, rows: np.ndarray, intended: np.ndarray | int) -> None:
-        """``rows`` go REFRESHING (HI 5), their latency timed from ``intended`` (ns)."""
-        mns = self.pop.mns
-        mns["state"][rows] = S.REFRESHING
-        mns["hi"][rows] = cp.HI_NOT_CHANGED
-        mns["retries"][rows] = 0
-        mns["t_send"][rows] = intended
-
-    def _transmit(self, rows: np.ndarray, now: float) -> None:
-        """(Re)send the PBU of each row: a new sequence number and Timestamp (§3.7), the
-        retransmission timer armed, one bulk encode per (LMA, LFI, de-registration) group."""
-        if not rows.size:
-            return
-        cfg = self.config
-        mns = self.pop.mns
-        now_ns = _ns(now)
-        clock = np.uint64(round((now + self._clock_offset) * 65536))
-        virtual = cfg.mode == "virtual"
-        if self._step is not None:
-            rows = np.ascontiguousarray(rows, dtype=np.int64)
-            common = self._step.transmit(rows, now_ns, int(clock))
-            if self.takeover.failure_at is not None:
-                self.takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
-            groups = [(common, rows)] if common >= 0 else self._groups(rows)
-        else:
-            mns["seq"][rows] += np.uint16(1)
-            mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
-            dereg = mns["state"][rows] == S.DEREGISTERING
-            retries = mns["retries"][rows].astype(np.float64)
-            timeout = np.minimum(
-                cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout
-            )
-            timeout[dereg] = cfg.initial_bindack_timeout
-            self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
-            self.counters.pbu_sent += len(rows)
-            self.takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, virtual)
-            groups = self._groups(rows)
-        for k, group in groups:
-            lma_i, lfi_i, is_dereg = k // 512, (k // 2) % 256 - 1, k % 2
-            lifetime = 0 if is_dereg else cfg.lifetime_units
-            if self._step is None:
-                buf, offsets = encode_pbus(
-                    self.pop, group, self._lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
-                )
-                self._emit(buf, offsets, mns["mag"][group], np.full(len(group), lma_i))
-                continue
-            if (encoder := self._encoders.get(k)) is None:
-                encoder = self._encoders[k] = PbuEncoder(
-                    self.pop, self._lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
-                )
-            self._step.emit(*encoder.encode(group), group, lma_i)
-
-    def _groups(self, rows: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """``rows`` by encoding group: key (LMA · 256 + LFI + 1) · 2 + de-registration."""
-        mns = self.pop.mns
-        dereg = mns["state"][rows] == S.DEREGISTERING
-        key = (mns["lma"][rows].astype(np.int64) * 256 + self._lfi[rows] + 1) * 2 + dereg
-        return [(k, rows[key == k]) for k in np.unique(key).tolist()]
-
-    def _pbu(self, lfi: int) -> PbuOptions:
-        """The PBU options, with an LFI naming LMA ``lfi`` (none for NO_LFI)."""
-        if (options := self._options.get(lfi)) is None:
-            options = self._options[lfi] = replace(
-                self.config.pbu,
-                request_prefix=True,
-                lfi=LmaFailureIndication(self._lmas[lfi]) if lfi != NO_LFI else None,
-            )
-        return options
-
-    def _emit(
-        self, buf: np.ndarray, offsets: np.ndarray, mags: np.ndarray, lmas: np.ndarray
-    ) -> None:
-        """Messages from the MAGs of rows ``mags`` to the LMAs of index ``lmas``, as columns."""
-        self._seal()
-        src = np.ascontiguousarray(self.pop.mags["addr6"][mags])
-        dst = np.ascontiguousarray(self._lma_packed[lmas])
-        self._out.extend([Columns.from_offsets(buf, offsets, src, dst)])
-
-    def _clear_prefix(self, rows: np.ndarray) -> None:
-        """Ask the LMA for a prefix next time (ALL_ZERO HNP)."""
-        self.pop.mns["hnp"][rows] = 0
-        self.pop.mns["hnp_len"][rows] = 0
-
-    def _restart_sessions(self, rows: np.ndarray, now: float) -> None:
-        """Register ``rows`` again as new sessions (HI 1), now."""
-        mns = self.pop.mns
-        mns["state"][rows] = S.REGISTERING
-        mns["hi"][rows] = cp.HI_ATTACH_NEW_INTERFACE
-        mns["retries"][rows] = 0
-        mns["t_send"][rows] = _ns(now)
-        self._lfi[rows] = NO_LFI
-        if not self.config.pbu.request_prefix:
-            self._clear_prefix(rows)
-        self._transmit(rows, now)
-
-    def _fail_over(self, rows: np.ndarray, to: int, failed: np.ndarray, now: float) -> None:
-        """Seed Figure 2 step 8: PBU + LFI(failed LMA) to LMA ``to`` for each row; bound sessions
-        keep their prefix with HI 5 (R33), unacknowledged ones keep registering there."""
-        mns = self.pop.mns
-        bound = np.isin(mns["state"][rows], BOUND) | (mns["hi"][rows] == cp.HI_NOT_CHANGED)
-        mns["hi"][rows[bound]] = cp.HI_NOT_CHANGED
-        mns["state"][rows] = S.FAILOVER
-        mns["lma"][rows] = to
-        mns["retries"][rows] = 0
-        mns["t_send"][rows] = _ns(now)
-        self._lfi[rows] = failed
-        self._transmit(rows, now)
-
     def _deregister_all(self, now: float) -> None:
         """§8.8 ``any → DEREGISTERING`` (lifetime 0, HI 4); the schedule stops."""
         mns = self.pop.mns
@@ -632,7 +493,7 @@ class MagEngine:
         mns["hi"][rows] = cp.HI_UNKNOWN
         mns["retries"][rows] = 0
         self._lfi[rows] = NO_LFI
-        self._transmit(rows, now)
+        self.sender.transmit(rows, now)
 
     # --- PBAs ----------------------------------------------------------------------------------
 
@@ -696,13 +557,13 @@ class MagEngine:
         retry = np.isin(status, RETRY_NOW) & (mns["retries"][rows] < MAX_IMMEDIATE_RETRIES)
         mismatch = retry & (status == cp.STATUS_TIMESTAMP_MISMATCH)
         if mismatch.any():
-            self._clock_offset = 0.0
+            self.sender.clock_offset = 0.0
             mns["ts"][rows[mismatch]] = 0  # never accepted: the next one comes from the clock
         resync = retry & (status == RESYNC)
         if resync.any():
             mns["seq"][rows[resync]] = seq[resync]  # the next PBU goes one past it
             self.counters.quirks[SEQUENCE_RESYNC] += int(resync.sum())
-        self._clear_prefix(rows[status == cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX])
+        self.sender.clear_prefix(rows[status == cp.STATUS_NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX])
         no_state = (status == cp.STATUS_NOT_LMA_FOR_THIS_MOBILE_NODE) & (self._lfi[rows] != NO_LFI)
         final = ~retry & ~no_state
         # A timing retry may still keep the session; one given up on (``final``) is lost.
@@ -715,15 +576,15 @@ class MagEngine:
             self.last_settled = now
         self._timers.disarm(rows[final])
         mns["retries"][rows[retry]] += np.uint8(1)
-        self._transmit(rows[retry], now)
-        self._restart_sessions(rows[no_state], now)
+        self.sender.transmit(rows[retry], now)
+        self.sender.restart_sessions(rows[no_state], now)
 
     def _accept(
         self, rows: np.ndarray, lma: np.ndarray, pba: np.ndarray, state: np.ndarray, now: float
     ) -> None:
         cfg = self.config
         mns = self.pop.mns
-        now_ns = _ns(now)
+        now_ns = ns(now)
         changed = (mns["hnp_len"][rows] != pba["hnp_len"]) | (mns["hnp"][rows] != pba["hnp"]).any(
             axis=1
         )
@@ -755,162 +616,6 @@ class MagEngine:
         self._timers.arm(rows, now_ns + np.rint(refresh_in * 1e9).astype(np.int64))
         self._lfi[rows] = NO_LFI
 
-    # --- heartbeats (RFC 5847, spec-digest §4) -------------------------------------------------
-
-    def _heartbeat_tick(self, now: float) -> None:
-        table = self.heartbeats
-        if self._step is not None:
-            down = self._step.heartbeat_tick(now)
-            table._next_due = self._step.next_heartbeat
-            if down:
-                self._went_down(*_pairs(down), now)
-            return
-        mags, down_mags, down_lmas = table.fire(now)
-        n_lmas = len(self._lmas)
-        pair_mags = np.repeat(mags, n_lmas)
-        pair_lmas = np.tile(np.arange(n_lmas), len(mags))
-        buf, offsets = encode_heartbeats(
-            self.pop, pair_mags, self._lma_packed[pair_lmas], table.seq[pair_mags, pair_lmas]
-        )
-        self._emit(buf, offsets, pair_mags, pair_lmas)
-        self.counters.heartbeat_requests_sent += len(pair_mags)
-        if down_mags.size:
-            self._went_down(down_mags, down_lmas, now)
-
-    def _went_down(self, down_mags: np.ndarray, down_lmas: np.ndarray, now: float) -> None:
-        """The (MAG, LMA) pairs just declared DOWN: events, and the hard switch's failover."""
-        table = self.heartbeats
-        n_lmas = len(self._lmas)
-        self.takeover.detected(down_mags, now)
-        for mag, lma in zip(down_mags.tolist(), down_lmas.tolist(), strict=True):
-            self.events.append(Event(now, "lma_down", {"mag": mag, "lma": str(self._lmas[lma])}))
-            standby = 1 - lma
-            if self.config.mode == "hard" and n_lmas == 2 and table.up[mag, standby]:
-                rows = self.rows_of(mag)
-                mns = self.pop.mns
-                rows = rows[(mns["lma"][rows] == lma) & np.isin(mns["state"][rows], MOVABLE)]
-                self._mag_lma[mag] = standby
-                self._fail_over(rows, standby, np.full(len(rows), lma), now)
-
-    def _on_heartbeats(self, datagrams: list[Datagram], now: float) -> None:
-        offsets = np.zeros(len(datagrams) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(d.data) for d in datagrams])
-        buf = np.frombuffer(b"".join(d.data for d in datagrams), dtype=np.uint8)
-        hb = decode_heartbeats(buf, offsets, framing="mh")
-        lma = np.array([self._lma_index.get(d.src, -1) for d in datagrams], dtype=np.int64)
-        mag = np.array([self._mag_index.get(d.dst, -1) for d in datagrams], dtype=np.int64)
-        ok = (hb["error"] == 0) & (lma >= 0) & (mag >= 0)
-        response = (hb["flags"] & cp.HB_FLAG_R) != 0
-        for i in np.flatnonzero(ok & ~response).tolist():  # LMA-originated probes: answer each
-            self._answer(datagrams[i], int(hb["seq"][i]))
-        sel = ok & response
-        self.counters.heartbeat_responses_received += int(sel.sum())
-        h = hb[sel]
-        came_up, restarted = self.heartbeats.on_responses(
-            mag[sel],
-            lma[sel],
-            h["seq"],
-            (h["flags"] & cp.HB_FLAG_U) != 0,
-            h["restart_counter"],
-            h["has_restart_counter"] != 0,
-            now,
-        )
-        self._heartbeat_changes(came_up, restarted, now)
-
-    def _answer(self, probe: Datagram, seq: int) -> None:
-        """Answer an LMA's Heartbeat Request."""
-        answer = Heartbeat(seq, cp.HB_FLAG_R, (RestartCounter(self.config.restart_counter),))
-        self._seal()
-        self._out.append(encode_mh(answer, probe.dst, probe.src), probe.dst, probe.src)
-        self.counters.heartbeat_requests_answered += 1
-
-    def _heartbeat_changes(
-        self,
-        came_up: tuple[np.ndarray, np.ndarray],
-        restarted_pairs: tuple[np.ndarray, np.ndarray],
-        now: float,
-    ) -> None:
-        """The (MAG, LMA) pairs that came back UP, and those whose LMA restarted."""
-        (up_m, up_l), (rs_m, rs_l) = came_up, restarted_pairs
-        restarted = set(zip(rs_m.tolist(), rs_l.tolist(), strict=True))
-        for m, lm in zip(up_m.tolist(), up_l.tolist(), strict=True):
-            self.events.append(Event(now, "lma_up", {"mag": m, "lma": str(self._lmas[lm])}))
-            if self.config.refresh_on_recovery and (m, lm) not in restarted:
-                self._refresh_now(m, lm, now)
-        for m, lm in zip(rs_m.tolist(), rs_l.tolist(), strict=True):
-            self.events.append(Event(now, "lma_restarted", {"mag": m, "lma": str(self._lmas[lm])}))
-            rows = self.rows_of(m)
-            mns = self.pop.mns
-            rows = rows[
-                (mns["lma"][rows] == lm) & np.isin(mns["state"][rows], (*BOUND, S.FAILOVER))
-            ]
-            self.counters.sessions_invalidated += len(rows)
-            self.takeover.invalidated(rows)
-            self._restart_sessions(rows, now)
-
-    def _refresh_now(self, mag: int, lma: int, now: float) -> None:
-        """Refresh (HI 5) the sessions of ``mag`` registered at ``lma``, now."""
-        mns = self.pop.mns
-        rows = self.rows_of(mag)
-        rows = rows[(mns["lma"][rows] == lma) & (mns["state"][rows] == S.REGISTERED)]
-        self._begin_refresh(rows, _ns(now))
-        self._transmit(rows, now)
-
-    # --- HA Switch (RFC 5142, spec-digest §8.6, R28) -------------------------------------------
-
-    def _on_ha_switch(self, datagram: Datagram, now: float) -> None:
-        try:
-            msg = decode_mh(datagram.data, datagram.src, datagram.dst).message
-        except WireError:
-            return
-        mag = self._mag_index.get(datagram.dst)
-        if not isinstance(msg, HomeAgentSwitch) or not msg.addresses or mag is None:
-            return
-        to = self._lma_index.get(msg.addresses[0])
-        if to is None:  # not an LMA this MAG has a security association with
-            return
-        self.counters.ha_switch_received += 1
-        if not self.heartbeating:  # the MAG learns of the failure from the HA Switch alone
-            self.takeover.detected(np.array([mag]), now)
-        lfi = next((o for o in msg.options if isinstance(o, LmaFailureIndication)), None)
-        failed = self._lma_index.get(lfi.lmaa) if lfi is not None else None
-        self.events.append(
-            Event(now, "ha_switch", {"mag": mag, "to": str(msg.addresses[0]), "failed": failed})
-        )
-        mns = self.pop.mns
-        rows = self.rows_of(mag)
-        lma = mns["lma"][rows]
-        anchored = lma != to if failed is None else lma == failed
-        rows = rows[anchored & np.isin(mns["state"][rows], MOVABLE)]
-        self._mag_lma[mag] = to
-        self._fail_over(rows, to, mns["lma"][rows].astype(np.int8), now)
-
-    # --- Binding Error (RFC 6275 §6.1.9) -------------------------------------------------------
-
-    def _on_binding_error(self, datagram: Datagram, now: float) -> None:
-        """Counted by status; status 2 (unrecognised MH type) from an LMA the MAGs heartbeat is
-        its answer to a Heartbeat (a PBU it knows): no RFC 5847 there, said once per LMA."""
-        try:
-            msg = decode_mh(datagram.data, datagram.src, datagram.dst).message
-        except WireError:
-            self.counters.quirks[malformed("binding_error")] += 1
-            return
-        if not isinstance(msg, BindingError):
-            return
-        self.counters.quirks[binding_error(msg.status)] += 1
-        lma = self._lma_index.get(datagram.src)
-        if msg.status != cp.BE_STATUS_UNRECOGNIZED_MH_TYPE or lma is None:
-            return
-        self.counters.quirks[NO_HEARTBEATS] += 1
-        if lma not in self._without_heartbeats:
-            self._without_heartbeats.add(lma)
-            self.events.append(Event(now, "heartbeats_unsupported", {"lma": str(datagram.src)}))
-        if self.config.heartbeats == "auto" and self.heartbeating:
-            self.heartbeating = False
-            self.events.append(Event(now, "heartbeats_off", {"lma": str(datagram.src)}))
-            if not self._cursor:
-                self._probe_due = now
-
     # --- the start-up check without heartbeats -------------------------------------------------
 
     def _probe(self, now: float) -> None:
@@ -924,17 +629,4 @@ class MagEngine:
             return
         self._probe_due = now + self.config.initial_bindack_timeout
         for lma in silent.tolist():
-            self._probe_pbu(lma, 1, now)
-
-    def _probe_pbu(self, lma: int, lifetime: int, now: float) -> None:
-        """A PBU of the first MN (its own sequence number and Timestamp) to LMA ``lma``."""
-        mns = self.pop.mns
-        row = np.zeros(1, dtype=np.int64)
-        clock = np.uint64(round((now + self._clock_offset) * 65536))
-        mns["seq"][row] += np.uint16(1)
-        mns["ts"][row] = np.maximum(mns["ts"][row] + np.uint64(1), clock)
-        buf, offsets = encode_pbus(
-            self.pop, row, self._lmas[lma], lifetime=lifetime, options=self._pbu(NO_LFI)
-        )
-        self._emit(buf, offsets, mns["mag"][row], np.full(1, lma))
-        self.counters.pbu_sent += 1
+            self.sender.probe_pbu(lma, 1, now)

@@ -31,7 +31,8 @@ class MagConfig:
     * ``deregister_at`` (Unix seconds): de-register every bound session then (HI 4, lifetime 0).
     * ``heartbeat_spacing``: the MAGs heartbeat in groups at least this far apart (seconds; the
       interval holds ``heartbeat_groups`` of them, 0: one group per MAG), so an idle generator
-      wakes up every 10 ms rather than once per MAG.
+      wakes up every 50 ms rather than once per MAG (each tick costs the generator and the LMAs
+      a wakeup whatever its size: 10 ms groups held 3-5 % of a core idle, 50 ms under 2 %).
     * ``max_retransmissions``: a PBU still unanswered after this many retransmissions (with the
       timeouts doubling from ``initial_bindack_timeout``: 1+2+4+8+16 = 31 s by default,
       ``give_up_after``) is given up (``GIVEN_UP``): RFC 5213 §6.9.4.1
@@ -58,7 +59,7 @@ class MagConfig:
     lifetime: float = 3600.0
     refresh_margin: float = 10.0
     heartbeat_interval: float = 1.0
-    heartbeat_spacing: float = 0.01
+    heartbeat_spacing: float = 0.05
     missing_heartbeats_allowed: int = 3
     initial_bindack_timeout: float = 1.0
     max_bindack_timeout: float = 32.0

@@ -37,10 +37,11 @@ class HeartbeatTable:
         shape = (n_mags, n_lmas)
         self.interval = interval
         self.missing_allowed = missing_allowed
-        self._origin = origin
+        # The schedule (origin + phase + tick * interval per MAG), shared with the compiled step.
+        self.origin = origin
         groups = n_mags if groups is None else max(min(groups, n_mags), 1)
-        self._phase = interval * (np.arange(n_mags) * groups // max(n_mags, 1)) / max(groups, 1)
-        self._tick = np.zeros(n_mags, dtype=np.int64)
+        self.phase = interval * (np.arange(n_mags) * groups // max(n_mags, 1)) / max(groups, 1)
+        self.tick = np.zeros(n_mags, dtype=np.int64)
         self.seq = np.zeros(shape, dtype=np.uint32)
         self.outstanding = np.zeros(shape, dtype=bool)
         self.missing = np.zeros(shape, dtype=np.int64)
@@ -54,10 +55,14 @@ class HeartbeatTable:
         self._next_due = float(self._due().min()) if n_mags else None
 
     def _due(self) -> np.ndarray:
-        return self._origin + self._phase + self._tick * self.interval
+        return self.origin + self.phase + self.tick * self.interval
 
     def next_due(self) -> float | None:
         return self._next_due
+
+    def set_next_due(self, due: float | None) -> None:
+        """The next tick as the compiled steps (``MagStep``), which tick this table, keep it."""
+        self._next_due = due
 
     def fire(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the ticks due at ``now`` (one per MAG; call again while ``next_due() <= now``).
@@ -72,7 +77,7 @@ class HeartbeatTable:
         self.seq[mags] += np.uint32(1)
         self.outstanding[mags] = True
         self.sent_at[mags] = now
-        self._tick[mags] += 1
+        self.tick[mags] += 1
         self._next_due = float(self._due().min())
         down_mag, down_lma = np.nonzero(down)
         return mags, mags[down_mag], down_lma

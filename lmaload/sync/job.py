@@ -8,6 +8,12 @@ HA-HELLO until the standby answers (``HELLO_TIMEOUT``); the stream until every r
 sending from each MAG's 127.1.x.y address, ``MagTransport``) while the sender keeps answering
 HELLOs, SO-REQs and SS-REPs. The generator's CPU share is the process's CPU time over the
 stream's wall time.
+
+A ``--standby`` reached over the raw Mobility Header (an IPv6 address, ``Endpoint.raw``) gets
+the same messages on a raw socket bound to lmaload's own address (the sender's framed payloads
+lose their inner IPv6 header on the way out and get one on the way in), and the verification's
+MAGs send from the population's prefix, made local for the run unless it is
+(``lmaload.lab.mag_host``).
 """
 
 from __future__ import annotations
@@ -19,31 +25,38 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lmaload import results as res
+from lmaload._ext.framing import frame
 from lmaload.checks import Check
 from lmaload.checks import exit_status as check_status
-from lmaload.endpoints import Endpoint
+from lmaload.endpoints import RAW, Endpoint
+from lmaload.lab import mag_host
+from lmaload.lab.netns import LabError
 from lmaload.lma_pair import LmaChild, free_port
 from lmaload.population import Population, PopulationSpec, generate
 from lmaload.progress import Progress
+from lmaload.protocol.datagrams import Columns, Datagrams
 from lmaload.sync.metrics import SyncMetrics
 from lmaload.sync.plan import build_plan
 from lmaload.sync.report import generator_section, sync_section
 from lmaload.sync.sender import SenderConfig, SyncSender
 from lmaload.sync.verify import Verifier, VerifyConfig
 from lmaload.transport.batch import BatchSocket
-from lmaload.transport.mag_loop import MagTransport
+from lmaload.transport.mag_loop import MagTransport, RawMagTransport
+from lmaload.transport.raw_mh import send_raw
 from lmaload.transport.udp5436 import PMIP6_CNTL_PORT, mapped, send_batch
+from lmaload.wire.ipv6 import IPV6_HEADER_LENGTH
 
 EMBEDDED_STANDBY_HOST = "127.0.0.12"
 EMBEDDED_PEER_HOST = "127.0.0.21"  # lmaload's own address towards the embedded standby
 HELLO_TIMEOUT = 15.0
+PROBE_PORT = 5436  # the raw Mobility Header has no ports: a UDP probe of the route needs one
 SOCKET_BUFFER = 8 << 20
 SLICE = 0.1  # seconds between phase and progress checks
 METRICS_INTERVAL = 0.5
@@ -88,6 +101,7 @@ class SyncJob:
         self.child: LmaChild | None = None
         self.metrics = SyncMetrics()
         self.sent = self.received = 0
+        self.mag_host = mag_host.MagHost(IPv6Network(PopulationSpec.mag_prefix6))  # raw MH
         self.drops: Counter[str] = Counter()
         self.verifier: Verifier | None = None
         self._metrics_due = 0.0
@@ -95,22 +109,27 @@ class SyncJob:
 
     # --- set-up --------------------------------------------------------------------------------
 
+    @property
+    def raw(self) -> bool:
+        """Whether the standby is reached over the raw Mobility Header."""
+        return self.config.standby is not None and self.config.standby.raw
+
     def _listen(self) -> tuple[str, int]:
         """``--listen``; else a free port of EMBEDDED_PEER_HOST for the embedded standby, else
-        the source address towards ``--standby``, port 5436."""
+        the source address towards ``--standby``, port 5436 (over raw MH: port ``RAW``)."""
         cfg = self.config
         if cfg.listen is not None:
             return cfg.listen
         if cfg.standby is None:
             return EMBEDDED_PEER_HOST, free_port(EMBEDDED_PEER_HOST)
-        # The address the kernel would send to the standby from, port 5436.
+        # The address the kernel would send to the standby from.
         family = socket.AF_INET if cfg.standby.host.version == 4 else socket.AF_INET6
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             try:
-                probe.connect(cfg.standby.outer)
+                probe.connect((str(cfg.standby.host), cfg.standby.port or PROBE_PORT))
             except OSError as exc:
                 raise SyncError(f"standby {cfg.standby} is unreachable: {exc.strerror}") from None
-            return probe.getsockname()[0], PMIP6_CNTL_PORT
+            return probe.getsockname()[0], RAW if self.raw else PMIP6_CNTL_PORT
 
     def _start_standby(self, listen: tuple[str, int], address: IPv6Address) -> Endpoint:
         if self.config.standby is not None:
@@ -127,6 +146,20 @@ class SyncJob:
         return Endpoint(
             mapped(IPv4Address(EMBEDDED_STANDBY_HOST)), IPv4Address(EMBEDDED_STANDBY_HOST), port
         )
+
+    def _open_raw(self, address: IPv6Address) -> BatchSocket:
+        """A raw Mobility Header socket bound to lmaload's own ``address``."""
+        try:
+            mag_host.require_root()
+            if mag_host.not_local([address]) is not None:
+                raise SyncError(f"{address} (lmaload's --address) is not an address of this host")
+            return BatchSocket.raw_mh(str(address), rcvbuf=SOCKET_BUFFER, sndbuf=SOCKET_BUFFER)
+        except LabError as exc:
+            raise SyncError(str(exc)) from None
+        except OSError as exc:
+            raise SyncError(
+                f"cannot open a raw Mobility Header socket on {address}: {exc}"
+            ) from None
 
     def _open(self, listen: tuple[str, int], standby: Endpoint) -> BatchSocket:
         try:
@@ -157,16 +190,17 @@ class SyncJob:
                 raise SyncError(
                     f"cannot serve metrics on port {cfg.metrics_port}: {exc.strerror}"
                 ) from None
-        listen = self._listen()
+        listen = (str(cfg.address), RAW) if self.raw and cfg.address else self._listen()
         address = cfg.address or mapped(ip_address(listen[0]))
         if address.is_unspecified:
             raise SyncError("give --address with a wildcard --listen")
         pop = generate(PopulationSpec(mns=cfg.sessions, mags=cfg.mags, seed=cfg.seed))
         plan = build_plan(cfg.sessions, cfg.update_ratio, cfg.delete_ratio, cfg.seed)
         standby = self._start_standby(listen, address)
-        self.sock = self._open(listen, standby)
+        self.sock = self._open_raw(address) if self.raw else self._open(listen, standby)
         self.standby = standby
         self._dst = np.frombuffer(standby.host.packed, np.uint8).reshape(1, -1)
+        self._src = np.frombuffer(address.packed, np.uint8).reshape(1, -1)
         sender_config = SenderConfig(
             address=address,
             standby=standby.inner,
@@ -179,7 +213,7 @@ class SyncJob:
         selector = selectors.DefaultSelector()
         selector.register(self.sock.fileno(), selectors.EVENT_READ, "peer")
         self.selector = selector
-        self.mags: MagTransport | None = None
+        self.mags: MagTransport | RawMagTransport | None = None
         try:
             self.progress.show("waiting for the standby's HA-HELLO" if cfg.hello else "streaming")
             if cfg.hello and not self._serve(
@@ -197,6 +231,7 @@ class SyncJob:
             self.sock.close()
             if self.mags is not None:
                 self.mags.close()
+            self.mag_host.close()
         drops = dict(self.drops)
         if self.mags is not None:
             drops.update({f"mag_{k}": v for k, v in self.mags.drops.items()})
@@ -221,18 +256,27 @@ class SyncJob:
         cfg = self.config
         if cfg.verify == 0:
             return {"skipped": "--verify 0"}
-        if standby.host.version != 4 or not standby.host.is_loopback:
+        if not (self.raw or (standby.host.version == 4 and standby.host.is_loopback)):
             return {"skipped": "the MAGs send from 127.1.x.y: loopback standbys only"}
         candidates = np.nonzero(live & (self.sender.row_state == 1))[0]
         rng = np.random.default_rng(cfg.seed + 1)
         rows = np.sort(rng.choice(candidates, min(cfg.verify, len(candidates)), replace=False))
-        self.mags = MagTransport(pop, {standby.inner: standby.outer})
+        self.mags = (
+            self._raw_mags(pop) if self.raw else MagTransport(pop, {standby.inner: standby.outer})
+        )
         self.selector.register(self.mags.sock.fileno(), selectors.EVENT_READ, "mags")
         verify_config = VerifyConfig(standby.inner, address)
         self.verifier = verifier = Verifier(pop, rows, verify_config, time.time())
         budget = len(rows) / verify_config.rate + verify_config.attempts * verify_config.timeout
         self._serve(time.time() + budget + 5.0, lambda: verifier.done)
         return verifier.summary()
+
+    def _raw_mags(self, pop: Population) -> RawMagTransport:
+        """The MAGs' raw socket, their prefix made local for the run unless it is."""
+        try:
+            return self.mag_host.open(pop, [self.standby.inner])
+        except LabError as exc:
+            raise SyncError(str(exc)) from None
 
     def _standby_report(self) -> dict[str, Any] | None:
         """What the embedded standby's /metrics say after the run."""
@@ -299,7 +343,10 @@ class SyncJob:
             if not batch.count:
                 return
             self.received += batch.count
-            self.sender.receive(batch.buf, batch.offsets, time.time())
+            buf, offsets = batch.buf, batch.offsets
+            if self.raw:  # the sender reads UDP/5436 payloads: each MH behind its IPv6 header
+                buf, offsets = frame(buf, offsets[:-1], offsets[1:], batch.src, batch.dst)
+            self.sender.receive(buf, offsets, time.time())
             self._flush()
 
     def _receive_mags(self) -> None:
@@ -313,8 +360,15 @@ class SyncJob:
 
     def _flush(self) -> None:
         for buf, offsets in self.sender.datagrams_to_send():
-            self.sent += len(offsets) - 1
-            send_batch(self.sock, buf, offsets, self._dst, self.standby.port, self.drops)
+            count = len(offsets) - 1
+            self.sent += count
+            if self.raw:  # the Mobility Headers without their inner IPv6 header
+                starts = offsets[:-1] + IPV6_HEADER_LENGTH
+                src, dst = np.repeat(self._src, count, 0), np.repeat(self._dst, count, 0)
+                columns = Columns(buf, starts, offsets[1:], src, dst)
+                send_raw(self.sock, Datagrams([columns]), self.drops, self._src.tobytes())
+            else:
+                send_batch(self.sock, buf, offsets, self._dst, self.standby.port, self.drops)
         if self.verifier is not None and self.mags is not None:
             out = self.verifier.datagrams_to_send()
             if len(out):

@@ -17,16 +17,15 @@ checksum of what comes in. Of what arrives only datagrams to a MAG address are k
 
 from __future__ import annotations
 
-import selectors
+import select
 import time
 from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
-from lmaload._ext.framing import frame as frame_columns
 from lmaload._ext.framing import unframe as unframe_columns
-from lmaload._ext.mag_step import Routes
+from lmaload._ext.mag_step import ReceiveClock, Routes
 from lmaload.capture import Capture
 from lmaload.measure.histogram import Histogram
 from lmaload.population import Population
@@ -40,6 +39,8 @@ from lmaload.transport.udp5436 import send_batch
 # charges a few hundred octets of overhead per small datagram against the buffer).
 SOCKET_BUFFER = 64 << 20
 MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
+# Seconds: no datagram is handed to the engine timed later than the kernel received it by more.
+ARRIVAL_SPREAD = 0.5e-3
 
 
 class MagTransport:
@@ -73,16 +74,13 @@ class MagTransport:
             self._send(part if isinstance(part, Columns) else Columns.of([part]))
 
     def _send(self, columns: Columns) -> None:
-        src4, dst4, ports, routed = self._routes.route(columns.src, columns.dst)
-        if routed is not None:
-            self.drops["no_route"] += int(np.count_nonzero(~routed))
-            columns = columns.take(routed)
-            src4, dst4, ports = src4[routed], dst4[routed], ports[routed]
-        if not len(columns):
-            return
-        buf, offsets = frame_columns(
+        buf, offsets, src4, dst4, ports, unrouted = self._routes.frame(
             columns.buf, columns.starts, columns.ends, columns.src, columns.dst
         )
+        if unrouted:
+            self.drops["no_route"] += unrouted
+        if len(offsets) == 1:
+            return
         if self.capture is not None:
             now, port = time.time(), self._port
             for i in range(len(offsets) - 1):
@@ -170,8 +168,9 @@ class MagLoop:
         # Microseconds from the kernel's receipt of a batch's first datagram to the engine: the
         # generator's own queueing, kept out of what it measures and reported as health.
         self.receive_delay = Histogram()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(transport.sock, selectors.EVENT_READ)
+        self._clock = ReceiveClock(self.receive_delay)
+        self._poll = select.epoll()
+        self._poll.register(transport.sock.fileno(), select.EPOLLIN)
 
     def run_until(self, deadline: float) -> None:
         """Serve the engine until ``time.time() >= deadline``."""
@@ -186,7 +185,7 @@ class MagLoop:
             if now >= deadline:
                 return
             timeout = deadline - now if due is None else min(due, deadline) - now
-            if self._selector.select(max(timeout, 0.0)):
+            if self._poll.poll(max(timeout, 0.0)):
                 self._receive()
 
     def _receive(self) -> None:
@@ -194,21 +193,28 @@ class MagLoop:
             datagrams = self.transport.receive()
             if len(datagrams):
                 self.datagrams_received += len(datagrams)
-                self.engine.receive(datagrams, self._received_at(datagrams))
+                self._deliver(datagrams)
                 self._flush()
             if not self.transport.full:  # the queue was drained: no second recvmmsg to learn it
                 return
 
-    def _received_at(self, datagrams: Datagrams) -> float:
-        """When the kernel received the batch (its last datagram; time from the wire, so the
-        generator's queueing never counts against the LMA); now, when it does not say."""
-        now = time.time()
-        arrival = datagrams.parts()[0].arrival  # the transports hand one Columns batch
-        if arrival is None or not len(arrival) or np.isnan(arrival).all():
-            return now
-        first, last = float(np.nanmin(arrival)), float(np.nanmax(arrival))
-        self.receive_delay.record(np.array([max(0, round((now - first) * 1e6))]))
-        return min(last, now)
+    def _deliver(self, datagrams: Datagrams) -> None:
+        """Hand the engine a batch at the time the kernel received it (its last datagram; time
+        from the wire, so the generator's queueing never counts against the LMA; now, when the
+        kernel does not say): in runs of at most ARRIVAL_SPREAD, so that no datagram is timed
+        later than it arrived by more than that."""
+        columns = datagrams.parts()[0]  # the transports hand one Columns batch
+        assert isinstance(columns, Columns)
+        arrival = columns.arrival
+        ends = self._clock.runs(arrival, len(columns), ARRIVAL_SPREAD)
+        if len(ends) == 1:
+            self.engine.receive(datagrams, self._clock.received_at(arrival, time.time()))
+            return
+        start = 0
+        for end in ends:
+            run = columns.take(slice(start, end))
+            self.engine.receive(Datagrams([run]), self._clock.received_at(run.arrival, time.time()))
+            start = end
 
     def _flush(self) -> None:
         out = self.engine.datagrams_to_send()
@@ -217,5 +223,5 @@ class MagLoop:
             self.transport.send(out)
 
     def close(self) -> None:
-        self._selector.close()
+        self._poll.close()
         self.transport.close()

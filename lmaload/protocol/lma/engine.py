@@ -51,6 +51,10 @@ from lmaload.wire import (
 )
 from lmaload.wire import codepoints as cp
 
+# The message types a plain RFC 5213 LMA (``LmaConfig.plain``) does not recognise: RFC 5847's
+# and the draft's.
+UNKNOWN_PLAIN = (Heartbeat, StateSync, HomeAgentControl, HomeAgentHello)
+
 
 class LmaEngine:
     """One LMA. See the module docstring for the driving interface and ``LmaConfig`` for what
@@ -260,9 +264,9 @@ class LmaEngine:
             self._receive_datagram(columns.datagram(i), now, as_columns=True)
 
     def _through_lane(self, batch: LaneBatch, now: float) -> Iterator[int]:
-        """Run ``batch`` through the fast lane and the heartbeat responder, following up what
-        they took; yield the index of each datagram they leave to the reference path, which the
-        caller takes before they go on."""
+        """Run ``batch`` through the fast lane and the heartbeat responder (a plain LMA's: Binding
+        Error 2), following up what they took; yield the index of each datagram they leave to the
+        reference path, which the caller takes before they go on."""
         lane = self.fast_lane
         assert lane is not None
         state = self.state
@@ -276,7 +280,11 @@ class LmaEngine:
             lane.classify(batch, ownership)
             if codes[i] == HEARTBEAT:
                 i, responses = lane.heartbeats(batch, i)
-                counters.heartbeat_requests_answered += len(responses)
+                if self.config.plain:
+                    counters.binding_errors_sent += len(responses)
+                    counters.drops["unknown_type"] += len(responses)
+                else:
+                    counters.heartbeat_requests_answered += len(responses)
                 state.out.extend([responses])
                 continue
             if codes[i] == REFERENCE:  # the lane would stop at once (an SS-REP, say)
@@ -347,17 +355,18 @@ class LmaEngine:
             state.drop("checksum")
             return
         msg = decoded.message
-        if isinstance(msg, BindingUpdate):
+        plain = self.config.plain
+        if isinstance(msg, UnknownMessage) or (plain and isinstance(msg, UNKNOWN_PLAIN)):
+            state.counters.binding_errors_sent += 1
+            state.drop("unknown_type")
+            state.send(BindingError(2), dst, src)
+        elif isinstance(msg, BindingUpdate):
             datagram = Datagram(data, src, dst, arrival)
             pbu = self.pbu.on_pbu(msg, datagram, now)
             if pbu is not None and self.takeovers.queue(pbu, datagram, now) is Outcome.COMPLETE:
                 self._complete_takeover(pbu.proxy_coa, now, "current LMA not alive")
         elif isinstance(msg, Heartbeat):
             self.heartbeats.on_heartbeat(msg, src, dst, now)
-        elif isinstance(msg, UnknownMessage):
-            state.counters.binding_errors_sent += 1
-            state.drop("unknown_type")
-            state.send(BindingError(2), dst, src)
         elif isinstance(msg, HomeAgentControl) and src not in state.peers:
             if msg.hac_type == cp.HAC_SWITCHOVER_REQUEST:
                 state.send(

@@ -4,12 +4,13 @@ may take; the PBAs of those it accepted are encoded in one call.
 A batch that arrives as ``Columns`` is scanned by ``lmaload._ext.lma_batch.scan_pbus``, the PBUs
 overload sheds are marked (``lmaload._ext.lma_step.shed_marks``, after ``shed``), and each
 datagram is given its taker (``lma_step.Classifier``): the lane, the compiled heartbeat
-responder (``FastLane.heartbeats``), a takeover's hold, or the reference path. A PBU is
-*eligible* when the scan says the reference decoder would read exactly its fields (``fast``), it
-is addressed to this LMA, and the ownership state lets the lane decide alone: this LMA serves
-that MAG at that address, no HA Switch to the MAG awaits its PBU, and it is not a HI 5
-re-registration asking for a prefix from a MAG taken over (a recovery, §8.5). The lane itself
-stops at every PBU whose outcome is not an acceptance it can write (``lmaload._ext.lane``).
+responder (``FastLane.heartbeats``; a plain LMA's answers Binding Error 2), a takeover's hold, or
+the reference path. A PBU is *eligible* when the scan says the reference decoder would read
+exactly its fields (``fast``), it is addressed to this LMA, and the ownership state lets the lane
+decide alone: this LMA serves that MAG at that address, no HA Switch to the MAG awaits its PBU,
+and it is not a HI 5 re-registration asking for a prefix from a MAG taken over (a recovery,
+§8.5). The lane itself stops at every PBU whose outcome is not an acceptance it can write
+(``lmaload._ext.lane``).
 
 ``FastLane.run`` takes the eligible PBUs from a start index up to the first one it cannot, and
 returns what it did (``LaneRun``); the caller records the accepted entries, sends or withholds
@@ -32,7 +33,7 @@ from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.lma.ownership import OwnershipSnapshot
 from lmaload.protocol.lma.state import LmaState
 from lmaload.protocol.redundancy import TakeoverKey
-from lmaload.wire import Heartbeat, RestartCounter, encode_mh
+from lmaload.wire import BindingError, Heartbeat, RestartCounter, encode_mh
 from lmaload.wire import codepoints as cp
 
 
@@ -100,6 +101,9 @@ class FastLane:
         scan = scan_pbus(
             columns.buf, columns.starts, columns.ends, columns.src, columns.dst, self._wire
         )
+        if self._state.config.plain:  # the options a plain LMA skips (PbuProcessor.on_pbu)
+            scan["has_ts"] = 0
+            scan["has_lfi"] = 0
         arrival = columns.arrival
         if arrival is None or arrival.dtype != np.float64 or not arrival.flags.c_contiguous:
             arrival = np.full(n, np.nan) if arrival is None else np.ascontiguousarray(arrival)
@@ -119,18 +123,24 @@ class FastLane:
 
     def heartbeats(self, batch: LaneBatch, start: int) -> tuple[int, Columns]:
         """Answer the run of heartbeat requests at ``start`` (RFC 5847: R and the Restart
-        Counter of the address asked); the index after the run, and the responses."""
+        Counter of the address asked; a plain LMA: Binding Error 2); the index after the run,
+        and the responses."""
         columns = batch.columns
+        plain = self._state.config.plain
         stop, buf, offsets, src, dst = answer_heartbeats(
             columns.buf, columns.starts, columns.src, columns.dst, batch.codes, start,
-            self._lmaa, *self._heartbeat_responses(),
+            self._lmaa, *self._heartbeat_responses(), echo_sequence=not plain,
         )  # fmt: skip
         return stop, Columns.from_offsets(buf, offsets, src, dst)
 
     def _heartbeat_responses(self) -> tuple[bytes, bytes]:
         """The reference's responses, sequence number 0, to a request sent to the LMAA and to
-        the individual address: the templates ``answer_heartbeats`` fills in."""
+        the individual address: the templates ``answer_heartbeats`` fills in. A plain LMA's is
+        the Binding Error 2 of an unrecognised MH type to either."""
         state = self._state
+        if state.config.plain:
+            error = encode_mh(BindingError(2), IPv6Address(0), IPv6Address(0), self._wire)
+            return error, error
         lmaa, own = state.lmaa_restart_counter, state.config.restart_counter
         cached = self._responses
         if cached is None or cached[:2] != (lmaa, own):

@@ -55,8 +55,9 @@ class Heartbeats:
         self._mags: dict[IPv6Address, MagHeartbeat] = {}
         self._hello_seq = 0
         timers = state.timers
-        timers.arm(("hello",), now)
-        timers.arm(("heartbeat",), now + self._config.heartbeat_interval)
+        if not self._config.plain:
+            timers.arm(("hello",), now)
+            timers.arm(("heartbeat",), now + self._config.heartbeat_interval)
         if ownership.role is Role.INIT:
             interval = self._config.dead_interval_factor * self._config.hello_interval
             timers.arm(("init",), now + interval)

@@ -6,6 +6,7 @@ de-registrations and their PBAs; and the end of an entry's lifetime.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from ipaddress import IPv6Address
 
 from lmaload.protocol.binding_cache import BceState, prefix_key
@@ -48,6 +49,8 @@ class PbuProcessor:
             self._state.drop("not_proxy")
             return None
         pbu = ProxyBindingUpdate.parse(msg, src, dst)
+        if self._config.plain:
+            pbu = replace(pbu, timestamp=None, lfi=None)
         mag = pbu.proxy_coa
         self._heartbeats.ha_switch_acknowledged(mag)
         status = self._admit(pbu)
