@@ -84,28 +84,37 @@ def unframe(buf, offsets):
     return starts, ends, src, dst, ok
 
 
-cdef object frame_rows(data, lo, hi, const uint8_t* sa, const uint8_t* da, Py_ssize_t step):
-    """Each MH ``data[lo[i]:hi[i]]`` (bounds within data) behind the inner header from
-    ``sa + step * i`` to ``da + step * i``: the octets and the offsets of each packet."""
-    cdef Py_ssize_t n = len(lo)
-    lengths = np.maximum(hi - lo, 0)
-    if n and int(lengths.max()) > MAX_PAYLOAD:
-        raise struct.error("a Mobility Header over 65535 octets does not fit an IPv6 header")
-    cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths + IPV6_HEADER, out=offsets[1:])
-    cdef cnp.ndarray out = np.empty(offsets[n], dtype=np.uint8)
-    lo = np.ascontiguousarray(lo, dtype=np.int64)
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    cdef const int64_t* l0 = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>lo)
-    cdef const int64_t* ln = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>lengths)
-    cdef const int64_t* of = <const int64_t*>cnp.PyArray_DATA(offsets)
-    cdef const uint8_t* d = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>data)
-    cdef uint8_t* base = <uint8_t*>cnp.PyArray_DATA(out)
-    cdef Py_ssize_t i
+cdef object frame_rows(data, starts, ends, const uint8_t* sa, const uint8_t* da, Py_ssize_t step):
+    """Each MH ``data[starts[i]:ends[i]]`` (int64 arrays, sliced as Python slices) behind the
+    inner header from ``sa + step * i`` to ``da + step * i``: the octets and the offsets of
+    each packet. Bounds and offsets in one pass, the octets in a second: no array but the two
+    returned is made."""
+    cdef const int64_t* s0 = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>starts)
+    cdef const int64_t* e0 = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>ends)
+    cdef Py_ssize_t n = len(starts), size = len(data)
+    cdef cnp.ndarray offsets = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t* of = <int64_t*>cnp.PyArray_DATA(offsets)
+    cdef Py_ssize_t i, lo, length, longest = 0
+    of[0] = 0
     with nogil:
         for i in range(n):
-            put_inner_header(base + of[i], <uint16_t>ln[i], sa + step * i, da + step * i, HOP_LIMIT)
-            memcpy(base + of[i] + IPV6_HEADER, d + l0[i], ln[i])
+            lo = clamp(s0[i], size)
+            length = clamp(e0[i], size) - lo
+            if length < 0:
+                length = 0
+            if length > longest:
+                longest = length
+            of[i + 1] = of[i] + length + IPV6_HEADER
+    if longest > MAX_PAYLOAD:
+        raise struct.error("a Mobility Header over 65535 octets does not fit an IPv6 header")
+    cdef cnp.ndarray out = np.empty(of[n], dtype=np.uint8)
+    cdef const uint8_t* d = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>data)
+    cdef uint8_t* base = <uint8_t*>cnp.PyArray_DATA(out)
+    with nogil:
+        for i in range(n):
+            length = of[i + 1] - of[i] - IPV6_HEADER
+            put_inner_header(base + of[i], <uint16_t>length, sa + step * i, da + step * i, HOP_LIMIT)
+            memcpy(base + of[i] + IPV6_HEADER, d + clamp(s0[i], size), length)
     return out, offsets
 
 
@@ -120,11 +129,8 @@ def frame(buf, starts, ends, src, dst):
         raise ValueError(f"ends has shape {ends_a.shape}, expected {(n,)}")
     src_a = address_rows(src, "src", n)
     dst_a = address_rows(dst, "dst", n)
-    size = len(data)
-    lo = np.clip(np.where(starts_a < 0, starts_a + size, starts_a), 0, size)
-    hi = np.clip(np.where(ends_a < 0, ends_a + size, ends_a), 0, size)
     return frame_rows(
-        data, lo, hi, <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>src_a),
+        data, starts_a, ends_a, <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>src_a),
         <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>dst_a), 16,
     )
 

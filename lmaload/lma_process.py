@@ -112,6 +112,7 @@ class LmaSettings:
     plain: bool = False  # a plain RFC 5213 LMA (LmaConfig.plain)
     metrics_port: int | None = None
     pcap: Path | None = None  # a sample of the signalling (UDP transport)
+    sync_pacing_rate: float = 1000.0
 
     def engine_config(self) -> LmaConfig:
         return LmaConfig(
@@ -128,6 +129,7 @@ class LmaSettings:
             missing_heartbeats_allowed=self.missing_heartbeats,
             hello_interval=self.hello_interval,
             sync=self.sync,
+            sync_pacing_rate=self.sync_pacing_rate,
             plain=self.plain,
         )
 

@@ -120,12 +120,12 @@ class LmaMetrics(Collector):
         drops.update(counters.drops)
         drops.update(loop.transport.drops)
         drops.update(loop.drops)
-        cache = engine.cache
+        bce = engine.cache.counts()
         self.snapshot = LmaSnapshot(
             role=engine.role.value,
             owns_lmaa=engine.owns_lmaa,
             peers_alive=engine.peers_alive,
-            bce={s.name.lower(): cache.count(s) for s in BceState if s is not BceState.FREE},
+            bce={s.name.lower(): n for s, n in bce.items() if s is not BceState.FREE},
             pbu_processed=counters.pbu_processed,
             fast_lane_pbus=engine.fast_lane_pbus,
             pba_status=dict(counters.pba_status),

@@ -15,8 +15,9 @@ MAX_BEHIND_SCHEDULE = 0.01
 
 def checks(results: dict[str, Any]) -> list[Check]:
     """What a run (or merged shards) must show: the generator on schedule (unless
-    ``allow_lag``); every mobile node registered by the end of the registration phase, which
-    waits for the MAGs to give up the last scheduled PBU (not when ``--fail-at`` cut it short);
+    ``allow_lag``); every mobile node registered, none rejected, by the end of the registration
+    phase, which waits for the MAGs to give up the last scheduled PBU (not when ``--fail-at`` cut
+    it short);
     with a failure measured, some MAG detecting it and the failover accounting adding up; with
     before-ack sync, no session lost; after a restart (``--mode restart``), every session at risk
     registered again."""
@@ -41,6 +42,15 @@ def checks(results: dict[str, Any]) -> list[Check]:
                 f"{missing} of {reg['sessions']} mobile nodes were not registered "
                 f"({counts['given_up']} given up, "
                 f"{counts['unanswered'] + counts['not_sent']} unanswered)",
+            )
+        )
+        refused = ", ".join(f"status {code}: {n}" for code, n in reg["rejected_by_status"].items())
+        found.append(
+            Check(
+                "no mobile node rejected",
+                not counts["rejected"],
+                f"the LMA rejected {counts['rejected']} of {reg['sessions']} mobile nodes"
+                + (f" ({refused})" if counts is reg and refused else ""),
             )
         )
     takeover = results["takeover"]

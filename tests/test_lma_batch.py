@@ -801,6 +801,28 @@ def test_frame_matches_ipv6_header(items: list[tuple[bytes, IPv6Address, IPv6Add
     assert [out[a:b].tobytes() for a, b in zip(starts2, ends2, strict=True)] == mhs
 
 
+@SETTINGS
+@given(
+    st.binary(max_size=60),
+    st.lists(st.tuples(st.integers(-80, 80), st.integers(-80, 80), ipv6, ipv6), max_size=6),
+)
+def test_frame_slices_as_python_does(
+    data: bytes, items: list[tuple[int, int, IPv6Address, IPv6Address]]
+) -> None:
+    """Bounds past either end, negative or crossed: each MH is ``data[start:end]``."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    out, offsets = framing.frame(
+        buf,
+        np.array([a for a, _, _, _ in items], dtype=np.int64),
+        np.array([b for _, b, _, _ in items], dtype=np.int64),
+        addresses([s.packed for _, _, s, _ in items]),
+        addresses([d.packed for _, _, _, d in items]),
+    )
+    expected = b"".join(ipv6_header(s, d, len(data[a:b])) + data[a:b] for a, b, s, d in items)
+    assert out.tobytes() == expected
+    assert list(offsets) == list(np.cumsum([0] + [40 + len(data[a:b]) for a, b, _, _ in items]))
+
+
 def test_frame_scan_encode_round_trip() -> None:
     """UDP/5436 payloads in, PBAs framed back out: the lane's whole codec path."""
     n = 5

@@ -16,6 +16,7 @@ import pytest
 
 from lmaload.protocol import BceState, Datagram, Datagrams, LmaConfig, LmaEngine, redundancy
 from lmaload.protocol.datagrams import Columns
+from lmaload.protocol.lma.sync_out import encode_ss_ack
 from lmaload.wire import (
     AccessTechnologyType,
     AlternateCareOfAddress,
@@ -34,6 +35,7 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from lmaload.wire.codepoints import DEFAULT_CONFIG
 from tests.plain_mag import LAYOUTS, plain_pbu
 
 T0 = 1_700_000_000.0
@@ -228,6 +230,7 @@ def run_both_ways(
         acks = [ack for d in out_reference if d.dst == PEER and (ack := mix.ack(d)) is not None]
     assert fast.fast_lane.pbus_accepted > fast.counters.pba_status[0] / 2
     assert fast.counters.pbu_shed["stale"] > 0 and fast.counters.pbu_shed["superseded"] > 0
+    assert fast.cache.counts() == {s: fast.cache.count(s) for s in BceState}
     return fast
 
 
@@ -364,3 +367,72 @@ def _to(datagram: Datagram, dst: IPv6Address) -> Datagram:
     except WireError:
         return datagram._replace(dst=dst)
     return Datagram(encode_mh(msg, datagram.src, dst), datagram.src, dst, datagram.arrival)
+
+
+def test_ss_ack_template_is_the_reference_encoding() -> None:
+    rng = random.Random(7)
+    for identifier in [0, 1, 0xFFFF, *rng.sample(range(1 << 16), 500)]:
+        src, dst = (IPv6Address(rng.getrandbits(128)) for _ in range(2))
+        reference = encode_mh(StateSync(cp.SS_ACK, identifier), src, dst)
+        assert encode_ss_ack(identifier, src.packed, dst.packed, DEFAULT_CONFIG) == reference
+
+
+def test_ss_acks_in_columns_are_taken_as_the_reference_path_takes_them() -> None:
+    """SS-ACKs among PBUs, given as columns (taken before the lane, acted on after it) and as
+    datagrams (reference path): the same PBAs released, in the same order, the same counters —
+    for good SS-ACKs, repeated ones, a bad checksum, one from a stranger, one to another address
+    and a datagram too short for a header."""
+    config = LmaConfig(address=LMA, prefix_pool=POOL, peers=(PEER,), sync="before-ack")
+    standby = LmaConfig(address=PEER, peers=(LMA,), role="standby")
+    fast, reference = LmaEngine(config, T0), LmaEngine(config, T0)
+    mix = Mix(random.Random(3), mns=60, sequence_scheme=False)
+    hello = mix._wrap(redundancy.hello(standby, 0, 0), PEER, LMA)
+    now = T0
+    for engine in (fast, reference):
+        engine.receive(Datagrams([hello]), now)
+        engine.datagrams_to_send()
+    for _ in range(4):
+        now += 0.01
+        pbus = [mix._wrap(mix._pbu(mn, 1, 100, ZERO, 1, now, []), MAGS[0], LMA, now)
+                for mn in mix.mns[:20]]  # fmt: skip
+        mix.mns = mix.mns[20:] + mix.mns[:20]
+        for engine in (fast, reference):
+            engine.receive(Datagrams([hello, *pbus]), now)
+        reps = [d for d in reference.datagrams_to_send() if d.dst == PEER]
+        assert sent(fast.datagrams_to_send()) == sent([*reps])
+        acks = [mix._wrap(StateSync(cp.SS_ACK, decode_mh(d.data).message.identifier), PEER, LMA)
+                for d in reps]  # fmt: skip
+        bad = bytearray(acks[0].data)
+        bad[4] ^= 1
+        odd = [
+            Datagram(bytes(bad), PEER, LMA),
+            mix._wrap(StateSync(cp.SS_ACK, 1), MAGS[1], LMA),
+            mix._wrap(StateSync(cp.SS_ACK, 1), PEER, MAGS[2]),
+        ]
+        short = Datagram(b"\x3b\x00", MAGS[0], LMA)  # last, where a header read would overrun
+        batch = [*odd, acks[0], *pbus[:3], *acks, hello, short]
+        now += 0.001
+        fast.receive(Datagrams([Columns.of(batch)]), now)
+        reference.receive(Datagrams(batch), now)
+        assert sent(fast.datagrams_to_send()) == sent(reference.datagrams_to_send())
+        assert state(fast) == state(reference)
+    assert fast.counters.ss_ack_received > 0
+    assert fast.counters.drops["unmatched_ss_ack"] > 0
+    assert fast.counters.drops["checksum"] > 0
+
+
+def test_columns_concat_keeps_the_datagrams_and_their_order() -> None:
+    """Runs of parts over one buffer (PBAs released a few at a time) and parts of their own."""
+    rng = random.Random(5)
+    datagrams = [
+        Datagram(rng.randbytes(rng.randrange(1, 40)), rng.choice(MAGS), LMA, rng.choice([None, T0]))
+        for _ in range(30)
+    ]
+    whole = Columns.of(datagrams[:20])
+    parts = [whole.take(slice(0, 3)), whole.take(slice(3, 4)), Columns.of(datagrams[20:25])]
+    parts += [whole.take(slice(4, 20)), Columns.of(datagrams[25:]), whole.take(slice(0, 0))]
+    expected = [*datagrams[:3], datagrams[3], *datagrams[20:25], *datagrams[4:20], *datagrams[25:]]
+    joined = Columns.concat(parts)
+    assert [joined.datagram(i) for i in range(len(joined))] == expected
+    shared = Columns.concat([whole.take(slice(5, 9)), whole.take(slice(0, 2))])
+    assert [shared.datagram(i) for i in range(len(shared))] == [*datagrams[5:9], *datagrams[:2]]

@@ -55,7 +55,7 @@ STANDBY = IPv6Address("fd00:6d61:6701::2")
 MAGS = [IPv6Address("fd00:6d61:6700::1") + i for i in range(4)]  # AnyIP
 SESSIONS_PER_MAG = 10
 METRICS_PORT = 9100  # a fresh namespace has every port free
-POOL = IPv6Network("2001:db8:8000::/48")  # lmaload lma's default --prefix-pool
+POOL = IPv6Network("2001:db8:8000::/40")  # lmaload lma's default --prefix-pool
 ZERO = HomeNetworkPrefix(IPv6Address("::"), 0)
 TIMEOUT = 15.0
 # The child has 50 s in all: shorter waits than tests/test_lma_process.py.

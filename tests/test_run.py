@@ -143,7 +143,7 @@ def test_duration_holds_the_population_refreshing_before_the_failure(tmp_path) -
 
 def test_exit_status_names_what_failed() -> None:
     """1 when the generator fell behind by more than 1 % (unless --allow-lag), mobile nodes
-    were left unregistered, no MAG detected the failure, the failover accounting does not add up,
+    were left unregistered or were rejected, no MAG detected the failure, the failover accounting does not add up,
     or sessions were lost or left pending with before-ack sync; async losses are reported, not
     failed."""
     from lmaload.run_checks import exit_status
@@ -157,6 +157,7 @@ def test_exit_status_names_what_failed() -> None:
         detected: int = 10,
         at_risk: int | None = None,
         cut: bool = False,
+        rejected: int = 0,
     ):
         kept = 100 - lost
         return {
@@ -167,6 +168,8 @@ def test_exit_status_names_what_failed() -> None:
                 "given_up": 0,
                 "unanswered": unanswered,
                 "not_sent": 0,
+                "rejected": rejected,
+                "rejected_by_status": {"130": rejected} if rejected else {},
                 "cut_by_failure": cut,
             },
             "takeover": {
@@ -195,6 +198,10 @@ def test_exit_status_names_what_failed() -> None:
         ["7 of 107 mobile nodes were not registered (0 given up, 7 unanswered)"],
     )
     assert exit_status(document(0.0, 0, unanswered=7, cut=True)) == (0, [])
+    assert exit_status(document(0.0, 0, rejected=5)) == (
+        1,
+        ["the LMA rejected 5 of 100 mobile nodes (status 130: 5)"],
+    )
     assert exit_status(document(0.0, 0, detected=0)) == (
         1,
         ["no MAG detected the failure of the active LMA"],

@@ -33,7 +33,7 @@ def endpoint(text: str, option: str, transport: str) -> Any:
 
 # What a plain LMA has none of: peers, the election, State Sync, RFC 5847 heartbeats.
 NOT_PLAIN = (
-    "peers", "role", "preference", "mode", "lmaa", "sync", "hello_interval",
+    "peers", "role", "preference", "mode", "lmaa", "sync", "sync_pacing_rate", "hello_interval",
     "heartbeat_interval", "missing_heartbeats", "restart_counter",
 )  # fmt: skip
 
@@ -121,10 +121,11 @@ def refuse_with_plain(ctx: click.Context, role: str, mode: str) -> None:
 )
 @click.option(
     "--prefix-pool",
-    default="2001:db8:8000::/48",
+    default="2001:db8:8000::/40",
     show_default=True,
     metavar="PREFIX",
-    help="The /64 home network prefixes this LMA assigns come from here.",
+    help="The /64 home network prefixes this LMA assigns come from here (the default holds "
+    "16 M, enough for any run lmaload makes).",
 )
 @click.option(
     "--sync",
@@ -132,6 +133,13 @@ def refuse_with_plain(ctx: click.Context, role: str, mode: str) -> None:
     default="async",
     show_default=True,
     help="before-ack: withhold each PBA until the standby acknowledged the change.",
+)
+@click.option(
+    "--sync-pacing-rate",
+    type=click.FloatRange(1.0),
+    default=1000.0,
+    show_default=True,
+    help="State Synchronization messages per second to each peer, at most.",
 )
 @click.option(
     "--hello-interval",
@@ -201,6 +209,7 @@ def lma(
     lmaa: str | None,
     prefix_pool: str,
     sync: str,
+    sync_pacing_rate: float,
     hello_interval: int,
     heartbeat_interval: float,
     missing_heartbeats: int,
@@ -257,6 +266,7 @@ def lma(
         lmaa=endpoint(lmaa, "--lmaa", transport) if lmaa is not None else None,
         prefix_pool=pool,
         sync=sync,  # type: ignore[arg-type]
+        sync_pacing_rate=sync_pacing_rate,
         hello_interval=hello_interval,
         heartbeat_interval=heartbeat_interval,
         missing_heartbeats=missing_heartbeats,

@@ -76,7 +76,10 @@ class Columns:
 
     @classmethod
     def concat(cls, parts: Sequence[Columns]) -> Columns:
-        """The datagrams of ``parts`` in order, copied into one buffer."""
+        """The datagrams of ``parts`` in order, in one buffer (copied, unless they share one)."""
+        if len(parts) == 1:
+            return parts[0]
+        parts = _shared_runs(parts)
         if len(parts) == 1:
             return parts[0]
         compacted = [part.compact() for part in parts]
@@ -132,6 +135,40 @@ class Columns:
             self.dst[index],
             arrival,
         )
+
+
+def _shared_runs(parts: Sequence[Columns]) -> list[Columns]:
+    """``parts`` with each run of consecutive parts over the same buffer made one (the PBAs of
+    one encoding, released a few at a time, say): no octet copied for them."""
+    runs: list[list[Columns]] = []
+    for part in parts:
+        if runs and runs[-1][0].buf is part.buf:
+            runs[-1].append(part)
+        else:
+            runs.append([part])
+    if len(runs) == len(parts):
+        return list(parts)
+    out = []
+    for run in runs:
+        if len(run) == 1:
+            out.append(run[0])
+            continue
+        arrival = None
+        if any(p.arrival is not None for p in run):
+            arrival = np.concatenate(
+                [p.arrival if p.arrival is not None else np.full(len(p), math.nan) for p in run]
+            )
+        out.append(
+            Columns(
+                run[0].buf,
+                np.concatenate([p.starts for p in run]),
+                np.concatenate([p.ends for p in run]),
+                np.concatenate([p.src for p in run]),
+                np.concatenate([p.dst for p in run]),
+                arrival,
+            )
+        )
+    return out
 
 
 SMALL = 32  # up to this many rows, grouping by a dict beats sorting

@@ -140,7 +140,9 @@ class EngineLoop(Generic[E]):
             self.datagrams_received += len(datagrams)
             self._feed(datagrams, time.time())
             self._after_engine()
-            if self._stopping:
+            # A batch short of full drained the socket: epoll wakes us for what came since,
+            # so asking again now would cost a system call for nothing.
+            if self._stopping or len(datagrams) < sock.max_datagrams:
                 return
 
     def _feed(self, batch: Datagrams, now: float) -> None:

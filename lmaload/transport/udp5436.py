@@ -33,7 +33,7 @@ import numpy as np
 from lmaload._ext.framing import frame as frame_columns
 from lmaload._ext.framing import unframe as unframe_columns
 from lmaload.capture import Capture
-from lmaload.protocol.datagrams import Columns, Datagram, Datagrams, distinct
+from lmaload.protocol.datagrams import SMALL, Columns, Datagram, Datagrams, distinct
 from lmaload.transport.batch import Batch, BatchSocket
 from lmaload.wire import Message, WireError, decode_mh, encode_mh
 from lmaload.wire.ipv6 import frame, split_ipv6_mh
@@ -160,12 +160,19 @@ class UdpTransport:
 
     def _learn(self, inner: np.ndarray, outer: np.ndarray, sport: np.ndarray) -> None:
         """Route each inner source to the outer address and port it last came from."""
-        if not len(inner):
+        n = len(inner)
+        if not n:
+            return
+        routes = self._routes
+        if n <= SMALL:  # a few datagrams (heartbeats): row by row, the later ones winning
+            keys, hosts, ports = inner.tobytes(), outer.tobytes(), sport.tolist()
+            w = len(hosts) // n
+            for i in range(n):
+                routes[keys[16 * i : 16 * i + 16]] = (hosts[w * i : w * i + w], ports[i])
             return
         keys, inverse = distinct(inner)
         last = np.zeros(len(keys), dtype=np.intp)
         np.maximum.at(last, inverse, np.arange(len(inverse)))
-        routes = self._routes
         for key, i in zip(keys, last.tolist(), strict=True):
             routes[key] = (outer[i].tobytes(), int(sport[i]))
 
@@ -181,22 +188,23 @@ class UdpTransport:
         capture.flush()
 
     def send(self, datagrams: Datagrams) -> None:
-        """Frame and send, each from the socket of its source address (the LMAA's or ours)."""
+        """Frame and send, each from the socket of its source address (the LMAA's or ours):
+        everything in one run of columns, so a wakeup's datagrams take one sendmmsg a socket."""
         lmaa = self._lmaa[0] if self.lmaa_socket is not None else None  # type: ignore[index]
-        by_socket: dict[BatchSocket, list[tuple[bytes, bytes, int]]] = {}
+        runs: list[Columns] = []
+        singles: list[Datagram] = []
         for part in datagrams.parts():
             if isinstance(part, Columns):
-                self._send_columns(part, lmaa)
-                continue
-            data, src, dst, _ = part
-            outer = self._outer(dst.packed)
-            if outer is None:
-                self.drops["no_route"] += 1
-                continue
-            sock = self.lmaa_socket if src == lmaa else self.main
-            by_socket.setdefault(sock, []).append((frame(data, src, dst), *outer))  # type: ignore[arg-type]
-        for sock, items in by_socket.items():
-            self._send_all(sock, items)
+                if singles:
+                    runs.append(Columns.of(singles))
+                    singles = []
+                runs.append(part)
+            else:
+                singles.append(part)
+        if singles:
+            runs.append(Columns.of(singles))
+        if runs:
+            self._send_columns(Columns.concat(runs), lmaa)
 
     def _outer(self, inner: bytes) -> tuple[bytes, int] | None:
         outer = self._routes.get(inner)
@@ -207,33 +215,40 @@ class UdpTransport:
         return outer
 
     def _send_columns(self, columns: Columns, lmaa: IPv6Address | None) -> None:
-        """Send columns (the LMA's PBAs) per source socket, each to its route."""
+        """Send columns per source socket, each to its route."""
         unique, inverse = distinct(columns.dst)
-        width = 4 if self.family == socket.AF_INET else 16
-        hosts = np.zeros((len(unique), width), dtype=np.uint8)
-        ports = np.zeros(len(unique), dtype=np.uint16)
-        routed = np.ones(len(unique), dtype=bool)
-        for k, key in enumerate(unique):
-            outer = self._outer(key)
-            if outer is None:
-                routed[k] = False
-            else:
-                hosts[k] = np.frombuffer(outer[0], dtype=np.uint8)
-                ports[k] = outer[1]
-        keep = routed[inverse]
-        if not keep.all():
+        outers = [self._outer(key) for key in unique]
+        keep: np.ndarray | None = None
+        if None in outers:
+            routed = np.array([o is not None for o in outers])
+            keep = routed[inverse]
             self.drops["no_route"] += int(np.count_nonzero(~keep))
+            none = (bytes(4 if self.family == socket.AF_INET else 16), 0)
+            outers = [o if o is not None else none for o in outers]
+        hosts = np.frombuffer(b"".join(o[0] for o in outers), dtype=np.uint8)
+        hosts = hosts.reshape(len(outers), -1)[inverse]
+        ports = np.array([o[1] for o in outers], dtype=np.uint16)[inverse]
+        if lmaa is None and keep is None:
+            self._send_from(self.main, columns, hosts, ports)
+            return
+        if keep is None:
+            keep = np.ones(len(columns), dtype=bool)
         from_lmaa = np.zeros(len(columns), dtype=bool)
         if lmaa is not None:
             from_lmaa = (columns.src == np.frombuffer(lmaa.packed, dtype=np.uint8)).all(axis=1)
         for sock, mask in ((self.main, keep & ~from_lmaa), (self.lmaa_socket, keep & from_lmaa)):
-            if sock is None or not mask.any():
-                continue
-            part = columns.take(mask)
-            buf, offsets = frame_columns(part.buf, part.starts, part.ends, part.src, part.dst)
-            if self.capture is not None:
-                self._capture_out(sock, buf, offsets, hosts[inverse[mask]], ports[inverse[mask]])
-            send_batch(sock, buf, offsets, hosts[inverse[mask]], ports[inverse[mask]], self.drops)
+            if sock is not None and mask.any():
+                self._send_from(sock, columns.take(mask), hosts[mask], ports[mask])
+
+    def _send_from(
+        self, sock: BatchSocket, columns: Columns, hosts: np.ndarray, ports: np.ndarray
+    ) -> None:
+        buf, offsets = frame_columns(
+            columns.buf, columns.starts, columns.ends, columns.src, columns.dst
+        )
+        if self.capture is not None:
+            self._capture_out(sock, buf, offsets, hosts, ports)
+        send_batch(sock, buf, offsets, hosts, ports, self.drops)
 
     def _capture_out(
         self,
@@ -251,22 +266,6 @@ class UdpTransport:
             payload = buf[offsets[i] : offsets[i + 1]].tobytes()
             capture.record(now, "out", local, (hosts[i].tobytes(), int(ports[i])), payload)
         capture.flush()
-
-    def _send_all(self, sock: BatchSocket, items: list[tuple[bytes, bytes, int]]) -> None:
-        width = 4 if self.family == socket.AF_INET else 16
-        payloads = [p for p, _, _ in items]
-        offsets = np.zeros(len(items) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in payloads], out=offsets[1:])
-        buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
-        dst = np.frombuffer(b"".join(a for _, a, _ in items), dtype=np.uint8).reshape(-1, width)
-        ports = np.array([p for _, _, p in items], dtype=np.uint16)
-        if self.capture is not None:
-            host, port = sock.local_address[:2]
-            local, now = (ipaddress.ip_address(host).packed, port), time.time()
-            for payload, address, dport in items:
-                self.capture.record(now, "out", local, (address, dport), payload)
-            self.capture.flush()
-        send_batch(sock, buf, offsets, dst, ports, self.drops)
 
     def close(self) -> None:
         for sock in self.sockets:

@@ -23,7 +23,7 @@ from ipaddress import IPv6Address
 import numpy as np
 
 from lmaload._ext.lma_batch import scan_ss_rep
-from lmaload._ext.lma_step import HEARTBEAT
+from lmaload._ext.lma_step import HEARTBEAT, REFERENCE
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache
 from lmaload.protocol.config import LmaConfig
@@ -216,6 +216,35 @@ class LmaEngine:
             datagrams = [columns.datagram(i) for i in range(len(columns))]
             self._receive_datagrams(datagrams, now, batch, backlog)
             return
+        # SS-ACKs are taken out of the lane's way and acted on after the rest of the batch.
+        total = len(columns)
+        acks = self.sync_out.scan_acks(columns)
+        left = None
+        if acks:
+            keep = np.ones(total, dtype=bool)
+            keep[[i for i, _, _ in acks]] = False
+            left = np.flatnonzero(keep)
+            columns = columns.take(left)
+        try:
+            self._through_lane_and_reference(columns, now, batch, backlog, left)
+        finally:  # also when the engine failed on a datagram: the driver takes the batch again
+            # after it, where an SS-ACK taken here counts as unmatched
+            for _, identifier, peer in acks:
+                self.sync_out.on_ack(identifier, peer, now)
+        batch.done = base + total
+
+    def _through_lane_and_reference(
+        self,
+        columns: Columns,
+        now: float,
+        batch: Datagrams,
+        backlog: bool,
+        left: np.ndarray | None,
+    ) -> None:
+        """``columns`` (the batch's datagrams at ``left``, None: all) through the lane, and
+        what it leaves by the reference path."""
+        assert self.fast_lane is not None
+        base = batch.done
         scanned = self.fast_lane.scan(columns, now, False, backlog)
         if scanned.marked < 0:  # a Binding Update the scan did not read
             config = self.config
@@ -231,9 +260,8 @@ class LmaEngine:
                 if counts[mark]:
                     self.state.counters.pbu_shed[reason] += int(counts[mark])
         for i in self._through_lane(scanned, now):
-            batch.done = base + i  # the lane took those before it
+            batch.done = base + (i if left is None else int(left[i]))  # the lane took those before
             self._receive_datagram(columns.datagram(i), now, as_columns=True)
-        batch.done = base + len(columns)
 
     def _through_lane(self, batch: LaneBatch, now: float) -> Iterator[int]:
         """Run ``batch`` through the fast lane and the heartbeat responder (a plain LMA's: Binding
@@ -258,6 +286,10 @@ class LmaEngine:
                 else:
                     counters.heartbeat_requests_answered += len(responses)
                 state.out.extend([responses])
+                continue
+            if codes[i] == REFERENCE:  # the lane would stop at once (an SS-REP, say)
+                yield i
+                i += 1
                 continue
             run = lane.run(batch, i, now, ownership)
             if run.pbas is not None:
@@ -359,7 +391,7 @@ class LmaEngine:
         elif msg.ss_type == cp.SS_REPLY:
             self.sync_in.on_reply(msg, src, now)
         elif msg.ss_type == cp.SS_ACK:
-            self.sync_out.on_ack(msg, src, now)
+            self.sync_out.on_ack(msg.identifier, src, now)
         else:
             self.state.drop("unknown_ss_type")
 

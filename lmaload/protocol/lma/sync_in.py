@@ -15,6 +15,7 @@ from lmaload._ext.lane import Synced, apply_synced
 from lmaload.protocol.binding_cache import BceState, prefix_key
 from lmaload.protocol.lma.ownership import Ownership
 from lmaload.protocol.lma.state import LmaState
+from lmaload.protocol.lma.sync_out import encode_ss_ack
 from lmaload.protocol.pmip import ALL_ZERO, serial_newer
 from lmaload.protocol.redundancy import SyncedSession
 from lmaload.wire import (
@@ -108,7 +109,9 @@ class SyncIn:
         """The SS-ACK asked for, and the end of a full sync this LMA requested."""
         state = self._state
         if flags & cp.SS_FLAG_A:
-            state.send(StateSync(cp.SS_ACK, identifier), state.address, src)
+            address = state.address
+            ack = encode_ss_ack(identifier, address.packed, src.packed, state.wire)
+            state.out.append(ack, address, src)
         request = self._requests.get(src)
         if request is not None and request[0] == identifier and not flags & cp.SS_FLAG_M:
             del self._requests[src]

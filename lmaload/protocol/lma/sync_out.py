@@ -6,6 +6,7 @@ those changes wait for that SS-ACK. Also the answer to a peer's SS-REQ.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from ipaddress import IPv6Address, IPv6Network
 import numpy as np
 
 from lmaload._ext.bce_sync import encode_sessions
+from lmaload._ext.checksum import mh_checksum
 from lmaload.bulk_types import SyncBatch
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
@@ -30,10 +32,33 @@ from lmaload.wire import (
     encode_mh,
 )
 from lmaload.wire import codepoints as cp
+from lmaload.wire.codepoints import WireConfig
 from lmaload.wire.messages import pack_sessions
 
 NO_ROWS = np.zeros(0, dtype=np.int64)
 NO_COLUMNS = Columns.of([])
+# Seconds of pacing slots a late wakeup may still use: an LMA woken less often than its slots
+# come round keeps to its pacing rate instead of sending one SS-REP per wakeup.
+PACING_CATCH_UP = 0.005
+ACK_LATENCY_BATCH = 4096  # SS-ACK latencies kept before they are recorded in the histogram
+SS_ACK_LENGTH = 16  # the fixed part padded to 8n octets
+
+
+@functools.cache
+def _ss_ack_template(wire: WireConfig) -> bytes:
+    zero = IPv6Address(0)
+    template = encode_mh(StateSync(cp.SS_ACK, 0), zero, zero, wire)
+    assert len(template) == SS_ACK_LENGTH
+    return template
+
+
+def encode_ss_ack(identifier: int, src: bytes, dst: bytes, wire: WireConfig) -> bytes:
+    """The octets ``encode_mh`` gives an SS-ACK with ``identifier`` from ``src`` to ``dst``
+    (packed), from a template: the SS-ACK of every SS-REP costs no message encoding."""
+    template = _ss_ack_template(wire)
+    body = b"".join((template[:4], b"\0\0", template[6:8], identifier.to_bytes(2), template[10:]))
+    checksum = mh_checksum(src, dst, body)
+    return b"".join((body[:4], checksum.to_bytes(2), body[6:]))
 
 
 @dataclass
@@ -63,8 +88,10 @@ class SyncOut:
     def __init__(self, state: LmaState, now: float) -> None:
         self._state = state
         self._config = state.config
-        # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included.
-        self.ack_latency = Histogram()
+        # From packing an SS-REP to each peer's SS-ACK (µs): pacing and retransmissions included;
+        # kept in a list as they come and recorded in one call when read or when it is long.
+        self._ack_latency = Histogram()
+        self._ack_latencies: list[int] = []
         # Changes for the next SS-REP batch: deleted sessions by (MN-ID, first prefix key), and
         # the rows of live ones (read when packed), with the PBAs they withhold in before-ack.
         self._deleted: dict[tuple[bytes, bytes], SyncChange] = {}
@@ -75,6 +102,17 @@ class SyncOut:
         self._id = 0
         self._pending: dict[int, PendingSync] = {}
         self._withheld_count = 0  # PBAs waiting for an SS-ACK: withheld, in changes or pending
+
+    @property
+    def ack_latency(self) -> Histogram:
+        """From packing an SS-REP to each peer's SS-ACK (µs)."""
+        self._record_ack_latencies()
+        return self._ack_latency
+
+    def _record_ack_latencies(self) -> None:
+        if self._ack_latencies:
+            self._ack_latency.record(np.array(self._ack_latencies, dtype=np.int64))
+            self._ack_latencies = []
 
     @property
     def backlog(self) -> int:
@@ -147,9 +185,11 @@ class SyncOut:
         """Send one SS-REP per slot of ``sync_pacing_rate`` (R26): a queued one (retransmission,
         full sync) if any, else all the changes recorded since the last slot, packed together.
         Packing at the slot rather than per received batch lets a busy LMA fill its SS-REPs
-        (about 20 sessions each) instead of spending a slot on every session."""
-        self._next_send = max(self._next_send, now)
-        step = 1.0 / self._config.sync_pacing_rate
+        (about 20 sessions each) instead of spending a slot on every session. The whole slots of
+        the last ``PACING_CATCH_UP`` seconds not used yet are still there to use."""
+        rate = self._config.sync_pacing_rate
+        step = 1.0 / rate
+        self._next_send = max(self._next_send, now - step * int(PACING_CATCH_UP * rate))
         while self._next_send <= now:
             if not self._queue and self._has_changes():
                 self._pack_changes(now)
@@ -312,16 +352,45 @@ class SyncOut:
             self._release(pending.pbas, len(pending.pbas))
             pending.pbas = Datagrams()
 
-    def on_ack(self, msg: StateSync, src: IPv6Address, now: float) -> None:
-        pending = self._pending.get(msg.identifier)
+    def scan_acks(self, columns: Columns) -> list[tuple[int, int, IPv6Address]]:
+        """The SS-ACKs of ``columns`` that the reference path would take as such: from a peer
+        to this LMA's address, their octets those of ``encode_ss_ack``. (index, identifier,
+        peer) of each, for ``on_ack``."""
+        if not self._pending:  # then the reference path's verdict is as quick: unmatched
+            return []
+        state = self._state
+        starts, buf = columns.starts, columns.buf
+        sized = np.flatnonzero(columns.ends - starts == SS_ACK_LENGTH)
+        at = starts[sized]
+        candidates = sized[(buf[at + 2] == state.wire.mh_state_sync) & (buf[at + 6] == cp.SS_ACK)]
+        if not len(candidates):
+            return []
+        own = state.address.packed
+        peers = {p.packed: p for p in state.peers}
+        found = []
+        for i in candidates.tolist():
+            src, dst = columns.src[i].tobytes(), columns.dst[i].tobytes()
+            peer = peers.get(src)
+            if peer is None or dst != own:
+                continue
+            data = buf[starts[i] : starts[i] + SS_ACK_LENGTH].tobytes()
+            identifier = int.from_bytes(data[8:10])
+            if data == encode_ss_ack(identifier, src, dst, state.wire):
+                found.append((i, identifier, peer))
+        return found
+
+    def on_ack(self, identifier: int, src: IPv6Address, now: float) -> None:
+        pending = self._pending.get(identifier)
         if pending is None or src not in pending.waiting:
             self._state.drop("unmatched_ss_ack")
             return
         self._state.counters.ss_ack_received += 1
-        self.ack_latency.record(np.array([round((now - pending.packed_at) * 1e6)]))
+        self._ack_latencies.append(round((now - pending.packed_at) * 1e6))
+        if len(self._ack_latencies) >= ACK_LATENCY_BATCH:
+            self._record_ack_latencies()
         pending.waiting.discard(src)
         if not pending.waiting:
-            self._finish(msg.identifier)
+            self._finish(identifier)
 
     def forget_peer(self, peer: IPv6Address) -> None:
         """A peer died: stop waiting for its SS-ACKs."""
