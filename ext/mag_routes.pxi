@@ -41,6 +41,23 @@ cdef class Routes:
         self.lma_addr4 = <const uint8_t*>data_of(lma4)
         self.lma_port = <const uint16_t*>data_of(ports)
 
+    cdef bint route(
+        self, const uint8_t* mh, Py_ssize_t length, const uint8_t* src, const uint8_t* dst,
+        uint8_t* out, uint8_t* src4, uint8_t* dst4, uint16_t* port,
+    ) noexcept nogil:
+        """Frame ``mh[0:length]`` from inner ``src`` to ``dst`` at ``out`` with its IPv4 source,
+        destination and port; False (nothing written) when it has no route."""
+        cdef int64_t mag = self.mags.find(src), lma = self.lmas.find(dst)
+        if mag < 0 or lma < 0:
+            return False
+        put_inner_header(out, <uint16_t>length, src, dst, HOP_LIMIT)
+        if length:
+            memcpy(out + IPV6_HEADER, mh, length)
+        memcpy(src4, self.mag_addr4 + 4 * mag, 4)
+        memcpy(dst4, self.lma_addr4 + 4 * lma, 4)
+        port[0] = self.lma_port[lma]
+        return True
+
     def frame(self, buf, starts, ends, src, dst):
         """The datagrams ``buf[starts[i]:ends[i]]`` (bounds within buf) from inner ``src[i]`` to
         ``dst[i]`` ((n, 16) uint8) that have a route, in order, each behind its inner header
@@ -52,7 +69,6 @@ cdef class Routes:
         cdef const uint8_t[:, ::1] s = np.ascontiguousarray(src, dtype=np.uint8)
         cdef const uint8_t[:, ::1] d = np.ascontiguousarray(dst, dtype=np.uint8)
         cdef Py_ssize_t i, n = lo.shape[0], kept = 0, size = 0, length
-        cdef int64_t mag, lma
         if hi.shape[0] != n or s.shape[0] != n or d.shape[0] != n:
             raise ValueError("starts, ends, src and dst differ in length")
         for i in range(n):
@@ -71,19 +87,13 @@ cdef class Routes:
         cdef uint16_t* p = <uint16_t*>data_of(ports)
         of[0] = 0
         for i in range(n):
-            mag = self.mags.find(&s[i, 0])
-            lma = self.lmas.find(&d[i, 0])
-            if mag < 0 or lma < 0:
-                continue
             length = hi[i] - lo[i]
-            put_inner_header(out + of[kept], <uint16_t>length, &s[i, 0], &d[i, 0], HOP_LIMIT)
-            if length:
-                memcpy(out + of[kept] + IPV6_HEADER, &b[lo[i]], length)
-            of[kept + 1] = of[kept] + IPV6_HEADER + length
-            memcpy(s4 + 4 * kept, self.mag_addr4 + 4 * mag, 4)
-            memcpy(d4 + 4 * kept, self.lma_addr4 + 4 * lma, 4)
-            p[kept] = self.lma_port[lma]
-            kept += 1
+            if self.route(
+                &b[lo[i]], length, &s[i, 0], &d[i, 0], out + of[kept], s4 + 4 * kept,
+                d4 + 4 * kept, p + kept,
+            ):
+                of[kept + 1] = of[kept] + IPV6_HEADER + length
+                kept += 1
         if kept < n:
             framed, offsets = framed[: of[kept]], offsets[: kept + 1]
             src4, dst4, ports = src4[:kept], dst4[:kept], ports[:kept]

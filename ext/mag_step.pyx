@@ -420,12 +420,14 @@ cdef class MagStep:
         (probes, came_up, restarted, switches, errors): the (index, sequence number) of each
         Request from an LMA (to answer), the (MAG, LMA) pairs back UP, those whose Restart
         Counter changed, and the indexes of the HA Switch and of the Binding Error messages."""
-        cdef const uint8_t[::1] b = buf
-        cdef const int64_t[:] s = starts
-        cdef const int64_t[:] e = ends
-        cdef const uint8_t[:, ::1] sa = src
-        cdef const uint8_t[:, ::1] da = dst
-        cdef Py_ssize_t i, n = s.shape[0], at
+        cdef Views c = Views(buf, starts, ends, src, dst)
+        return self.heartbeats_of(c.b, c.s, c.e, c.sa, c.da, c.n, now)
+
+    cdef object heartbeats_of(
+        self, const uint8_t* b, const int64_t* s, const int64_t* e, const uint8_t* src,
+        const uint8_t* dst, Py_ssize_t n, double now,
+    ):
+        cdef Py_ssize_t i, at
         cdef int64_t lma, mag
         cdef decoded_t d
         cdef uint8_t flags
@@ -450,8 +452,8 @@ cdef class MagStep:
                 continue
             if not decode_datagram(&b[s[i]], e[i] - s[i], False, &self.wire, &d) or d.kind != M_HB:
                 continue
-            lma = self.lma_of(&sa[i, 0])
-            mag = self.mag_index.find(&da[i, 0])
+            lma = self.lma_of(src + i * ADDRESS)
+            mag = self.mag_index.find(dst + i * ADDRESS)
             if lma < 0 or mag < 0:
                 continue
             flags = d.mh[7]
@@ -526,11 +528,14 @@ cdef class MagStep:
         LMA, status, sequence number) of each status >= 128, left to the caller, and the
         indexes of the PBAs dropped as malformed (undecodable, or without the P flag), for the
         caller to count."""
-        cdef const uint8_t[::1] b = buf
-        cdef const int64_t[:] s = starts
-        cdef const int64_t[:] e = ends
-        cdef const uint8_t[:, ::1] sa = src
-        cdef Py_ssize_t i, n = s.shape[0], kind
+        cdef Views c = Views(buf, starts, ends, src, src)
+        return self.pbas_of(c.b, c.s, c.e, c.sa, c.n, now, now_ns, takeover)
+
+    cdef object pbas_of(
+        self, const uint8_t* b, const int64_t* s, const int64_t* e, const uint8_t* src,
+        Py_ssize_t n, double now, int64_t now_ns, bint takeover,
+    ):
+        cdef Py_ssize_t i, kind, registrations = 0
         cdef int64_t lma, row, refresh_ns
         cdef decoded_t d
         cdef const uint8_t* mh
@@ -542,7 +547,6 @@ cdef class MagStep:
         cdef bint changed
         cdef double granted, refresh_in
         cdef mn_t* mn
-        cdef Py_ssize_t registrations = 0
         memset(zero, 0, 16)
         accepted = rejected = malformed = None
         self.generation += 1
@@ -568,7 +572,7 @@ cdef class MagStep:
                 else:
                     mn_id = nai_mn_id(mh + d.found.mnid + 1, mh[d.found.mnid - 1] - 1)
             row = self.row_of(mn_id)
-            lma = self.lma_of(&sa[i, 0])
+            lma = self.lma_of(src + i * ADDRESS)
             if row < 0 or lma < 0:
                 continue
             mn = &self.mns[row]
@@ -693,3 +697,4 @@ cdef class MagStep:
 
 
 include "mag_routes.pxi"
+include "mag_serve.pxi"

@@ -1,5 +1,6 @@
 # The MAG step's tables, included by ext/mag_step.pyx: the address table (IPv6 address -> row),
-# the row heap of the session timers, and the histogram recorder over HdrHistogram counts.
+# the row heap of the session timers, the histogram recorder over HdrHistogram counts, and the
+# pointers of a batch of datagram columns (Views).
 # ---------------------------------------------------------------------------------------------
 # Addresses to indexes
 
@@ -240,3 +241,33 @@ cdef void fold_range(hist_t* h, histogram):
 cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t q = a // b
     return q - 1 if (a % b != 0) and ((a < 0) != (b < 0)) else q
+
+
+cdef class Views:
+    """The pointers of datagrams ``buf[starts[i]:ends[i]]`` from ``src[i]`` to ``dst[i]`` (the
+    arrays are kept alive while this is)."""
+
+    cdef const uint8_t[::1] buf
+    cdef const int64_t[::1] starts, ends
+    cdef const uint8_t[:, ::1] src, dst
+    cdef const uint8_t* b
+    cdef const int64_t* s
+    cdef const int64_t* e
+    cdef const uint8_t* sa
+    cdef const uint8_t* da
+    cdef Py_ssize_t n
+
+    def __cinit__(self, buf, starts, ends, src, dst):
+        self.buf = buf
+        self.starts = np.ascontiguousarray(starts, dtype=np.int64)
+        self.ends = np.ascontiguousarray(ends, dtype=np.int64)
+        self.src = np.ascontiguousarray(src, dtype=np.uint8).reshape(-1, ADDRESS)
+        self.dst = np.ascontiguousarray(dst, dtype=np.uint8).reshape(-1, ADDRESS)
+        self.n = self.starts.shape[0]
+        if self.ends.shape[0] != self.n or self.src.shape[0] != self.n:
+            raise ValueError("starts, ends and src differ in length")
+        self.b = &self.buf[0] if self.buf.shape[0] else NULL
+        self.s = &self.starts[0] if self.n else NULL
+        self.e = &self.ends[0] if self.n else NULL
+        self.sa = &self.src[0, 0] if self.n else NULL
+        self.da = &self.dst[0, 0] if self.dst.shape[0] else NULL

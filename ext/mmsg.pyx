@@ -378,6 +378,7 @@ cdef class BatchReceiver:
     cdef sockaddr_any* names
     cdef char* control
     cdef bint busy
+    cdef Py_ssize_t dirty  # headers the last recvmmsg filled, to set up again
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_size, int family):
         if not 1 <= capacity <= MAX_BATCH:
@@ -420,6 +421,7 @@ cdef class BatchReceiver:
             self.msgs[i].msg_hdr.msg_iovlen = 1
             self.msgs[i].msg_hdr.msg_name = &self.names[i]
             self.msgs[i].msg_hdr.msg_control = self.control + i * RECV_CONTROL
+        self.dirty = capacity
 
     def __dealloc__(self):
         free(self.msgs)
@@ -509,13 +511,16 @@ cdef class BatchReceiver:
     cdef int _recvmmsg(self, int fd, Py_ssize_t want) noexcept nogil:
         cdef Py_ssize_t i
         cdef msghdr* h
-        for i in range(want):
-            # The kernel overwrites these three on every receive.
+        cdef int got
+        for i in range(self.dirty):
+            # The kernel overwrites these three in each header it fills.
             h = &self.msgs[i].msg_hdr
             h.msg_namelen = sizeof(sockaddr_any)
             h.msg_controllen = RECV_CONTROL
             h.msg_flags = 0
-        return recvmmsg(fd, self.msgs, <unsigned int>want, MSG_DONTWAIT, NULL)
+        got = recvmmsg(fd, self.msgs, <unsigned int>want, MSG_DONTWAIT, NULL)
+        self.dirty = max(got, 0)
+        return got
 
     cdef (Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t) _compact(self, int got) noexcept nogil:
         """Move the ``got`` datagrams received into fixed slots together, in order, dropping the

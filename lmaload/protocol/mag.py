@@ -65,6 +65,7 @@ from lmaload.population import Population
 from lmaload.population import SessionState as S
 from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.protocol.events import Event
+from lmaload.protocol.mag_compiled import CompiledPath
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.protocol.mag_heartbeat import TIME_SLACK, HeartbeatTable
 from lmaload.protocol.mag_liveness import LmaLiveness
@@ -83,7 +84,6 @@ from lmaload.protocol.mag_state import (
     MagCounters,
     Peers,
     ns,
-    pairs,
 )
 from lmaload.protocol.mag_timers import RowTimers
 from lmaload.protocol.peer_quirks import (
@@ -98,7 +98,7 @@ from lmaload.wire import codepoints as cp
 __all__ = ["LATENCY_KIND", "MagConfig", "MagCounters", "MagEngine"]
 
 
-class MagEngine:
+class MagEngine(CompiledPath):
     """All MAGs of ``population`` (each with its Proxy-CoA ``mags['addr6']``), driven like
     ``LmaEngine``: ``receive(batch, now)``, ``handle_timer(now)`` when ``next_timer()`` is due,
     ``datagrams_to_send()``. The engine owns the population's signalling columns.
@@ -267,40 +267,6 @@ class MagEngine:
         for i in np.flatnonzero(kind == cp.MH_HOME_AGENT_SWITCH).tolist():
             self.liveness.on_ha_switch(columns.datagram(i), now)
         for i in np.flatnonzero(kind == cp.MH_BINDING_ERROR).tolist():
-            self._on_binding_error(columns.datagram(i), now)
-
-    def _receive_compiled(self, columns: Columns, now: float) -> None:
-        """``_receive_columns`` by the compiled steps: the PBAs, then the Heartbeats, then any HA
-        Switch, as the reference takes them."""
-        step = self._step
-        assert step is not None
-        buf, starts, ends, src = columns.buf, columns.starts, columns.ends, columns.src
-        meter = self.takeover
-        measuring = meter.failure_at is not None and now >= meter.failure_at
-        pbas = step.pbas(buf, starts, ends, src, now, ns(now), measuring)
-        if pbas is not None:
-            registrations, accepted, rejected, dropped = pbas
-            for i in dropped:
-                self._malformed(columns.datagram(i).data)
-            if registrations:
-                self._registered(registrations, now)
-            if accepted:
-                rows, lmas, changed = (np.array(c) for c in zip(*accepted, strict=True))
-                meter.accepted(rows, lmas, changed, now, self.config.mode != "hard")
-            if rejected:  # in row order, as the reference's np.unique leaves them
-                rows, lmas, status, seq = np.array(sorted(rejected), dtype=np.int64).T
-                self._reject(rows, lmas, status, seq, now)
-        rare = step.heartbeats(buf, starts, ends, src, columns.dst, now)
-        step.fold(self.counters)
-        if rare is None:
-            return
-        probes, came_up, restarted, switches, errors = rare
-        for i, seq in probes:
-            self.liveness.answer(columns.datagram(i), seq)
-        self.liveness.changes(pairs(came_up), pairs(restarted), now)
-        for i in switches:
-            self.liveness.on_ha_switch(columns.datagram(i), now)
-        for i in errors:
             self._on_binding_error(columns.datagram(i), now)
 
     def _on_binding_error(self, datagram: Datagram, now: float) -> None:

@@ -52,7 +52,7 @@ class PbuSender:
         self._takeover = takeover
         self._out = Datagrams()
         self._options: dict[int, PbuOptions] = {}  # PBU options by the LFI's LMA
-        self._encoders: dict[int, PbuEncoder] = {}  # compiled path: by encoding group key
+        self.encoders: dict[int, PbuEncoder] = {}  # compiled path: by encoding group key
 
     # --- what leaves ----------------------------------------------------------------------------
 
@@ -98,21 +98,23 @@ class PbuSender:
             common = self._step.transmit(rows, now_ns, int(clock))
             if self._takeover.failure_at is not None:
                 self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, any_lma)
-            groups = [(common, rows)] if common >= 0 else self._groups(rows)
-        else:
-            mns["seq"][rows] += np.uint16(1)
-            mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
-            dereg = mns["state"][rows] == S.DEREGISTERING
-            retries = mns["retries"][rows].astype(np.float64)
-            timeout = np.minimum(
-                cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout
-            )
-            timeout[dereg] = cfg.initial_bindack_timeout
-            self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
-            self._counters.pbu_sent += len(rows)
-            self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, any_lma)
-            groups = self._groups(rows)
-        lmas = self.peers.lmas
+            self.encode_rows(rows, common)
+            return
+        mns["seq"][rows] += np.uint16(1)
+        mns["ts"][rows] = np.maximum(mns["ts"][rows] + np.uint64(1), clock)
+        dereg = mns["state"][rows] == S.DEREGISTERING
+        retries = mns["retries"][rows].astype(np.float64)
+        timeout = np.minimum(cfg.initial_bindack_timeout * 2.0**retries, cfg.max_bindack_timeout)
+        timeout[dereg] = cfg.initial_bindack_timeout
+        self._timers.arm(rows, now_ns + np.rint(timeout * 1e9).astype(np.int64))
+        self._counters.pbu_sent += len(rows)
+        self._takeover.sent(rows, mns["lma"][rows].astype(np.int64), now, any_lma)
+        self.encode(self._groups(rows))
+
+    def encode(self, groups: list[tuple[int, np.ndarray]]) -> None:
+        """The PBUs of each (key, rows) encoding group (see ``_groups``), after the bookkeeping
+        of their transmission."""
+        cfg, mns, lmas = self.config, self.pop.mns, self.peers.lmas
         for k, group in groups:
             lma_i, lfi_i, is_dereg = k // 512, (k // 2) % 256 - 1, k % 2
             lifetime = 0 if is_dereg else cfg.lifetime_units
@@ -122,11 +124,16 @@ class PbuSender:
                 )
                 self.emit(buf, offsets, mns["mag"][group], np.full(len(group), lma_i))
                 continue
-            if (encoder := self._encoders.get(k)) is None:
-                encoder = self._encoders[k] = PbuEncoder(
+            if (encoder := self.encoders.get(k)) is None:
+                encoder = self.encoders[k] = PbuEncoder(
                     self.pop, lmas[lma_i], lifetime=lifetime, options=self._pbu(lfi_i)
                 )
             self._step.emit(*encoder.encode(group), group, lma_i)
+
+    def encode_rows(self, rows: np.ndarray, common: int) -> None:
+        """``encode`` for rows whose transmission ``MagStep.transmit`` booked (``common``: their
+        group key, or -1 when they differ)."""
+        self.encode([(common, rows)] if common >= 0 else self._groups(rows))
 
     def _groups(self, rows: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """``rows`` by encoding group: key (LMA · 256 + LFI + 1) · 2 + de-registration."""

@@ -213,6 +213,16 @@ class BatchSocket:
     def fileno(self) -> int:
         return self._fd
 
+    @property
+    def receiver(self) -> mmsg.BatchReceiver:
+        """The recvmmsg scratch ``recv`` uses (for a compiled driver: ``MagServe``)."""
+        return self._receiver
+
+    @property
+    def sender(self) -> mmsg.BatchSender:
+        """The sendmmsg scratch ``send`` uses (for a compiled driver: ``MagServe``)."""
+        return self._sender
+
     def send(
         self,
         buf: np.ndarray | bytes,

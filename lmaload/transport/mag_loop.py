@@ -25,15 +25,17 @@ from ipaddress import IPv4Address, IPv6Address
 import numpy as np
 
 from lmaload._ext.framing import unframe as unframe_columns
-from lmaload._ext.mag_step import ReceiveClock, Routes
+from lmaload._ext.mag_step import MagServe, ReceiveClock, Routes
 from lmaload.capture import Capture
 from lmaload.measure.histogram import Histogram
 from lmaload.population import Population
 from lmaload.protocol.datagrams import Columns, Datagrams, distinct
 from lmaload.protocol.endpoint import Endpoint
+from lmaload.protocol.mag import MagEngine
+from lmaload.protocol.mag_state import pairs
 from lmaload.transport.batch import BatchSocket
 from lmaload.transport.raw_mh import received_columns, send_raw
-from lmaload.transport.udp5436 import send_batch
+from lmaload.transport.udp5436 import SEND_WAIT, send_batch
 
 # Room for a failover burst: every MAG's PBUs at once, then the PBAs of a takeover (the kernel
 # charges a few hundred octets of overhead per small datagram against the buffer).
@@ -41,6 +43,8 @@ SOCKET_BUFFER = 64 << 20
 MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
 # Seconds: no datagram is handed to the engine timed later than the kernel received it by more.
 ARRIVAL_SPREAD = 0.5e-3
+# MagServe.serve's kinds of return, in ext/mag_serve.pxi's order
+DONE, TIMER, PBAS, HEARTBEATS, DOWN = range(5)
 
 
 class MagTransport:
@@ -58,7 +62,7 @@ class MagTransport:
         self.full = False  # the last receive took as many as it could: more may be queued
         self._port = self.sock.local_address[1]
         inner = list(lmas)
-        self._routes = Routes(
+        self.routes = Routes(
             population.mags["addr6"],
             population.mags["addr4"],
             np.frombuffer(b"".join(a.packed for a in inner), dtype=np.uint8).reshape(-1, 16),
@@ -74,7 +78,7 @@ class MagTransport:
             self._send(part if isinstance(part, Columns) else Columns.of([part]))
 
     def _send(self, columns: Columns) -> None:
-        buf, offsets, src4, dst4, ports, unrouted = self._routes.frame(
+        buf, offsets, src4, dst4, ports, unrouted = self.routes.frame(
             columns.buf, columns.starts, columns.ends, columns.src, columns.dst
         )
         if unrouted:
@@ -158,7 +162,13 @@ class RawMagTransport:
 class MagLoop:
     """Drives a ``MagEngine`` (any ``Endpoint``) over a ``MagTransport`` or ``RawMagTransport``
     in the caller's thread, a slice at a time (``run_until``), so the caller can change phases
-    and show progress between slices. The engine's events stay with it for the caller."""
+    and show progress between slices. The engine's events stay with it for the caller.
+
+    A compiled ``MagEngine`` without a capture is served by ``MagServe`` (``ext/mag_serve.pxi``):
+    one compiled call per slice waits, receives, runs the PBA and heartbeat steps, the
+    schedule's sends and the heartbeat ticks, and sends; it returns here only for what the
+    engine's own code does (its rare work), after which this loop calls it again. Anything else
+    runs the engine through ``Endpoint``'s methods, a wakeup at a time."""
 
     def __init__(self, engine: Endpoint, transport: MagTransport | RawMagTransport) -> None:
         self.engine = engine
@@ -171,10 +181,54 @@ class MagLoop:
         self._clock = ReceiveClock(self.receive_delay)
         self._poll = select.epoll()
         self._poll.register(transport.sock.fileno(), select.EPOLLIN)
+        self._serve: MagServe | None = None
+        step = engine.step if isinstance(engine, MagEngine) else None
+        if step is not None and getattr(transport, "capture", None) is None:
+            assert isinstance(engine, MagEngine)
+            self._serve = MagServe(
+                step,
+                transport.sock,
+                transport.routes if isinstance(transport, MagTransport) else None,
+                self._clock,
+                engine.sender.encoders,
+                engine.sender.encode_rows,
+                engine.scheduled,
+                MAX_BATCHES_PER_WAKEUP,
+                ARRIVAL_SPREAD,
+                engine.lag.tolerance,
+                SEND_WAIT,
+            )
 
     def run_until(self, deadline: float) -> None:
         """Serve the engine until ``time.time() >= deadline``."""
         engine = self.engine
+        serve = self._serve
+        while serve is not None and isinstance(engine, MagEngine):
+            state = engine.serve_state()
+            if state is None:
+                break
+            result, cursor = serve.serve(deadline, *state)
+            sent, received, lag, kernel, drops, registered = serve.take()
+            engine.served(cursor, lag, registered)
+            self.datagrams_sent += sent
+            self.datagrams_received += received
+            self.transport.drops.update(drops)
+            if kernel:
+                self.transport.drops["kernel"] += kernel
+            kind = result[0]
+            if kind == DONE:
+                return
+            if kind == TIMER:
+                engine.handle_timer(result[1])
+            elif kind == DOWN:
+                engine.liveness.went_down(*pairs(result[2]), result[1])
+            else:
+                columns = Columns(*result[1])
+                if kind == PBAS:
+                    engine.after_pbas(columns, result[2], result[3])
+                else:
+                    engine.after_heartbeats(columns, result[2], result[3])
+            self._flush()
         while True:
             now = time.time()
             due = engine.next_timer()
