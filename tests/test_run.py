@@ -144,9 +144,9 @@ def test_duration_holds_the_population_refreshing_before_the_failure(tmp_path) -
 
 def test_exit_status_names_what_failed() -> None:
     """1 when the generator fell behind by more than 1 % (unless --allow-lag), mobile nodes
-    were left unregistered or were rejected, no MAG detected the failure, the failover accounting does not add up,
-    or sessions were lost or left pending with before-ack sync; async losses are reported, not
-    failed."""
+    were left unregistered or were rejected, no MAG detected the failure, the failover
+    accounting does not add up, or sessions were lost or left pending with before-ack sync;
+    async losses are reported, not failed."""
     from lmaload.run_checks import exit_status
 
     def document(
