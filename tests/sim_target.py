@@ -149,18 +149,23 @@ class SimPair:
         pass
 
 
-def simulated_run(
-    config: RunConfig, answered: int | None = None, capacity: float | None = None
-) -> dict[str, Any]:
-    """The results of the real ``Runner`` against a ``SimPair`` on the simulated clock (1 ms
-    links)."""
-    sim = Simulator(default_link=LinkProfile(delay=0.001))
+def run_on(sim: Simulator, config: RunConfig, target: Any) -> dict[str, Any]:
+    """The results of the real ``Runner`` against ``target`` on ``sim``'s clock."""
     runner = Runner(
         config,
-        SimPair(sim, answered, capacity),  # type: ignore[arg-type]
+        target,
         None,
         None,
         clock=lambda: sim.now,
         mag_loop=lambda engine: SimLoop(sim, engine),  # type: ignore[arg-type,return-value]
     )
     return runner.run()
+
+
+def simulated_run(
+    config: RunConfig, answered: int | None = None, capacity: float | None = None
+) -> dict[str, Any]:
+    """The results of the real ``Runner`` against a ``SimPair`` on the simulated clock (1 ms
+    links)."""
+    sim = Simulator(default_link=LinkProfile(delay=0.001))
+    return run_on(sim, config, SimPair(sim, answered, capacity))

@@ -19,11 +19,11 @@ import pytest
 from lmaload import results as res
 from lmaload.lma_pair import free_port
 from lmaload.protocol import LmaConfig, LmaEngine
-from lmaload.run import RunConfig, Runner
+from lmaload.run import RunConfig
 from lmaload.run_checks import exit_status
 from lmaload.sim import LinkProfile, Simulator
 from tests.conftest import USER_ACTIVE
-from tests.sim_target import SimLoop
+from tests.sim_target import run_on
 
 MNS, MAGS, RATE = 600, 6, 600.0
 LMA = IPv6Address("2001:db8:1::1")
@@ -82,15 +82,7 @@ def restart_run(counter_after: int | None, **options: Any) -> dict[str, Any]:
     config = RunConfig(
         mns=MNS, mags=MAGS, rate=RATE, mode="restart", restart_after=RESTART_AFTER, **options
     )
-    runner = Runner(
-        config,
-        SimSingle(sim, counter_after),  # type: ignore[arg-type]
-        None,
-        None,
-        clock=lambda: sim.now,
-        mag_loop=lambda engine: SimLoop(sim, engine),  # type: ignore[arg-type,return-value]
-    )
-    return runner.run()
+    return run_on(sim, config, SimSingle(sim, counter_after))
 
 
 @pytest.fixture(scope="module")

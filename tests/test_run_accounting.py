@@ -10,33 +10,23 @@ from typing import Any
 import pytest
 
 from lmaload import results as res
-from lmaload.run import RunConfig, Runner
+from lmaload.run import RunConfig
 from lmaload.run_checks import exit_status
-from lmaload.sim import LinkProfile, Simulator
-from tests.sim_target import SimLoop, SimPair
+from tests.sim_target import simulated_run
 
 MNS, MAGS, RATE = 2000, 10, 1000.0
 
 
-def simulated_run(
+def accounted_run(
     answered: int | None, fail_at: float | None = None, **options: Any
 ) -> dict[str, Any]:
-    sim = Simulator(default_link=LinkProfile(delay=0.001))
     config = RunConfig(mns=MNS, mags=MAGS, rate=RATE, sync="async", fail_at=fail_at, **options)
-    runner = Runner(
-        config,
-        SimPair(sim, answered),  # type: ignore[arg-type]
-        None,
-        None,
-        clock=lambda: sim.now,
-        mag_loop=lambda engine: SimLoop(sim, engine),  # type: ignore[arg-type,return-value]
-    )
-    return runner.run()
+    return simulated_run(config, answered)
 
 
 @pytest.fixture(scope="module")
 def stalled() -> dict[str, Any]:
-    return simulated_run(answered=500)
+    return accounted_run(answered=500)
 
 
 def test_a_stalled_lma_fails_the_run(stalled) -> None:
@@ -76,7 +66,7 @@ def test_the_failover_accounting_adds_up(stalled) -> None:
 
 
 def test_a_healthy_run_keeps_its_numbers() -> None:
-    results = simulated_run(answered=None)
+    results = accounted_run(answered=None)
     assert exit_status(results) == (0, [])
     reg = results["registration"]
     assert (reg["registered"], reg["given_up"], reg["unanswered"]) == (MNS, 0, 0)
@@ -92,7 +82,7 @@ def test_a_healthy_run_keeps_its_numbers() -> None:
 def test_a_run_without_heartbeats_or_timestamps() -> None:
     """--heartbeats off --pbu-order sequence: the start-up check registers and de-registers mn0
     with each LMA (4 PBUs), the MAGs learn of the failure from PBUs or the HA Switch alone."""
-    results = simulated_run(
+    results = accounted_run(
         answered=None, heartbeats="off", failure_after=2, lifetime=8.0, pbu_order="sequence"
     )
     assert exit_status(results) == (0, [])
@@ -105,7 +95,7 @@ def test_a_run_without_heartbeats_or_timestamps() -> None:
 def test_the_schedule_goes_on_through_a_failure_during_the_registrations() -> None:
     """The active fails 1 s into a 2 s schedule: the mobile nodes not yet registered register
     with the standby once their MAG failed over, counted apart, and every one of them is."""
-    results = simulated_run(answered=None, fail_at=1.0)
+    results = accounted_run(answered=None, fail_at=1.0)
     reg, summary = results["registration"], results["takeover"]["summary"]
     assert reg["cut_by_failure"] and reg["not_sent"] > 0
     assert results["final"]["registered"] == MNS
