@@ -79,7 +79,7 @@ class RunConfig:
     """The options of ``lmaload run``."""
 
     # The default run: 25 000 MNs at 1 000/s, about 30 s with before-ack sync. The embedded
-    # pair sustains about 14 000/s before-ack on a quiet 2-vCPU box (`lmaload bench --e2e`); a
+    # pair sustains about 16 000/s before-ack on a quiet 2-vCPU box (`lmaload bench --e2e`); a
     # user's box may be slower or busy: the default stays well under a quarter of it.
     mns: int = 25_000
     mags: int = 100
