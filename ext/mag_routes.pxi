@@ -111,40 +111,56 @@ cdef class ReceiveClock:
         open_histogram(&self.delay, histogram)
         self.histogram = histogram
 
+    cdef Py_ssize_t run_end(
+        self, const double* when, Py_ssize_t start, Py_ssize_t n, double spread
+    ) noexcept:
+        """The end of the run from ``start``: its known arrivals span at most ``spread``."""
+        cdef double first = NAN
+        cdef Py_ssize_t end = start
+        while end < n:
+            if when[end] == when[end]:  # not NaN
+                if first != first:
+                    first = when[end]
+                elif when[end] - first > spread:
+                    break
+            end += 1
+        return end
+
+    cdef double time_of(
+        self, const double* when, Py_ssize_t start, Py_ssize_t end, double now
+    ) noexcept:
+        """When the kernel received ``when[start:end]``: its last known arrival, not after
+        ``now`` (``now`` when none is known); the delay from its first recorded, not folded."""
+        cdef double earliest = INFINITY, last = -INFINITY
+        cdef Py_ssize_t i
+        for i in range(start, end):
+            if when[i] == when[i]:
+                earliest = min(earliest, when[i])
+                last = max(last, when[i])
+        if earliest > last:
+            return now
+        record(&self.delay, max(<int64_t>rint((now - earliest) * 1e6), 0))
+        return min(last, now)
+
     def received_at(self, arrival, double now) -> float:
         """``arrival``: Unix seconds per datagram, NaN where unknown (None: all unknown); ``now``
         when no time is known."""
-        if arrival is None:
+        if arrival is None or not len(arrival):
             return now
         cdef const double[:] a = arrival
-        cdef Py_ssize_t i
-        cdef double first = INFINITY, last = -INFINITY
-        for i in range(a.shape[0]):
-            if a[i] == a[i]:  # not NaN
-                first = min(first, a[i])
-                last = max(last, a[i])
-        if first > last:
-            return now
-        record(&self.delay, max(<int64_t>rint((now - first) * 1e6), 0))
+        cdef double at = self.time_of(&a[0], 0, a.shape[0], now)
         fold_range(&self.delay, self.histogram)
-        return min(last, now)
+        return at
 
     def runs(self, arrival, Py_ssize_t n, double spread) -> list:
         """Where to cut a batch of ``n`` so that each run's known arrivals span at most
         ``spread`` seconds: the end index of each run, in order ([n] when it is one run)."""
-        if arrival is None:
+        if arrival is None or not n:
             return [n]
         cdef const double[:] a = arrival
-        cdef Py_ssize_t i
-        cdef double first = NAN
+        cdef Py_ssize_t start = 0
         ends = []
-        for i in range(n):
-            if a[i] != a[i]:
-                continue
-            if first != first:
-                first = a[i]
-            elif a[i] - first > spread:
-                ends.append(i)
-                first = a[i]
-        ends.append(n)
+        while start < n:
+            start = self.run_end(&a[0], start, n, spread)
+            ends.append(start)
         return ends

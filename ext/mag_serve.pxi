@@ -278,24 +278,12 @@ cdef class MagServe:
         cdef uint8_t* d6 = <uint8_t*>data_of(self.dst)
         cdef double* when = <double*>data_of(self.arrival)
         cdef Py_ssize_t start, end
-        cdef double first, earliest, last, now
+        cdef double now
         while self.at < self.n:
-            start = end = self.at
-            first, earliest, last = NAN, INFINITY, -INFINITY
-            while end < self.n:
-                if when[end] == when[end]:
-                    if first != first:
-                        first = when[end]
-                    elif when[end] - first > self.spread:
-                        break
-                    earliest = min(earliest, when[end])
-                    last = max(last, when[end])
-                end += 1
+            start = self.at
+            end = self.clock.run_end(when, start, self.n, self.spread)
             self.at = end
-            now = wall_clock()
-            if first == first:
-                record(&self.clock.delay, max(<int64_t>rint((now - earliest) * 1e6), 0))
-                now = min(last, now)
+            now = self.clock.time_of(when, start, end, wall_clock())
             result = self.step.pbas_of(
                 b, lo + start, hi + start, s6 + start * ADDRESS, end - start, now,
                 <int64_t>rint(now * 1e9), now >= measure_from,
