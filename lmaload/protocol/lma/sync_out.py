@@ -16,6 +16,7 @@ import numpy as np
 
 from lmaload._ext.bce_sync import encode_sessions
 from lmaload._ext.checksum import mh_checksum
+from lmaload._ext.sync_plan import group_withheld, live_rows
 from lmaload.bulk_types import SyncBatch
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
@@ -234,13 +235,7 @@ class SyncOut:
         first_id = self._id
         batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
         first = next(iter(batches.values())).first
-        # The message carrying each withheld PBA's entry (-1: none, the entry is gone).
-        sorter = np.argsort(rows, kind="stable")
-        at = np.minimum(np.searchsorted(rows, waiting_rows, sorter=sorter), len(rows) - 1)
-        found = rows[sorter[at]] == waiting_rows
-        message = np.where(found, np.searchsorted(first, sorter[at], side="right") - 1, -1)
-        order = np.argsort(message, kind="stable")
-        bounds = np.searchsorted(message[order], np.arange(-1, len(first)))
+        order, bounds = group_withheld(rows, first, waiting_rows)
         self._release([withheld.take(order[bounds[0] : bounds[1]])], int(bounds[1] - bounds[0]))
         for k in range(len(first) - 1):
             ident = self._next_id()
@@ -253,19 +248,16 @@ class SyncOut:
         withheld, self._withheld = self._withheld, []
         if not withheld:
             return NO_ROWS, NO_COLUMNS
+        if len(withheld) == 1:
+            return withheld[0]
         rows = np.concatenate([r for r, _ in withheld])
         return rows, Columns.concat([c for _, c in withheld])
 
     def _live_rows(self) -> np.ndarray:
         """The live entries changed since the last packing, in the order of their first change,
         each once, dropping those that are no longer served here."""
-        if not self._live:
-            return np.zeros(0, dtype=np.int64)
-        rows = np.concatenate(self._live)
-        self._live = []
-        _, first = np.unique(rows, return_index=True)
-        rows = rows[np.sort(first)]
-        return rows[self._state.cache.rows["state"][rows] == BceState.ACTIVE]
+        live, self._live = self._live, []
+        return live_rows(live, self._state.cache.rows["state"], BceState.ACTIVE)
 
     def _encode_live(
         self, rows: np.ndarray, now: float, dst: IPv6Address, identifier: int, more: bool

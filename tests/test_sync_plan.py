@@ -1,0 +1,59 @@
+"""``lmaload._ext.sync_plan`` against the numpy it replaced in ``SyncOut._pack_changes``: the
+rows an SS-REP batch carries, and the message each withheld PBA waits for."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lmaload._ext.sync_plan import group_withheld, live_rows
+
+ACTIVE = 1
+
+
+def reference_live_rows(parts: list[np.ndarray], state: np.ndarray) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.concatenate(parts)
+    _, first = np.unique(rows, return_index=True)
+    rows = rows[np.sort(first)]
+    return rows[state[rows] == ACTIVE]
+
+
+def reference_group(
+    rows: np.ndarray, first: np.ndarray, waiting: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    sorter = np.argsort(rows, kind="stable")
+    at = np.minimum(np.searchsorted(rows, waiting, sorter=sorter), len(rows) - 1)
+    found = rows[sorter[at]] == waiting
+    message = np.where(found, np.searchsorted(first, sorter[at], side="right") - 1, -1)
+    order = np.argsort(message, kind="stable")
+    bounds = np.searchsorted(message[order], np.arange(-1, len(first)))
+    return order, bounds
+
+
+row_lists = st.lists(st.lists(st.integers(0, 19), max_size=12), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(row_lists, st.lists(st.sampled_from([0, 1, 2]), min_size=20, max_size=20))
+def test_live_rows(parts: list[list[int]], states: list[int]) -> None:
+    arrays = [np.array(p, dtype=np.int64) for p in parts]
+    # the cache's state column is a field of a structured array: strided
+    cache = np.zeros(20, dtype=[("expires", "f8"), ("state", "u1")])
+    cache["state"] = states
+    got = live_rows(arrays, cache["state"], ACTIVE)
+    assert got.tolist() == reference_live_rows(arrays, cache["state"]).tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.integers(1, 15), st.lists(st.integers(0, 29), max_size=25))
+def test_group_withheld(data: st.DataObject, n: int, waiting: list[int]) -> None:
+    rows = np.array(data.draw(st.permutations(range(30)))[:n], dtype=np.int64)
+    cuts = sorted(data.draw(st.sets(st.integers(1, n - 1), max_size=n - 1)) if n > 1 else [])
+    first = np.array([0, *cuts, n], dtype=np.int64)
+    want = np.array(waiting, dtype=np.int64)
+    order, bounds = group_withheld(rows, first, want)
+    expected_order, expected_bounds = reference_group(rows, first, want)
+    assert order.tolist() == expected_order.tolist()
+    assert bounds.tolist() == expected_bounds.tolist()
