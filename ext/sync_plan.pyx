@@ -2,16 +2,27 @@
 """The bookkeeping of the active LMA's State Sync packing (``protocol/lma/sync_out.py``),
 compiled: which binding cache rows an SS-REP batch carries (``live_rows``) and which SS-REP each
 withheld PBA waits for (``group_withheld``), each in one call instead of a dozen numpy calls on
-small arrays. ``tests/test_sync_plan.py`` checks both against their numpy twins.
+small arrays; and the SS-ACKs among a received batch (``scan_ss_acks``). ``tests/test_sync_plan.py``
+checks them against the numpy and the ``encode_ss_ack`` they replace.
 """
 
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort
+from libc.string cimport memcmp
+
+from lmaload.wire import codepoints as cp
 
 cnp.import_array()
+
+include "checksum.pxi"
+
+cdef enum:
+    SS_ACK_LENGTH = 16  # the fixed part padded to 8n octets
+
+cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
 
 
 cdef struct pair_t:
@@ -124,3 +135,49 @@ def group_withheld(const int64_t[::1] rows, const int64_t[::1] first, const int6
         place[msg[i] + 1] += 1
     free(place)
     return order, bounds
+
+
+def scan_ss_acks(buf, starts, ends, src, dst, bytes own, peers, bytes template):
+    """The datagrams ``buf[starts[i]:ends[i]]`` from one of ``peers`` ((p, 16) uint8) to ``own``
+    (16 octets) whose octets are ``template`` (an SS-ACK of Identifier 0 and checksum 0, as
+    ``encode_mh`` gives it) with their own Identifier and the checksum under their addresses:
+    (index, identifier, peer) arrays, in order."""
+    cdef const uint8_t[::1] b = buf if len(buf) else np.zeros(1, dtype=np.uint8)
+    cdef const int64_t[:] lo = np.asarray(starts, dtype=np.int64)
+    cdef const int64_t[:] hi = np.asarray(ends, dtype=np.int64)
+    cdef const uint8_t[:, ::1] s = np.ascontiguousarray(src, dtype=np.uint8)
+    cdef const uint8_t[:, ::1] d = np.ascontiguousarray(dst, dtype=np.uint8)
+    cdef const uint8_t[:, ::1] p = np.ascontiguousarray(peers, dtype=np.uint8).reshape(-1, 16)
+    cdef Py_ssize_t n = lo.shape[0], i, j, k = 0
+    cdef const uint8_t* t = template
+    cdef const uint8_t* m
+    cdef uint64_t sum
+    if len(own) != 16 or len(template) != SS_ACK_LENGTH:
+        raise ValueError("own is 16 octets and the template an SS-ACK's")
+    if hi.shape[0] != n or s.shape[0] != n or d.shape[0] != n or (n and (s.shape[1] != 16 or d.shape[1] != 16)):
+        raise ValueError("starts, ends, src and dst differ in length or width")
+    index = np.empty(n, dtype=np.int64)
+    identifier = np.empty(n, dtype=np.int64)
+    peer = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] ix = index, idf = identifier, pr = peer
+    cdef const uint8_t* me = own
+    for i in range(n):
+        if hi[i] - lo[i] != SS_ACK_LENGTH or not 0 <= lo[i] <= b.shape[0] - SS_ACK_LENGTH:
+            continue
+        m = &b[0] + lo[i]
+        if memcmp(m, t, 4) or memcmp(m + 6, t + 6, 2) or memcmp(m + 10, t + 10, SS_ACK_LENGTH - 10):
+            continue
+        if memcmp(&d[i, 0], me, 16):
+            continue
+        for j in range(p.shape[0]):
+            if not memcmp(&s[i, 0], &p[j, 0], 16):
+                break
+        else:
+            continue
+        sum = csum_pseudo_header(&s[i, 0], &d[i, 0], SS_ACK_LENGTH, IPPROTO_MH)
+        sum += csum_add(m, 4) + csum_add(m + 6, SS_ACK_LENGTH - 6)
+        if csum_fold(sum) != (m[4] << 8 | m[5]):
+            continue
+        ix[k], idf[k], pr[k] = i, m[8] << 8 | m[9], j
+        k += 1
+    return index[:k], identifier[:k], peer[:k]

@@ -1,12 +1,19 @@
-"""``lmaload._ext.sync_plan`` against the numpy it replaced in ``SyncOut._pack_changes``: the
-rows an SS-REP batch carries, and the message each withheld PBA waits for."""
+"""``lmaload._ext.sync_plan`` against what it replaced in ``SyncOut``: the rows an SS-REP batch
+carries and the message each withheld PBA waits for (numpy), the SS-ACKs of a received batch
+(octets against ``encode_ss_ack``)."""
 
 from __future__ import annotations
+
+from ipaddress import IPv6Address
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lmaload._ext.sync_plan import group_withheld, live_rows
+from lmaload._ext.sync_plan import group_withheld, live_rows, scan_ss_acks
+
+from lmaload.protocol.datagrams import Columns, Datagram
+from lmaload.protocol.lma.sync_out import _ss_ack_template, encode_ss_ack
+from lmaload.wire.codepoints import DEFAULT_CONFIG
 
 ACTIVE = 1
 
@@ -57,3 +64,55 @@ def test_group_withheld(data: st.DataObject, n: int, waiting: list[int]) -> None
     expected_order, expected_bounds = reference_group(rows, first, want)
     assert order.tolist() == expected_order.tolist()
     assert bounds.tolist() == expected_bounds.tolist()
+
+
+OWN = IPv6Address("::ffff:127.0.0.11")
+PEERS = [IPv6Address("::ffff:127.0.0.12"), IPv6Address("2001:db8::12")]
+STRANGER = IPv6Address("::ffff:127.0.0.99")
+
+
+def reference_acks(columns: Columns) -> list[tuple[int, int, int]]:
+    found = []
+    for i in range(len(columns)):
+        data, src, dst, _ = columns.datagram(i)
+        if src not in PEERS or dst != OWN or len(data) != 16:
+            continue
+        identifier = int.from_bytes(data[8:10])
+        if data == encode_ss_ack(identifier, src.packed, dst.packed, DEFAULT_CONFIG):
+            found.append((i, identifier, PEERS.index(src)))
+    return found
+
+
+@st.composite
+def acks(draw: st.DrawFn) -> Datagram:
+    src = draw(st.sampled_from([*PEERS, STRANGER]))
+    dst = draw(st.sampled_from([OWN, STRANGER]))
+    data = bytearray(
+        encode_ss_ack(draw(st.integers(0, 0xFFFF)), src.packed, dst.packed, DEFAULT_CONFIG)
+    )
+    if draw(st.booleans()):  # spoil one octet, or the length
+        at = draw(st.integers(0, 16))
+        if at == 16:
+            data += b"\0"
+        else:
+            data[at] ^= draw(st.integers(1, 255))
+    return Datagram(bytes(data), src, dst)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(acks(), max_size=8))
+def test_scan_ss_acks(datagrams: list[Datagram]) -> None:
+    columns = Columns.of(datagrams)
+    peers = np.array([p.packed for p in PEERS], dtype="S16").view(np.uint8)
+    index, identifier, peer = scan_ss_acks(
+        columns.buf,
+        columns.starts,
+        columns.ends,
+        columns.src,
+        columns.dst,
+        OWN.packed,
+        peers,
+        _ss_ack_template(DEFAULT_CONFIG),
+    )
+    got = list(zip(index.tolist(), identifier.tolist(), peer.tolist(), strict=True))
+    assert got == reference_acks(columns)

@@ -16,7 +16,7 @@ import numpy as np
 
 from lmaload._ext.bce_sync import encode_sessions
 from lmaload._ext.checksum import mh_checksum
-from lmaload._ext.sync_plan import group_withheld, live_rows
+from lmaload._ext.sync_plan import group_withheld, live_rows, scan_ss_acks
 from lmaload.bulk_types import SyncBatch
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
@@ -103,6 +103,8 @@ class SyncOut:
         self._id = 0
         self._pending: dict[int, PendingSync] = {}
         self._withheld_count = 0  # PBAs waiting for an SS-ACK: withheld, in changes or pending
+        self._peers = list(state.peers)
+        self._peer_rows = np.array([p.packed for p in self._peers], dtype="S16").view(np.uint8)
 
     @property
     def ack_latency(self) -> Histogram:
@@ -346,30 +348,20 @@ class SyncOut:
 
     def scan_acks(self, columns: Columns) -> list[tuple[int, int, IPv6Address]]:
         """The SS-ACKs of ``columns`` that the reference path would take as such: from a peer
-        to this LMA's address, their octets those of ``encode_ss_ack``. (index, identifier,
-        peer) of each, for ``on_ack``."""
+        to this LMA's address, their octets those of ``encode_ss_ack`` (``scan_ss_acks``).
+        (index, identifier, peer) of each, for ``on_ack``."""
         if not self._pending:  # then the reference path's verdict is as quick: unmatched
             return []
         state = self._state
-        starts, buf = columns.starts, columns.buf
-        sized = np.flatnonzero(columns.ends - starts == SS_ACK_LENGTH)
-        at = starts[sized]
-        candidates = sized[(buf[at + 2] == state.wire.mh_state_sync) & (buf[at + 6] == cp.SS_ACK)]
-        if not len(candidates):
-            return []
-        own = state.address.packed
-        peers = {p.packed: p for p in state.peers}
-        found = []
-        for i in candidates.tolist():
-            src, dst = columns.src[i].tobytes(), columns.dst[i].tobytes()
-            peer = peers.get(src)
-            if peer is None or dst != own:
-                continue
-            data = buf[starts[i] : starts[i] + SS_ACK_LENGTH].tobytes()
-            identifier = int.from_bytes(data[8:10])
-            if data == encode_ss_ack(identifier, src, dst, state.wire):
-                found.append((i, identifier, peer))
-        return found
+        index, identifier, peer = scan_ss_acks(
+            columns.buf, columns.starts, columns.ends, columns.src, columns.dst,
+            state.address.packed, self._peer_rows, _ss_ack_template(state.wire),
+        )  # fmt: skip
+        peers = self._peers
+        return [
+            (i, ident, peers[p])
+            for i, ident, p in zip(index.tolist(), identifier.tolist(), peer.tolist(), strict=True)
+        ]
 
     def on_ack(self, identifier: int, src: IPv6Address, now: float) -> None:
         pending = self._pending.get(identifier)
