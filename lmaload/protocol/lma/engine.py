@@ -226,7 +226,8 @@ class LmaEngine:
             left = np.flatnonzero(keep)
             columns = columns.take(left)
         try:
-            self._through_lane_and_reference(columns, now, batch, backlog, left)
+            if len(columns):  # not a batch of SS-ACKs alone
+                self._through_lane_and_reference(columns, now, batch, backlog, left)
         finally:  # also when the engine failed on a datagram: the driver takes the batch again
             # after it, where an SS-ACK taken here counts as unmatched
             for _, identifier, peer in acks:
