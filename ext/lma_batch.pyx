@@ -1,7 +1,7 @@
 # cython: language_level=3
-"""The codec of the LMA's fast lane: a batch of received PBUs scanned into PBU_SCAN_DTYPE records,
-the PBAs answering the accepted ones encoded into one buffer, and the SS-REPs of a peer scanned
-into SS_SESSION_DTYPE records (RFC 5844 framing is ext/framing.pyx).
+"""The codec of the LMA's fast lane: a batch of received PBUs scanned into PBU_SCAN_DTYPE records
+and the PBAs answering the accepted ones encoded into one buffer (RFC 5844 framing is
+ext/framing.pyx; the SS-REPs of a peer are ext/sync_ingest.pyx's).
 
 The pure-Python twin is lmaload.wire (decode_mh, encode_mh) with
 lmaload.protocol.pmip (ProxyBindingUpdate.parse, build_pba). ``scan_pbus`` marks a datagram
@@ -24,7 +24,7 @@ from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from lmaload.bulk_types import NO_MN_ID as NO_MN_ID_VALUE
-from lmaload.bulk_types import PBU_SCAN_DTYPE, SS_SESSION_DTYPE
+from lmaload.bulk_types import PBU_SCAN_DTYPE
 from lmaload.wire import codepoints as cp
 from lmaload.wire import messages as wm
 from lmaload.wire import options as wo
@@ -69,21 +69,6 @@ cdef uint32_t NO_MN_ID = NO_MN_ID_VALUE
 
 include "octets.pxi"
 include "mh_decode.pxi"
-
-
-cdef inline uint64_t native_sum(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    """Weight-256 sum of p[0:n], n a multiple of 8."""
-    cdef uint64_t b = 0
-    cdef Py_ssize_t k
-    for k in range(0, n, 8):
-        b += halves(load64(p + k))
-    return b
-
-
-cdef inline uint64_t address_sum(const uint8_t* src, const uint8_t* dst) noexcept nogil:
-    """Weight-256 sum of the pseudo-header's two addresses."""
-    return (halves(load64(src)) + halves(load64(src + 8))
-            + halves(load64(dst)) + halves(load64(dst + 8)))
 
 
 cdef object c_array(arr, dtype, name, shape=None):
@@ -446,186 +431,3 @@ def encode_pbas(buf, scan, sel, prefix, plen, lifetime, status, src, dst, config
                 da + 16 * j, sa + 16 * j,
             )
     return out, offsets
-
-
-# ---------------------------------------------------------------------------------------------
-# scan_ss_rep
-
-cdef packed struct session_t:
-    uint8_t ok
-    uint16_t flags
-    uint16_t seq
-    uint16_t lifetime
-    uint32_t tunnel
-    uint8_t proxy_coa[16]
-    int64_t mn_start
-    int16_t mn_len
-    uint8_t hnp[16]
-    uint8_t plen
-    uint8_t att
-    uint64_t ts
-    int64_t llid_start
-    int16_t llid_len
-    uint8_t has_lla
-    uint8_t lla[16]
-
-
-cdef int check_session_layout() except -1:
-    cdef const session_t[::1] sessions = np.zeros(1, dtype=SS_SESSION_DTYPE)
-    return 0
-
-
-check_session_layout()
-
-
-cdef enum:  # what an option type is in an SS-REP the scan takes
-    Q_OTHER = 0
-    Q_MNID = 1
-    Q_HNP = 2
-    Q_ATT = 4
-    Q_TS = 8
-    Q_LLID = 16
-    Q_LLA = 32
-    Q_PBCI = 64
-    Q_RC = 128
-    Q_REQUIRED = Q_MNID | Q_HNP | Q_ATT
-
-_SS_OPTION_KIND = {
-    wo.MobileNodeIdentifier: Q_MNID,
-    wo.HomeNetworkPrefix: Q_HNP,
-    wo.AccessTechnologyType: Q_ATT,
-    wo.Timestamp: Q_TS,
-    wo.MobileNodeLinkLayerIdentifier: Q_LLID,
-    wo.LinkLocalAddress: Q_LLA,
-    wo.ProxyBindingCacheInformation: Q_PBCI,
-    wo.RestartCounter: Q_RC,
-}
-
-
-@functools.lru_cache(maxsize=16)
-def _ss_tables(config):
-    """The State Sync MH type, then the scan's kind per option type, under ``config``."""
-    table = bytearray(257)
-    table[0] = config.mh_state_sync
-    for code, cls in wo.option_classes(config).items():
-        table[1 + code] = _SS_OPTION_KIND.get(cls, Q_OTHER)
-    return bytes(table)
-
-
-cdef bint host_bits(const uint8_t* prefix, uint8_t plen) noexcept nogil:
-    """Whether the prefix has bits set beyond plen (IPv6Network, strict, refuses it)."""
-    cdef int k
-    cdef uint8_t q = plen >> 3
-    if q >= 16:
-        return False
-    if prefix[q] & <uint8_t>(0xFF >> (plen & 7)):
-        return True
-    for k in range(q + 1, 16):
-        if prefix[k]:
-            return True
-    return False
-
-
-cdef Py_ssize_t scan_sessions(
-    const uint8_t* mh, Py_ssize_t n, const uint8_t* kinds, const wire_t* w, session_t* out,
-    int64_t* counter,
-) noexcept nogil:
-    """Sessions of the SS-REP options mh[10:n] into out; -1 when the scan declines."""
-    cdef Py_ssize_t off = 10, body, count = 0
-    cdef uint8_t kind = 0, length, k
-    cdef int seen = 0
-    cdef session_t* s = NULL
-    counter[0] = -1
-    while True:
-        body = next_option(mh, &off, n, &kind)
-        if body == OPTIONS_MALFORMED:
-            return -1
-        if body == OPTIONS_END:
-            break
-        length = mh[body - 1]
-        k = kinds[kind]
-        if k == Q_OTHER or not length_ok(w.option_kind[kind], mh, body):
-            return -1
-        if k == Q_RC:
-            if s != NULL or counter[0] >= 0:
-                return -1  # only one lead Restart Counter, before the sessions
-            counter[0] = be32(mh + body)
-            continue
-        if k == Q_PBCI:
-            if length != PBCI_FIXED_LENGTH:
-                return -1  # a nested PBCI: the reference path flattens it
-            if s != NULL:
-                s.ok = (seen & Q_REQUIRED) == Q_REQUIRED
-            s = out + count
-            count += 1
-            memset(s, 0, sizeof(session_t))
-            s.llid_len = -1
-            s.flags = be16(mh + body)
-            s.seq = be16(mh + body + 2)
-            s.lifetime = be16(mh + body + 4)
-            s.tunnel = be32(mh + body + 8)
-            memcpy(s.proxy_coa, mh + body + 12, 16)
-            seen = 0
-            continue
-        if s == NULL or seen & k:
-            return -1  # options outside a session, or twice in one
-        seen |= k
-        if k == Q_MNID:
-            if length < 2 or mh[body] != MNID_SUBTYPE_NAI:
-                return -1  # the scan wants a non-empty NAI
-            s.mn_start = body + 1
-            s.mn_len = length - 1
-        elif k == Q_HNP:
-            if host_bits(mh + body + 2, mh[body + 1]):
-                return -1
-            s.plen = mh[body + 1]
-            memcpy(s.hnp, mh + body + 2, 16)
-        elif k == Q_ATT:
-            s.att = mh[body + 1]
-        elif k == Q_TS:
-            s.ts = bswap64(load64(mh + body))
-        elif k == Q_LLID:
-            s.llid_start = body + 2
-            s.llid_len = length - 2
-        else:  # Q_LLA
-            s.has_lla = 1
-            memcpy(s.lla, mh + body, 16)
-    if s != NULL:
-        s.ok = (seen & Q_REQUIRED) == Q_REQUIRED
-    return count
-
-
-def scan_ss_rep(data, bytes src not None, bytes dst not None, config=DEFAULT_CONFIG):
-    """An SS-REP Mobility Header ``data`` (received from ``src`` at ``dst``, 16 octets each) as
-    (flags, identifier, lead Restart Counter or -1, SS_SESSION_DTYPE records; MN-ID and LL-ID
-    offsets into ``data``), or None when the scan declines it and the reference decoder must
-    read it: malformed, a bad checksum, not an SS-REP, nested PBCIs, options other than the
-    session ones and one lead Restart Counter, an option twice in a session, an MN-ID that is
-    not a non-empty NAI, an HNP with host bits set. The records are what ``StateSync.sessions``
-    and ``SyncedSession.parse`` give, ``ok`` 0 where parse gives None."""
-    if len(src) != 16 or len(dst) != 16:
-        raise ValueError("src and dst are 16 octets")
-    buf = octets(data)
-    cdef const uint8_t* mh = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>buf)
-    cdef Py_ssize_t n = len(buf)
-    cdef bytes tables = _ss_tables(config)
-    cdef const uint8_t* t = <const uint8_t*>tables
-    cdef wire_t w
-    fill_wire(&w, config)
-    if n < 16 or mh[0] != PAYLOAD_PROTO_NONE or (mh[1] + 1) * 8 != n or mh[2] != t[0]:
-        return None
-    if mh[6] != cp.SS_REPLY:
-        return None
-    out = np.zeros(n // 30 + 1, dtype=SS_SESSION_DTYPE)
-    cdef session_t* rec = <session_t*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    cdef int64_t counter
-    cdef Py_ssize_t count
-    cdef const uint8_t* s = src
-    cdef const uint8_t* d = dst
-    with nogil:
-        count = scan_sessions(mh, n, t + 1, &w, rec, &counter)
-        if count >= 0 and finish(n + IPPROTO_MH, address_sum(s, d) + native_sum(mh, n)) != 0:
-            count = -1
-    if count < 0:
-        return None
-    return mh[7], be16(mh + 8), counter, out[:count]

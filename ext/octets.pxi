@@ -16,6 +16,21 @@ cdef inline uint64_t halves(uint64_t v) noexcept nogil:
     return <uint32_t>v + (v >> 32)
 
 
+cdef inline uint64_t native_sum(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """Weight-256 sum of p[0:n], n a multiple of 8."""
+    cdef uint64_t b = 0
+    cdef Py_ssize_t k
+    for k in range(0, n, 8):
+        b += halves(load64(p + k))
+    return b
+
+
+cdef inline uint64_t address_sum(const uint8_t* src, const uint8_t* dst) noexcept nogil:
+    """Weight-256 sum of the pseudo-header's two addresses."""
+    return (halves(load64(src)) + halves(load64(src + 8))
+            + halves(load64(dst)) + halves(load64(dst + 8)))
+
+
 cdef inline uint64_t fold16(uint64_t s) noexcept nogil:
     """s reduced to 16 bits with end-around carries (same value modulo 0xFFFF)."""
     s = <uint32_t>s + (s >> 32)

@@ -130,7 +130,7 @@ PBU_SCAN_DTYPE = np.dtype(
     align=False,
 )
 
-# One record per session of a State Synchronization Reply (lmaload._ext.lma_batch.scan_ss_rep):
+# One record per session of a State Synchronization Reply (lmaload._ext.sync_ingest.scan_ss_rep):
 # the PBCI's fields and its MN options. ``ok`` is 0 for a session missing a mandatory MN option
 # (MN-ID, HNP, ATT), which the standby drops, as ``SyncedSession.parse`` returns None.
 SS_SESSION_DTYPE = np.dtype(

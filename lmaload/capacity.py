@@ -43,6 +43,7 @@ from lmaload.lma_pair import EmbeddedPair, LmaStartError
 from lmaload.measure.goodput import achieved_rate, scheduled_window
 from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate
+from lmaload.procstat import freeze_heap
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
 from lmaload.run import SLICE, MagDriver
@@ -262,6 +263,7 @@ class CapacitySearch:
                 raise CapacityError(
                     f"the LMA did not answer the MAGs' {probe} within {READY_TIMEOUT:g} s"
                 )
+            freeze_heap()
             start = self.clock()
             engine.start_schedule(start)
             until = (engine.last_scheduled or start) + cfg.drain

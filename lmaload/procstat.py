@@ -1,10 +1,12 @@
 """Processes as the kernel sees them: another process's CPU time and resident memory (/proc),
-and pinning a process, every thread of it, to one CPU (benchmarks measure one core against
-another)."""
+pinning a process, every thread of it, to one CPU (benchmarks measure one core against
+another), and keeping the garbage collector's full passes short in a process that measures
+latency."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from pathlib import Path
 
@@ -16,6 +18,16 @@ def pin(cpu: int, pid: int = 0) -> None:
     for task in Path(f"/proc/{pid or os.getpid()}/task").iterdir():
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(int(task.name), {cpu})
+
+
+def freeze_heap() -> None:
+    """Collect, then put every object alive now out of the garbage collector's reach
+    (``gc.freeze``). Call it when start-up is done: a full collection otherwise walks every
+    module, class and function imported (numpy, click, prometheus-client), 12-15 ms of CPU
+    measured in an LMA of the embedded pair, a stall in the middle of the latencies a run
+    measures; frozen, the same pass takes about 3 ms."""
+    gc.collect()
+    gc.freeze()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -54,6 +54,7 @@ from lmaload.measure.schedule import Schedule, Stage
 from lmaload.measure.series import SeriesRecorder
 from lmaload.population import Population, PopulationSpec, generate
 from lmaload.population import SessionState as S
+from lmaload.procstat import freeze_heap
 from lmaload.progress import Progress
 from lmaload.protocol.mag import MagEngine
 from lmaload.protocol.mag_config import MagConfig
@@ -298,6 +299,7 @@ class Runner:
         self.loop = loop = self._mag_loop(engine)
         try:
             self._wait_for_lmas(engine, routes)
+            freeze_heap()
             start = self.clock() if cfg.start_at is None else cfg.start_at
             if cfg.start_at is not None and start < self.clock():
                 raise RunError("--start-at passed before every LMA answered")

@@ -1,7 +1,8 @@
-"""The compiled SS-REP scan (lmaload._ext.lma_batch.scan_ss_rep) against the reference decoder:
+"""The compiled SS-REP scan (lmaload._ext.sync_ingest.scan_ss_rep) against the reference decoder:
 whatever it accepts, decode_mh + StateSync.sessions + SyncedSession.parse must read the same way
-(flags, identifier, lead Restart Counter, every session's fields, the sessions parse drops); and
-what our own encoders send it must accept."""
+(flags, identifier, lead Restart Counter, every session's fields, the sessions parse drops); what
+our own encoders send it must accept; and the standby's whole ingest (``sync_ingest.ingest``)
+against the reference path."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import random
 from ipaddress import IPv6Address, IPv6Network
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lmaload._ext.bce_sync import encode_sessions
-from lmaload._ext.lma_batch import scan_ss_rep
+from lmaload._ext.sync_ingest import scan_ss_rep
 
 from lmaload.protocol import Datagram, Datagrams, LmaConfig, LmaEngine
 from lmaload.protocol.binding_cache import BceState, BindingCache, prefix_key
@@ -20,6 +22,7 @@ from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.redundancy import SyncedSession
 from lmaload.wire import (
     AccessTechnologyType,
+    Heartbeat,
     HomeNetworkPrefix,
     LinkLocalAddress,
     MobileNodeIdentifier,
@@ -39,6 +42,7 @@ from tests.strategies import mn_options, pbci, sync_options
 
 SRC = IPv6Address("2001:db8:1::1")
 DST = IPv6Address("2001:db8:2::2")
+MAG = IPv6Address("2001:db8:aa::9")
 OTHER_CONFIG = WireConfig(mh_state_sync=210, opt_pbci=230, opt_bci=231)
 configs = st.sampled_from([DEFAULT_CONFIG, OTHER_CONFIG])
 
@@ -280,3 +284,108 @@ def test_what_the_scan_declines() -> None:
     request = encode_mh(StateSync(cp.SS_REQUEST, 1, 0, ()), SRC, DST)
     assert scan_ss_rep(request, SRC.packed, DST.packed) is None
     assert scan_ss_rep(np.zeros(3, dtype=np.uint8), SRC.packed, DST.packed) is None
+
+
+def ingest_state(engine: LmaEngine) -> tuple:
+    cache = engine.cache
+    live = cache.live_rows()
+    return (
+        cache.rows[live].tobytes(),
+        [cache.mn_ids[r] for r in live],
+        [cache.prefix_keys[r] for r in live],
+        [cache.ll_ids[r] for r in live],
+        sorted(cache._by_mn.items()),
+        sorted(cache._by_prefix.items()),
+        sorted(cache._by_mag.items()),
+        engine.counters,
+        engine.state.lmaa_restart_counter,
+        engine.next_timer(),
+        [(e.kind, e.detail) for e in engine.pop_events()],
+    )
+
+
+def random_session(rng: random.Random, mns: list[bytes], ts: float) -> list:
+    """One session of a random MN: a refresh, a deletion, an older copy, another MN on its
+    prefix, one missing its ATT, with or without Timestamp, LL-ID and link-local address."""
+    k = rng.randrange(len(mns))
+    mn = mns[k]
+    if rng.random() < 0.05:
+        mn = b"thief@x"  # another MN on this prefix: the held entry is withdrawn first
+    prefix = HomeNetworkPrefix(IPv6Address((0x20010DB8 << 96) | (k << 64)), 64)
+    kind = rng.random()
+    lifetime = 0 if kind < 0.1 else rng.choice([10, 100, 300])
+    stamp = ts - rng.choice([1.0, 100.0]) if kind > 0.9 else ts
+    mag = IPv6Address(f"2001:db8:aa::{rng.randrange(1, 4)}")
+    seq = int(stamp * 10) & 0xFFFF
+    options = [ProxyBindingCacheInformation(cp.PBU_DEFAULT_FLAGS, seq, lifetime, k + 1, mag)]
+    options.append(MobileNodeIdentifier(mn))
+    options.append(prefix)
+    if rng.random() > 0.03:
+        options.append(AccessTechnologyType(4))
+    if rng.random() < 0.8:
+        options.append(Timestamp.from_unix(stamp))
+    if rng.random() < 0.3:
+        options.append(MobileNodeLinkLayerIdentifier(bytes([0, 0, 2, k & 0xFF])))
+    if rng.random() < 0.3:
+        options.append(LinkLocalAddress(IPv6Address("fe80::1")))
+    return options
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ingest_matches_the_reference_path(seed: int) -> None:
+    """The same SS-REPs given as columns (the compiled ingest) to one standby and as datagrams
+    (decode_mh + SyncIn.on_reply) to another: the same binding cache and indexes, counters,
+    Restart Counter, timers, events and SS-ACK octets — over refreshes, deletions, older
+    copies, sessions missing an option, a prefix taken by another MN, corrupt messages, an
+    unknown peer, a full sync this LMA asked for, and batches mixed with other traffic."""
+    rng = random.Random(seed)
+    config = LmaConfig(address=DST, peers=(SRC,), role="standby")
+    fast, reference = LmaEngine(config, 1e9), LmaEngine(config, 1e9)
+    mns = [b"mn%d@sync.example" % i for i in range(rng.choice([5, 40, 200]))]
+    now, ident = 1e9, 0
+    for step in range(25):
+        now += rng.choice([0.001, 0.5, 30.0, 400.0])
+        for engine in (fast, reference):
+            if (due := engine.next_timer()) is not None and due <= now:
+                engine.handle_timer(now)
+        requested = None
+        if step % 7 == 3:
+            for engine in (fast, reference):
+                engine.sync_in.request_full_sync(SRC, now, 1.0)
+            requested = fast.sync_in._requests[SRC][0]
+        assert sent(fast.datagrams_to_send()) == sent(reference.datagrams_to_send())
+        batch = []
+        for _ in range(rng.randrange(1, 12)):
+            options = [
+                o for _ in range(rng.randrange(1, 20)) for o in random_session(rng, mns, now)
+            ]
+            if rng.random() < 0.3:
+                options.insert(0, RestartCounter(rng.randrange(1 << 32)))
+            ident = ident % 0xFFFF + 1
+            flags = rng.choice([cp.SS_FLAG_A, cp.SS_FLAG_A, 0])
+            if requested is not None:
+                ident, flags = requested, rng.choice([0, cp.SS_FLAG_M])
+            mh = encode_mh(StateSync(cp.SS_REPLY, ident, flags, tuple(options)), SRC, DST)
+            src, dst, kind = SRC, DST, rng.random()
+            if kind < 0.05:
+                src = IPv6Address("2001:db8:6::6")  # an unknown peer
+                mh = encode_mh(StateSync(cp.SS_REPLY, ident, flags, tuple(options)), src, DST)
+            elif kind < 0.1:
+                mh = bytearray(mh)
+                mh[rng.randrange(len(mh))] ^= 1 << rng.randrange(8)
+                mh = bytes(mh)
+            batch.append(Datagram(mh, src, dst, now))
+        if rng.random() < 0.3:  # last: the ingest takes the SS-REPs as if they came first
+            hb = encode_mh(Heartbeat(rng.randrange(1 << 16)), MAG, DST)
+            batch.append(Datagram(hb, MAG, DST, now))
+        fast.receive(Datagrams([Columns.of(batch)]), now)
+        reference.receive(Datagrams(batch), now)
+        assert sent(fast.datagrams_to_send()) == sent(reference.datagrams_to_send())
+        assert ingest_state(fast) == ingest_state(reference)
+    counters = fast.counters
+    assert counters.sessions_synced_in > 0 and counters.drops["stale_sync"] > 0
+    assert counters.drops["bad_synced_session"] > 0 and counters.drops["unknown_peer"] > 0
+
+
+def sent(out: Datagrams) -> list[tuple[bytes, IPv6Address, IPv6Address]]:
+    return [(d.data, d.src, d.dst) for d in out]

@@ -22,7 +22,6 @@ from ipaddress import IPv6Address
 
 import numpy as np
 
-from lmaload._ext.lma_batch import scan_ss_rep
 from lmaload._ext.lma_step import HEARTBEAT, REFERENCE
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState, BindingCache
@@ -186,11 +185,10 @@ class LmaEngine:
 
     # --- receive dispatch ----------------------------------------------------------------------
 
-    def _receive_datagram(self, datagram: Datagram, now: float, as_columns: bool = False) -> None:
-        """One datagram by the reference path; ``as_columns``: it arrived in columns, and an
-        SS-REP is read by the compiled scan where it can be."""
+    def _receive_datagram(self, datagram: Datagram, now: float) -> None:
+        """One datagram by the reference path."""
         data, src, dst, arrival = datagram
-        self._receive_one(data, src, dst, now, now if arrival is None else arrival, as_columns)
+        self._receive_one(data, src, dst, now, now if arrival is None else arrival)
 
     def _receive_datagrams(
         self, datagrams: list[Datagram], now: float, batch: Datagrams, backlog: bool
@@ -216,17 +214,24 @@ class LmaEngine:
             datagrams = [columns.datagram(i) for i in range(len(columns))]
             self._receive_datagrams(datagrams, now, batch, backlog)
             return
-        # SS-ACKs are taken out of the lane's way and acted on after the rest of the batch.
+        # SS-REPs are taken before the rest of the batch (as if they had arrived first), SS-ACKs
+        # out of the lane's way and acted on after it.
         total = len(columns)
+        synced = self.sync_in.ingest(columns, now)
+        if synced is not None and len(synced) == total:  # nothing but SS-REPs
+            batch.done = base + total
+            return
         acks = self.sync_out.scan_acks(columns)
         left = None
-        if acks:
+        if acks or synced is not None:
             keep = np.ones(total, dtype=bool)
             keep[[i for i, _, _ in acks]] = False
+            if synced is not None:
+                keep[synced] = False
             left = np.flatnonzero(keep)
             columns = columns.take(left)
         try:
-            if len(columns):  # not a batch of SS-ACKs alone
+            if len(columns):
                 self._through_lane_and_reference(columns, now, batch, backlog, left)
         finally:  # also when the engine failed on a datagram: the driver takes the batch again
             # after it, where an SS-ACK taken here counts as unmatched
@@ -262,7 +267,7 @@ class LmaEngine:
                     self.state.counters.pbu_shed[reason] += int(counts[mark])
         for i in self._through_lane(scanned, now):
             batch.done = base + (i if left is None else int(left[i]))  # the lane took those before
-            self._receive_datagram(columns.datagram(i), now, as_columns=True)
+            self._receive_datagram(columns.datagram(i), now)
 
     def _through_lane(self, batch: LaneBatch, now: float) -> Iterator[int]:
         """Run ``batch`` through the fast lane and the heartbeat responder (a plain LMA's: Binding
@@ -332,20 +337,10 @@ class LmaEngine:
         dst: IPv6Address,
         now: float,
         arrival: float,
-        as_columns: bool = False,
     ) -> None:
         state = self.state
         if dst != state.address and not (dst == state.lmaa and self.ownership.owns_lmaa):
             state.drop("not_local")
-            return
-        if (
-            as_columns
-            and len(data) > 8
-            and data[2] == state.wire.mh_state_sync
-            and src in state.peers
-            and (scanned := scan_ss_rep(data, src.packed, dst.packed, state.wire)) is not None
-        ):
-            self.sync_in.on_scanned_reply(data, scanned, src, now)
             return
         try:
             decoded = decode_mh(data, src, dst, state.wire)

@@ -1,7 +1,8 @@
 """State Synchronization into this LMA (spec-digest §7.2, R14, R15, R27): the full-sync request
 it sends to a peer that turned active, and the SS-REPs it stores as SYNCED entries anchored at
-their sender — by the compiled scan and store (``lma_batch.scan_ss_rep``, ``lane.apply_synced``)
-where they apply, else by the reference decoder.
+their sender — the SS-REPs of a received batch in one compiled call (``ingest``, over
+``sync_ingest.ingest``), those it declines by the reference decoder (``on_reply``), which
+defines what both do.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from ipaddress import IPv6Address
 
 import numpy as np
 
-from lmaload._ext.lane import Synced, apply_synced
+from lmaload._ext.sync_ingest import ingest
 from lmaload.protocol.binding_cache import BceState, prefix_key
+from lmaload.protocol.datagrams import Columns
 from lmaload.protocol.lma.ownership import Ownership
 from lmaload.protocol.lma.state import LmaState
 from lmaload.protocol.lma.sync_out import encode_ss_ack
@@ -37,6 +39,14 @@ class SyncIn:
         self._ownership = ownership
         self._requests: dict[IPv6Address, tuple[int, float]] = {}  # peer → (Id, interval)
         self._rng = random.Random(int(state.address))
+        # What ``ingest`` is given: the peers' packed addresses (None: no peer, or a plain LMA,
+        # which does not take State Sync), this LMA's, and the SS-ACK template.
+        self._peers: np.ndarray | None = None
+        if state.peers and not state.config.plain:
+            octets = b"".join(p.packed for p in state.peers)
+            self._peers = np.frombuffer(octets, dtype=np.uint8).reshape(-1, 16)
+        self._own = state.address.packed
+        self._ack_template = encode_ss_ack(0, bytes(16), bytes(16), state.wire)
 
     def request_full_sync(self, peer: IPv6Address, now: float, interval: float) -> None:
         """SS-REQ for all sessions: one ALL_ZERO HNP of length 0 (R27); random non-zero Id."""
@@ -57,29 +67,51 @@ class SyncIn:
         self._state.timers.cancel(("ssreq", peer))
         self._requests.pop(peer, None)
 
-    def on_scanned_reply(
-        self,
-        data: bytes,
-        scanned: tuple[int, int, int, np.ndarray],
-        src: IPv6Address,
-        now: float,
-    ) -> None:
-        """An SS-REP the compiled scan read (``lma_batch.scan_ss_rep``), stored in one call to
-        ``lane.apply_synced`` — the same as ``on_reply``."""
+    def ingest(self, columns: Columns, now: float) -> np.ndarray | None:
+        """Take the SS-REPs of ``columns`` from a peer to this LMA's address that the compiled
+        scan reads, as ``on_reply`` would one by one: sessions stored, SS-ACKs queued as one run
+        of columns. The indexes of the datagrams taken, None for none; the rest are left to the
+        reference path."""
         state = self._state
-        flags, identifier, counter, sessions = scanned
-        state.counters.ss_rep_received += 1
-        if counter >= 0 and not self._ownership.owns_lmaa:
-            state.lmaa_restart_counter = counter
-        done = Synced(len(sessions))
-        buf = np.frombuffer(data, dtype=np.uint8)
-        apply_synced(state.cache, buf, sessions, src.packed, now, state.delete, done)
+        if self._peers is None:
+            return None
+        done = ingest(
+            state.cache,
+            columns.buf,
+            columns.starts,
+            columns.ends,
+            columns.src,
+            columns.dst,
+            self._own,
+            self._peers,
+            now,
+            state.delete,
+            self._ack_template,
+            state.wire,
+        )
+        if done is None:
+            return None
+        counters = state.counters
+        counters.ss_rep_received += done.messages
         for reason, count in (("bad_synced_session", done.bad), ("stale_sync", done.stale)):
             if count:
-                state.counters.drops[reason] += count
-        state.expiry.push_many(done.row[: done.count], done.expires[: done.count])
-        state.counters.sessions_synced_in += done.count
-        self._after_reply(flags, identifier, src, now)
+                counters.drops[reason] += count
+        if done.counter >= 0 and not self._ownership.owns_lmaa:
+            state.lmaa_restart_counter = done.counter
+        if done.count:
+            state.expiry.push_many(done.row[: done.count], done.expires[: done.count])
+            counters.sessions_synced_in += done.count
+        if len(done.acks):
+            state.out.extend(
+                [Columns.from_offsets(done.acks, done.ack_offsets, done.ack_src, done.ack_dst)]
+            )
+        if self._requests:
+            peers = list(state.peers)
+            for flags, identifier, peer in zip(
+                done.flags.tolist(), done.identifier.tolist(), done.peer.tolist(), strict=True
+            ):
+                self._end_request(flags, identifier, peers[peer], now)
+        return done.taken
 
     def on_reply(self, msg: StateSync, src: IPv6Address, now: float) -> None:
         self._state.counters.ss_rep_received += 1
@@ -112,6 +144,11 @@ class SyncIn:
             address = state.address
             ack = encode_ss_ack(identifier, address.packed, src.packed, state.wire)
             state.out.append(ack, address, src)
+        self._end_request(flags, identifier, src, now)
+
+    def _end_request(self, flags: int, identifier: int, src: IPv6Address, now: float) -> None:
+        """The last SS-REP (M=0) answering this LMA's full-sync request to ``src`` ends it."""
+        state = self._state
         request = self._requests.get(src)
         if request is not None and request[0] == identifier and not flags & cp.SS_FLAG_M:
             del self._requests[src]
