@@ -137,47 +137,54 @@ def group_withheld(const int64_t[::1] rows, const int64_t[::1] first, const int6
     return order, bounds
 
 
-def scan_ss_acks(buf, starts, ends, src, dst, bytes own, peers, bytes template):
+cdef inline const void* data_of(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def scan_ss_acks(buf, starts, ends, src, dst, bytes own, peers, list peer_names, bytes template):
     """The datagrams ``buf[starts[i]:ends[i]]`` from one of ``peers`` ((p, 16) uint8) to ``own``
-    (16 octets) whose octets are ``template`` (an SS-ACK of Identifier 0 and checksum 0, as
-    ``encode_mh`` gives it) with their own Identifier and the checksum under their addresses:
-    (index, identifier, peer) arrays, in order."""
-    cdef const uint8_t[::1] b = buf if len(buf) else np.zeros(1, dtype=np.uint8)
-    cdef const int64_t[:] lo = np.asarray(starts, dtype=np.int64)
-    cdef const int64_t[:] hi = np.asarray(ends, dtype=np.int64)
-    cdef const uint8_t[:, ::1] s = np.ascontiguousarray(src, dtype=np.uint8)
-    cdef const uint8_t[:, ::1] d = np.ascontiguousarray(dst, dtype=np.uint8)
-    cdef const uint8_t[:, ::1] p = np.ascontiguousarray(peers, dtype=np.uint8).reshape(-1, 16)
-    cdef Py_ssize_t n = lo.shape[0], i, j, k = 0
+    (16 octets) whose octets are ``template`` (an SS-ACK of Identifier 0 as ``encode_mh`` gives
+    it, whatever its checksum) but for their own Identifier and the checksum under their
+    addresses: (index, identifier, ``peer_names[j]``) of each, in order, ``j`` its peer's row.
+    Raw pointers rather than typed memoryviews: this runs on every wakeup of an active LMA."""
+    buf_a = np.ascontiguousarray(buf, dtype=np.uint8)
+    lo_a = np.ascontiguousarray(starts, dtype=np.int64)
+    hi_a = np.ascontiguousarray(ends, dtype=np.int64)
+    src_a = np.ascontiguousarray(src, dtype=np.uint8)
+    dst_a = np.ascontiguousarray(dst, dtype=np.uint8)
+    peers_a = np.ascontiguousarray(peers, dtype=np.uint8)
+    cdef Py_ssize_t n = len(lo_a), size = buf_a.size, p = peers_a.size // 16, i, j
+    if len(own) != 16 or len(template) != SS_ACK_LENGTH or len(peer_names) != p:
+        raise ValueError("own is 16 octets, the template an SS-ACK's, a name for each peer")
+    if len(hi_a) != n or src_a.size != 16 * n or dst_a.size != 16 * n:
+        raise ValueError("starts, ends, src and dst differ in length or width")
+    cdef const uint8_t* b = <const uint8_t*>data_of(buf_a)
+    cdef const int64_t* lo = <const int64_t*>data_of(lo_a)
+    cdef const int64_t* hi = <const int64_t*>data_of(hi_a)
+    cdef const uint8_t* s = <const uint8_t*>data_of(src_a)
+    cdef const uint8_t* d = <const uint8_t*>data_of(dst_a)
+    cdef const uint8_t* ps = <const uint8_t*>data_of(peers_a)
     cdef const uint8_t* t = template
+    cdef const uint8_t* me = own
     cdef const uint8_t* m
     cdef uint64_t sum
-    if len(own) != 16 or len(template) != SS_ACK_LENGTH:
-        raise ValueError("own is 16 octets and the template an SS-ACK's")
-    if hi.shape[0] != n or s.shape[0] != n or d.shape[0] != n or (n and (s.shape[1] != 16 or d.shape[1] != 16)):
-        raise ValueError("starts, ends, src and dst differ in length or width")
-    index = np.empty(n, dtype=np.int64)
-    identifier = np.empty(n, dtype=np.int64)
-    peer = np.empty(n, dtype=np.int64)
-    cdef int64_t[::1] ix = index, idf = identifier, pr = peer
-    cdef const uint8_t* me = own
+    found = []
     for i in range(n):
-        if hi[i] - lo[i] != SS_ACK_LENGTH or not 0 <= lo[i] <= b.shape[0] - SS_ACK_LENGTH:
+        if hi[i] - lo[i] != SS_ACK_LENGTH or not 0 <= lo[i] <= size - SS_ACK_LENGTH:
             continue
-        m = &b[0] + lo[i]
+        m = b + lo[i]
         if memcmp(m, t, 4) or memcmp(m + 6, t + 6, 2) or memcmp(m + 10, t + 10, SS_ACK_LENGTH - 10):
             continue
-        if memcmp(&d[i, 0], me, 16):
+        if memcmp(d + 16 * i, me, 16):
             continue
-        for j in range(p.shape[0]):
-            if not memcmp(&s[i, 0], &p[j, 0], 16):
+        for j in range(p):
+            if not memcmp(s + 16 * i, ps + 16 * j, 16):
                 break
         else:
             continue
-        sum = csum_pseudo_header(&s[i, 0], &d[i, 0], SS_ACK_LENGTH, IPPROTO_MH)
+        sum = csum_pseudo_header(s + 16 * i, d + 16 * i, SS_ACK_LENGTH, IPPROTO_MH)
         sum += csum_add(m, 4) + csum_add(m + 6, SS_ACK_LENGTH - 6)
         if csum_fold(sum) != (m[4] << 8 | m[5]):
             continue
-        ix[k], idf[k], pr[k] = i, m[8] << 8 | m[9], j
-        k += 1
-    return index[:k], identifier[:k], peer[:k]
+        found.append((i, m[8] << 8 | m[9], peer_names[j]))
+    return found

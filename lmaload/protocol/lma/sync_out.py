@@ -353,15 +353,10 @@ class SyncOut:
         if not self._pending:  # then the reference path's verdict is as quick: unmatched
             return []
         state = self._state
-        index, identifier, peer = scan_ss_acks(
+        return scan_ss_acks(
             columns.buf, columns.starts, columns.ends, columns.src, columns.dst,
-            state.address.packed, self._peer_rows, _ss_ack_template(state.wire),
+            state.address.packed, self._peer_rows, self._peers, _ss_ack_template(state.wire),
         )  # fmt: skip
-        peers = self._peers
-        return [
-            (i, ident, peers[p])
-            for i, ident, p in zip(index.tolist(), identifier.tolist(), peer.tolist(), strict=True)
-        ]
 
     def on_ack(self, identifier: int, src: IPv6Address, now: float) -> None:
         pending = self._pending.get(identifier)
