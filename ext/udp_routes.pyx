@@ -32,7 +32,6 @@ cdef uint8_t IPPROTO_MH = cp.IPPROTO_MH
 cdef uint8_t OPT_PAD1 = cp.OPT_PAD1
 cdef uint8_t OPT_PADN = cp.OPT_PADN
 cdef uint8_t HOP_LIMIT = DEFAULT_HOP_LIMIT
-EMPTY_BUF = np.zeros(1, dtype=np.uint8)
 
 include "checksum.pxi"
 include "octets.pxi"
@@ -216,12 +215,12 @@ cdef class UdpRoutes:
         hosts, ports, unrouted), ``unrouted`` counting those left out. With ``lmaa`` (16 octets),
         only those whose source is the LMAA (``from_lmaa``) or only the others. The arrays are
         this table's, valid until the next call."""
-        cdef Py_ssize_t unrouted = 0, i, n, size
-        cdef const uint8_t[::1] data
-        cdef const int64_t[:] lo
-        cdef const int64_t[:] hi
-        cdef const uint8_t[:, ::1] src
-        cdef const uint8_t[:, ::1] dst
+        cdef Py_ssize_t unrouted = 0, i, n, size, length
+        cdef const uint8_t* data
+        cdef const int64_t* lo
+        cdef const int64_t* hi
+        cdef const uint8_t* src
+        cdef const uint8_t* dst
         cdef const uint8_t* lm = NULL
         cdef bytes payload, s, d
         if lmaa is not None:
@@ -236,28 +235,32 @@ cdef class UdpRoutes:
                 self.reserve(self.k + 1, self.at + len(payload) + IPV6_HEADER)
                 unrouted += self.place(payload, len(payload), s, d, lm, from_lmaa) == 0
                 continue
-            n = len(part.starts)
+            # Raw pointers rather than typed memoryviews: this runs on every wakeup.
+            buf_a = np.ascontiguousarray(part.buf, dtype=np.uint8)
+            lo_a = np.ascontiguousarray(part.starts, dtype=np.int64)
+            hi_a = np.ascontiguousarray(part.ends, dtype=np.int64)
+            src_a = np.ascontiguousarray(part.src, dtype=np.uint8)
+            dst_a = np.ascontiguousarray(part.dst, dtype=np.uint8)
+            n = len(lo_a)
             if not n:
                 continue
-            data = part.buf if len(part.buf) else EMPTY_BUF
-            lo = np.asarray(part.starts, dtype=np.int64)
-            hi = np.asarray(part.ends, dtype=np.int64)
-            src = np.ascontiguousarray(part.src, dtype=np.uint8)
-            dst = np.ascontiguousarray(part.dst, dtype=np.uint8)
-            if (
-                hi.shape[0] != n or src.shape[0] != n or dst.shape[0] != n
-                or src.shape[1] != ADDRESS or dst.shape[1] != ADDRESS
-            ):
+            if len(hi_a) != n or src_a.size != ADDRESS * n or dst_a.size != ADDRESS * n:
                 raise ValueError("starts, ends, src and dst differ in length or width")
+            data = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>buf_a)
+            lo = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>lo_a)
+            hi = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>hi_a)
+            src = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>src_a)
+            dst = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>dst_a)
+            length = buf_a.size
             size = 0
             for i in range(n):
-                if not 0 <= lo[i] <= hi[i] <= data.shape[0]:
+                if not 0 <= lo[i] <= hi[i] <= length:
                     raise ValueError(f"datagram {i} is not within the buffer")
                 size += hi[i] - lo[i] + IPV6_HEADER
             self.reserve(self.k + n, self.at + size)
             for i in range(n):
                 unrouted += self.place(
-                    &data[0] + lo[i], hi[i] - lo[i], &src[i, 0], &dst[i, 0], lm, from_lmaa
+                    data + lo[i], hi[i] - lo[i], src + ADDRESS * i, dst + ADDRESS * i, lm, from_lmaa
                 ) == 0
         return (
             self.out_buf[: self.at], self.out_offsets[: self.k + 1], self.out_hosts[: self.k],
