@@ -6,9 +6,11 @@
 from libc.math cimport ceil, floor
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
+from lmaload._ext.mmsg cimport BatchReceiver, BatchSender
 from lmaload.protocol.mag_state import SLACK_NS as _SLACK_NS
 
 cdef int64_t SLACK = _SLACK_NS
+cdef double QUANTUM = 1e-3  # seconds: at most one wakeup per quantum while work is due
 
 
 cdef extern from "<poll.h>" nogil:
@@ -47,7 +49,10 @@ cdef class MagServe:
     cdef MagStep step
     cdef Routes routes
     cdef ReceiveClock clock
-    cdef object sock, receiver, sender, encoders, fallback, scheduled, intended
+    cdef BatchReceiver receiver
+    cdef BatchSender sender
+    cdef object sock, encoders, fallback, scheduled, intended
+    cdef object pbu_offsets  # the encoder's offsets, grown as needed
     cdef int fd, max_datagrams, max_batches
     cdef bint full  # the last receive took as many as it could: more may be queued
     cdef double spread, tolerance, send_wait
@@ -84,6 +89,7 @@ cdef class MagServe:
         self.dst = np.zeros((cap, ADDRESS), dtype=np.uint8)
         self.arrival = np.zeros(cap, dtype=np.float64)
         self.rx_buf = np.zeros(0, dtype=np.uint8)
+        self.pbu_offsets = np.zeros(1025, dtype=np.int64)
         self.grow_tx(64, 8192)
         self.drops = {}
         self.registered = []
@@ -137,6 +143,7 @@ cdef class MagServe:
         cdef double now, due, hb
         cdef int64_t top
         cdef int ready, wait_ms, batches
+        cdef bint blind
         cdef pollfd p
         self.intended = c_array(intended, np.int64, "intended")
         self.cursor = cursor
@@ -183,9 +190,12 @@ cdef class MagServe:
                 return (DONE,), self.cursor
             # epoll's rounding: up to the next millisecond, never early
             wait_ms = <int>ceil((min(due, deadline) - now) * 1000.0)
+            # Work due within a quantum: sleep through to it and take what arrived then, one
+            # wakeup for both (arrivals are timed by the kernel, so waiting costs no latency).
+            blind = due - now <= QUANTUM
             with nogil:
-                ready = poll(&p, 1, max(wait_ms, 0))
-            if ready <= 0:
+                ready = poll(&p, 0 if blind else 1, max(wait_ms, 0))
+            if ready <= 0 and not blind:
                 continue
             for batches in range(self.max_batches):
                 if not self.receive():
@@ -200,46 +210,57 @@ cdef class MagServe:
     cdef send_scheduled(self, double now, double clock_offset):
         """MagEngine._send_scheduled and PbuSender.transmit for the schedule's due rows."""
         cdef int64_t now_ns = <int64_t>rint(now * 1e9)
-        sent = self.step.send_scheduled(
-            self.scheduled, self.intended, self.cursor, now_ns, now_ns + SLACK, self.tolerance
+        cdef double last = 0.0
+        cdef int64_t late = 0
+        cdef const int64_t* scheduled = <const int64_t*>data_of(self.scheduled)
+        cdef Py_ssize_t start = self.cursor, n
+        cdef Py_ssize_t end = due_rows(
+            self.step, scheduled, <const int64_t*>data_of(self.intended), start,
+            self.intended.shape[0], now_ns, now_ns + SLACK, self.tolerance, &last, &late,
         )
-        if sent is None:
+        if end == start:
             return
-        end, last, late = sent
-        self.lag_sent += end - self.cursor
+        self.lag_sent += end - start
         self.lag_max = max(self.lag_max, last)
         self.lag_late += late
-        rows = self.scheduled[self.cursor : end]
         self.cursor = end
+        n = end - start
         clock = <uint64_t>rint((now + clock_offset) * 65536)
-        common = self.step.transmit(rows, now_ns, clock)
+        common = transmit_rows(self.step, scheduled + start, n, now_ns, clock)
         encoder = self.encoders.get(common) if common >= 0 else None
         if encoder is None:
-            self.fallback(rows, common)  # PbuSender.encode: groups, a new encoder
-        else:
-            self.step.emit(*encoder.encode(rows), rows, common // 512)
+            self.fallback(self.scheduled[start:end], common)  # PbuSender.encode: a new encoder
+            return
+        if n + 1 > self.pbu_offsets.shape[0]:
+            self.pbu_offsets = np.zeros(2 * n + 1, dtype=np.int64)
+        emit_encoded(
+            self.step, <PbuEncoder>encoder, scheduled + start, n, common // 512,
+            <int64_t*>data_of(self.pbu_offsets),
+        )
 
     cdef bint receive(self) except -1:
         """One recvmmsg into the batch; whether anything came."""
-        buf, offsets, src, sport, dst, arrival, truncated, drops = self.receiver.recv(
-            self.fd, 0.0, False, None
-        )
-        cdef Py_ssize_t count = len(offsets) - 1
+        cdef BatchReceiver r = self.receiver
+        cdef int got = r.pull(self.fd, self.max_datagrams)
+        cdef Py_ssize_t count = 0, size, truncated = 0
+        cdef int64_t drops = -1
+        if got >= 0:
+            count, size, truncated, drops = r._compact(got)
         self.full = count >= self.max_datagrams
         self.count("too_long", truncated)
-        if drops > self.sock.drops:
+        if drops >= 0 and drops > self.sock.drops:
             self.kernel_drops += drops - self.sock.drops
             self.sock.drops = drops
         self.n = self.at = 0
         if not count:
             return False
         self.received += count
-        self.rx_buf = buf
-        cdef const uint8_t[::1] b = buf
-        cdef const int64_t[::1] o = offsets
-        cdef const uint8_t[:, ::1] sa = src
-        cdef const uint8_t[:, ::1] da = dst
-        cdef const int64_t[::1] t = arrival
+        self.rx_buf = r.buf
+        cdef const uint8_t* b = r.buf_p
+        cdef const int64_t* o = r.offsets_p
+        cdef const uint8_t* sa = r.src_p
+        cdef const uint8_t* da = r.dst_p
+        cdef const int64_t* t = r.arrival_p
         cdef int64_t* lo = <int64_t*>data_of(self.starts)
         cdef int64_t* hi = <int64_t*>data_of(self.ends)
         cdef uint8_t* s6 = <uint8_t*>data_of(self.src)
@@ -257,11 +278,11 @@ cdef class MagServe:
                 memcpy(s6 + k * ADDRESS, h + 8, ADDRESS)
                 memcpy(d6 + k * ADDRESS, h + 24, ADDRESS)
             else:
-                if self.step.mag_index.find(&da[i, 0]) < 0:
+                if self.step.mag_index.find(da + i * ADDRESS) < 0:
                     continue  # not to a MAG address
                 lo[k], hi[k] = o[i], o[i + 1]
-                memcpy(s6 + k * ADDRESS, &sa[i, 0], ADDRESS)
-                memcpy(d6 + k * ADDRESS, &da[i, 0], ADDRESS)
+                memcpy(s6 + k * ADDRESS, sa + i * ADDRESS, ADDRESS)
+                memcpy(d6 + k * ADDRESS, da + i * ADDRESS, ADDRESS)
             when[k] = <double>t[i] * 1e-9 if t[i] else NAN
             k += 1
         self.count("bad_inner_header", bad)
@@ -347,12 +368,16 @@ cdef class MagServe:
 
     cdef send(self, Py_ssize_t n):
         """transport.udp5436.send_batch over the framed output."""
-        cdef Py_ssize_t start = 0
-        offsets = self.tx_offsets[: n + 1]
-        src, dst, ports = self.tx_src[:n], self.tx_dst[:n], self.tx_ports[:n]
+        cdef Py_ssize_t start = 0, width = ADDRESS if self.routes is None else 4
+        cdef const uint8_t* src = <const uint8_t*>data_of(self.tx_src)
+        cdef const uint8_t* dst = <const uint8_t*>data_of(self.tx_dst)
         while start < n:
             try:
-                start += self.sender.send(self.fd, self.tx_buf, offsets, dst, ports, src, start)
+                start += self.sender.send_from(
+                    self.fd, <const uint8_t*>data_of(self.tx_buf),
+                    <const int64_t*>data_of(self.tx_offsets), start, n, dst, width,
+                    <const uint16_t*>data_of(self.tx_ports), 1, src, width, width,
+                )
             except OSError:
                 self.count("send_error", 1)
                 start += 1
