@@ -51,8 +51,9 @@ cdef class MagServe:
     cdef ReceiveClock clock
     cdef BatchReceiver receiver
     cdef BatchSender sender
-    cdef object sock, encoders, fallback, scheduled, intended
-    cdef object pbu_offsets  # the encoder's offsets, grown as needed
+    cdef object sock, encoders, fallback
+    cdef cnp.ndarray scheduled, intended
+    cdef cnp.ndarray pbu_offsets  # the encoder's offsets, grown as needed
     cdef int fd, max_datagrams, max_batches
     cdef bint full  # the last receive took as many as it could: more may be queued
     cdef double spread, tolerance, send_wait
@@ -61,7 +62,7 @@ cdef class MagServe:
     cdef object rx_buf, starts, ends, src, dst, arrival
     cdef Py_ssize_t n, at
     # framed output, grown as needed
-    cdef object tx_buf, tx_offsets, tx_src, tx_dst, tx_ports
+    cdef cnp.ndarray tx_buf, tx_offsets, tx_src, tx_dst, tx_ports
     # counted since the last take
     cdef public int64_t sent, received, lag_sent, lag_late, kernel_drops
     cdef public double lag_max
