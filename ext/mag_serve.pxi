@@ -1,8 +1,10 @@
 # The MAGs' common path, one compiled call per slice of a run (included by ext/mag_step.pyx):
-# wait on the socket until the next timer (GIL released), receive, unframe, time each run of
+# wait on the socket until the next timer (GIL released; with a timer due within a quantum,
+# sleep through to it without watching the socket), receive, unframe, time each run of
 # datagrams from the wire, run MagStep's PBA and heartbeat steps, run the schedule's sends and
-# the heartbeat ticks, frame and send. What is rare goes back to the caller (MagLoop), which
-# hands it to the engine's reference code and calls again.
+# the heartbeat ticks, frame and send, calling the socket's and the encoder's C interfaces. What
+# is rare goes back to the caller (MagLoop), which hands it to the engine's reference code and
+# calls again.
 from libc.math cimport ceil, floor
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
@@ -10,7 +12,6 @@ from lmaload._ext.mmsg cimport BatchReceiver, BatchSender
 from lmaload.protocol.mag_state import SLACK_NS as _SLACK_NS
 
 cdef int64_t SLACK = _SLACK_NS
-cdef double QUANTUM = 1e-3  # seconds: at most one wakeup per quantum while work is due
 
 
 cdef extern from "<poll.h>" nogil:
@@ -56,7 +57,7 @@ cdef class MagServe:
     cdef cnp.ndarray pbu_offsets  # the encoder's offsets, grown as needed
     cdef int fd, max_datagrams, max_batches
     cdef bint full  # the last receive took as many as it could: more may be queued
-    cdef double spread, tolerance, send_wait
+    cdef double spread, tolerance, send_wait, quantum
     cdef Py_ssize_t cursor
     # the batch being delivered: datagrams [0, n) and the next run's start
     cdef object rx_buf, starts, ends, src, dst, arrival
@@ -75,6 +76,7 @@ cdef class MagServe:
     def __cinit__(
         self, MagStep step, sock, Routes routes, ReceiveClock clock, encoders, fallback,
         scheduled, int max_batches, double spread, double tolerance, double send_wait,
+        double quantum,
     ):
         self.step, self.sock, self.routes, self.clock = step, sock, routes, clock
         self.receiver, self.sender = sock.receiver, sock.sender
@@ -83,6 +85,7 @@ cdef class MagServe:
         self.scheduled = c_array(scheduled, np.int64, "scheduled")
         self.max_batches = max_batches  # receive batches before the timers get a look in
         self.spread, self.tolerance, self.send_wait = spread, tolerance, send_wait
+        self.quantum = quantum  # work due within it: sleep through to it, socket unwatched
         cap = self.max_datagrams
         self.starts = np.zeros(cap, dtype=np.int64)
         self.ends = np.zeros(cap, dtype=np.int64)
@@ -193,7 +196,7 @@ cdef class MagServe:
             wait_ms = <int>ceil((min(due, deadline) - now) * 1000.0)
             # Work due within a quantum: sleep through to it and take what arrived then, one
             # wakeup for both (arrivals are timed by the kernel, so waiting costs no latency).
-            blind = due - now <= QUANTUM
+            blind = due - now <= self.quantum
             with nogil:
                 ready = poll(&p, 0 if blind else 1, max(wait_ms, 0))
             if ready <= 0 and not blind:
