@@ -67,10 +67,18 @@ cdef int emit_encoded(
     ``offsets`` is scratch for n + 1 entries."""
     cdef uint8_t* p = step.reserve(n, encoder.room(n))
     encoder.encode_rows(rows, n, step.mns, step.n_mns, p, offsets)
+    rows_added(step, offsets, rows, n, lma)
+    return 0
+
+
+cdef void rows_added(
+    MagStep step, const int64_t* offsets, const int64_t* rows, Py_ssize_t n, Py_ssize_t lma
+) noexcept:
+    """The ``n`` messages just written at the arena's end (``offsets``) go from the MAG of
+    session ``rows[i]`` to LMA ``lma``."""
     cdef Py_ssize_t i
     for i in range(n):
         step.added(
             offsets[i + 1] - offsets[i], step.mags[step.mns[rows[i]].mag].addr6,
             step.lma_packed + lma * ADDRESS,
         )
-    return 0

@@ -93,7 +93,7 @@ cdef class MagServe:
         self.dst = np.zeros((cap, ADDRESS), dtype=np.uint8)
         self.arrival = np.zeros(cap, dtype=np.float64)
         self.rx_buf = np.zeros(0, dtype=np.uint8)
-        self.pbu_offsets = np.zeros(1025, dtype=np.int64)
+        self.pbu_offsets = np.zeros(0, dtype=np.int64)
         self.grow_tx(64, 8192)
         self.drops = {}
         self.registered = []

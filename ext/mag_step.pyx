@@ -315,16 +315,13 @@ cdef class MagStep:
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[::1] o = offsets
         cdef const int64_t[::1] r = rows
-        cdef Py_ssize_t n = r.shape[0], i
+        cdef Py_ssize_t n = r.shape[0]
         if not n:
             return
         cdef uint8_t* p = self.reserve(n, o[n] - o[0])
         if o[n] > o[0]:
             memcpy(p, &b[o[0]], o[n] - o[0])
-        for i in range(n):
-            self.added(
-                o[i + 1] - o[i], self.mags[self.mns[r[i]].mag].addr6, self.lma_packed + lma * ADDRESS
-            )
+        rows_added(self, &o[0], &r[0], n, lma)
 
     # --- counters --------------------------------------------------------------------------
 
