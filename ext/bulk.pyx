@@ -417,52 +417,44 @@ cdef class PbuEncoder:
 
     def encode(self, rows):
         """One PBU per selected row: (octets, offsets), as encode_pbus."""
-        rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        cdef cnp.ndarray rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
         cdef Py_ssize_t n = len(rows_a)
         cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
         if n == 0:
             return np.zeros(0, dtype=np.uint8), offsets
-        mns_a = c_array(self.pop.mns, MN_DTYPE)
+        cdef cnp.ndarray mns_a = c_array(self.pop.mns, MN_DTYPE)
         cdef cnp.ndarray out = np.empty(self.room(n), dtype=np.uint8)
         self.encode_rows(
-            <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>rows_a), n,
-            cnp.PyArray_DATA(<cnp.ndarray>mns_a), len(mns_a), <uint8_t*>cnp.PyArray_DATA(out),
-            <int64_t*>cnp.PyArray_DATA(offsets),
+            <const int64_t*>cnp.PyArray_DATA(rows_a), n, cnp.PyArray_DATA(mns_a), len(mns_a),
+            <uint8_t*>cnp.PyArray_DATA(out), <int64_t*>cnp.PyArray_DATA(offsets),
         )
         out.resize(offsets[n], refcheck=False)  # shrinks in place (realloc)
         return out, offsets
 
     cdef Py_ssize_t room(self, Py_ssize_t n) noexcept nogil:
-        """Octets ``encode_rows`` needs at ``out`` for ``n`` PBUs: the longest layout's, and
-        copy_template's overrun."""
+        """Octets ``encode_rows`` needs at ``out`` for ``n`` PBUs (and copy_template's overrun)."""
         return n * self.longest + COPY_BLOCK - MIN_PBU
 
     cdef int encode_rows(
         self, const int64_t* rows, Py_ssize_t n, const void* mns, Py_ssize_t n_mns, uint8_t* out,
         int64_t* offsets,
     ) except -1:
-        """``encode`` into ``out`` (``room(n)`` octets) and ``offsets`` (n + 1, from 0) for the
-        ``n`` rows of ``mns``, the population's rows (``n_mns``)."""
+        """``encode`` of ``rows`` of the population's ``mns`` into ``out`` and ``offsets``."""
         cdef pbu_batch_t* c = <pbu_batch_t*>self.batch
         cdef int error
-        c.rows = rows
-        c.n = n
-        c.mns = <const mn_t*>mns
-        c.n_mns = n_mns
-        c.out = out
-        c.offsets = offsets
+        c.rows, c.n, c.mns, c.n_mns = rows, n, <const mn_t*>mns, n_mns
+        c.out, c.offsets = out, offsets
         offsets[0] = 0
         with nogil:
             error = encode_pbu_rows(c)
-        cdef Py_ssize_t m = c.failed
-        pop = self.pop
+        row = rows[c.failed]
         if error == ERR_ROW:
-            raise IndexError(f"index {rows[m]} is out of bounds for axis 0 with size {n_mns}")
+            raise IndexError(f"index {row} is out of bounds for axis 0 with size {n_mns}")
         if error == ERR_MAG:
-            mag = pop.mns["mag"][rows[m]]
-            raise IndexError(f"index {mag} is out of bounds for axis 0 with size {len(pop.mags)}")
+            mag, mags = self.pop.mns["mag"][row], len(self.pop.mags)
+            raise IndexError(f"index {mag} is out of bounds for axis 0 with size {mags}")
         if error == ERR_NAI:
-            length = 1 + len(pop.nai(rows[m]))
+            length = 1 + len(self.pop.nai(row))
             raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
         return 0
 
