@@ -321,13 +321,6 @@ cdef class PbuEncoder:
     for every call of ``encode``, which reads the rows' current columns. The population's MAG
     table must not change while the encoder is in use."""
 
-    cdef pbu_batch_t* c
-    cdef template_t* templates
-    cdef uint64_t* mag_sum
-    cdef object pop, mags_a, nais
-    cdef bytes realm
-    cdef Py_ssize_t longest
-
     def __cinit__(
         self,
         pop,
@@ -346,12 +339,12 @@ cdef class PbuEncoder:
         cdef bytes lma_packed = lma.packed
         cdef int k
         cdef uint64_t pseudo
-        self.c = <pbu_batch_t*>malloc(sizeof(pbu_batch_t))
-        self.templates = <template_t*>malloc(LAYOUTS * sizeof(template_t))
+        self.batch = malloc(sizeof(pbu_batch_t))
+        self.templates = malloc(LAYOUTS * sizeof(template_t))
         self.mag_sum = <uint64_t*>malloc(max(n_mags, 1) * sizeof(uint64_t))
-        if not self.c or not self.templates or not self.mag_sum:
+        if not self.batch or not self.templates or not self.mag_sum:
             raise MemoryError()
-        cdef pbu_batch_t* c = self.c
+        cdef pbu_batch_t* c = <pbu_batch_t*>self.batch
         # MH header, fixed part, HNP (ALL_ZERO ::/0 unless per row), MN-ID up to the digits.
         memset(c.head, 0, NAI_AT)
         c.head[0] = PAYLOAD_PROTO_NONE
@@ -397,7 +390,7 @@ cdef class PbuEncoder:
             code = options.lfi.type_code(config)
             add_tail_option(c, x, y, code, options.lfi.pack(), F_NONE)
         memset(c.built, 0, LAYOUTS)
-        c.templates = self.templates
+        c.templates = <template_t*>self.templates
 
         # Pseudo-header per MAG (its Proxy-CoA, the LMA, next header), plus its IPv4 CoA option
         # data, which always sits at an even offset.
@@ -418,44 +411,52 @@ cdef class PbuEncoder:
             )
 
     def __dealloc__(self):
-        free(self.c)
+        free(self.batch)
         free(self.templates)
         free(self.mag_sum)
 
     def encode(self, rows):
         """One PBU per selected row: (octets, offsets), as encode_pbus."""
-        rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
-        cdef Py_ssize_t n = len(rows_a), m
+        cdef cnp.ndarray rows_a = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        cdef Py_ssize_t n = len(rows_a)
         cdef cnp.ndarray offsets = np.zeros(n + 1, dtype=np.int64)
         if n == 0:
             return np.zeros(0, dtype=np.uint8), offsets
-        mns_a = c_array(self.pop.mns, MN_DTYPE)
-        cdef pbu_batch_t* c = self.c
-        cdef int error
-        # Room for copy_template's overrun too; trimmed after.
-        cdef cnp.ndarray out = np.empty(n * self.longest + COPY_BLOCK - MIN_PBU, dtype=np.uint8)
-        c.rows = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>rows_a)
-        c.n = n
-        c.mns = <const mn_t*>cnp.PyArray_DATA(<cnp.ndarray>mns_a)
-        c.n_mns = len(mns_a)
-        c.out = <uint8_t*>cnp.PyArray_DATA(out)
-        c.offsets = <int64_t*>cnp.PyArray_DATA(offsets)
-        with nogil:
-            error = encode_pbu_rows(c)
-        m = c.failed
-        pop = self.pop
-        if error == ERR_ROW:
-            raise IndexError(
-                f"index {rows_a[m]} is out of bounds for axis 0 with size {len(pop.mns)}"
-            )
-        if error == ERR_MAG:
-            mag = pop.mns["mag"][rows_a[m]]
-            raise IndexError(f"index {mag} is out of bounds for axis 0 with size {len(pop.mags)}")
-        if error == ERR_NAI:
-            length = 1 + len(pop.nai(rows_a[m]))
-            raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
+        cdef cnp.ndarray mns_a = c_array(self.pop.mns, MN_DTYPE)
+        cdef cnp.ndarray out = np.empty(self.room(n), dtype=np.uint8)
+        self.encode_rows(
+            <const int64_t*>cnp.PyArray_DATA(rows_a), n, cnp.PyArray_DATA(mns_a), len(mns_a),
+            <uint8_t*>cnp.PyArray_DATA(out), <int64_t*>cnp.PyArray_DATA(offsets),
+        )
         out.resize(offsets[n], refcheck=False)  # shrinks in place (realloc)
         return out, offsets
+
+    cdef Py_ssize_t room(self, Py_ssize_t n) noexcept nogil:
+        """Octets ``encode_rows`` needs at ``out`` for ``n`` PBUs (and copy_template's overrun)."""
+        return n * self.longest + COPY_BLOCK - MIN_PBU
+
+    cdef int encode_rows(
+        self, const int64_t* rows, Py_ssize_t n, const void* mns, Py_ssize_t n_mns, uint8_t* out,
+        int64_t* offsets,
+    ) except -1:
+        """``encode`` of ``rows`` of the population's ``mns`` into ``out`` and ``offsets``."""
+        cdef pbu_batch_t* c = <pbu_batch_t*>self.batch
+        cdef int error
+        c.rows, c.n, c.mns, c.n_mns = rows, n, <const mn_t*>mns, n_mns
+        c.out, c.offsets = out, offsets
+        offsets[0] = 0
+        with nogil:
+            error = encode_pbu_rows(c)
+        row = rows[c.failed]
+        if error == ERR_ROW:
+            raise IndexError(f"index {row} is out of bounds for axis 0 with size {n_mns}")
+        if error == ERR_MAG:
+            mag, mags = self.pop.mns["mag"][row], len(self.pop.mags)
+            raise IndexError(f"index {mag} is out of bounds for axis 0 with size {mags}")
+        if error == ERR_NAI:
+            length = 1 + len(self.pop.nai(row))
+            raise ValueError(f"Mobile Node Identifier option data is {length} octets, over 255")
+        return 0
 
 
 def encode_pbus(

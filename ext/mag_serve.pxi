@@ -1,11 +1,14 @@
 # The MAGs' common path, one compiled call per slice of a run (included by ext/mag_step.pyx):
-# wait on the socket until the next timer (GIL released), receive, unframe, time each run of
+# wait on the socket until the next timer (GIL released; with a timer due within a quantum,
+# sleep through to it without watching the socket), receive, unframe, time each run of
 # datagrams from the wire, run MagStep's PBA and heartbeat steps, run the schedule's sends and
-# the heartbeat ticks, frame and send. What is rare goes back to the caller (MagLoop), which
-# hands it to the engine's reference code and calls again.
+# the heartbeat ticks, frame and send, calling the socket's and the encoder's C interfaces. What
+# is rare goes back to the caller (MagLoop), which hands it to the engine's reference code and
+# calls again.
 from libc.math cimport ceil, floor
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
+from lmaload._ext.mmsg cimport BatchReceiver, BatchSender
 from lmaload.protocol.mag_state import SLACK_NS as _SLACK_NS
 
 cdef int64_t SLACK = _SLACK_NS
@@ -47,16 +50,20 @@ cdef class MagServe:
     cdef MagStep step
     cdef Routes routes
     cdef ReceiveClock clock
-    cdef object sock, receiver, sender, encoders, fallback, scheduled, intended
+    cdef BatchReceiver receiver
+    cdef BatchSender sender
+    cdef object sock, encoders, fallback
+    cdef cnp.ndarray scheduled, intended
+    cdef cnp.ndarray pbu_offsets  # the encoder's offsets, grown as needed
     cdef int fd, max_datagrams, max_batches
     cdef bint full  # the last receive took as many as it could: more may be queued
-    cdef double spread, tolerance, send_wait
+    cdef double spread, tolerance, send_wait, quantum
     cdef Py_ssize_t cursor
     # the batch being delivered: datagrams [0, n) and the next run's start
     cdef object rx_buf, starts, ends, src, dst, arrival
     cdef Py_ssize_t n, at
     # framed output, grown as needed
-    cdef object tx_buf, tx_offsets, tx_src, tx_dst, tx_ports
+    cdef cnp.ndarray tx_buf, tx_offsets, tx_src, tx_dst, tx_ports
     # counted since the last take
     cdef public int64_t sent, received, lag_sent, lag_late, kernel_drops
     cdef public double lag_max
@@ -69,6 +76,7 @@ cdef class MagServe:
     def __cinit__(
         self, MagStep step, sock, Routes routes, ReceiveClock clock, encoders, fallback,
         scheduled, int max_batches, double spread, double tolerance, double send_wait,
+        double quantum,
     ):
         self.step, self.sock, self.routes, self.clock = step, sock, routes, clock
         self.receiver, self.sender = sock.receiver, sock.sender
@@ -77,6 +85,7 @@ cdef class MagServe:
         self.scheduled = c_array(scheduled, np.int64, "scheduled")
         self.max_batches = max_batches  # receive batches before the timers get a look in
         self.spread, self.tolerance, self.send_wait = spread, tolerance, send_wait
+        self.quantum = quantum  # work due within it: sleep through to it, socket unwatched
         cap = self.max_datagrams
         self.starts = np.zeros(cap, dtype=np.int64)
         self.ends = np.zeros(cap, dtype=np.int64)
@@ -84,6 +93,7 @@ cdef class MagServe:
         self.dst = np.zeros((cap, ADDRESS), dtype=np.uint8)
         self.arrival = np.zeros(cap, dtype=np.float64)
         self.rx_buf = np.zeros(0, dtype=np.uint8)
+        self.pbu_offsets = np.zeros(0, dtype=np.int64)
         self.grow_tx(64, 8192)
         self.drops = {}
         self.registered = []
@@ -137,6 +147,7 @@ cdef class MagServe:
         cdef double now, due, hb
         cdef int64_t top
         cdef int ready, wait_ms, batches
+        cdef bint blind
         cdef pollfd p
         self.intended = c_array(intended, np.int64, "intended")
         self.cursor = cursor
@@ -183,9 +194,12 @@ cdef class MagServe:
                 return (DONE,), self.cursor
             # epoll's rounding: up to the next millisecond, never early
             wait_ms = <int>ceil((min(due, deadline) - now) * 1000.0)
+            # Work due within a quantum: sleep through to it and take what arrived then, one
+            # wakeup for both (arrivals are timed by the kernel, so waiting costs no latency).
+            blind = due - now <= self.quantum
             with nogil:
-                ready = poll(&p, 1, max(wait_ms, 0))
-            if ready <= 0:
+                ready = poll(&p, 0 if blind else 1, max(wait_ms, 0))
+            if ready <= 0 and not blind:
                 continue
             for batches in range(self.max_batches):
                 if not self.receive():
@@ -200,46 +214,57 @@ cdef class MagServe:
     cdef send_scheduled(self, double now, double clock_offset):
         """MagEngine._send_scheduled and PbuSender.transmit for the schedule's due rows."""
         cdef int64_t now_ns = <int64_t>rint(now * 1e9)
-        sent = self.step.send_scheduled(
-            self.scheduled, self.intended, self.cursor, now_ns, now_ns + SLACK, self.tolerance
+        cdef double last = 0.0
+        cdef int64_t late = 0
+        cdef const int64_t* scheduled = <const int64_t*>data_of(self.scheduled)
+        cdef Py_ssize_t start = self.cursor, n
+        cdef Py_ssize_t end = due_rows(
+            self.step, scheduled, <const int64_t*>data_of(self.intended), start,
+            self.intended.shape[0], now_ns, now_ns + SLACK, self.tolerance, &last, &late,
         )
-        if sent is None:
+        if end == start:
             return
-        end, last, late = sent
-        self.lag_sent += end - self.cursor
+        self.lag_sent += end - start
         self.lag_max = max(self.lag_max, last)
         self.lag_late += late
-        rows = self.scheduled[self.cursor : end]
         self.cursor = end
+        n = end - start
         clock = <uint64_t>rint((now + clock_offset) * 65536)
-        common = self.step.transmit(rows, now_ns, clock)
+        common = transmit_rows(self.step, scheduled + start, n, now_ns, clock)
         encoder = self.encoders.get(common) if common >= 0 else None
         if encoder is None:
-            self.fallback(rows, common)  # PbuSender.encode: groups, a new encoder
-        else:
-            self.step.emit(*encoder.encode(rows), rows, common // 512)
+            self.fallback(self.scheduled[start:end], common)  # PbuSender.encode: a new encoder
+            return
+        if n + 1 > self.pbu_offsets.shape[0]:
+            self.pbu_offsets = np.zeros(2 * n + 1, dtype=np.int64)
+        emit_encoded(
+            self.step, <PbuEncoder>encoder, scheduled + start, n, common // 512,
+            <int64_t*>data_of(self.pbu_offsets),
+        )
 
     cdef bint receive(self) except -1:
         """One recvmmsg into the batch; whether anything came."""
-        buf, offsets, src, sport, dst, arrival, truncated, drops = self.receiver.recv(
-            self.fd, 0.0, False, None
-        )
-        cdef Py_ssize_t count = len(offsets) - 1
+        cdef BatchReceiver r = self.receiver
+        cdef int got = r.pull(self.fd, self.max_datagrams)
+        cdef Py_ssize_t count = 0, size, truncated = 0
+        cdef int64_t drops = -1
+        if got >= 0:
+            count, size, truncated, drops = r._compact(got)
         self.full = count >= self.max_datagrams
         self.count("too_long", truncated)
-        if drops > self.sock.drops:
+        if drops >= 0 and drops > self.sock.drops:
             self.kernel_drops += drops - self.sock.drops
             self.sock.drops = drops
         self.n = self.at = 0
         if not count:
             return False
         self.received += count
-        self.rx_buf = buf
-        cdef const uint8_t[::1] b = buf
-        cdef const int64_t[::1] o = offsets
-        cdef const uint8_t[:, ::1] sa = src
-        cdef const uint8_t[:, ::1] da = dst
-        cdef const int64_t[::1] t = arrival
+        self.rx_buf = r.buf
+        cdef const uint8_t* b = r.buf_p
+        cdef const int64_t* o = r.offsets_p
+        cdef const uint8_t* sa = r.src_p
+        cdef const uint8_t* da = r.dst_p
+        cdef const int64_t* t = r.arrival_p
         cdef int64_t* lo = <int64_t*>data_of(self.starts)
         cdef int64_t* hi = <int64_t*>data_of(self.ends)
         cdef uint8_t* s6 = <uint8_t*>data_of(self.src)
@@ -257,11 +282,11 @@ cdef class MagServe:
                 memcpy(s6 + k * ADDRESS, h + 8, ADDRESS)
                 memcpy(d6 + k * ADDRESS, h + 24, ADDRESS)
             else:
-                if self.step.mag_index.find(&da[i, 0]) < 0:
+                if self.step.mag_index.find(da + i * ADDRESS) < 0:
                     continue  # not to a MAG address
                 lo[k], hi[k] = o[i], o[i + 1]
-                memcpy(s6 + k * ADDRESS, &sa[i, 0], ADDRESS)
-                memcpy(d6 + k * ADDRESS, &da[i, 0], ADDRESS)
+                memcpy(s6 + k * ADDRESS, sa + i * ADDRESS, ADDRESS)
+                memcpy(d6 + k * ADDRESS, da + i * ADDRESS, ADDRESS)
             when[k] = <double>t[i] * 1e-9 if t[i] else NAN
             k += 1
         self.count("bad_inner_header", bad)
@@ -347,12 +372,16 @@ cdef class MagServe:
 
     cdef send(self, Py_ssize_t n):
         """transport.udp5436.send_batch over the framed output."""
-        cdef Py_ssize_t start = 0
-        offsets = self.tx_offsets[: n + 1]
-        src, dst, ports = self.tx_src[:n], self.tx_dst[:n], self.tx_ports[:n]
+        cdef Py_ssize_t start = 0, width = ADDRESS if self.routes is None else 4
+        cdef const uint8_t* src = <const uint8_t*>data_of(self.tx_src)
+        cdef const uint8_t* dst = <const uint8_t*>data_of(self.tx_dst)
         while start < n:
             try:
-                start += self.sender.send(self.fd, self.tx_buf, offsets, dst, ports, src, start)
+                start += self.sender.send_from(
+                    self.fd, <const uint8_t*>data_of(self.tx_buf),
+                    <const int64_t*>data_of(self.tx_offsets), start, n, dst, width,
+                    <const uint16_t*>data_of(self.tx_ports), 1, src, width, width,
+                )
             except OSError:
                 self.count("send_error", 1)
                 start += 1

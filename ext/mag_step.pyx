@@ -315,16 +315,13 @@ cdef class MagStep:
         cdef const uint8_t[::1] b = buf
         cdef const int64_t[::1] o = offsets
         cdef const int64_t[::1] r = rows
-        cdef Py_ssize_t n = r.shape[0], i
+        cdef Py_ssize_t n = r.shape[0]
         if not n:
             return
         cdef uint8_t* p = self.reserve(n, o[n] - o[0])
         if o[n] > o[0]:
             memcpy(p, &b[o[0]], o[n] - o[0])
-        for i in range(n):
-            self.added(
-                o[i + 1] - o[i], self.mags[self.mns[r[i]].mag].addr6, self.lma_packed + lma * ADDRESS
-            )
+        rows_added(self, &o[0], &r[0], n, lma)
 
     # --- counters --------------------------------------------------------------------------
 
@@ -641,60 +638,29 @@ cdef class MagStep:
         self, scheduled, intended, Py_ssize_t cursor, int64_t now_ns, int64_t limit,
         double tolerance,
     ):
-        """MagEngine._send_scheduled up to the PBUs: the schedule's rows ``scheduled[cursor:]``
-        whose ``intended`` time (ns) is at or before ``limit`` go REGISTERING (HI 1, the LMA
-        their MAG registers new sessions with), their lag recorded. Returns None, or (end, the largest lag in seconds, how many
-        later than ``tolerance``): the rows ``scheduled[cursor:end]`` are due their PBU."""
+        """MagEngine._send_scheduled up to the PBUs (``due_rows``): the schedule's rows
+        ``scheduled[cursor:]`` whose ``intended`` time (ns) is at or before ``limit``. Returns
+        None, or (end, the largest lag in seconds, how many later than ``tolerance``): the rows
+        ``scheduled[cursor:end]`` are due their PBU."""
         c_array(scheduled, np.int64, "scheduled")
         c_array(intended, np.int64, "intended")
-        cdef const int64_t* rows = <const int64_t*>data_of(scheduled)
-        cdef const int64_t* at = <const int64_t*>data_of(intended)
-        cdef Py_ssize_t end = cursor, n = len(intended)
-        cdef double lag, last = 0.0
+        cdef double last = 0.0
         cdef int64_t late = 0
-        cdef mn_t* mn
-        while end < n and at[end] <= limit:
-            lag = max(<double>(now_ns - at[end]) / 1e9, 0.0)
-            record(&self.lag, <int64_t>rint(lag * 1e6))
-            last = max(last, lag)
-            late += lag > tolerance
-            mn = &self.mns[rows[end]]
-            mn.state = REGISTERING
-            mn.hi = HI_ATTACH_NEW_INTERFACE
-            mn.retries = 0
-            mn.lma = self.mag_lma[mn.mag]
-            self.lfi[rows[end]] = NO_LFI
-            end += 1
+        cdef Py_ssize_t end = due_rows(
+            self, <const int64_t*>data_of(scheduled), <const int64_t*>data_of(intended), cursor,
+            len(intended), now_ns, limit, tolerance, &last, &late,
+        )
         if end == cursor:
             return None
         return end, last, late
 
     def transmit(self, rows, int64_t now_ns, uint64_t clock) -> int:
-        """MagEngine._transmit's bookkeeping for ``rows`` (int64): a new sequence number and
-        Timestamp, the retransmission timer armed, counted. Returns the rows' common encoding
-        group key ((LMA · 256 + LFI + 1) · 2 + de-registration), or -1 when they differ."""
+        """MagEngine._transmit's bookkeeping for ``rows`` (int64; ``transmit_rows``): their
+        common encoding group key, or -1 when they differ."""
         cdef const int64_t[::1] r = rows
-        cdef Py_ssize_t i, n = r.shape[0]
-        cdef int64_t row, key, common = -2
-        cdef mn_t* mn
-        cdef bint dereg
-        cdef double timeout
-        for i in range(n):
-            row = r[i]
-            mn = &self.mns[row]
-            mn.seq += 1
-            mn.ts = max(mn.ts + 1, clock)
-            dereg = mn.state == DEREGISTERING
-            if dereg:
-                timeout = self.initial_timeout
-            else:
-                timeout = min(self.initial_timeout * ldexp(1.0, mn.retries), self.max_timeout)
-            self.timers.push(row, now_ns + <int64_t>rint(timeout * 1e9))
-            key = (<int64_t>mn.lma * 256 + self.lfi[row] + 1) * 2 + dereg
-            common = key if common == -2 or common == key else -1
-        self.pbu_sent += n
-        return common
+        return transmit_rows(self, &r[0] if r.shape[0] else NULL, r.shape[0], now_ns, clock)
 
 
+include "mag_pbus.pxi"
 include "mag_routes.pxi"
 include "mag_serve.pxi"

@@ -29,85 +29,6 @@ from libc.string cimport memcpy, memmove, memset
 from posix.time cimport timespec
 
 
-cdef extern from "<sys/uio.h>" nogil:
-    struct iovec:
-        void* iov_base
-        size_t iov_len
-
-
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    struct msghdr:
-        void* msg_name
-        socklen_t msg_namelen
-        iovec* msg_iov
-        size_t msg_iovlen
-        void* msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct cmsghdr:
-        size_t cmsg_len
-        int cmsg_level
-        int cmsg_type
-    struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    int sendmmsg(int fd, mmsghdr* msgvec, unsigned int vlen, int flags)
-    int recvmmsg(int fd, mmsghdr* msgvec, unsigned int vlen, int flags, timespec* timeout)
-    cmsghdr* CMSG_FIRSTHDR(msghdr* msg)
-    cmsghdr* CMSG_NXTHDR(msghdr* msg, cmsghdr* cmsg)
-    unsigned char* CMSG_DATA(cmsghdr* cmsg)
-    size_t CMSG_SPACE(size_t length)
-    size_t CMSG_LEN(size_t length)
-    enum:
-        AF_INET
-        AF_INET6
-        SOL_SOCKET
-        MSG_DONTWAIT
-        MSG_TRUNC
-        _SO_RCVBUFFORCE "SO_RCVBUFFORCE"
-        _SO_SNDBUFFORCE "SO_SNDBUFFORCE"
-        _SO_RXQ_OVFL "SO_RXQ_OVFL"
-        _SO_TIMESTAMPNS "SO_TIMESTAMPNS"
-        _SCM_TIMESTAMPNS "SCM_TIMESTAMPNS"
-
-
-cdef extern from "<netinet/in.h>" nogil:
-    struct in_addr:
-        uint32_t s_addr
-    struct in6_addr:
-        uint8_t s6_addr[16]
-    struct sockaddr_in:
-        unsigned short sin_family
-        uint16_t sin_port
-        in_addr sin_addr
-    struct sockaddr_in6:
-        unsigned short sin6_family
-        uint16_t sin6_port
-        uint32_t sin6_flowinfo
-        in6_addr sin6_addr
-        uint32_t sin6_scope_id
-    struct in_pktinfo:
-        int ipi_ifindex
-        in_addr ipi_spec_dst
-        in_addr ipi_addr
-    struct in6_pktinfo:
-        in6_addr ipi6_addr
-        unsigned int ipi6_ifindex
-    enum:
-        IPPROTO_IP
-        IPPROTO_IPV6
-        _IPPROTO_MH "IPPROTO_MH"
-        _IP_PKTINFO "IP_PKTINFO"
-        _IP_FREEBIND "IP_FREEBIND"
-        _IPV6_PKTINFO "IPV6_PKTINFO"
-        _IPV6_RECVPKTINFO "IPV6_RECVPKTINFO"
-        _IPV6_FREEBIND "IPV6_FREEBIND"
-        _IPV6_CHECKSUM "IPV6_CHECKSUM"
-    uint16_t htons(uint16_t)
-    uint16_t ntohs(uint16_t)
-
-
 cdef extern from "<poll.h>" nogil:
     struct pollfd:
         int fd
@@ -137,11 +58,6 @@ cdef enum:
     RECV_CONTROL = 160
 
 MAX_DATAGRAMS_PER_CALL: int = MAX_BATCH
-
-
-cdef union sockaddr_any:
-    sockaddr_in v4
-    sockaddr_in6 v6
 
 
 cdef size_t SEND_CONTROL = CMSG_SPACE(sizeof(in6_pktinfo))
@@ -206,12 +122,6 @@ cdef class BatchSender:
     """Scratch for sendmmsg, kept across calls: message headers, iovecs, socket addresses and
     pktinfo cmsgs for up to 1024 datagrams (UIO_MAXIOV) at a time. One call at a time per object.
     """
-
-    cdef mmsghdr* msgs
-    cdef iovec* iov
-    cdef sockaddr_any* names
-    cdef char* control
-    cdef bint busy
 
     def __cinit__(self):
         self.msgs = <mmsghdr*>calloc(MAX_BATCH, sizeof(mmsghdr))
@@ -281,9 +191,20 @@ cdef class BatchSender:
                 i += 1
         if bad:
             raise ValueError(f"offsets must be non-decreasing and within the {size}-octet buffer")
+        return self.send_from(
+            fd, data, off, start, n, &dst[0, 0], dst_step, &dst_port[0], port_step, src_p,
+            src_step, width,
+        )
+
+    cdef Py_ssize_t send_from(
+        self, int fd, const uint8_t* data, const int64_t* off, Py_ssize_t start, Py_ssize_t n,
+        const uint8_t* dst, Py_ssize_t dst_step, const uint16_t* port, Py_ssize_t port_step,
+        const uint8_t* src, Py_ssize_t src_step, int width,
+    ) except -1:
+        """``send`` over arrays already checked: datagrams ``start`` .. ``n - 1`` of (data, off),
+        ``dst``, ``port`` and ``src`` (NULL: the kernel's choice) rows ``*_step`` apart."""
         if self.busy:
             raise RuntimeError("BatchSender is already sending in another thread")
-
         cdef Py_ssize_t done = start, k, j
         cdef int r, err = 0
         self.busy = True
@@ -291,8 +212,8 @@ cdef class BatchSender:
             while done < n:
                 k = min(<Py_ssize_t>MAX_BATCH, n - done)
                 with nogil:
-                    self._fill(data, off, done, k, &dst[0, 0], dst_step, &dst_port[0], port_step,
-                               src_p, src_step, width)
+                    self._fill(data, off, done, k, dst, dst_step, port, port_step, src,
+                               src_step, width)
                     j = 0
                     err = 0
                     while j < k:
@@ -361,24 +282,6 @@ cdef class BatchReceiver:
     the next ``recv`` overwrites them. Decode or copy before calling again, or pass copy=True.
     One call at a time per object.
     """
-
-    cdef readonly Py_ssize_t capacity
-    cdef readonly Py_ssize_t max_size
-    cdef readonly int family
-    cdef int width
-    cdef object buf, offsets, src, sport, dst, arrival
-    cdef uint8_t* buf_p
-    cdef int64_t* offsets_p
-    cdef uint8_t* src_p
-    cdef uint16_t* sport_p
-    cdef uint8_t* dst_p
-    cdef int64_t* arrival_p
-    cdef mmsghdr* msgs
-    cdef iovec* iov
-    cdef sockaddr_any* names
-    cdef char* control
-    cdef bint busy
-    cdef Py_ssize_t dirty  # headers the last recvmmsg filled, to set up again
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t max_size, int family):
         if not 1 <= capacity <= MAX_BATCH:
@@ -466,16 +369,9 @@ cdef class BatchReceiver:
         self.busy = True
         try:
             while True:
-                with nogil:
-                    got = self._recvmmsg(fd, want)
-                    err = errno if got < 0 else 0
+                got = self.pull(fd, want)
                 if got >= 0:
                     break
-                if err == EINTR:
-                    PyErr_CheckSignals()
-                    continue
-                if err != EAGAIN:
-                    raise OSError(err, os.strerror(err))
                 if deadline is None:
                     wait_ms = -1
                 else:
@@ -507,6 +403,22 @@ cdef class BatchReceiver:
         if copy:
             out = tuple(a.copy() for a in out)
         return (*out, truncated, drops)
+
+    cdef int pull(self, int fd, Py_ssize_t want) except -2:
+        """One recvmmsg of up to ``want`` (1 .. capacity) datagrams without waiting: how many it
+        took (``_compact`` them next, before another call), -1 when none was queued."""
+        cdef int got, err
+        while True:
+            with nogil:
+                got = self._recvmmsg(fd, want)
+                err = errno if got < 0 else 0
+            if got >= 0:
+                return got
+            if err == EAGAIN:
+                return -1
+            if err != EINTR:
+                raise OSError(err, os.strerror(err))
+            PyErr_CheckSignals()
 
     cdef int _recvmmsg(self, int fd, Py_ssize_t want) noexcept nogil:
         cdef Py_ssize_t i

@@ -64,3 +64,28 @@ def test_both_drivers_register_the_same(lma: RunningLma, compiled_driver: bool) 
     assert loop.receive_delay.total > 0
     assert loop.datagrams_sent == MNS + engine.counters.heartbeat_requests_sent
     assert not loop.transport.drops
+
+
+@pytest.mark.parametrize("compiled_driver", [True, False])
+def test_answers_are_taken_in_while_sends_are_due_every_quantum(
+    lma: RunningLma, compiled_driver: bool
+) -> None:
+    """At 4 000/s a send is due within every quantum, so the loop sleeps without watching the
+    socket: what arrived must still be taken in at each wakeup, not after the schedule."""
+    pop = generate(PopulationSpec(mns=MNS, mags=MAGS, seed=SEED))
+    config = MagConfig(lmaa=lma.inner, heartbeat_interval=0.2, schedule=Schedule.constant(4000.0))
+    engine = MagEngine(pop, config, time.time())
+    loop = MagLoop(engine, MagTransport(pop, {lma.inner: lma.outer}))
+    if not compiled_driver:
+        loop._serve = None
+    registered_while_sending = 0
+    deadline = time.time() + 20.0
+    try:
+        while not engine.registrations_settled and time.time() < deadline:
+            loop.run_until(time.time() + 0.005)
+            if 0 < engine.counters.pbu_sent < MNS:
+                registered_while_sending = max(registered_while_sending, engine.count(S.REGISTERED))
+    finally:
+        loop.close()
+    assert engine.count(S.REGISTERED) == MNS - len(REFUSED)
+    assert registered_while_sending > 0

@@ -97,6 +97,8 @@ from lmaload.wire import codepoints as cp
 
 __all__ = ["LATENCY_KIND", "MagConfig", "MagCounters", "MagEngine"]
 
+UNSETTLED = (S.IDLE, S.REGISTERING)  # waiting to be sent or answered its initial registration
+
 
 class MagEngine(CompiledPath):
     """All MAGs of ``population`` (each with its Proxy-CoA ``mags['addr6']``), driven like
@@ -130,6 +132,7 @@ class MagEngine(CompiledPath):
         self._probe_due: float | None = None if config.heartbeats != "off" else now
         self._deregister_at = config.deregister_at
         self._timers = RowHeap(mns) if compiled else RowTimers(mns["t_due"])
+        self._unsettled = 0  # a row that waited for its initial registration at the last look
 
         self.counters = MagCounters()
         self.events: list[Event] = []
@@ -372,7 +375,14 @@ class MagEngine(CompiledPath):
     def registrations_settled(self) -> bool:
         """No session waits to be sent or answered for its initial registration."""
         state = self.pop.mns["state"]
-        return not np.count_nonzero((state == S.IDLE) | (state == S.REGISTERING))
+        # The last row found waiting is most often still waiting (the schedule goes in row
+        # order): one look, not a pass over the population, while it is.
+        if self._unsettled < len(state) and state[self._unsettled] in UNSETTLED:
+            return False
+        waiting = np.flatnonzero((state == S.IDLE) | (state == S.REGISTERING))
+        if len(waiting):
+            self._unsettled = int(waiting[-1])
+        return not len(waiting)
 
     def registrations_end(self, settled: bool, now: float) -> float:
         """When a registration phase ended: with every session ``settled``, at the last one

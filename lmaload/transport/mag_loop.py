@@ -43,6 +43,9 @@ SOCKET_BUFFER = 64 << 20
 MAX_BATCHES_PER_WAKEUP = 8  # receive batches before the timers get a look in
 # Seconds: no datagram is handed to the engine timed later than the kernel received it by more.
 ARRIVAL_SPREAD = 0.5e-3
+# Seconds: with work due within this, the loop sleeps through to it without watching the socket
+# and takes what arrived then (timed by the kernel), one wakeup for both.
+QUANTUM = 1e-3
 # MagServe.serve's kinds of return, in ext/mag_serve.pxi's order
 DONE, TIMER, PBAS, HEARTBEATS, DOWN = range(5)
 
@@ -168,7 +171,8 @@ class MagLoop:
     one compiled call per slice waits, receives, runs the PBA and heartbeat steps, the
     schedule's sends and the heartbeat ticks, and sends; it returns here only for what the
     engine's own code does (its rare work), after which this loop calls it again. Anything else
-    runs the engine through ``Endpoint``'s methods, a wakeup at a time."""
+    runs the engine through ``Endpoint``'s methods, a wakeup at a time. Both wake at most once
+    per ``QUANTUM`` while work is due, for the work and what arrived since."""
 
     def __init__(self, engine: Endpoint, transport: MagTransport | RawMagTransport) -> None:
         self.engine = engine
@@ -197,6 +201,7 @@ class MagLoop:
                 ARRIVAL_SPREAD,
                 engine.lag.tolerance,
                 SEND_WAIT,
+                QUANTUM,
             )
 
     def run_until(self, deadline: float) -> None:
@@ -239,7 +244,10 @@ class MagLoop:
             if now >= deadline:
                 return
             timeout = deadline - now if due is None else min(due, deadline) - now
-            if self._poll.poll(max(timeout, 0.0)):
+            if due is not None and due - now <= QUANTUM:
+                time.sleep(max(timeout, 0.0))
+                self._receive()
+            elif self._poll.poll(max(timeout, 0.0)):
                 self._receive()
 
     def _receive(self) -> None:
