@@ -156,7 +156,8 @@ cdef class Accepted:
     """The PBUs one ``Lane.run`` accepted, in order: datagram index, binding cache row, the
     assigned prefix (16 octets and length), granted lifetime and the row's new expiry."""
 
-    cdef public object sel, row, prefix, plen, lifetime, expires
+    # Read only: ``Lane.run`` writes through the arrays' data pointers, made here.
+    cdef readonly object sel, row, prefix, plen, lifetime, expires
     cdef public Py_ssize_t count
 
     def __init__(self, Py_ssize_t capacity):
@@ -221,12 +222,13 @@ cdef class Lane:
         cdef PrefixPool pool = self.pool
         cdef const uint8_t* own = <const uint8_t*>PyBytes_AS_STRING(self.address)
 
-        cdef int64_t[::1] o_sel = out.sel
-        cdef int64_t[::1] o_row = out.row
-        cdef uint8_t[:, ::1] o_prefix = out.prefix
-        cdef uint8_t[::1] o_plen = out.plen
-        cdef uint16_t[::1] o_lifetime = out.lifetime
-        cdef double[::1] o_expires = out.expires
+        # Pointers, not typed memoryviews: this runs on every wakeup that brings PBUs.
+        cdef int64_t* o_sel = <int64_t*>cnp.PyArray_DATA(out.sel)
+        cdef int64_t* o_row = <int64_t*>cnp.PyArray_DATA(out.row)
+        cdef uint8_t* o_prefix = <uint8_t*>cnp.PyArray_DATA(out.prefix)
+        cdef uint8_t* o_plen = <uint8_t*>cnp.PyArray_DATA(out.plen)
+        cdef uint16_t* o_lifetime = <uint16_t*>cnp.PyArray_DATA(out.lifetime)
+        cdef double* o_expires = <double*>cnp.PyArray_DATA(out.expires)
         cdef Py_ssize_t count = 0
 
         cdef Py_ssize_t i, row, candidates
@@ -294,7 +296,7 @@ cdef class Lane:
                 row = new_row(cache, indexes, mn, key, llid, mag, rows_of_mn)
                 rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
                 r = rows + row * ROW_SIZE
-                memcpy(&o_prefix[count, 0], PyBytes_AS_STRING(key), 16)
+                memcpy(o_prefix + 16 * count, PyBytes_AS_STRING(key), 16)
                 o_plen[count] = (<const uint8_t*>PyBytes_AS_STRING(key))[16]
             else:
                 memcpy(key_octets, rec + S_HNP, 16)
@@ -316,7 +318,7 @@ cdef class Lane:
                         break  # 157
                 elif not serial_newer(seq, get16(r + R_SEQ)):
                     break  # 135
-                memcpy(&o_prefix[count, 0], key_octets, 16)
+                memcpy(o_prefix + 16 * count, key_octets, 16)
                 o_plen[count] = key_octets[16]
 
             expires = now + 4.0 * lifetime

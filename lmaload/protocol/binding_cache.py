@@ -92,12 +92,13 @@ class BindingCache:
         return np.flatnonzero(self.rows["state"] != BceState.FREE)
 
     def count(self, state: BceState) -> int:
-        return int(np.count_nonzero(self.rows["state"] == state))
+        return int(np.count_nonzero(np.ascontiguousarray(self.rows["state"]) == int(state)))
 
     def counts(self) -> dict[BceState, int]:
-        """Entries in each state, in one pass over the state column."""
-        counts = np.bincount(self.rows["state"], minlength=len(BceState)).tolist()
-        return {state: counts[state] for state in BceState}
+        """Entries in each state. The state column copied out of the rows first: comparing
+        contiguous octets is many times quicker than the strided field, or than bincount."""
+        column = np.ascontiguousarray(self.rows["state"])
+        return {state: int(np.count_nonzero(column == int(state))) for state in BceState}
 
     # --- field access --------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The event loop that runs one sans-IO engine over real sockets, one loop per process.
 
-Each turn: wait (epoll) for a readable socket or the engine's next timer; on readiness receive
-a batch (recvmmsg), hand it to ``engine.receive`` with ``time.time()``, and send what
-``engine.datagrams_to_send`` returns in one batch (sendmmsg); run ``handle_timer`` when due.
+Each turn: wait (``select.epoll``) for a readable socket or the engine's next timer; on
+readiness receive a batch (recvmmsg), hand it to ``engine.receive`` with ``time.time()``, and
+send what ``engine.datagrams_to_send`` returns in one batch (sendmmsg); run ``handle_timer`` when
+due.
 Engine events are popped after each step and passed to ``on_event``, so a long run does not keep
 them. The loop uses the engine only through ``LmaEndpoint`` (``lmaload.protocol.endpoint``).
 ``on_tick`` runs at most every ``tick_interval`` seconds (metrics snapshots).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import selectors
+import select
 import socket
 import time
 from collections import Counter
@@ -76,9 +77,10 @@ class EngineLoop(Generic[E]):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._registered: list[BatchSocket] = []
+        self._poll = select.epoll()
+        self._poll.register(self._wake_r.fileno(), select.EPOLLIN)
+        self._registered: dict[int, BatchSocket] = {}
+        self._owns_lmaa = False
         self._sync_sockets()
 
     def stop(self) -> None:
@@ -90,47 +92,45 @@ class EngineLoop(Generic[E]):
 
     def run(self) -> None:
         """Serve until ``stop``; then close the sockets."""
+        engine, transport, on_tick = self.engine, self.transport, self._on_tick
+        poll, wake, registered = self._poll.poll, self._wake_r.fileno(), self._registered
         next_tick = 0.0
         try:
             self._after_engine()
             while not self._stopping:
-                if self.transport.waiting_for_lmaa:
-                    self._after_engine()
                 now = time.time()
-                due = self.engine.next_timer()
+                due = engine.next_timer()
                 if due is not None and due <= now:
-                    self.engine.handle_timer(now)
+                    engine.handle_timer(now)
                     self._after_engine()
                     continue
-                if self._on_tick is not None and now >= next_tick:
-                    self._on_tick(self)
+                if on_tick is not None and now >= next_tick:
+                    on_tick(self)
                     next_tick = now + self._tick_interval
-                timeout = self._timeout(now, due, next_tick)
-                for key, _ in self._selector.select(timeout):
-                    if key.data is None:
+                timeout = -1.0 if due is None else due - now  # epoll: -1 waits for ever
+                if on_tick is not None and (timeout < 0 or next_tick - now < timeout):
+                    timeout = next_tick - now
+                if transport.waiting_for_lmaa:
+                    self._after_engine()
+                    if timeout < 0 or timeout > LMAA_RETRY_INTERVAL:
+                        timeout = LMAA_RETRY_INTERVAL
+                for fd, _ in poll(timeout if timeout < 0 else max(timeout, 0.0)):
+                    if fd == wake:
                         self._drain_wakeups()
-                    else:
-                        self._receive(key.data)
+                    elif (sock := registered.get(fd)) is not None:
+                        self._receive(sock)
         finally:
-            if self._on_tick is not None:
-                self._on_tick(self)
+            if on_tick is not None:
+                on_tick(self)
             self.close()
 
     def close(self) -> None:
-        self._selector.close()
+        self._poll.close()
         self.transport.close()
         self._wake_r.close()
         self._wake_w.close()
 
     # --- internals -----------------------------------------------------------------------------
-
-    def _timeout(self, now: float, due: float | None, next_tick: float) -> float | None:
-        deadlines = [d for d in (due,) if d is not None]
-        if self._on_tick is not None:
-            deadlines.append(next_tick)
-        if self.transport.waiting_for_lmaa:
-            deadlines.append(now + LMAA_RETRY_INTERVAL)
-        return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _receive(self, sock: BatchSocket) -> None:
         for _ in range(MAX_BATCHES_PER_WAKEUP):
@@ -158,28 +158,33 @@ class EngineLoop(Generic[E]):
 
     def _after_engine(self) -> None:
         """Send what the engine produced, report its events, follow its LMAA ownership."""
-        out = self.engine.datagrams_to_send()
+        engine, transport = self.engine, self.transport
+        out = engine.datagrams_to_send()
         if len(out):
             self.datagrams_sent += len(out)
-            self.transport.send(out)
-        events = self.engine.pop_events()
-        if self._on_event is not None:
+            transport.send(out)
+        events = engine.pop_events()
+        if events and self._on_event is not None:
             for event in events:
                 self._on_event(event)
-        if self.transport.update(self.engine.owns_lmaa) or self.transport.waiting_for_lmaa:
-            self._sync_sockets()
+        owns = engine.owns_lmaa
+        # The transport's sockets change only with the ownership, or while it retries a bind.
+        if owns != self._owns_lmaa or transport.waiting_for_lmaa:
+            self._owns_lmaa = owns
+            if transport.update(owns) or transport.waiting_for_lmaa:
+                self._sync_sockets()
 
     def _sync_sockets(self) -> None:
-        current = self.transport.sockets
-        if current == self._registered:
-            return
-        for sock in self._registered:
-            if sock not in current:
-                self._selector.unregister(sock)
-        for sock in current:
-            if sock not in self._registered:
-                self._selector.register(sock, selectors.EVENT_READ, sock)
-        self._registered = list(current)
+        current = {sock.fileno(): sock for sock in self.transport.sockets}
+        for fd, sock in list(self._registered.items()):
+            if current.get(fd) is not sock:
+                with contextlib.suppress(OSError):  # closed already: epoll forgot it
+                    self._poll.unregister(fd)
+                del self._registered[fd]
+        for fd, sock in current.items():
+            if fd not in self._registered:
+                self._poll.register(fd, select.EPOLLIN)
+                self._registered[fd] = sock
 
     def _drain_wakeups(self) -> None:
         with contextlib.suppress(BlockingIOError):

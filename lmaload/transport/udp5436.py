@@ -30,10 +30,10 @@ from ipaddress import IPv4Address, IPv6Address
 
 import numpy as np
 
-from lmaload._ext.framing import frame as frame_columns
 from lmaload._ext.framing import unframe as unframe_columns
+from lmaload._ext.udp_routes import UdpRoutes
 from lmaload.capture import Capture
-from lmaload.protocol.datagrams import SMALL, Columns, Datagram, Datagrams, distinct
+from lmaload.protocol.datagrams import Columns, Datagram, Datagrams
 from lmaload.transport.batch import Batch, BatchSocket
 from lmaload.wire import Message, WireError, decode_mh, encode_mh
 from lmaload.wire.ipv6 import frame, split_ipv6_mh
@@ -56,13 +56,6 @@ def mapped(address: IPv4Address | IPv6Address) -> IPv6Address:
     if isinstance(address, IPv4Address):
         return IPv6Address(f"::ffff:{address}")
     return address
-
-
-def default_outer(inner: IPv6Address, family: int) -> OuterAddress | None:
-    """Where to send ``inner`` when nothing was learnt or configured (None: no way)."""
-    if family == socket.AF_INET:
-        return (str(inner.ipv4_mapped), PMIP6_CNTL_PORT) if inner.ipv4_mapped else None
-    return None if inner.ipv4_mapped else (str(inner), PMIP6_CNTL_PORT)
 
 
 class UdpTransport:
@@ -91,10 +84,9 @@ class UdpTransport:
         self._lmaa = lmaa
         self.lmaa_socket: BatchSocket | None = None
         self._want_lmaa = False
-        # packed inner address → packed outer address and port
-        self._routes: dict[bytes, tuple[bytes, int]] = {}
+        self._routes = UdpRoutes(4 if self.family == socket.AF_INET else 16)
         for inner, outer in (routes or {}).items():
-            self._routes[inner.packed] = self._packed(outer)
+            self._routes.add(inner.packed, *self._packed(outer))
 
     def _packed(self, outer: OuterAddress) -> tuple[bytes, int]:
         packed = ipaddress.ip_address(outer[0]).packed
@@ -150,31 +142,8 @@ class UdpTransport:
         if bad:
             self.drops["bad_inner_header"] += bad
         columns = Columns(batch.buf, starts, ends, inner_src, inner_dst, batch.arrival_seconds())
-        if bad:
-            columns = columns.take(good)
-            outer, sport = batch.src[good], batch.sport[good]
-        else:
-            outer, sport = batch.src, batch.sport
-        self._learn(columns.src, outer, sport)
-        return Datagrams([columns])
-
-    def _learn(self, inner: np.ndarray, outer: np.ndarray, sport: np.ndarray) -> None:
-        """Route each inner source to the outer address and port it last came from."""
-        n = len(inner)
-        if not n:
-            return
-        routes = self._routes
-        if n <= SMALL:  # a few datagrams (heartbeats): row by row, the later ones winning
-            keys, hosts, ports = inner.tobytes(), outer.tobytes(), sport.tolist()
-            w = len(hosts) // n
-            for i in range(n):
-                routes[keys[16 * i : 16 * i + 16]] = (hosts[w * i : w * i + w], ports[i])
-            return
-        keys, inverse = distinct(inner)
-        last = np.zeros(len(keys), dtype=np.intp)
-        np.maximum.at(last, inverse, np.arange(len(inverse)))
-        for key, i in zip(keys, last.tolist(), strict=True):
-            routes[key] = (outer[i].tobytes(), int(sport[i]))
+        self._routes.learn(inner_src, batch.src, batch.sport, ok if bad else None)
+        return Datagrams([columns.take(good)] if bad else [columns])
 
     def _capture_in(self, sock: BatchSocket, batch: Batch) -> None:
         capture = self.capture
@@ -188,64 +157,24 @@ class UdpTransport:
         capture.flush()
 
     def send(self, datagrams: Datagrams) -> None:
-        """Frame and send, each from the socket of its source address (the LMAA's or ours):
-        everything in one run of columns, so a wakeup's datagrams take one sendmmsg a socket."""
-        lmaa = self._lmaa[0] if self.lmaa_socket is not None else None  # type: ignore[index]
-        runs: list[Columns] = []
-        singles: list[Datagram] = []
-        for part in datagrams.parts():
-            if isinstance(part, Columns):
-                if singles:
-                    runs.append(Columns.of(singles))
-                    singles = []
-                runs.append(part)
-            else:
-                singles.append(part)
-        if singles:
-            runs.append(Columns.of(singles))
-        if runs:
-            self._send_columns(Columns.concat(runs), lmaa)
-
-    def _outer(self, inner: bytes) -> tuple[bytes, int] | None:
-        outer = self._routes.get(inner)
-        if outer is None:
-            fallback = default_outer(IPv6Address(inner), self.family)
-            if fallback is not None:
-                outer = self._packed(fallback)
-        return outer
-
-    def _send_columns(self, columns: Columns, lmaa: IPv6Address | None) -> None:
-        """Send columns per source socket, each to its route."""
-        unique, inverse = distinct(columns.dst)
-        outers = [self._outer(key) for key in unique]
-        keep: np.ndarray | None = None
-        if None in outers:
-            routed = np.array([o is not None for o in outers])
-            keep = routed[inverse]
-            self.drops["no_route"] += int(np.count_nonzero(~keep))
-            none = (bytes(4 if self.family == socket.AF_INET else 16), 0)
-            outers = [o if o is not None else none for o in outers]
-        hosts = np.frombuffer(b"".join(o[0] for o in outers), dtype=np.uint8)
-        hosts = hosts.reshape(len(outers), -1)[inverse]
-        ports = np.array([o[1] for o in outers], dtype=np.uint16)[inverse]
-        if lmaa is None and keep is None:
-            self._send_from(self.main, columns, hosts, ports)
+        """Route, frame and send, each from the socket of its source address (the LMAA's or
+        ours): one compiled pass (``UdpRoutes.frame``) and one sendmmsg a socket."""
+        parts = datagrams.parts()
+        if self.lmaa_socket is None:
+            self._send_from(self.main, parts, None, False)
             return
-        if keep is None:
-            keep = np.ones(len(columns), dtype=bool)
-        from_lmaa = np.zeros(len(columns), dtype=bool)
-        if lmaa is not None:
-            from_lmaa = (columns.src == np.frombuffer(lmaa.packed, dtype=np.uint8)).all(axis=1)
-        for sock, mask in ((self.main, keep & ~from_lmaa), (self.lmaa_socket, keep & from_lmaa)):
-            if sock is not None and mask.any():
-                self._send_from(sock, columns.take(mask), hosts[mask], ports[mask])
+        lmaa = self._lmaa[0].packed  # type: ignore[index]
+        self._send_from(self.main, parts, lmaa, False)
+        self._send_from(self.lmaa_socket, parts, lmaa, True)
 
     def _send_from(
-        self, sock: BatchSocket, columns: Columns, hosts: np.ndarray, ports: np.ndarray
+        self, sock: BatchSocket, parts: list[Datagram | Columns], lmaa: bytes | None, own: bool
     ) -> None:
-        buf, offsets = frame_columns(
-            columns.buf, columns.starts, columns.ends, columns.src, columns.dst
-        )
+        buf, offsets, hosts, ports, unrouted = self._routes.frame(parts, lmaa, own)
+        if unrouted:
+            self.drops["no_route"] += unrouted
+        if len(offsets) == 1:
+            return
         if self.capture is not None:
             self._capture_out(sock, buf, offsets, hosts, ports)
         send_batch(sock, buf, offsets, hosts, ports, self.drops)

@@ -92,6 +92,9 @@ class FastLane:
         self._verdicts: tuple[dict[bytes, int], dict[bytes, int]] = ({}, {})
         self._verdicts_for: OwnershipSnapshot | None = None
         self._responses: tuple[int, int, bytes, bytes] | None = None
+        # Where every run writes what it accepted: a run's results are taken before the next
+        # run, of this batch or of one scanned meanwhile (a takeover's replay), starts.
+        self._accepted = Accepted(0)
 
     def scan(self, columns: Columns, now: float, replay: bool, backlog: bool = False) -> LaneBatch:
         """Scan ``columns`` for ``run`` and mark the PBUs to shed, unless a Binding Update the
@@ -119,7 +122,10 @@ class FastLane:
         )  # fmt: skip
         columns = Columns(buf, starts, ends, src, dst, arrival)
         codes = np.empty(n, dtype=np.uint8)
-        return LaneBatch(columns, scan, src, dst, arrival, replay, Accepted(n), shed, marked, codes)
+        accepted = self._accepted
+        if len(accepted.sel) < n:
+            accepted = self._accepted = Accepted(max(n, 2 * len(accepted.sel)))
+        return LaneBatch(columns, scan, src, dst, arrival, replay, accepted, shed, marked, codes)
 
     def heartbeats(self, batch: LaneBatch, start: int) -> tuple[int, Columns]:
         """Answer the run of heartbeat requests at ``start`` (RFC 5847: R and the Restart

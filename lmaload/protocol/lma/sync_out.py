@@ -16,6 +16,7 @@ import numpy as np
 
 from lmaload._ext.bce_sync import encode_sessions
 from lmaload._ext.checksum import mh_checksum
+from lmaload._ext.sync_plan import group_withheld, live_rows, scan_ss_acks
 from lmaload.bulk_types import SyncBatch
 from lmaload.measure.histogram import Histogram
 from lmaload.protocol.binding_cache import BceState
@@ -102,6 +103,8 @@ class SyncOut:
         self._id = 0
         self._pending: dict[int, PendingSync] = {}
         self._withheld_count = 0  # PBAs waiting for an SS-ACK: withheld, in changes or pending
+        self._peers = list(state.peers)
+        self._peer_rows = np.array([p.packed for p in self._peers], dtype="S16").view(np.uint8)
 
     @property
     def ack_latency(self) -> Histogram:
@@ -234,13 +237,7 @@ class SyncOut:
         first_id = self._id
         batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
         first = next(iter(batches.values())).first
-        # The message carrying each withheld PBA's entry (-1: none, the entry is gone).
-        sorter = np.argsort(rows, kind="stable")
-        at = np.minimum(np.searchsorted(rows, waiting_rows, sorter=sorter), len(rows) - 1)
-        found = rows[sorter[at]] == waiting_rows
-        message = np.where(found, np.searchsorted(first, sorter[at], side="right") - 1, -1)
-        order = np.argsort(message, kind="stable")
-        bounds = np.searchsorted(message[order], np.arange(-1, len(first)))
+        order, bounds = group_withheld(rows, first, waiting_rows)
         self._release([withheld.take(order[bounds[0] : bounds[1]])], int(bounds[1] - bounds[0]))
         for k in range(len(first) - 1):
             ident = self._next_id()
@@ -253,19 +250,16 @@ class SyncOut:
         withheld, self._withheld = self._withheld, []
         if not withheld:
             return NO_ROWS, NO_COLUMNS
+        if len(withheld) == 1:
+            return withheld[0]
         rows = np.concatenate([r for r, _ in withheld])
         return rows, Columns.concat([c for _, c in withheld])
 
     def _live_rows(self) -> np.ndarray:
         """The live entries changed since the last packing, in the order of their first change,
         each once, dropping those that are no longer served here."""
-        if not self._live:
-            return np.zeros(0, dtype=np.int64)
-        rows = np.concatenate(self._live)
-        self._live = []
-        _, first = np.unique(rows, return_index=True)
-        rows = rows[np.sort(first)]
-        return rows[self._state.cache.rows["state"][rows] == BceState.ACTIVE]
+        live, self._live = self._live, []
+        return live_rows(live, self._state.cache.rows["state"], BceState.ACTIVE)
 
     def _encode_live(
         self, rows: np.ndarray, now: float, dst: IPv6Address, identifier: int, more: bool
@@ -354,30 +348,15 @@ class SyncOut:
 
     def scan_acks(self, columns: Columns) -> list[tuple[int, int, IPv6Address]]:
         """The SS-ACKs of ``columns`` that the reference path would take as such: from a peer
-        to this LMA's address, their octets those of ``encode_ss_ack``. (index, identifier,
-        peer) of each, for ``on_ack``."""
+        to this LMA's address, their octets those of ``encode_ss_ack`` (``scan_ss_acks``).
+        (index, identifier, peer) of each, for ``on_ack``."""
         if not self._pending:  # then the reference path's verdict is as quick: unmatched
             return []
         state = self._state
-        starts, buf = columns.starts, columns.buf
-        sized = np.flatnonzero(columns.ends - starts == SS_ACK_LENGTH)
-        at = starts[sized]
-        candidates = sized[(buf[at + 2] == state.wire.mh_state_sync) & (buf[at + 6] == cp.SS_ACK)]
-        if not len(candidates):
-            return []
-        own = state.address.packed
-        peers = {p.packed: p for p in state.peers}
-        found = []
-        for i in candidates.tolist():
-            src, dst = columns.src[i].tobytes(), columns.dst[i].tobytes()
-            peer = peers.get(src)
-            if peer is None or dst != own:
-                continue
-            data = buf[starts[i] : starts[i] + SS_ACK_LENGTH].tobytes()
-            identifier = int.from_bytes(data[8:10])
-            if data == encode_ss_ack(identifier, src, dst, state.wire):
-                found.append((i, identifier, peer))
-        return found
+        return scan_ss_acks(
+            columns.buf, columns.starts, columns.ends, columns.src, columns.dst,
+            state.address.packed, self._peer_rows, self._peers, _ss_ack_template(state.wire),
+        )  # fmt: skip
 
     def on_ack(self, identifier: int, src: IPv6Address, now: float) -> None:
         pending = self._pending.get(identifier)
