@@ -17,6 +17,7 @@ embedded LMA pair to the other, beside a yardstick measured in the same run on t
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import socket
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from lmaload._ext import mmsg
-from lmaload.capacity import CapacityConfig, CapacitySearch
+from lmaload.capacity import READY_TIMEOUT, CapacityConfig, CapacitySearch
 from lmaload.lma_pair import EmbeddedPair
 from lmaload.measure.schedule import Schedule
 from lmaload.population import PopulationSpec, generate
@@ -60,12 +61,10 @@ def _pinned_generator() -> Iterator[None]:
 @contextlib.contextmanager
 def _pair(sync: str) -> Iterator[EmbeddedPair]:
     with tempfile.TemporaryDirectory(prefix="lmaload-e2e-") as logs:
-        pair = EmbeddedPair("hard", sync, Path(logs))
+        pair = EmbeddedPair("hard", sync, Path(logs), cpu=PAIR_CPU)
         try:
             pair.start()
-            pair.wait_ready(15.0)
-            for child in pair.children:
-                pin(PAIR_CPU, child.proc.pid)
+            pair.wait_ready(READY_TIMEOUT)
             yield pair
         finally:
             pair.stop()
@@ -114,7 +113,9 @@ def capacity(sync: str, quick: bool) -> dict[str, Any]:
         max_trials=12 if quick else 40,
     )
     with _pair(sync) as pair:
-        results = CapacitySearch(config, pair).run()
+        results = CapacitySearch(
+            config, pair, reset=functools.partial(pair.restart, READY_TIMEOUT)
+        ).run()
     return {
         "pdr": results["pdr"]["rate"] or 0.0,
         "ndr": results["ndr"]["rate"] or 0.0,

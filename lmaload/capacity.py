@@ -3,7 +3,11 @@ FD.io CSIT's MLRsearch find packet rates.
 
 A *trial* registers fresh mobile nodes (ids never used before in the search, so the target never
 sees a refresh) open loop at a fixed rate for a fixed duration, then waits ``drain`` seconds for
-late answers. Its mobile nodes are accounted for as in ``lmaload run``; those not registered by
+late answers. Against the embedded pair every trial after the first meets a pair started afresh
+(``reset``): the bindings earlier trials left (hundreds of thousands in a search) would otherwise
+make each trial meet a bigger binding cache, growing through bigger stalls, than the one before;
+your own LMAs keep them until their lifetime ends. Its mobile nodes are accounted for as in
+``lmaload run``; those not registered by
 the end of the trial count as failed. A trial passes for the **NDR** (no-drop rate) when none
 failed, for the **PDR** (partial-drop rate) when at most ``loss_bound`` of them did; in both cases
 the registration latency's p99 must be within ``latency_bound`` and the generator must have kept
@@ -24,6 +28,7 @@ the simulated clock against a simulated LMA of known capacity.
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -53,7 +58,7 @@ from lmaload.transport.mag_loop import MagLoop
 
 READY_TIMEOUT = 15.0  # the target's start; every LMA answering a trial's first heartbeat or PBU
 BUSY_CORE = 0.95  # the generator's CPU share of a trial at which it, not the target, is the limit
-PAUSE = 1.0  # seconds between trials: the target drains what a failed trial left queued
+PAUSE = 1.0  # seconds between trials on a target not reset: it drains what a trial left queued
 KINDS = ("pdr", "ndr")
 
 
@@ -144,7 +149,8 @@ class Trial:
 class CapacitySearch:
     """The search against ``target`` (started and stopped by the caller). ``clock``, ``sleep``,
     ``cpu`` and ``mag_loop`` are the driver (as for ``lmaload.run.Runner``); ``show`` gets a line
-    per trial."""
+    per trial; ``reset`` (None: none) starts the target afresh before every trial but the
+    first."""
 
     def __init__(
         self,
@@ -155,6 +161,7 @@ class CapacitySearch:
         sleep: Callable[[float], None] = time.sleep,
         cpu: Callable[[], float] = time.process_time,
         show: Callable[[str], None] | None = None,
+        reset: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.target = target
@@ -165,6 +172,7 @@ class CapacitySearch:
             lambda engine: MagLoop(engine, target.mag_transport(engine.pop, None))
         )
         self._show = show or (lambda line: None)
+        self._reset = reset
         self.trials: list[Trial] = []
         self._next_id = 0
 
@@ -231,7 +239,12 @@ class CapacitySearch:
     def trial(self, rate: float, duration: float, confirmation: bool = False) -> Trial:
         """Run one trial at ``rate`` for ``duration`` seconds; it joins ``trials``."""
         cfg = self.config
-        if self.trials:
+        if self.trials and self._reset is not None:
+            try:
+                self._reset()
+            except LmaStartError as exc:
+                raise CapacityError(str(exc)) from None
+        elif self.trials:
             self.sleep(PAUSE)
         sessions = max(1, round(rate * duration))
         spec = PopulationSpec(
@@ -383,6 +396,7 @@ class CapacitySearch:
             "kind": "capacity",
             "config": config,
             "aborted": aborted,
+            "target_reset_between_trials": self._reset is not None,
             **rates,
             "generator": {
                 "cpu_per_registration_us": float(np.median(timed)) if timed else None,
@@ -475,5 +489,8 @@ def capacity(
             target.wait_ready(READY_TIMEOUT)
         except LmaStartError as exc:
             raise CapacityError(str(exc)) from None
-        results = CapacitySearch(config, target, show=show).run()
+        reset = None
+        if isinstance(target, EmbeddedPair):
+            reset = functools.partial(target.restart, READY_TIMEOUT)
+        results = CapacitySearch(config, target, show=show, reset=reset).run()
     return results, checks(results)

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lmaload.capture import Capture
 from lmaload.population import Population
+from lmaload.procstat import pin
 from lmaload.transport.mag_loop import MagTransport, RawMagTransport
 from lmaload.transport.udp5436 import mapped
 
@@ -148,7 +149,8 @@ class LmaChild:
 
 
 class EmbeddedPair:
-    """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``)."""
+    """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``,
+    ``restart``), every thread of both on ``cpu`` when given."""
 
     def __init__(
         self,
@@ -157,9 +159,11 @@ class EmbeddedPair:
         log_dir: Path,
         capture: bool = False,
         metrics_port: int | None = None,
+        cpu: int | None = None,
     ) -> None:
         self.mode = mode
         self.sync = sync
+        self.cpu = cpu
         self.log_dir = log_dir
         self.capture = capture
         self.metrics_port = metrics_port
@@ -194,6 +198,15 @@ class EmbeddedPair:
             [*common, *self._pcap("standby"), "--role", "standby", "--peer", active],
             self.metrics_port,
         )
+        if self.cpu is not None:
+            for child in self.children:
+                pin(self.cpu, child.proc.pid)
+
+    def restart(self, timeout: float) -> None:
+        """Stop both LMAs and start a fresh pair, ready within ``timeout`` (``wait_ready``)."""
+        self.stop()
+        self.start()
+        self.wait_ready(timeout)
 
     def _pcap(self, name: str) -> list[str]:
         return ["--pcap", str(self.log_dir / f"{name}.pcap")] if self.capture else []

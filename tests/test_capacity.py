@@ -23,7 +23,7 @@ from tests.sim_target import SimLoop, SimPair
 CAPACITY = 800.0  # PBUs per second the simulated active LMA serves
 
 
-def search(config: CapacityConfig, sim: Simulator, mag_loop=None) -> dict[str, Any]:
+def search(config: CapacityConfig, sim: Simulator, mag_loop=None, reset=None) -> dict[str, Any]:
     target = SimPair(sim, capacity=CAPACITY)
     target.wait_ready(1.0)
     searcher = CapacitySearch(
@@ -33,6 +33,7 @@ def search(config: CapacityConfig, sim: Simulator, mag_loop=None) -> dict[str, A
         mag_loop=mag_loop or (lambda engine: SimLoop(sim, engine)),
         sleep=sim.run_for,
         cpu=lambda: 0.0,
+        reset=reset,
     )
     return searcher.run()
 
@@ -68,6 +69,18 @@ def test_every_trial_is_listed_and_the_rate_found_was_confirmed(found) -> None:
         assert t["sessions"] == round(t["rate"] * t["duration"])
         assert t["registered"] + t["failed"] == t["sessions"]
     assert "NDR" in table(found) and "PDR" in table(found)
+    assert found["target_reset_between_trials"] is False
+
+
+def test_a_reset_target_is_started_afresh_before_every_trial_but_the_first() -> None:
+    sim = Simulator(default_link=LinkProfile(delay=0.001))
+    config = CapacityConfig(
+        mags=4, sync="async", start_rate=200, trial_duration=1, confirm_duration=2, max_trials=5
+    )
+    resets: list[int] = []
+    results = search(config, sim, reset=lambda: resets.append(len(resets)))
+    assert results["trials"] and len(resets) == len(results["trials"]) - 1
+    assert results["target_reset_between_trials"] is True
 
 
 class Late:
@@ -145,6 +158,7 @@ def test_capacity_of_the_embedded_pair(tmp_path) -> None:
     assert result.returncode in (0, 1), result.stderr
     results = json.loads(path.read_text())
     assert results["kind"] == "capacity" and results["trials"]
+    assert results["target_reset_between_trials"] is True
     assert "PDR" in result.stdout and "trial" in result.stderr
     assert results["generator"]["cpu_per_registration_us"] > 0
     # The ramp starts at --start-rate; where it goes next depends on how busy the machine is.
