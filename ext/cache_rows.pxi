@@ -1,9 +1,24 @@
-# The binding cache rows' little-endian field loads, RFC 6275 sequence-number order, and a new
-# row entered in the cache's lists and indexes, for the compiled writers of the cache. Include in
-# a module that cimports numpy as cnp, PyBytes_AS_STRING, memcpy and memset, and defines
-# ROW_SIZE and R_PROXY_COA (BCE_DTYPE's itemsize and field offset):
+# The binding cache rows' layout (BCE_DTYPE's size and field offsets) and little-endian field
+# loads, RFC 6275 sequence-number order, and a new row entered in the cache's lists and indexes,
+# for the compiled writers of the cache. Include in a module that cimports numpy as cnp,
+# PyBytes_AS_STRING, memcpy and memset, imports BCE_DTYPE and defines _offset(dtype, name) (a
+# field's offset), before its code reads a row:
 #     include "cache_rows.pxi"
 from libc.stdint cimport uint8_t, uint16_t, uint64_t
+
+cdef Py_ssize_t ROW_SIZE = BCE_DTYPE.itemsize
+cdef Py_ssize_t R_STATE = _offset(BCE_DTYPE, "state")
+cdef Py_ssize_t R_FLAGS = _offset(BCE_DTYPE, "flags")
+cdef Py_ssize_t R_SEQ = _offset(BCE_DTYPE, "seq")
+cdef Py_ssize_t R_LIFETIME = _offset(BCE_DTYPE, "lifetime")
+cdef Py_ssize_t R_EXPIRES = _offset(BCE_DTYPE, "expires")
+cdef Py_ssize_t R_TS = _offset(BCE_DTYPE, "ts")
+cdef Py_ssize_t R_ATT = _offset(BCE_DTYPE, "att")
+cdef Py_ssize_t R_HI = _offset(BCE_DTYPE, "hi")
+cdef Py_ssize_t R_TUNNEL = _offset(BCE_DTYPE, "tunnel")
+cdef Py_ssize_t R_PROXY_COA = _offset(BCE_DTYPE, "proxy_coa")
+cdef Py_ssize_t R_LLA = _offset(BCE_DTYPE, "lla")
+cdef Py_ssize_t R_ANCHOR = _offset(BCE_DTYPE, "anchor")
 
 
 cdef inline uint16_t get16(const uint8_t* p) noexcept nogil:

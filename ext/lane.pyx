@@ -42,20 +42,6 @@ def _offset(dtype, name):
     return dtype.fields[name][1]
 
 
-# Binding cache row layout.
-cdef Py_ssize_t ROW_SIZE = BCE_DTYPE.itemsize
-cdef Py_ssize_t R_STATE = _offset(BCE_DTYPE, "state")
-cdef Py_ssize_t R_FLAGS = _offset(BCE_DTYPE, "flags")
-cdef Py_ssize_t R_SEQ = _offset(BCE_DTYPE, "seq")
-cdef Py_ssize_t R_LIFETIME = _offset(BCE_DTYPE, "lifetime")
-cdef Py_ssize_t R_EXPIRES = _offset(BCE_DTYPE, "expires")
-cdef Py_ssize_t R_TS = _offset(BCE_DTYPE, "ts")
-cdef Py_ssize_t R_ATT = _offset(BCE_DTYPE, "att")
-cdef Py_ssize_t R_HI = _offset(BCE_DTYPE, "hi")
-cdef Py_ssize_t R_TUNNEL = _offset(BCE_DTYPE, "tunnel")
-cdef Py_ssize_t R_PROXY_COA = _offset(BCE_DTYPE, "proxy_coa")
-cdef Py_ssize_t R_ANCHOR = _offset(BCE_DTYPE, "anchor")
-
 # Scan record layout.
 cdef Py_ssize_t SCAN_SIZE = PBU_SCAN_DTYPE.itemsize
 cdef Py_ssize_t S_FLAGS = _offset(PBU_SCAN_DTYPE, "flags")

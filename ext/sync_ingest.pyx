@@ -57,24 +57,9 @@ cdef uint8_t SYNCED = BceState.SYNCED
 cdef uint8_t MOVED = BceState.MOVED
 
 
-
 def _offset(dtype, name):
     return dtype.fields[name][1]
 
-
-# Binding cache row layout.
-cdef Py_ssize_t ROW_SIZE = BCE_DTYPE.itemsize
-cdef Py_ssize_t R_STATE = _offset(BCE_DTYPE, "state")
-cdef Py_ssize_t R_FLAGS = _offset(BCE_DTYPE, "flags")
-cdef Py_ssize_t R_SEQ = _offset(BCE_DTYPE, "seq")
-cdef Py_ssize_t R_LIFETIME = _offset(BCE_DTYPE, "lifetime")
-cdef Py_ssize_t R_EXPIRES = _offset(BCE_DTYPE, "expires")
-cdef Py_ssize_t R_TS = _offset(BCE_DTYPE, "ts")
-cdef Py_ssize_t R_ATT = _offset(BCE_DTYPE, "att")
-cdef Py_ssize_t R_TUNNEL = _offset(BCE_DTYPE, "tunnel")
-cdef Py_ssize_t R_PROXY_COA = _offset(BCE_DTYPE, "proxy_coa")
-cdef Py_ssize_t R_LLA = _offset(BCE_DTYPE, "lla")
-cdef Py_ssize_t R_ANCHOR = _offset(BCE_DTYPE, "anchor")
 
 include "octets.pxi"
 include "mh_decode.pxi"
@@ -396,6 +381,21 @@ cdef inline void put_ss_ack(
     ))
 
 
+cdef inline bint _ss_rep_to(
+    const uint8_t* d, Py_ssize_t start, Py_ssize_t length, uint8_t mh_type,
+    const uint8_t[:, :] dst, Py_ssize_t i, const uint8_t* me,
+) noexcept:
+    """Whether datagram ``i`` (``d[start:start + length]``) is an SS-REP by its type octets,
+    addressed to ``me``."""
+    cdef uint8_t address[16]
+    cdef Py_ssize_t k
+    if length < 16 or d[start + 2] != mh_type or d[start + 6] != SS_REPLY:
+        return False
+    for k in range(16):
+        address[k] = dst[i, k]
+    return memcmp(address, me, 16) == 0
+
+
 def ingest(
     cache,
     const uint8_t[::1] buf,
@@ -433,11 +433,7 @@ def ingest(
     # A first pass finds the candidates: SS-REPs by their type octets, to this LMA, from a peer.
     for i in range(n):
         start, length = starts[i], ends[i] - starts[i]
-        if length < 16 or d[start + 2] != t[0] or d[start + 6] != SS_REPLY:
-            continue
-        for k in range(16):
-            address[k] = dst[i, k]
-        if memcmp(address, me, 16) != 0:
+        if not _ss_rep_to(d, start, length, t[0], dst, i, me):
             continue
         candidates += 1
         longest = max(longest, length)
@@ -473,11 +469,7 @@ def ingest(
     out.count = out.stale = out.bad = 0
     for i in range(n):
         start, length = starts[i], ends[i] - starts[i]
-        if length < 16 or d[start + 2] != t[0] or d[start + 6] != SS_REPLY:
-            continue
-        for k in range(16):
-            address[k] = dst[i, k]
-        if memcmp(address, me, 16) != 0:
+        if not _ss_rep_to(d, start, length, t[0], dst, i, me):
             continue
         for k in range(16):
             address[k] = src[i, k]
