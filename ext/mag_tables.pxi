@@ -4,13 +4,6 @@
 # ---------------------------------------------------------------------------------------------
 # Addresses to indexes
 
-cdef inline uint64_t address_hash(const uint8_t* key) noexcept nogil:
-    cdef uint64_t h = load64(key) * <uint64_t>0x9E3779B97F4A7C15ULL ^ load64(key + 8)
-    h ^= h >> 33
-    h *= <uint64_t>0xFF51AFD7ED558CCDULL
-    return h ^ (h >> 33)
-
-
 cdef class AddressTable:
     """The index of each of ``addresses`` ((n, 16) uint8; a repeated one: its last index), and
     -1 for any other address."""

@@ -45,13 +45,6 @@ cdef struct route_t:
     bint used
 
 
-cdef inline uint64_t address_hash(const uint8_t* key) noexcept nogil:
-    cdef uint64_t h = load64(key) * <uint64_t>0x9E3779B97F4A7C15ULL ^ load64(key + 8)
-    h ^= h >> 33
-    h *= <uint64_t>0xFF51AFD7ED558CCDULL
-    return h ^ (h >> 33)
-
-
 cdef inline bint ipv4_mapped(const uint8_t* a) noexcept nogil:
     """``::ffff:a.b.c.d``: ten zero octets, then two 0xff."""
     cdef int i
