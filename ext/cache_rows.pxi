@@ -1,8 +1,8 @@
 # The binding cache rows' layout (BCE_DTYPE's size and field offsets) and little-endian field
 # loads, RFC 6275 sequence-number order, and a new row entered in the cache's lists and indexes,
 # for the compiled writers of the cache. Include in a module that cimports numpy as cnp,
-# PyBytes_AS_STRING, memcpy and memset, imports BCE_DTYPE and defines _offset(dtype, name) (a
-# field's offset), before its code reads a row:
+# PyBytes_AS_STRING, memcpy, memset and lmaload._ext.cache_index's CacheIndex, imports BCE_DTYPE
+# and defines _offset(dtype, name) (a field's offset), before its code reads a row:
 #     include "cache_rows.pxi"
 from libc.stdint cimport uint8_t, uint16_t, uint64_t
 
@@ -40,49 +40,35 @@ cdef inline bint serial_newer(uint16_t a, uint16_t b) noexcept nogil:
 
 
 cdef class Indexes:
-    """The binding cache's lists and indexes, looked up once per call."""
+    """The binding cache's lists and index, looked up once per call."""
 
-    cdef list free, mn_ids, prefix_keys, ll_ids
-    cdef dict by_mn, by_prefix, by_mag
+    cdef list mn_ids, prefix_keys, ll_ids
+    cdef CacheIndex index
 
     def __init__(self, cache):
-        self.free = cache._free
         self.mn_ids = cache.mn_ids
         self.prefix_keys = cache.prefix_keys
         self.ll_ids = cache.ll_ids
-        self.by_mn = cache._by_mn
-        self.by_prefix = cache._by_prefix
-        self.by_mag = cache._by_mag
+        self.index = cache.index
 
 
 cdef Py_ssize_t new_row(
-    cache, Indexes ix, object mn, bytes key, object llid, bytes mag, object rows_of_mn
+    cache, Indexes ix, bytes mn, bytes key, object llid, bytes mag
 ) except -1:
-    """A zeroed row of the cache (grown if full) holding a new entry: MN ``mn`` (whose
-    by-MN index entry is ``rows_of_mn``, None for none), the one prefix ``key``, MN LL-ID
-    ``llid``, at the MAG of packed address ``mag``. The caller reads ``cache.rows`` again."""
-    if not ix.free:
+    """A zeroed row of the cache (grown if full) holding a new entry: MN ``mn``, the one prefix
+    ``key``, MN LL-ID ``llid``, at the MAG of packed address ``mag``. The caller reads
+    ``cache.rows`` again."""
+    cdef Py_ssize_t row = ix.index.take_row()
+    if row < 0:
         cache._grow()
-    # One int object for the row in every index (an object each would cost 32 octets per
-    # index per entry).
-    cdef object row_obj = ix.free.pop()
-    cdef Py_ssize_t row = row_obj
+        row = ix.index.take_row()
     cdef uint8_t* r = <uint8_t*>cnp.PyArray_DATA(cache.rows) + row * ROW_SIZE
     memset(r, 0, ROW_SIZE)
     memcpy(r + R_PROXY_COA, PyBytes_AS_STRING(mag), 16)
     ix.mn_ids[row] = mn
     ix.prefix_keys[row] = (key,)
     ix.ll_ids[row] = llid
-    if rows_of_mn is None:
-        ix.by_mn[mn] = row_obj
-    elif type(rows_of_mn) is int:
-        ix.by_mn[mn] = {rows_of_mn, row_obj}
-    else:
-        rows_of_mn.add(row_obj)
-    ix.by_prefix[key] = row_obj
-    mag_rows = ix.by_mag.get(mag)
-    if mag_rows is None:
-        ix.by_mag[mag] = {row_obj}
-    else:
-        mag_rows.add(row_obj)
+    ix.index.add(
+        row, mn, <const uint8_t*>PyBytes_AS_STRING(key), <const uint8_t*>PyBytes_AS_STRING(mag)
+    )
     return row

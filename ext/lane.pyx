@@ -31,6 +31,8 @@ from libc.math cimport fabs, isnan
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
+from lmaload._ext.cache_index cimport CacheIndex
+
 from lmaload.bulk_types import PBU_SCAN_DTYPE
 from lmaload.bce import BCE_DTYPE, BceState
 from lmaload.wire import codepoints as cp
@@ -75,15 +77,15 @@ cdef extern from *:
 cdef class PrefixPool:
     """Allocation of home network prefixes from the LMA's pool (RFC 5213 §5.3.2, ALL_ZERO HNP),
     as binding-cache prefix keys (``binding_cache.prefix_key``): the pool's /``length`` subnets
-    in order, then the released ones (last released first), skipping any that is a key of
-    ``taken`` (the cache's prefix index: prefixes of sessions synchronised from a peer)."""
+    in order, then the released ones (last released first), skipping any that ``taken`` (the
+    cache's index) holds: prefixes of sessions synchronised from a peer."""
 
     cdef u128 _base, _step, _count, _next
     cdef uint8_t _length
     cdef list _released
-    cdef dict _taken
+    cdef CacheIndex _taken
 
-    def __init__(self, pool, int length, dict taken):
+    def __init__(self, pool, int length, CacheIndex taken not None):
         if not pool.prefixlen <= length <= 128:
             raise ValueError("the prefix length must not be shorter than the pool's")
         self._base = 0
@@ -120,7 +122,7 @@ cdef class PrefixPool:
         cdef int i
         while self._released:
             key = self._released.pop()
-            if key not in self._taken:
+            if self._taken.find_prefix(<const uint8_t*>PyBytes_AS_STRING(key)) < 0:
                 return key
         while self._next < self._count:
             value = self._base + self._next * self._step
@@ -129,9 +131,8 @@ cdef class PrefixPool:
                 octets[i] = <uint8_t>(value & 0xFF)
                 value >>= 8
             octets[16] = self._length
-            key = PyBytes_FromStringAndSize(<const char*>octets, 17)
-            if key not in self._taken:
-                return key
+            if self._taken.find_prefix(octets) < 0:
+                return PyBytes_FromStringAndSize(<const char*>octets, 17)
         return None
 
 
@@ -202,8 +203,7 @@ cdef class Lane:
         cdef list mn_ids = indexes.mn_ids
         cdef list prefix_keys = indexes.prefix_keys
         cdef list ll_ids = indexes.ll_ids
-        cdef dict by_mn = indexes.by_mn
-        cdef dict by_prefix = indexes.by_prefix
+        cdef CacheIndex index = indexes.index
         cdef dict tunnels = self.tunnels
         cdef PrefixPool pool = self.pool
         cdef const uint8_t* own = <const uint8_t*>PyBytes_AS_STRING(self.address)
@@ -217,12 +217,12 @@ cdef class Lane:
         cdef double* o_expires = <double*>cnp.PyArray_DATA(out.expires)
         cdef Py_ssize_t count = 0
 
-        cdef Py_ssize_t i, row, candidates
+        cdef Py_ssize_t i, row, candidates, c
         cdef const uint8_t* rec
         cdef uint8_t* r
         cdef const uint8_t* mag_ptr = NULL
         cdef object mag = None, tunnel = None
-        cdef object mn, llid, key, found, rows_of_mn, c
+        cdef object mn, llid, key, held
         cdef int64_t mn_start, llid_start
         cdef int16_t llid_len
         cdef uint64_t ts
@@ -264,22 +264,19 @@ cdef class Lane:
 
             if rec[S_HNP_ZERO]:
                 # A new session unless exactly one entry of this MN interface hands off (§3.2.1).
-                rows_of_mn = by_mn.get(mn)
-                if rows_of_mn is not None and (
-                    hi == HI_BETWEEN_INTERFACES or hi == HI_BETWEEN_MAGS or hi == HI_UNKNOWN
-                ):
+                if hi == HI_BETWEEN_INTERFACES or hi == HI_BETWEEN_MAGS or hi == HI_UNKNOWN:
                     candidates = 0
-                    for c in ((rows_of_mn,) if type(rows_of_mn) is int else rows_of_mn):
-                        if llid is None or (
-                            ll_ids[c] == llid and rows[<Py_ssize_t>c * ROW_SIZE + R_ATT] == att
-                        ):
+                    c = index.find_mn(<const uint8_t*>PyBytes_AS_STRING(mn), len(mn))
+                    while c >= 0:
+                        if llid is None or (ll_ids[c] == llid and rows[c * ROW_SIZE + R_ATT] == att):
                             candidates += 1
+                        c = index.next_of_mn(c)
                     if candidates == 1:
                         break  # hand-off
                 key = pool._allocate()
                 if key is None:
                     break  # 130
-                row = new_row(cache, indexes, mn, key, llid, mag, rows_of_mn)
+                row = new_row(cache, indexes, mn, key, llid, mag)
                 rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
                 r = rows + row * ROW_SIZE
                 memcpy(o_prefix + 16 * count, PyBytes_AS_STRING(key), 16)
@@ -287,15 +284,15 @@ cdef class Lane:
             else:
                 memcpy(key_octets, rec + S_HNP, 16)
                 key_octets[16] = rec[S_PLEN]
-                key = PyBytes_FromStringAndSize(<const char*>key_octets, 17)
-                found = by_prefix.get(key)
-                if found is None:
+                row = index.find_prefix(key_octets)
+                if row < 0:
                     break  # a new session with a requested prefix
-                row = found
                 r = rows + row * ROW_SIZE
+                held = prefix_keys[row]
                 if (
                     mn_ids[row] != mn
-                    or prefix_keys[row] != (key,)
+                    or len(<tuple>held) != 1
+                    or memcmp(PyBytes_AS_STRING((<tuple>held)[0]), key_octets, 17) != 0
                     or memcmp(r + R_PROXY_COA, mag_ptr, 16) != 0
                 ):
                     break  # 159 / 155, hand-off

@@ -1,22 +1,10 @@
-# Octet, checksum, option-framing and address-hashing helpers shared by the ext modules that read and write
+# Octet, checksum, option-framing and hashing helpers shared by the ext modules that read and write
 # Mobility Headers. Include after checksum.pxi and after the module's OPT_PAD1 and OPT_PADN:
 #     include "octets.pxi"
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-
-cdef inline uint64_t load64(const uint8_t* p) noexcept nogil:
-    cdef uint64_t v
-    memcpy(&v, p, 8)
-    return v
-
-
-cdef inline uint64_t address_hash(const uint8_t* key) noexcept nogil:
-    """A 16-octet address mixed into 64 bits, for the open-addressing tables of addresses."""
-    cdef uint64_t h = load64(key) * <uint64_t>0x9E3779B97F4A7C15ULL ^ load64(key + 8)
-    h ^= h >> 33
-    h *= <uint64_t>0xFF51AFD7ED558CCDULL
-    return h ^ (h >> 33)
+include "hashing.pxi"
 
 
 cdef inline uint64_t halves(uint64_t v) noexcept nogil:

@@ -21,6 +21,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
+from lmaload._ext.cache_index cimport CacheIndex
+
 from lmaload.bce import BCE_DTYPE, BceState
 from lmaload.bulk_types import NO_MN_ID as NO_MN_ID_VALUE
 from lmaload.bulk_types import SS_SESSION_DTYPE
@@ -286,15 +288,15 @@ cdef int store_sessions(
     SYNCED, anchor the sender; lifetime 0 deletes a synced or moved copy; a copy older than ours
     (by Timestamp, else sequence number) is dropped. A row whose MN or prefixes differ is given
     to ``delete(row)`` first (LmaState.delete, which also returns the prefix to the pool)."""
-    cdef dict by_prefix = ix.by_prefix
+    cdef CacheIndex index = ix.index
     cdef list mn_ids = ix.mn_ids
     cdef list prefix_keys = ix.prefix_keys
     cdef const session_t* s
     cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
     cdef uint8_t* r = NULL
     cdef uint8_t key_octets[17]
-    cdef object mn, key, found, llid, mag
-    cdef Py_ssize_t i, row
+    cdef object mn, key, held, llid, mag
+    cdef Py_ssize_t i, row, found
     cdef uint64_t held_ts
     cdef double expires
     cdef bint is_stale
@@ -306,13 +308,18 @@ cdef int store_sessions(
         mn = PyBytes_FromStringAndSize(<const char*>mh + s.mn_start, s.mn_len)
         memcpy(key_octets, s.hnp, 16)
         key_octets[16] = s.plen
-        key = PyBytes_FromStringAndSize(<const char*>key_octets, 17)
-        found = by_prefix.get(key)
-        if found is not None and (mn_ids[found] != mn or prefix_keys[found] != (key,)):
-            delete(found)
-            found = None
-        if found is not None:
-            r = rows + <Py_ssize_t>found * ROW_SIZE
+        found = index.find_prefix(key_octets)
+        if found >= 0:
+            held = prefix_keys[found]
+            if (
+                mn_ids[found] != mn
+                or len(<tuple>held) != 1
+                or memcmp(PyBytes_AS_STRING((<tuple>held)[0]), key_octets, 17) != 0
+            ):
+                delete(found)
+                found = -1
+        if found >= 0:
+            r = rows + found * ROW_SIZE
             held_ts = get64(r + R_TS)
             if held_ts and s.ts:
                 is_stale = s.ts < held_ts
@@ -322,15 +329,16 @@ cdef int store_sessions(
                 out.stale += 1
                 continue
         if s.lifetime == 0:
-            if found is not None and (r[R_STATE] == SYNCED or r[R_STATE] == MOVED):
+            if found >= 0 and (r[R_STATE] == SYNCED or r[R_STATE] == MOVED):
                 delete(found)
             continue
-        if found is None:
+        if found < 0:
             llid = None
             if s.llid_len >= 0:
                 llid = PyBytes_FromStringAndSize(<const char*>mh + s.llid_start, s.llid_len)
             mag = PyBytes_FromStringAndSize(<const char*>s.proxy_coa, 16)
-            row = new_row(cache, ix, mn, key, llid, mag, ix.by_mn.get(mn))
+            key = PyBytes_FromStringAndSize(<const char*>key_octets, 17)
+            row = new_row(cache, ix, mn, key, llid, mag)
             rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
             r = rows + row * ROW_SIZE
         else:

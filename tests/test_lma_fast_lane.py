@@ -36,6 +36,7 @@ from lmaload.wire import (
 )
 from lmaload.wire import codepoints as cp
 from lmaload.wire.codepoints import DEFAULT_CONFIG
+from tests.cache_state import index_state
 from tests.plain_mag import LAYOUTS, plain_pbu
 
 T0 = 1_700_000_000.0
@@ -155,9 +156,7 @@ def state(engine: LmaEngine) -> tuple:
         [cache.mn_ids[r] for r in live],
         [cache.prefix_keys[r] for r in live],
         [cache.ll_ids[r] for r in live],
-        sorted(cache._by_mn.items()),
-        sorted(cache._by_prefix.items()),
-        sorted(cache._by_mag.items()),
+        index_state(cache),
         sorted(engine.state.tunnels.items()),
         engine.counters,
         engine.next_timer(),

@@ -38,6 +38,7 @@ from lmaload.wire import (
 )
 from lmaload.wire import codepoints as cp
 from lmaload.wire.codepoints import DEFAULT_CONFIG
+from tests.cache_state import index_state
 from tests.strategies import mn_options, pbci, sync_options
 
 SRC = IPv6Address("2001:db8:1::1")
@@ -294,9 +295,7 @@ def ingest_state(engine: LmaEngine) -> tuple:
         [cache.mn_ids[r] for r in live],
         [cache.prefix_keys[r] for r in live],
         [cache.ll_ids[r] for r in live],
-        sorted(cache._by_mn.items()),
-        sorted(cache._by_prefix.items()),
-        sorted(cache._by_mag.items()),
+        index_state(cache),
         engine.counters,
         engine.state.lmaa_restart_counter,
         engine.next_timer(),

@@ -7,8 +7,9 @@ memory until used, and growing within it exposes more rows without a copy (a cop
 rows stalls the LMA for about 40 ms, in the middle of the latencies a run measures).
 
 The variable-size fields — MN identifier, the set of home network prefixes, MN link-layer
-identifier — are Python lists indexed by row. Three indexes find rows: by MN identifier, by home
-network prefix, and by Proxy-CoA (the MAG).
+identifier — are Python lists indexed by row. A compiled index (``lmaload._ext.cache_index``)
+finds rows by MN identifier, by home network prefix and by Proxy-CoA (the MAG), and keeps the
+free rows.
 
 Prefixes and MAGs are held in their packed form, which the compiled fast lane
 (``lmaload.protocol.lma.fast_lane``) reads and writes without building ``ipaddress`` objects: a
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lmaload._ext.cache_index import CacheIndex
 from lmaload.bce import BCE_DTYPE, BceState
 
 
@@ -68,37 +70,22 @@ class BindingCache:
         self.mn_ids: list[bytes] = [b""] * capacity
         self.prefix_keys: list[tuple[bytes, ...]] = [()] * capacity
         self.ll_ids: list[bytes | None] = [None] * capacity
-        self._free = list(range(capacity - 1, -1, -1))
-        # MN identifier → its row, or the set of its rows when it has several (multihoming):
-        # no set per session for the common case.
-        self._by_mn: dict[bytes, int | set[int]] = {}
-        self._by_prefix: dict[bytes, int] = {}
-        self._by_mag: dict[bytes, set[int]] = {}
+        self.index = CacheIndex(self.mn_ids)
+        self.index.grow(capacity)
 
     def __len__(self) -> int:
-        return len(self.rows) - len(self._free)
+        return len(self.rows) - self.index.free_count
 
     # --- lookups -------------------------------------------------------------------------------
 
     def by_prefix(self, prefix: IPv6Network) -> int | None:
-        return self._by_prefix.get(prefix_key(prefix))
+        return self.index.prefix_row(prefix_key(prefix))
 
     def by_mn(self, mn_id: bytes) -> set[int]:
-        rows = self._by_mn.get(mn_id)
-        if rows is None:
-            return set()
-        return {rows} if isinstance(rows, int) else set(rows)
+        return set(self.index.mn_rows(mn_id))
 
     def by_mag(self, mag: IPv6Address) -> set[int]:
-        return self._by_mag.get(mag.packed, set())
-
-    def mags(self) -> list[IPv6Address]:
-        return [self._address(key) for key in self._by_mag]
-
-    @property
-    def prefix_index(self) -> dict[bytes, int]:
-        """Prefix key → row; the prefix pool reads it to skip prefixes in use (do not write)."""
-        return self._by_prefix
+        return set(self.index.mag_rows(mag.packed))
 
     def prefixes(self, row: int) -> tuple[IPv6Network, ...]:
         """The home network prefixes of ``row``."""
@@ -152,8 +139,7 @@ class BindingCache:
         caller writes the ``proxy_coa`` column)."""
         old = self.rows["proxy_coa"][row].tobytes()
         if old != mag and self.rows["state"][row] != BceState.FREE:
-            self._unindex_mag(row, old)
-            self._by_mag.setdefault(mag, set()).add(row)
+            self.index.move(row, old, mag)
 
     # --- insertion and deletion ----------------------------------------------------------------
 
@@ -165,59 +151,36 @@ class BindingCache:
         **fields: Any,
     ) -> int:
         """A new entry with ``fields`` (must include ``state`` and ``proxy_coa``); its row."""
-        if not self._free:
+        row = self.index.take()
+        if row < 0:
             self._grow()
-        row = self._free.pop()
+            row = self.index.take()
         self.rows[row] = np.zeros((), dtype=BCE_DTYPE)
         self.mn_ids[row] = mn_id
         self.prefix_keys[row] = prefix_keys
         self.ll_ids[row] = ll_id
         self.set(row, **fields)
-        rows = self._by_mn.get(mn_id)
-        if rows is None:
-            self._by_mn[mn_id] = row
-        elif isinstance(rows, int):
-            self._by_mn[mn_id] = {rows, row}
-        else:
-            rows.add(row)
-        for key in prefix_keys:
-            self._by_prefix[key] = row
-        self._by_mag.setdefault(self.rows["proxy_coa"][row].tobytes(), set()).add(row)
+        self.index.insert(row, mn_id, prefix_keys, self.rows["proxy_coa"][row].tobytes())
         return row
 
     def delete(self, row: int) -> None:
-        mn_id = self.mn_ids[row]
-        rows = self._by_mn[mn_id]
-        if isinstance(rows, int):
-            del self._by_mn[mn_id]
-        else:
-            rows.discard(row)
-            if len(rows) == 1:
-                self._by_mn[mn_id] = rows.pop()
-        for key in self.prefix_keys[row]:
-            del self._by_prefix[key]
-        self._unindex_mag(row, self.rows["proxy_coa"][row].tobytes())
+        self.index.remove(
+            row, self.mn_ids[row], self.prefix_keys[row], self.rows["proxy_coa"][row].tobytes()
+        )
         self.rows["state"][row] = BceState.FREE
         self.mn_ids[row] = b""
         self.prefix_keys[row] = ()
         self.ll_ids[row] = None
-        self._free.append(row)
+        self.index.release(row)
 
     def _views(self) -> dict[str, np.ndarray]:
         """Each field of ``rows`` as an array (taking a field view costs more than indexing)."""
         return {name: self.rows[name] for name in BCE_DTYPE.names}  # type: ignore[union-attr]
 
-    def _unindex_mag(self, row: int, mag: bytes) -> None:
-        rows = self._by_mag.get(mag)
-        if rows is not None:
-            rows.discard(row)
-            if not rows:
-                del self._by_mag[mag]
-
     def _grow(self) -> None:
         old = len(self.rows)
         # By half: at 200 000 entries a cache grown by doubling holds a third again as many
-        # free rows (with their list slots and free-list ints).
+        # free rows (with their list slots).
         new = max(old + 1, old + old // 2)
         if new > len(self._block):
             block = _zeroed(max(new, 2 * len(self._block)), new)
@@ -228,4 +191,4 @@ class BindingCache:
         self.mn_ids += [b""] * (new - old)
         self.prefix_keys += [()] * (new - old)
         self.ll_ids += [None] * (new - old)
-        self._free.extend(range(new - 1, old - 1, -1))
+        self.index.grow(new)

@@ -33,7 +33,7 @@ class LmaState:
         self.lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
         self.cache = BindingCache()
         self.counters = Counters()
-        self.pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.prefix_index)
+        self.pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.index)
         self.tunnels: dict[bytes, int] = {}  # packed MAG address → tunnel interface id
         self.expiry = ExpiryHeap()  # binding cache lifetimes (and MinDelayBeforeBCEDelete)
         self.timers = Timers()

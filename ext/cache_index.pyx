@@ -1,0 +1,410 @@
+"""The binding cache's indexes (``lmaload.protocol.binding_cache``) in C memory: its rows by MN
+identifier, by home network prefix and by MAG, and the stack of its free rows.
+
+Dicts and sets of row numbers cost, for every new session, a hash of a new bytes object, probes
+into cold memory and an int object per entry, and a dict's resize copies all of its entries at
+once (30 ms at 700 000, in the middle of the latencies a run measures). These tables hold no
+Python object per entry. They are open addressing with linear probing and backward-shift
+deletion (no tombstones), grown by doubling:
+
+- MN identifier → the MN's first row; its other rows (multihoming) follow through ``mn_next``.
+  A slot keeps 32 bits of the identifier's hash; a match is confirmed against ``mn_ids[row]``,
+  the cache's list of identifiers, which the caller fills before it indexes a row.
+- prefix key (``binding_cache.prefix_key``: 16 octets, then the length) → row; the key inline.
+  Like the dict it replaces, entering a key again points it at the new row, and removing a row
+  removes its keys whichever row they point at.
+- MAG address (16 octets) → its first row and how many it has; its rows are a doubly-linked list
+  through ``mag_next`` / ``mag_prev``, so moving or deleting a row searches nothing. A MAG once
+  seen keeps its slot (there are few).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM
+from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint32_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcmp, memcpy, memset
+from posix.mman cimport MADV_HUGEPAGE, madvise
+from posix.stdlib cimport posix_memalign
+
+include "hashing.pxi"
+
+cdef Py_ssize_t FIRST_SLOTS = 1024
+cdef Py_ssize_t FIRST_MAG_SLOTS = 64
+cdef size_t HUGE_PAGE = 2 << 20
+
+
+cdef void* _empty_slots(Py_ssize_t n, size_t size) except NULL:
+    """``n`` slots of ``size`` octets, every one empty (all octets 0xFF: a row or count of -1).
+    A table of a huge page or more is asked to be in huge pages: every lookup of a new key lands
+    on a random page of tens of megabytes, and a TLB miss then costs more than the cache miss."""
+    cdef size_t octets = n * size
+    cdef void* p = NULL
+    if posix_memalign(&p, HUGE_PAGE if octets >= HUGE_PAGE else 64, octets) != 0:
+        raise MemoryError()
+    if octets >= HUGE_PAGE:
+        madvise(p, octets, MADV_HUGEPAGE)  # advice: where refused, the table works as it is
+    memset(p, 0xFF, octets)
+    return p
+
+
+cdef int32_t* _resized(int32_t* p, Py_ssize_t n) except NULL:
+    cdef int32_t* q = <int32_t*>realloc(p, n * sizeof(int32_t))
+    if q == NULL:
+        raise MemoryError()
+    return q
+
+
+cdef inline uint32_t _mn_tag(const uint8_t* mn, Py_ssize_t n) noexcept nogil:
+    return <uint32_t>octets_hash(mn, n)
+
+
+cdef inline Py_ssize_t _prefix_home(const uint8_t* key, Py_ssize_t mask) noexcept nogil:
+    return octets_hash(key, 17) & mask
+
+
+cdef inline bint _between(Py_ssize_t a, Py_ssize_t k, Py_ssize_t b) noexcept nogil:
+    """Whether ``k`` lies in the cyclic interval (a, b]."""
+    if a <= b:
+        return a < k <= b
+    return k > a or k <= b
+
+
+cdef inline int _address(bytes mag) except -1:
+    if len(mag) != 16:
+        raise ValueError("a MAG address is 16 octets")
+    return 0
+
+
+cdef class CacheIndex:
+    """Rows by MN identifier, prefix key and MAG, and the free rows, of a binding cache whose MN
+    identifiers are the list ``mn_ids`` (grown in place by the cache)."""
+
+    def __cinit__(self, list mn_ids not None):
+        self.mn_ids = mn_ids
+        self.mn_slots = <mn_slot_t*>_empty_slots(FIRST_SLOTS, sizeof(mn_slot_t))
+        self.prefix_slots = <prefix_slot_t*>_empty_slots(FIRST_SLOTS, sizeof(prefix_slot_t))
+        self.mag_slots = <mag_slot_t*>_empty_slots(FIRST_MAG_SLOTS, sizeof(mag_slot_t))
+        self.mn_mask = self.prefix_mask = FIRST_SLOTS - 1
+        self.mag_mask = FIRST_MAG_SLOTS - 1
+
+    def __dealloc__(self):
+        free(self.mn_slots)
+        free(self.prefix_slots)
+        free(self.mag_slots)
+        free(self.mn_next)
+        free(self.mag_next)
+        free(self.mag_prev)
+        free(self.free_rows)
+
+    # --- rows ----------------------------------------------------------------------------------
+
+    def grow(self, Py_ssize_t rows):
+        """Extend to ``rows`` rows; the new ones are free and taken lowest first."""
+        if rows > INT32_MAX:
+            raise OverflowError("a binding cache holds fewer than 2**31 rows")
+        if rows <= self.rows:
+            return
+        self.mn_next = _resized(self.mn_next, rows)
+        self.mag_next = _resized(self.mag_next, rows)
+        self.mag_prev = _resized(self.mag_prev, rows)
+        self.free_rows = _resized(self.free_rows, rows)
+        cdef Py_ssize_t row
+        for row in range(rows - 1, self.rows - 1, -1):
+            self.free_rows[self.free_count] = <int32_t>row
+            self.free_count += 1
+        self.rows = rows
+
+    cdef Py_ssize_t take_row(self) noexcept nogil:
+        """A free row, the one freed last; -1 when there is none."""
+        if self.free_count == 0:
+            return -1
+        self.free_count -= 1
+        return self.free_rows[self.free_count]
+
+    def take(self):
+        """A free row, the one freed last; -1 when there is none (``grow`` first)."""
+        return self.take_row()
+
+    def release(self, Py_ssize_t row):
+        """Return ``row``, no longer indexed, to the free rows."""
+        self._check(row)
+        if self.free_count >= self.rows:
+            raise ValueError("more rows released than taken")
+        self.free_rows[self.free_count] = <int32_t>row
+        self.free_count += 1
+
+    cdef int _check(self, Py_ssize_t row) except -1:
+        if not 0 <= row < self.rows:
+            raise IndexError(f"row {row} is not in a cache of {self.rows} rows")
+        return 0
+
+    # --- lookups -------------------------------------------------------------------------------
+
+    cdef Py_ssize_t _mn_probe(self, const uint8_t* mn, Py_ssize_t n, uint32_t tag):
+        """The slot of MN identifier ``mn`` (``n`` octets, hash tag ``tag``), or the empty one
+        where it would go."""
+        cdef Py_ssize_t at = tag & self.mn_mask
+        cdef mn_slot_t* s
+        cdef bytes held
+        while True:
+            s = self.mn_slots + at
+            if s.head < 0:
+                return at
+            if s.tag == tag:
+                held = <bytes>PyList_GET_ITEM(self.mn_ids, s.head)
+                if PyBytes_GET_SIZE(held) == n and memcmp(PyBytes_AS_STRING(held), mn, n) == 0:
+                    return at
+            at = (at + 1) & self.mn_mask
+
+    cdef Py_ssize_t find_mn(self, const uint8_t* mn, Py_ssize_t n) except -2:
+        """The first row of MN identifier ``mn`` (``n`` octets), -1 for none; the others follow
+        through ``next_of_mn``."""
+        return self.mn_slots[self._mn_probe(mn, n, _mn_tag(mn, n))].head
+
+    cdef Py_ssize_t next_of_mn(self, Py_ssize_t row) noexcept nogil:
+        return self.mn_next[row]
+
+    cdef Py_ssize_t _prefix_probe(self, const uint8_t* key) noexcept nogil:
+        cdef Py_ssize_t at = _prefix_home(key, self.prefix_mask)
+        cdef prefix_slot_t* s
+        while True:
+            s = self.prefix_slots + at
+            if s.row < 0 or memcmp(s.key, key, 17) == 0:
+                return at
+            at = (at + 1) & self.prefix_mask
+
+    cdef Py_ssize_t find_prefix(self, const uint8_t* key) noexcept nogil:
+        """The row of the 17-octet prefix key ``key``, -1 for none."""
+        return self.prefix_slots[self._prefix_probe(key)].row
+
+    cdef Py_ssize_t _mag_probe(self, const uint8_t* mag) noexcept nogil:
+        cdef Py_ssize_t at = address_hash(mag) & self.mag_mask
+        cdef mag_slot_t* s
+        while True:
+            s = self.mag_slots + at
+            if s.count < 0 or memcmp(s.mag, mag, 16) == 0:
+                return at
+            at = (at + 1) & self.mag_mask
+
+    def mn_rows(self, bytes mn not None) -> list:
+        """The rows of MN identifier ``mn``."""
+        rows = []
+        cdef Py_ssize_t row = self.find_mn(<const uint8_t*>PyBytes_AS_STRING(mn), len(mn))
+        while row >= 0:
+            rows.append(row)
+            row = self.mn_next[row]
+        return rows
+
+    def prefix_row(self, bytes key not None):
+        """The row of prefix key ``key``, or None."""
+        if len(key) != 17:
+            return None
+        cdef Py_ssize_t row = self.find_prefix(<const uint8_t*>PyBytes_AS_STRING(key))
+        return None if row < 0 else row
+
+    def mag_rows(self, bytes mag not None) -> list:
+        """The rows at the MAG of packed address ``mag``."""
+        _address(mag)
+        rows = []
+        cdef mag_slot_t* s = self.mag_slots + self._mag_probe(<const uint8_t*>PyBytes_AS_STRING(mag))
+        cdef Py_ssize_t row = s.head if s.count > 0 else -1
+        while row >= 0:
+            rows.append(row)
+            row = self.mag_next[row]
+        return rows
+
+    # --- indexing ------------------------------------------------------------------------------
+
+    cdef int add(self, Py_ssize_t row, bytes mn, const uint8_t* key, const uint8_t* mag) except -1:
+        """Index ``row``: MN identifier ``mn`` (already ``mn_ids[row]``), the one prefix key
+        ``key`` (17 octets), at the MAG of packed address ``mag``."""
+        self._add_mn(row, mn)
+        self._add_prefix(row, key)
+        self._add_mag(row, mag)
+        return 0
+
+    def insert(self, Py_ssize_t row, bytes mn not None, tuple keys not None, bytes mag not None):
+        """Index ``row``: MN identifier ``mn`` (already ``mn_ids[row]``), prefix keys ``keys``, at
+        the MAG of packed address ``mag``."""
+        self._check(row)
+        _address(mag)
+        for key in keys:
+            if len(key) != 17:
+                raise ValueError("a prefix key is 17 octets")
+        self._add_mn(row, mn)
+        for key in keys:
+            self._add_prefix(row, <const uint8_t*>PyBytes_AS_STRING(key))
+        self._add_mag(row, <const uint8_t*>PyBytes_AS_STRING(mag))
+
+    def remove(self, Py_ssize_t row, bytes mn not None, tuple keys not None, bytes mag not None):
+        """Unindex ``row``, indexed under ``mn``, ``keys`` and ``mag``."""
+        self._check(row)
+        _address(mag)
+        self._remove_mn(row, mn)
+        cdef Py_ssize_t at
+        for key in keys:
+            if len(key) == 17:
+                at = self._prefix_probe(<const uint8_t*>PyBytes_AS_STRING(key))
+                if self.prefix_slots[at].row >= 0:
+                    self._delete_prefix_slot(at)
+        self._remove_mag(row, <const uint8_t*>PyBytes_AS_STRING(mag))
+
+    def move(self, Py_ssize_t row, bytes old not None, bytes new not None):
+        """Index ``row`` under the MAG of packed address ``new`` instead of ``old``."""
+        self._check(row)
+        _address(old)
+        _address(new)
+        self._remove_mag(row, <const uint8_t*>PyBytes_AS_STRING(old))
+        self._add_mag(row, <const uint8_t*>PyBytes_AS_STRING(new))
+
+    cdef int _add_mn(self, Py_ssize_t row, bytes mn) except -1:
+        if (self.mn_count + 1) * 3 > (self.mn_mask + 1) * 2:
+            self._grow_mn()
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(mn)
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(mn)
+        cdef uint32_t tag = _mn_tag(p, n)
+        cdef mn_slot_t* s = self.mn_slots + self._mn_probe(p, n, tag)
+        if s.head < 0:
+            s.tag = tag
+            self.mn_next[row] = -1
+            self.mn_count += 1
+        else:
+            self.mn_next[row] = s.head
+        s.head = <int32_t>row
+        return 0
+
+    cdef int _remove_mn(self, Py_ssize_t row, bytes mn) except -1:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(mn)
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(mn)
+        cdef Py_ssize_t at = self._mn_probe(p, n, _mn_tag(p, n))
+        cdef mn_slot_t* s = self.mn_slots + at
+        cdef Py_ssize_t before
+        if s.head == row:
+            if self.mn_next[row] < 0:
+                self._delete_mn_slot(at)
+            else:
+                s.head = self.mn_next[row]
+            return 0
+        before = s.head
+        while before >= 0 and self.mn_next[before] != row:
+            before = self.mn_next[before]
+        if before < 0:
+            raise KeyError(f"row {row} is not indexed under its MN identifier")
+        self.mn_next[before] = self.mn_next[row]
+        return 0
+
+    cdef int _add_prefix(self, Py_ssize_t row, const uint8_t* key) except -1:
+        if (self.prefix_count + 1) * 3 > (self.prefix_mask + 1) * 2:
+            self._grow_prefixes()
+        cdef prefix_slot_t* s = self.prefix_slots + self._prefix_probe(key)
+        if s.row < 0:
+            memcpy(s.key, key, 17)
+            self.prefix_count += 1
+        s.row = <int32_t>row
+        return 0
+
+    cdef int _add_mag(self, Py_ssize_t row, const uint8_t* mag) except -1:
+        if (self.mag_count + 1) * 2 > self.mag_mask + 1:
+            self._grow_mags()
+        cdef mag_slot_t* s = self.mag_slots + self._mag_probe(mag)
+        if s.count < 0:
+            memcpy(s.mag, mag, 16)
+            s.head = -1
+            s.count = 0
+            self.mag_count += 1
+        self.mag_prev[row] = -1
+        self.mag_next[row] = s.head
+        if s.head >= 0:
+            self.mag_prev[s.head] = <int32_t>row
+        s.head = <int32_t>row
+        s.count += 1
+        return 0
+
+    cdef int _remove_mag(self, Py_ssize_t row, const uint8_t* mag) except -1:
+        cdef mag_slot_t* s = self.mag_slots + self._mag_probe(mag)
+        cdef int32_t before = self.mag_prev[row], after = self.mag_next[row]
+        if s.count <= 0 or (before < 0 and s.head != row):
+            raise KeyError(f"row {row} is not indexed under its MAG")
+        if before >= 0:
+            self.mag_next[before] = after
+        else:
+            s.head = after
+        if after >= 0:
+            self.mag_prev[after] = before
+        s.count -= 1
+        return 0
+
+    # --- deletion and growth -------------------------------------------------------------------
+
+    cdef void _delete_mn_slot(self, Py_ssize_t hole) noexcept nogil:
+        """Empty slot ``hole``, shifting back the slots after it that would not be found past
+        the hole."""
+        cdef Py_ssize_t at = hole, home
+        cdef mn_slot_t* slots = self.mn_slots
+        while True:
+            at = (at + 1) & self.mn_mask
+            if slots[at].head < 0:
+                break
+            home = slots[at].tag & self.mn_mask
+            if not _between(hole, home, at):
+                slots[hole] = slots[at]
+                hole = at
+        slots[hole].head = -1
+        self.mn_count -= 1
+
+    cdef void _delete_prefix_slot(self, Py_ssize_t hole) noexcept nogil:
+        cdef Py_ssize_t at = hole, home
+        cdef prefix_slot_t* slots = self.prefix_slots
+        while True:
+            at = (at + 1) & self.prefix_mask
+            if slots[at].row < 0:
+                break
+            home = _prefix_home(slots[at].key, self.prefix_mask)
+            if not _between(hole, home, at):
+                slots[hole] = slots[at]
+                hole = at
+        slots[hole].row = -1
+        self.prefix_count -= 1
+
+    cdef int _grow_mn(self) except -1:
+        cdef Py_ssize_t size = self.mn_mask + 1, mask = 2 * size - 1, i, at
+        cdef mn_slot_t* old = self.mn_slots
+        cdef mn_slot_t* slots = <mn_slot_t*>_empty_slots(2 * size, sizeof(mn_slot_t))
+        for i in range(size):
+            if old[i].head >= 0:
+                at = old[i].tag & mask
+                while slots[at].head >= 0:
+                    at = (at + 1) & mask
+                slots[at] = old[i]
+        self.mn_slots, self.mn_mask = slots, mask
+        free(old)
+        return 0
+
+    cdef int _grow_prefixes(self) except -1:
+        cdef Py_ssize_t size = self.prefix_mask + 1, mask = 2 * size - 1, i, at
+        cdef prefix_slot_t* old = self.prefix_slots
+        cdef prefix_slot_t* slots = <prefix_slot_t*>_empty_slots(2 * size, sizeof(prefix_slot_t))
+        for i in range(size):
+            if old[i].row >= 0:
+                at = _prefix_home(old[i].key, mask)
+                while slots[at].row >= 0:
+                    at = (at + 1) & mask
+                slots[at] = old[i]
+        self.prefix_slots, self.prefix_mask = slots, mask
+        free(old)
+        return 0
+
+    cdef int _grow_mags(self) except -1:
+        cdef Py_ssize_t size = self.mag_mask + 1, mask = 2 * size - 1, i, at
+        cdef mag_slot_t* old = self.mag_slots
+        cdef mag_slot_t* slots = <mag_slot_t*>_empty_slots(2 * size, sizeof(mag_slot_t))
+        for i in range(size):
+            if old[i].count >= 0:
+                at = address_hash(old[i].mag) & mask
+                while slots[at].count >= 0:
+                    at = (at + 1) & mask
+                slots[at] = old[i]
+        self.mag_slots, self.mag_mask = slots, mask
+        free(old)
+        return 0
+

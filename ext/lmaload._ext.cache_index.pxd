@@ -1,0 +1,52 @@
+# The C interface of ext/cache_index.pyx's binding-cache index (module lmaload._ext.cache_index;
+# the dotted name is how Cython finds it for a cimport from another module of ext/), so that the
+# compiled writers of the cache (ext/cache_rows.pxi) look up and index rows without a Python call.
+from libc.stdint cimport int32_t, uint8_t, uint32_t
+
+
+ctypedef struct mn_slot_t:
+    uint32_t tag  # the low 32 bits of the MN identifier's hash
+    int32_t head  # the MN's first row; -1: an empty slot
+
+ctypedef struct prefix_slot_t:
+    int32_t row  # -1: an empty slot
+    uint8_t key[17]
+
+ctypedef struct mag_slot_t:
+    uint8_t mag[16]
+    int32_t head  # the MAG's first row; -1: none
+    int32_t count  # its rows; -1: an empty slot
+
+
+cdef class CacheIndex:
+    cdef list mn_ids
+    cdef mn_slot_t* mn_slots
+    cdef prefix_slot_t* prefix_slots
+    cdef mag_slot_t* mag_slots
+    cdef Py_ssize_t mn_mask, prefix_mask, mag_mask
+    cdef readonly Py_ssize_t mn_count, prefix_count, mag_count
+    cdef int32_t* mn_next
+    cdef int32_t* mag_next
+    cdef int32_t* mag_prev
+    cdef int32_t* free_rows
+    cdef readonly Py_ssize_t rows, free_count
+
+    cdef Py_ssize_t find_mn(self, const uint8_t* mn, Py_ssize_t n) except -2
+    cdef Py_ssize_t next_of_mn(self, Py_ssize_t row) noexcept nogil
+    cdef Py_ssize_t find_prefix(self, const uint8_t* key) noexcept nogil
+    cdef Py_ssize_t take_row(self) noexcept nogil
+    cdef int add(self, Py_ssize_t row, bytes mn, const uint8_t* key, const uint8_t* mag) except -1
+    cdef int _check(self, Py_ssize_t row) except -1
+    cdef Py_ssize_t _mn_probe(self, const uint8_t* mn, Py_ssize_t n, uint32_t tag)
+    cdef Py_ssize_t _prefix_probe(self, const uint8_t* key) noexcept nogil
+    cdef Py_ssize_t _mag_probe(self, const uint8_t* mag) noexcept nogil
+    cdef int _add_mn(self, Py_ssize_t row, bytes mn) except -1
+    cdef int _remove_mn(self, Py_ssize_t row, bytes mn) except -1
+    cdef int _add_prefix(self, Py_ssize_t row, const uint8_t* key) except -1
+    cdef int _add_mag(self, Py_ssize_t row, const uint8_t* mag) except -1
+    cdef int _remove_mag(self, Py_ssize_t row, const uint8_t* mag) except -1
+    cdef void _delete_mn_slot(self, Py_ssize_t hole) noexcept nogil
+    cdef void _delete_prefix_slot(self, Py_ssize_t hole) noexcept nogil
+    cdef int _grow_mn(self) except -1
+    cdef int _grow_prefixes(self) except -1
+    cdef int _grow_mags(self) except -1

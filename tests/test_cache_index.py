@@ -1,0 +1,136 @@
+"""The compiled binding-cache index against dicts and sets doing the same: rows by MN
+identifier, by prefix key and by MAG, and the free rows, through inserts, removals, moves and
+growth far past the tables' first size (so resizes and backward-shift deletions are exercised)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lmaload._ext.cache_index import CacheIndex
+
+
+class Model:
+    """The index as the dicts and sets the binding cache used to keep."""
+
+    def __init__(self) -> None:
+        self.by_mn: dict[bytes, set[int]] = {}
+        self.by_prefix: dict[bytes, int] = {}
+        self.by_mag: dict[bytes, set[int]] = {}
+
+    def insert(self, row: int, mn: bytes, keys: tuple[bytes, ...], mag: bytes) -> None:
+        self.by_mn.setdefault(mn, set()).add(row)
+        for key in keys:
+            self.by_prefix[key] = row
+        self.by_mag.setdefault(mag, set()).add(row)
+
+    def remove(self, row: int, mn: bytes, keys: tuple[bytes, ...], mag: bytes) -> None:
+        self.by_mn[mn].discard(row)
+        if not self.by_mn[mn]:
+            del self.by_mn[mn]
+        for key in keys:
+            self.by_prefix.pop(key, None)
+        self.by_mag[mag].discard(row)
+
+
+def check(index: CacheIndex, model: Model, mns: list[bytes], keys: list[bytes], mags: list[bytes]):
+    for mn in mns:
+        assert sorted(index.mn_rows(mn)) == sorted(model.by_mn.get(mn, ()))
+    for key in keys:
+        assert index.prefix_row(key) == model.by_prefix.get(key)
+    for mag in mags:
+        assert sorted(index.mag_rows(mag)) == sorted(model.by_mag.get(mag, ()))
+    assert index.mn_count == len(model.by_mn)
+    assert index.prefix_count == len(model.by_prefix)
+
+
+def run(seed: int, steps: int, mn_pool: int, mag_pool: int) -> None:
+    rng = random.Random(seed)
+    mn_ids: list[bytes] = []
+    index = CacheIndex(mn_ids)
+    model = Model()
+    live: dict[int, tuple[bytes, tuple[bytes, ...], bytes]] = {}
+    # Identifiers of every length up to 40 (so every tail length of the hash), some sharing all
+    # but their last octets.
+    mns = [b"mn%d@" % i + b"x" * (i % 30) for i in range(mn_pool)]
+    mags = [bytes(15) + bytes((i,)) for i in range(mag_pool)]
+    keys_seen: list[bytes] = []
+    prefix = 0
+    for _ in range(steps):
+        op = rng.random()
+        if op < 0.6 or not live:
+            row = index.take()
+            if row < 0:
+                size = max(1, 2 * len(mn_ids))
+                mn_ids += [b""] * (size - len(mn_ids))
+                index.grow(size)
+                row = index.take()
+            mn = rng.choice(mns)
+            count = rng.choice((0, 1, 1, 1, 2))
+            keys = tuple((prefix + k).to_bytes(16, "big") + bytes((64,)) for k in range(count))
+            prefix += count
+            if rng.random() < 0.05 and keys_seen:
+                keys += (rng.choice(keys_seen),)  # a key entered again points at this row
+            keys_seen += keys
+            mag = rng.choice(mags)
+            mn_ids[row] = mn
+            index.insert(row, mn, keys, mag)
+            model.insert(row, mn, keys, mag)
+            live[row] = (mn, keys, mag)
+        elif op < 0.9:
+            row = rng.choice(list(live))
+            mn, keys, mag = live.pop(row)
+            index.remove(row, mn, keys, mag)
+            model.remove(row, mn, keys, mag)
+            mn_ids[row] = b""
+            index.release(row)
+        else:
+            row = rng.choice(list(live))
+            mn, keys, mag = live[row]
+            new = rng.choice(mags)
+            index.move(row, mag, new)
+            model.by_mag[mag].discard(row)
+            model.by_mag.setdefault(new, set()).add(row)
+            live[row] = (mn, keys, new)
+    assert index.free_count == index.rows - len(live)
+    check(index, model, mns, [*keys_seen, bytes(17)], [*mags, bytes(16)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_index_matches_dicts_and_sets_through_growth(seed: int) -> None:
+    run(seed, steps=20_000, mn_pool=3_000 if seed % 2 else 30, mag_pool=200)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 400), st.integers(1, 50), st.integers(1, 70))
+def test_index_matches_dicts_and_sets(seed: int, steps: int, mn_pool: int, mag_pool: int) -> None:
+    run(seed, steps, mn_pool, mag_pool)
+
+
+def test_rows_are_taken_lowest_first_then_last_freed_first() -> None:
+    mn_ids = [b""] * 4
+    index = CacheIndex(mn_ids)
+    index.grow(4)
+    assert [index.take() for _ in range(3)] == [0, 1, 2]
+    index.release(1)
+    index.release(0)
+    assert [index.take(), index.take(), index.take(), index.take()] == [0, 1, 3, -1]
+    index.grow(6)
+    assert [index.take(), index.take()] == [4, 5]
+
+
+def test_bad_arguments_raise_instead_of_writing_out_of_bounds() -> None:
+    index = CacheIndex([b""] * 2)
+    index.grow(2)
+    with pytest.raises(IndexError):
+        index.insert(2, b"mn", (), bytes(16))
+    with pytest.raises(ValueError):
+        index.insert(0, b"mn", (b"short",), bytes(16))
+    with pytest.raises(ValueError):
+        index.mag_rows(b"short")
+    with pytest.raises(ValueError):
+        index.release(0)  # nothing taken: both rows are free already
+    with pytest.raises(KeyError):
+        index.remove(1, b"mn", (), bytes(16))
