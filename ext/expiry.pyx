@@ -11,9 +11,10 @@ outside them counts as stale.
 
 Entries are ordered by (when, row): among equal deadlines the lower row comes first. Pushing the
 same (when, row) twice keeps both entries, but ``pop_due`` returns the row once. When the heap
-holds more than 2 × live + 1024 entries (live: the current entries counted at the last
-compaction), ``next`` and ``pop_due`` rebuild it from one entry per current row, so a long run of
-refreshes cannot grow it without bound.
+holds more than 2 × live + 1024 entries (live: the rows in use, not FREE), ``next`` and
+``pop_due`` rebuild it from one entry per current row, so a long run of refreshes cannot grow it
+without bound, and a cache that only grows is not rebuilt (the rows in use are counted, a pass
+without a rebuild, each time the heap doubles past the count before).
 
 The pure-Python twin is ``lmaload.protocol.timers.Timers``.
 """
@@ -49,7 +50,7 @@ cdef class ExpiryHeap:
     cdef int64_t* _row
     cdef Py_ssize_t _size
     cdef Py_ssize_t _capacity
-    cdef Py_ssize_t _live  # current entries at the last compaction
+    cdef Py_ssize_t _live  # rows in use at the last count, or current entries at the last rebuild
 
     def __cinit__(self):
         self._when = <double*>PyMem_Malloc(INITIAL_CAPACITY * sizeof(double))
@@ -133,8 +134,19 @@ cdef class ExpiryHeap:
             self._pop_top()
 
     cdef int _maybe_compact(self, const double[:] expires, const uint8_t[:] state) except -1:
-        if self._size > 2 * self._live + COMPACT_SLACK:
+        if self._size <= 2 * self._live + COMPACT_SLACK:
+            return 0
+        # Rows in use hold one current entry each at most: only a heap past twice their number
+        # has stale entries enough to pay for the pass. A cache that grows (new rows, nothing
+        # stale) is counted again at each doubling instead of rebuilt.
+        cdef Py_ssize_t rows = min(expires.shape[0], state.shape[0]), i, in_use = 0
+        with nogil:
+            for i in range(rows):
+                in_use += state[i] != 0
+        if self._size > 2 * in_use + COMPACT_SLACK:
             self._compact(expires, state)
+        else:
+            self._live = in_use
         return 0
 
     cdef int _compact(self, const double[:] expires, const uint8_t[:] state) except -1:
