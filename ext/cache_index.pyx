@@ -16,6 +16,10 @@ deletion (no tombstones), grown by doubling:
 - MAG address (16 octets) → its first row and how many it has; its rows are a doubly-linked list
   through ``mag_next`` / ``mag_prev``, so moving or deleting a row searches nothing. A MAG once
   seen keeps its slot (there are few).
+
+It also counts the rows in each state, kept by every writer of a row's state (``restate``), so
+that the metrics' per-state counts do not read every row (135 MB at 1.5 M entries, four times a
+second).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -81,6 +85,7 @@ cdef class CacheIndex:
 
     def __cinit__(self, list mn_ids not None):
         self.mn_ids = mn_ids
+        memset(self.in_state, 0, sizeof(self.in_state))
         self.mn_slots = <mn_slot_t*>_empty_slots(FIRST_SLOTS, sizeof(mn_slot_t))
         self.prefix_slots = <prefix_slot_t*>_empty_slots(FIRST_SLOTS, sizeof(prefix_slot_t))
         self.mag_slots = <mag_slot_t*>_empty_slots(FIRST_MAG_SLOTS, sizeof(mag_slot_t))
@@ -112,7 +117,17 @@ cdef class CacheIndex:
         for row in range(rows - 1, self.rows - 1, -1):
             self.free_rows[self.free_count] = <int32_t>row
             self.free_count += 1
+        self.in_state[0] += rows - self.rows  # FREE
         self.rows = rows
+
+    def restate(self, int old, int new):
+        """Count a row that goes from state ``old`` to ``new``."""
+        self.in_state[<uint8_t>old] -= 1
+        self.in_state[<uint8_t>new] += 1
+
+    def state_count(self, int state):
+        """Rows in ``state``."""
+        return self.in_state[<uint8_t>state]
 
     cdef Py_ssize_t take_row(self) noexcept nogil:
         """A free row, the one freed last; -1 when there is none."""

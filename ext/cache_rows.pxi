@@ -1,8 +1,9 @@
 # The binding cache rows' layout (BCE_DTYPE's size and field offsets) and little-endian field
-# loads, RFC 6275 sequence-number order, and a new row entered in the cache's lists and indexes,
-# for the compiled writers of the cache. Include in a module that cimports numpy as cnp,
-# PyBytes_AS_STRING, memcpy, memset and lmaload._ext.cache_index's CacheIndex, imports BCE_DTYPE
-# and defines _offset(dtype, name) (a field's offset), before its code reads a row:
+# loads, RFC 6275 sequence-number order, a row's state set and counted, and a new row entered in
+# the cache's lists and indexes, for the compiled writers of the cache. Include in a module that
+# cimports numpy as cnp, PyBytes_AS_STRING, memcpy, memset and lmaload._ext.cache_index's
+# CacheIndex, imports BCE_DTYPE and defines _offset(dtype, name) (a field's offset), before its
+# code reads a row:
 #     include "cache_rows.pxi"
 from libc.stdint cimport uint8_t, uint16_t, uint64_t
 
@@ -37,6 +38,13 @@ cdef inline bint serial_newer(uint16_t a, uint16_t b) noexcept nogil:
     """RFC 6275 §9.5.1, as lmaload.protocol.pmip.serial_newer."""
     cdef uint16_t d = <uint16_t>(a - b)
     return 0 < d < 0x8000
+
+
+cdef inline void set_state(CacheIndex index, uint8_t* r, uint8_t state) noexcept:
+    """Put the row at ``r`` in ``state``, counted in ``index``."""
+    index.in_state[r[R_STATE]] -= 1
+    index.in_state[state] += 1
+    r[R_STATE] = state
 
 
 cdef class Indexes:

@@ -305,7 +305,7 @@ cdef class Lane:
                 o_plen[count] = key_octets[16]
 
             expires = now + 4.0 * lifetime
-            r[R_STATE] = ACTIVE
+            set_state(index, r, ACTIVE)
             memcpy(r + R_ANCHOR, own, 16)
             memcpy(r + R_FLAGS, rec + S_FLAGS, 2)
             memcpy(r + R_SEQ, &seq, 2)

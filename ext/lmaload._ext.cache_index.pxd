@@ -30,6 +30,7 @@ cdef class CacheIndex:
     cdef int32_t* mag_prev
     cdef int32_t* free_rows
     cdef readonly Py_ssize_t rows, free_count
+    cdef Py_ssize_t in_state[256]  # rows by the value of their state octet
 
     cdef Py_ssize_t find_mn(self, const uint8_t* mn, Py_ssize_t n) except -2
     cdef Py_ssize_t next_of_mn(self, Py_ssize_t row) noexcept nogil

@@ -346,7 +346,7 @@ cdef int store_sessions(
             if memcmp(r + R_PROXY_COA, s.proxy_coa, 16) != 0:
                 cache.move(row, PyBytes_FromStringAndSize(<const char*>s.proxy_coa, 16))
         expires = now + 4.0 * s.lifetime
-        r[R_STATE] = SYNCED
+        set_state(index, r, SYNCED)
         memcpy(r + R_ANCHOR, anchor, 16)
         memcpy(r + R_FLAGS, &s.flags, 2)
         memcpy(r + R_SEQ, &s.seq, 2)
