@@ -28,7 +28,7 @@ from typing import Literal
 from lmaload.capture import Capture
 from lmaload.endpoints import Endpoint, is_local
 from lmaload.metrics import LmaMetrics
-from lmaload.procstat import freeze_heap
+from lmaload.procstat import batch_scheduling, freeze_heap
 from lmaload.protocol import LmaConfig, LmaEngine, Policy
 from lmaload.protocol.events import Event
 from lmaload.transport.engine_loop import EngineLoop
@@ -279,6 +279,7 @@ def run(settings: LmaSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop())
     freeze_heap()
+    batch_scheduling()
     if isinstance(transport, UdpTransport):
         where = f"udp {transport.main.local_address[0]} port {transport.main.local_address[1]}"
     else:

@@ -1,7 +1,7 @@
 """Processes as the kernel sees them: another process's CPU time and resident memory (/proc),
 pinning a process, every thread of it, to one CPU (benchmarks measure one core against
-another), and keeping the garbage collector's full passes short in a process that measures
-latency."""
+another), keeping the garbage collector's full passes short in a process that measures
+latency, and batch scheduling for a process that serves datagrams in batches."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ def freeze_heap() -> None:
     measures; frozen, the same pass takes about 3 ms."""
     gc.collect()
     gc.freeze()
+
+
+def batch_scheduling() -> None:
+    """Have the kernel schedule this process as a batch job (SCHED_BATCH; where there is none,
+    nothing changes): woken, it does not preempt the process running on its CPU but waits for
+    it to block or use up its slice. An LMA of the embedded pair woken by every SS-REP or SS-ACK
+    of its peer on the same core otherwise interrupts it in the middle of a batch, and both
+    then wake once per few datagrams: at 100 000 before-ack registrations a second on one core,
+    batch scheduling took the standby from 3.1 to 2.1-2.2 µs of CPU per registration and the
+    median latency from 6.5-9.2 ms to 3.6-4.9 ms. A process on an idle CPU runs at once either
+    way."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -7,6 +7,7 @@ and answers heartbeats with the active's Restart Counter. Also the command's exi
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import socket
@@ -264,3 +265,11 @@ def test_signals_stop_cleanly(spawn, signum) -> None:
     assert lma.proc.wait(TIMEOUT) == 0
     log = lma.log.read_text()
     assert "stopped" in log and "Traceback" not in log
+
+
+def test_an_lma_runs_batch_scheduled(spawn) -> None:
+    """Woken by its peer's datagrams, an LMA does not preempt the process running on its CPU
+    (procstat.batch_scheduling)."""
+    lma = spawn("lma", "127.0.0.1", free_port("127.0.0.1"))
+    wait_for(lambda: lma.metric("lmaload_lma_role", role="active") == 1, "the LMA")
+    assert os.sched_getscheduler(lma.proc.pid) == os.SCHED_BATCH
