@@ -22,7 +22,7 @@ that the metrics' per-state counts do not read every row (135 MB at 1.5 M entrie
 second).
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint32_t
 from libc.stdlib cimport free, realloc
@@ -227,6 +227,22 @@ cdef class CacheIndex:
             rows.append(row)
             row = self.mag_next[row]
         return rows
+
+    def mags_with(self, const uint8_t[:] state not None, int wanted) -> list:
+        """The packed addresses of the MAGs with a row whose ``state`` (the cache's state
+        column) is ``wanted``. Each MAG's rows are read until one is: most often its first."""
+        mags = []
+        cdef Py_ssize_t i, row
+        cdef mag_slot_t* s
+        for i in range(self.mag_mask + 1):
+            s = self.mag_slots + i
+            row = s.head if s.count > 0 else -1
+            while row >= 0:
+                if row < state.shape[0] and state[row] == wanted:
+                    mags.append(PyBytes_FromStringAndSize(<const char*>s.mag, 16))
+                    break
+                row = self.mag_next[row]
+        return mags
 
     # --- indexing ------------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """The compiled binding-cache index against dicts and sets doing the same: rows by MN
-identifier, by prefix key and by MAG, and the free rows, through inserts, removals, moves and
-growth far past the tables' first size (so resizes and backward-shift deletions are exercised)."""
+identifier, by prefix key and by MAG, the MAGs with a row in a given state, and the free rows,
+through inserts, removals, moves and growth far past the tables' first size (so resizes and
+backward-shift deletions are exercised)."""
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,6 +97,12 @@ def run(seed: int, steps: int, mn_pool: int, mag_pool: int) -> None:
             model.by_mag.setdefault(new, set()).add(row)
             live[row] = (mn, keys, new)
     assert index.free_count == index.rows - len(live)
+    state = np.zeros(index.rows, dtype=np.uint8)
+    for row in live:
+        state[row] = rng.randrange(1, 5)
+    for wanted in range(5):
+        expected = {mag for row, (_, _, mag) in live.items() if state[row] == wanted}
+        assert sorted(index.mags_with(state, wanted)) == sorted(expected)
     check(index, model, mns, [*keys_seen, bytes(17)], [*mags, bytes(16)])
 
 

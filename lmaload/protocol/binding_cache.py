@@ -87,6 +87,10 @@ class BindingCache:
     def by_mag(self, mag: IPv6Address) -> set[int]:
         return set(self.index.mag_rows(mag.packed))
 
+    def mags_with(self, state: BceState) -> set[IPv6Address]:
+        """The MAGs with an entry in ``state`` (from the index: no scan of the rows)."""
+        return {self._address(m) for m in self.index.mags_with(self.rows["state"], state)}
+
     def prefixes(self, row: int) -> tuple[IPv6Network, ...]:
         """The home network prefixes of ``row``."""
         return tuple(key_network(key) for key in self.prefix_keys[row])

@@ -111,9 +111,7 @@ class Heartbeats:
     def _served_mags(self) -> set[IPv6Address]:
         if not self._ownership.owns_lmaa:
             return set()
-        rows = self._state.cache.rows
-        active = rows["proxy_coa"][rows["state"] == BceState.ACTIVE]
-        return {IPv6Address(bytes(a)) for a in {a.tobytes() for a in active}}
+        return self._state.cache.mags_with(BceState.ACTIVE)
 
     # --- HA-HELLO and the election (spec-digest §7.4, §8.8) ------------------------------------
 
