@@ -238,12 +238,15 @@ class SyncOut:
         batches = {t: self._encode_live(rows, now, t, first_id, more=False) for t in targets}
         first = next(iter(batches.values())).first
         order, bounds = group_withheld(rows, first, waiting_rows)
-        self._release([withheld.take(order[bounds[0] : bounds[1]])], int(bounds[1] - bounds[0]))
+        # One gather, then each message's PBAs are a slice of it (views, no copies).
+        grouped = withheld.take(order)
+        bounds, sessions = bounds.tolist(), first.tolist()
+        self._release([grouped.take(slice(bounds[0], bounds[1]))], bounds[1] - bounds[0])
         for k in range(len(first) - 1):
             ident = self._next_id()
             data = {t: _message(b, k) for t, b in batches.items()}
-            pbas = Datagrams([withheld.take(order[bounds[k + 1] : bounds[k + 2]])])
-            self._send(ident, data, targets, pbas, first[k + 1] - first[k], now)
+            pbas = Datagrams([grouped.take(slice(bounds[k + 1], bounds[k + 2]))])
+            self._send(ident, data, targets, pbas, sessions[k + 1] - sessions[k], now)
 
     def _take_withheld_pbas(self) -> tuple[np.ndarray, Columns]:
         """Every withheld PBA as one run of columns, with the entry each waits for."""
