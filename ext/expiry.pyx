@@ -11,10 +11,10 @@ outside them counts as stale.
 
 Entries are ordered by (when, row): among equal deadlines the lower row comes first. Pushing the
 same (when, row) twice keeps both entries, but ``pop_due`` returns the row once. When the heap
-holds more than 2 × live + 1024 entries (live: the rows in use, not FREE), ``next`` and
-``pop_due`` rebuild it from one entry per current row, so a long run of refreshes cannot grow it
-without bound, and a cache that only grows is not rebuilt (the rows in use are counted, a pass
-without a rebuild, each time the heap doubles past the count before).
+holds more than 2 × in_use + 1024 entries (``in_use``: the rows in use, not FREE, which the
+caller passes to ``next`` and ``pop_due``; each holds one current entry at most), they rebuild it
+from one entry per current row, so a long run of refreshes cannot grow it without bound, and a
+cache that only grows (nothing stale) is never rebuilt.
 
 The pure-Python twin is ``lmaload.protocol.timers.Timers``.
 """
@@ -50,7 +50,6 @@ cdef class ExpiryHeap:
     cdef int64_t* _row
     cdef Py_ssize_t _size
     cdef Py_ssize_t _capacity
-    cdef Py_ssize_t _live  # rows in use at the last count, or current entries at the last rebuild
 
     def __cinit__(self):
         self._when = <double*>PyMem_Malloc(INITIAL_CAPACITY * sizeof(double))
@@ -59,7 +58,6 @@ cdef class ExpiryHeap:
             raise MemoryError()
         self._size = 0
         self._capacity = INITIAL_CAPACITY
-        self._live = 0
 
     def __dealloc__(self):
         PyMem_Free(self._when)
@@ -133,20 +131,11 @@ cdef class ExpiryHeap:
         while self._size and not is_current(self._when[0], self._row[0], expires, state):
             self._pop_top()
 
-    cdef int _maybe_compact(self, const double[:] expires, const uint8_t[:] state) except -1:
-        if self._size <= 2 * self._live + COMPACT_SLACK:
-            return 0
-        # Rows in use hold one current entry each at most: only a heap past twice their number
-        # has stale entries enough to pay for the pass. A cache that grows (new rows, nothing
-        # stale) is counted again at each doubling instead of rebuilt.
-        cdef Py_ssize_t rows = min(expires.shape[0], state.shape[0]), i, in_use = 0
-        with nogil:
-            for i in range(rows):
-                in_use += state[i] != 0
+    cdef int _maybe_compact(
+        self, const double[:] expires, const uint8_t[:] state, Py_ssize_t in_use
+    ) except -1:
         if self._size > 2 * in_use + COMPACT_SLACK:
             self._compact(expires, state)
-        else:
-            self._live = in_use
         return 0
 
     cdef int _compact(self, const double[:] expires, const uint8_t[:] state) except -1:
@@ -171,7 +160,6 @@ cdef class ExpiryHeap:
             for i in range(kept // 2 - 1, -1, -1):
                 self._sift_down(i)
         PyMem_Free(seen)
-        self._live = kept
         return 0
 
     def push(self, row, when):
@@ -205,17 +193,19 @@ cdef class ExpiryHeap:
                 self._size += 1
                 self._sift_up(self._size - 1)
 
-    def next(self, const double[:] expires, const uint8_t[:] state):
+    def next(self, const double[:] expires, const uint8_t[:] state, Py_ssize_t in_use):
         """The earliest deadline of a current entry, or None; stale entries on top are dropped."""
-        self._maybe_compact(expires, state)
+        self._maybe_compact(expires, state, in_use)
         with nogil:
             self._drop_stale(expires, state)
         return self._when[0] if self._size else None
 
-    def pop_due(self, double now, const double[:] expires, const uint8_t[:] state):
+    def pop_due(
+        self, double now, const double[:] expires, const uint8_t[:] state, Py_ssize_t in_use
+    ):
         """The rows whose current deadline is at or before ``now``, in (when, row) order, each
         once; their entries leave the heap (the caller re-arms or frees the rows)."""
-        self._maybe_compact(expires, state)
+        self._maybe_compact(expires, state, in_use)
         cdef Py_ssize_t count = 0, capacity = 64
         cdef int64_t* due = <int64_t*>malloc(capacity * sizeof(int64_t))
         cdef int64_t* grown

@@ -58,8 +58,9 @@ class Model:
             del self.armed[row]
         return [row for _, row in due]
 
-    def columns(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.rows["expires"], self.rows["state"]
+    def columns(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The columns and the rows in use, as the engine passes them."""
+        return self.rows["expires"], self.rows["state"], int(np.count_nonzero(self.rows["state"]))
 
 
 def run(sequence: list[tuple]) -> None:
@@ -86,7 +87,7 @@ def run(sequence: list[tuple]) -> None:
         elif op == "grow":
             model.ensure(2 * len(model.rows))
         elif op == "compact":
-            heap.compact(*model.columns())
+            heap.compact(*model.columns()[:2])
             assert len(heap) == len(model.armed)
         assert len(heap) >= len(model.armed)
     assert heap.next(*model.columns()) == model.next()
@@ -152,9 +153,9 @@ def test_with_a_real_binding_cache_that_grows() -> None:
     cache.delete(49)
     cache.set(0, expires=2000.0)
     heap.push(0, 2000.0)
-    rows = heap.pop_due(1000.0, cache.rows["expires"], cache.rows["state"])
+    rows = heap.pop_due(1000.0, cache.rows["expires"], cache.rows["state"], len(cache))
     assert rows.tolist() == list(range(48, 0, -1))
-    assert heap.next(cache.rows["expires"], cache.rows["state"]) == 2000.0
+    assert heap.next(cache.rows["expires"], cache.rows["state"], len(cache)) == 2000.0
 
 
 def test_rejects_nan_and_mismatched_batches() -> None:

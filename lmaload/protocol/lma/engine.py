@@ -121,8 +121,9 @@ class LmaEngine:
         while True:
             timer, expiry = state.timers.next(), self._next_expiry()
             if expiry is not None and expiry <= now and (timer is None or expiry < timer):
-                rows = state.cache.rows
-                for row in state.expiry.pop_due(expiry, rows["expires"], rows["state"]):
+                cache = state.cache
+                rows = cache.rows
+                for row in state.expiry.pop_due(expiry, rows["expires"], rows["state"], len(cache)):
                     self.pbu.expire(now, int(row))
                 continue
             key = state.timers.pop_due(now)
@@ -464,5 +465,6 @@ class LmaEngine:
             self.pbu.process(self.pbu.decode(held[i]), now, held[i].arrival)  # type: ignore[arg-type]
 
     def _next_expiry(self) -> float | None:
-        rows = self.state.cache.rows
-        return self.state.expiry.next(rows["expires"], rows["state"])
+        cache = self.state.cache
+        rows = cache.rows
+        return self.state.expiry.next(rows["expires"], rows["state"], len(cache))
