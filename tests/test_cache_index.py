@@ -60,7 +60,9 @@ def run(seed: int, steps: int, mn_pool: int, mag_pool: int) -> None:
     mags = [bytes(15) + bytes((i,)) for i in range(mag_pool)]
     keys_seen: list[bytes] = []
     prefix = 0
-    for _ in range(steps):
+    for step in range(steps):
+        if step % 97 == 0:  # lookups also while a grown table takes the old one's slots
+            check(index, model, rng.sample(mns, min(len(mns), 20)), keys_seen[-50:], mags[:5])
         op = rng.random()
         if op < 0.6 or not live:
             row = index.take()
