@@ -1,9 +1,9 @@
 # The binding cache rows' layout (BCE_DTYPE's size and field offsets) and little-endian field
-# loads, RFC 6275 sequence-number order, a row's state set and counted, and a new row entered in
-# the cache's lists and indexes, for the compiled writers of the cache. Include in a module that
-# cimports numpy as cnp, PyBytes_AS_STRING, memcpy, memset and lmaload._ext.cache_index's
-# CacheIndex, imports BCE_DTYPE and defines _offset(dtype, name) (a field's offset), before its
-# code reads a row:
+# loads, RFC 6275 sequence-number order, a row's state set and counted, whether a row is an MN's
+# one-prefix entry, and a new row entered in the cache's lists and indexes, for the compiled
+# writers of the cache. Include in a module that cimports numpy as cnp, PyBytes_AS_STRING,
+# memcmp, memcpy, memset and lmaload._ext.cache_index's CacheIndex, imports BCE_DTYPE and defines
+# _offset(dtype, name) (a field's offset), before its code reads a row:
 #     include "cache_rows.pxi"
 from libc.stdint cimport uint8_t, uint16_t, uint64_t
 
@@ -58,6 +58,16 @@ cdef class Indexes:
         self.prefix_keys = cache.prefix_keys
         self.ll_ids = cache.ll_ids
         self.index = cache.index
+
+
+cdef inline bint holds(Indexes ix, Py_ssize_t row, object mn, const uint8_t* key) except -1:
+    """Whether ``row`` is MN ``mn``'s entry with the one prefix key ``key`` (17 octets)."""
+    cdef tuple keys = ix.prefix_keys[row]
+    return (
+        ix.mn_ids[row] == mn
+        and len(keys) == 1
+        and memcmp(PyBytes_AS_STRING(keys[0]), key, 17) == 0
+    )
 
 
 cdef Py_ssize_t new_row(

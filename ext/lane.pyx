@@ -200,8 +200,6 @@ cdef class Lane:
         cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
         cdef const uint8_t* recs = <const uint8_t*>cnp.PyArray_DATA(scan)
         cdef Indexes indexes = Indexes(cache)
-        cdef list mn_ids = indexes.mn_ids
-        cdef list prefix_keys = indexes.prefix_keys
         cdef list ll_ids = indexes.ll_ids
         cdef CacheIndex index = indexes.index
         cdef dict tunnels = self.tunnels
@@ -222,7 +220,7 @@ cdef class Lane:
         cdef uint8_t* r
         cdef const uint8_t* mag_ptr = NULL
         cdef object mag = None, tunnel = None
-        cdef object mn, llid, key, held
+        cdef object mn, llid, key
         cdef int64_t mn_start, llid_start
         cdef int16_t llid_len
         cdef uint64_t ts
@@ -288,13 +286,7 @@ cdef class Lane:
                 if row < 0:
                     break  # a new session with a requested prefix
                 r = rows + row * ROW_SIZE
-                held = prefix_keys[row]
-                if (
-                    mn_ids[row] != mn
-                    or len(<tuple>held) != 1
-                    or memcmp(PyBytes_AS_STRING((<tuple>held)[0]), key_octets, 17) != 0
-                    or memcmp(r + R_PROXY_COA, mag_ptr, 16) != 0
-                ):
+                if not holds(indexes, row, mn, key_octets) or memcmp(r + R_PROXY_COA, mag_ptr, 16):
                     break  # 159 / 155, hand-off
                 if has_ts:
                     if ts <= get64(r + R_TS):

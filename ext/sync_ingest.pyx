@@ -289,13 +289,11 @@ cdef int store_sessions(
     (by Timestamp, else sequence number) is dropped. A row whose MN or prefixes differ is given
     to ``delete(row)`` first (LmaState.delete, which also returns the prefix to the pool)."""
     cdef CacheIndex index = ix.index
-    cdef list mn_ids = ix.mn_ids
-    cdef list prefix_keys = ix.prefix_keys
     cdef const session_t* s
     cdef uint8_t* rows = <uint8_t*>cnp.PyArray_DATA(cache.rows)
     cdef uint8_t* r = NULL
     cdef uint8_t key_octets[17]
-    cdef object mn, key, held, llid, mag
+    cdef object mn, key, llid, mag
     cdef Py_ssize_t i, row, found
     cdef uint64_t held_ts
     cdef double expires
@@ -309,15 +307,9 @@ cdef int store_sessions(
         memcpy(key_octets, s.hnp, 16)
         key_octets[16] = s.plen
         found = index.find_prefix(key_octets)
-        if found >= 0:
-            held = prefix_keys[found]
-            if (
-                mn_ids[found] != mn
-                or len(<tuple>held) != 1
-                or memcmp(PyBytes_AS_STRING((<tuple>held)[0]), key_octets, 17) != 0
-            ):
-                delete(found)
-                found = -1
+        if found >= 0 and not holds(ix, found, mn, key_octets):
+            delete(found)
+            found = -1
         if found >= 0:
             r = rows + found * ROW_SIZE
             held_ts = get64(r + R_TS)
