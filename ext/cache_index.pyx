@@ -17,13 +17,17 @@ deletion, and they grow without a stall:
   through ``mag_next`` / ``mag_prev``, so moving or deleting a row searches nothing. A MAG once
   seen keeps its slot (there are few; that table grows at once).
 
-Growing the MN and prefix tables: past two thirds full, a table twice the size is mapped (zeroed
-pages the kernel hands out as they are first written, so nothing is cleared up front) and the
-old one's slots move to it ``MOVE_STEP`` at a time with every later insert, which ends the move
-long before the new table fills. Meanwhile a key is looked for in the new table, then in the
-old one, and a key found there moves at once; a slot that moved is marked -1 so that the probes
-of the old table still run past it. An insert never goes to the old table, so each key is in one
-table only. (Copying a table at once stalled the LMA 15 ms at 350 000 entries, 55 ms at 1.4 M.)
+Growing the MN and prefix tables: past half full, a table twice the size is mapped (zeroed
+pages the kernel hands out as they are first written) and every insert writes the next
+``PREFAULT_STEP`` slots' worth of its pages, so that they are all mapped by the time the table
+is two thirds full. Then the old one's slots move to it ``MOVE_STEP`` at a time with every later
+insert, which ends the move long before the new table fills. Meanwhile a key is looked for in
+the new table, then in the old one, and a key found there moves at once; a slot that moved is
+marked -1 so that the probes of the old table still run past it. An insert never goes to the
+old table, so each key is in one table only. (Copying a table at once stalled the LMA 15 ms at
+350 000 entries, 55 ms at 1.4 M. Mapping it at once, as the moves' random writes did, stalled it
+80 ms at 350 000 on a virtual machine whose host takes back the guest's free memory: there the
+first write of each 4 KiB page costs 5-10 µs.)
 
 It also counts the rows in each state, kept by every writer of a row's state (``restate``), so
 that the metrics' per-state counts do not read every row (135 MB at 1.5 M entries, four times a
@@ -47,6 +51,10 @@ cdef Py_ssize_t FIRST_MAG_SLOTS = 64
 # well before the new table (2S slots, a third full) reaches two thirds; until then a key not in
 # the new table is looked for in the old one too.
 cdef Py_ssize_t MOVE_STEP = 32
+# Slots' worth of a spare table's pages written per insert from half full on: the spare (twice
+# the slots) needs 12 per insert to be mapped by two thirds full.
+cdef size_t PREFAULT_STEP = 16
+cdef size_t PAGE = 4096
 
 
 cdef void* _zeroed(Py_ssize_t n, size_t size) except NULL:
@@ -62,6 +70,28 @@ cdef void* _zeroed(Py_ssize_t n, size_t size) except NULL:
 cdef inline void _unmap(void* p, Py_ssize_t n, size_t size) noexcept nogil:
     if p != NULL:
         munmap(p, n * size)
+
+
+cdef int _prepare(spare_t* spare, size_t size, size_t step) except -1:
+    """Map the spare table of ``size`` octets if it is not yet, and write the pages of its next
+    ``step`` octets."""
+    if spare.p == NULL:
+        spare.p = <char*>_zeroed(size, 1)
+        spare.size, spare.due, spare.touched = size, 0, 0
+    spare.due = min(spare.due + step, spare.size)
+    while spare.touched < spare.due:
+        spare.p[spare.touched] = 0
+        spare.touched += PAGE
+    return 0
+
+
+cdef void* _spare_or_zeroed(spare_t* spare, Py_ssize_t n, size_t size) except NULL:
+    """The spare table (``n`` slots of ``size`` octets; mapped at once if there is none)."""
+    cdef void* p = spare.p
+    if p == NULL:
+        return _zeroed(n, size)
+    spare.p = NULL
+    return p
 
 
 cdef int32_t* _resized(int32_t* p, Py_ssize_t n) except NULL:
@@ -113,6 +143,8 @@ cdef class CacheIndex:
         if self.prefix_old != NULL:
             _unmap(self.prefix_old, self.prefix_old_mask + 1, sizeof(prefix_slot_t))
         _unmap(self.mag_slots, self.mag_mask + 1, sizeof(mag_slot_t))
+        _unmap(self.mn_spare.p, self.mn_spare.size, 1)
+        _unmap(self.prefix_spare.p, self.prefix_spare.size, 1)
         free(self.mn_next)
         free(self.mag_next)
         free(self.mag_prev)
@@ -447,12 +479,16 @@ cdef class CacheIndex:
         cdef Py_ssize_t size = self.mn_mask + 1
         if self.mn_old != NULL:
             self._mn_move_on(MOVE_STEP)
+        elif (self.mn_count + 1) * 2 > size:
+            _prepare(
+                &self.mn_spare, 2 * size * sizeof(mn_slot_t), PREFAULT_STEP * sizeof(mn_slot_t)
+            )
         if (self.mn_count + 1) * 3 <= size * 2:
             return 0
         if self.mn_old != NULL:
             self._mn_move_on(self.mn_old_mask + 1)
         self.mn_old, self.mn_old_mask, self.mn_cursor = self.mn_slots, self.mn_mask, 0
-        self.mn_slots = <mn_slot_t*>_zeroed(2 * size, sizeof(mn_slot_t))
+        self.mn_slots = <mn_slot_t*>_spare_or_zeroed(&self.mn_spare, 2 * size, sizeof(mn_slot_t))
         self.mn_mask = 2 * size - 1
         self._mn_move_on(MOVE_STEP)
         return 0
@@ -478,13 +514,20 @@ cdef class CacheIndex:
         cdef Py_ssize_t size = self.prefix_mask + 1
         if self.prefix_old != NULL:
             self._prefix_move_on(MOVE_STEP)
+        elif (self.prefix_count + 1) * 2 > size:
+            _prepare(
+                &self.prefix_spare, 2 * size * sizeof(prefix_slot_t),
+                PREFAULT_STEP * sizeof(prefix_slot_t),
+            )
         if (self.prefix_count + 1) * 3 <= size * 2:
             return 0
         if self.prefix_old != NULL:
             self._prefix_move_on(self.prefix_old_mask + 1)
         self.prefix_old, self.prefix_old_mask = self.prefix_slots, self.prefix_mask
         self.prefix_cursor = 0
-        self.prefix_slots = <prefix_slot_t*>_zeroed(2 * size, sizeof(prefix_slot_t))
+        self.prefix_slots = <prefix_slot_t*>_spare_or_zeroed(
+            &self.prefix_spare, 2 * size, sizeof(prefix_slot_t)
+        )
         self.prefix_mask = 2 * size - 1
         self._prefix_move_on(MOVE_STEP)
         return 0

@@ -14,6 +14,12 @@ ctypedef struct prefix_slot_t:
     int32_t row  # plus one
     uint8_t key[17]
 
+ctypedef struct spare_t:
+    char* p  # the table the next growth will take, NULL while there is none
+    size_t size  # its octets
+    size_t due  # octets from its start whose pages are to be written by now
+    size_t touched  # octets from its start whose pages have been written (whole pages)
+
 ctypedef struct mag_slot_t:
     uint8_t mag[16]
     int32_t head  # the MAG's first row, plus one; 0: none
@@ -30,6 +36,9 @@ cdef class CacheIndex:
     cdef prefix_slot_t* prefix_slots
     cdef prefix_slot_t* prefix_old
     cdef mag_slot_t* mag_slots
+    # The next grown tables, mapped once a table is half full and their pages written a few at
+    # a time with each insert after that.
+    cdef spare_t mn_spare, prefix_spare
     cdef Py_ssize_t mn_mask, mn_old_mask, mn_cursor
     cdef Py_ssize_t prefix_mask, prefix_old_mask, prefix_cursor
     cdef Py_ssize_t mag_mask
