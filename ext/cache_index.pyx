@@ -85,6 +85,17 @@ cdef int _prepare(spare_t* spare, size_t size, size_t step) except -1:
     return 0
 
 
+cdef bint _full(
+    spare_t* spare, Py_ssize_t count, Py_ssize_t size, bint moving, size_t slot
+) except -1:
+    """Whether a table of ``size`` slots of ``slot`` octets holding ``count`` keys must grow to
+    take one more. From half full on (while no earlier growth is still moving), the spare's next
+    pages are written first."""
+    if not moving and (count + 1) * 2 > size:
+        _prepare(spare, 2 * size * slot, PREFAULT_STEP * slot)
+    return (count + 1) * 3 > size * 2
+
+
 cdef void* _spare_or_zeroed(spare_t* spare, Py_ssize_t n, size_t size) except NULL:
     """The spare table (``n`` slots of ``size`` octets; mapped at once if there is none)."""
     cdef void* p = spare.p
@@ -479,11 +490,7 @@ cdef class CacheIndex:
         cdef Py_ssize_t size = self.mn_mask + 1
         if self.mn_old != NULL:
             self._mn_move_on(MOVE_STEP)
-        elif (self.mn_count + 1) * 2 > size:
-            _prepare(
-                &self.mn_spare, 2 * size * sizeof(mn_slot_t), PREFAULT_STEP * sizeof(mn_slot_t)
-            )
-        if (self.mn_count + 1) * 3 <= size * 2:
+        if not _full(&self.mn_spare, self.mn_count, size, self.mn_old != NULL, sizeof(mn_slot_t)):
             return 0
         if self.mn_old != NULL:
             self._mn_move_on(self.mn_old_mask + 1)
@@ -514,12 +521,10 @@ cdef class CacheIndex:
         cdef Py_ssize_t size = self.prefix_mask + 1
         if self.prefix_old != NULL:
             self._prefix_move_on(MOVE_STEP)
-        elif (self.prefix_count + 1) * 2 > size:
-            _prepare(
-                &self.prefix_spare, 2 * size * sizeof(prefix_slot_t),
-                PREFAULT_STEP * sizeof(prefix_slot_t),
-            )
-        if (self.prefix_count + 1) * 3 <= size * 2:
+        if not _full(
+            &self.prefix_spare, self.prefix_count, size, self.prefix_old != NULL,
+            sizeof(prefix_slot_t),
+        ):
             return 0
         if self.prefix_old != NULL:
             self._prefix_move_on(self.prefix_old_mask + 1)
