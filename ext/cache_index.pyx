@@ -105,6 +105,15 @@ cdef void* _spare_or_zeroed(spare_t* spare, Py_ssize_t n, size_t size) except NU
     return p
 
 
+cdef void* _written(void* p, size_t size) noexcept nogil:
+    """``p``, each page of its ``size`` octets written (zeroed memory stays zero)."""
+    cdef size_t at = 0
+    while at < size:
+        (<char*>p)[at] = 0
+        at += PAGE
+    return p
+
+
 cdef int32_t* _resized(int32_t* p, Py_ssize_t n) except NULL:
     cdef int32_t* q = <int32_t*>realloc(p, n * sizeof(int32_t))
     if q == NULL:
@@ -179,6 +188,33 @@ cdef class CacheIndex:
             self.free_count += 1
         self.in_state[0] += rows - self.rows  # FREE
         self.rows = rows
+
+    def reserve(self, Py_ssize_t rows):
+        """Make room for ``rows`` rows and their keys before any is indexed, and write every
+        page of that room now: no insert up to then grows a table or maps a page (on a virtual
+        machine whose host takes back the guest's free memory, the first write of a page costs
+        5-10 µs, 0.6 µs per session in the middle of a load)."""
+        if self.mn_count or self.prefix_count:
+            raise ValueError("reserve before indexing any row")
+        self.grow(rows)
+        cdef Py_ssize_t slots = FIRST_SLOTS
+        while slots < 2 * rows:  # at most half full: no spare is prepared
+            slots *= 2
+        if slots > self.mn_mask + 1:
+            _unmap(self.mn_slots, self.mn_mask + 1, sizeof(mn_slot_t))
+            self.mn_slots = <mn_slot_t*>_written(
+                _zeroed(slots, sizeof(mn_slot_t)), slots * sizeof(mn_slot_t)
+            )
+            self.mn_mask = slots - 1
+        if slots > self.prefix_mask + 1:
+            _unmap(self.prefix_slots, self.prefix_mask + 1, sizeof(prefix_slot_t))
+            self.prefix_slots = <prefix_slot_t*>_written(
+                _zeroed(slots, sizeof(prefix_slot_t)), slots * sizeof(prefix_slot_t)
+            )
+            self.prefix_mask = slots - 1
+        memset(self.mn_next, 0, self.rows * sizeof(int32_t))
+        memset(self.mag_next, 0, self.rows * sizeof(int32_t))
+        memset(self.mag_prev, 0, self.rows * sizeof(int32_t))
 
     def restate(self, int old, int new):
         """Count a row that goes from state ``old`` to ``new``."""

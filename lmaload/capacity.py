@@ -149,8 +149,8 @@ class Trial:
 class CapacitySearch:
     """The search against ``target`` (started and stopped by the caller). ``clock``, ``sleep``,
     ``cpu`` and ``mag_loop`` are the driver (as for ``lmaload.run.Runner``); ``show`` gets a line
-    per trial; ``reset`` (None: none) starts the target afresh before every trial but the
-    first."""
+    per trial; ``reset`` (None: none) starts the target afresh, with room for the trial's
+    sessions, before every trial but the first."""
 
     def __init__(
         self,
@@ -161,7 +161,7 @@ class CapacitySearch:
         sleep: Callable[[float], None] = time.sleep,
         cpu: Callable[[], float] = time.process_time,
         show: Callable[[str], None] | None = None,
-        reset: Callable[[], None] | None = None,
+        reset: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.target = target
@@ -239,14 +239,14 @@ class CapacitySearch:
     def trial(self, rate: float, duration: float, confirmation: bool = False) -> Trial:
         """Run one trial at ``rate`` for ``duration`` seconds; it joins ``trials``."""
         cfg = self.config
+        sessions = max(1, round(rate * duration))
         if self.trials and self._reset is not None:
             try:
-                self._reset()
+                self._reset(sessions)
             except LmaStartError as exc:
                 raise CapacityError(str(exc)) from None
         elif self.trials:
             self.sleep(PAUSE)
-        sessions = max(1, round(rate * duration))
         spec = PopulationSpec(
             mns=sessions,
             mags=cfg.mags,

@@ -150,7 +150,8 @@ class LmaChild:
 
 class EmbeddedPair:
     """Active and standby ``lmaload lma`` processes (``start``, ``wait_ready``, ``stop``,
-    ``restart``), every thread of both on ``cpu`` when given."""
+    ``restart``), every thread of both on ``cpu`` when given, each with room for ``reserve``
+    sessions made at start (``lmaload lma --reserve``)."""
 
     def __init__(
         self,
@@ -160,10 +161,12 @@ class EmbeddedPair:
         capture: bool = False,
         metrics_port: int | None = None,
         cpu: int | None = None,
+        reserve: int = 0,
     ) -> None:
         self.mode = mode
         self.sync = sync
         self.cpu = cpu
+        self.reserve = reserve
         self.log_dir = log_dir
         self.capture = capture
         self.metrics_port = metrics_port
@@ -177,6 +180,7 @@ class EmbeddedPair:
         common = [
             *("--mode", self.mode, "--sync", self.sync, "--prefix-pool", PREFIX_POOL),
             *("--sync-pacing-rate", str(SYNC_PACING_RATE)),
+            *("--reserve", str(self.reserve)),
         ]
         if self.lmaa_port is not None:
             common += ["--lmaa", f"{LMAA_HOST}:{self.lmaa_port}"]
@@ -202,8 +206,10 @@ class EmbeddedPair:
             for child in self.children:
                 pin(self.cpu, child.proc.pid)
 
-    def restart(self, timeout: float) -> None:
-        """Stop both LMAs and start a fresh pair, ready within ``timeout`` (``wait_ready``)."""
+    def restart(self, timeout: float, reserve: int = 0) -> None:
+        """Stop both LMAs and start a fresh pair with room for ``reserve`` sessions, ready
+        within ``timeout`` (``wait_ready``)."""
+        self.reserve = reserve
         self.stop()
         self.start()
         self.wait_ready(timeout)

@@ -25,6 +25,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Literal
 
+from lmaload._ext import arena
 from lmaload.capture import Capture
 from lmaload.endpoints import Endpoint, is_local
 from lmaload.metrics import LmaMetrics
@@ -114,6 +115,7 @@ class LmaSettings:
     metrics_port: int | None = None
     pcap: Path | None = None  # a sample of the signalling (UDP transport)
     sync_pacing_rate: float = 1000.0
+    reserve: int = 0  # sessions (LmaConfig.reserve), and an arena pool for their small objects
 
     def engine_config(self) -> LmaConfig:
         return LmaConfig(
@@ -132,6 +134,7 @@ class LmaSettings:
             sync=self.sync,
             sync_pacing_rate=self.sync_pacing_rate,
             plain=self.plain,
+            reserve=self.reserve,
         )
 
     def check_families(self) -> None:
@@ -254,10 +257,22 @@ def return_freed_memory() -> None:
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+# Small Python objects a binding cache entry holds (its MN identifier, prefix keys and their
+# tuple: about 170 octets), with room to spare.
+SMALL_OBJECT_OCTETS = 256
+
+
 def run(settings: LmaSettings) -> None:
     """Serve until SIGTERM or SIGINT. StartupError when it cannot start."""
     check_peers(settings)
     return_freed_memory()
+    config = settings.engine_config()
+    try:
+        arena.reserve(settings.reserve * SMALL_OBJECT_OCTETS)
+        engine = LmaEngine(config, time.time())
+    except MemoryError:
+        why = f"not enough memory for {settings.reserve} sessions (--reserve)"
+        raise StartupError(why) from None
     metrics = LmaMetrics()
     if settings.metrics_port is not None:
         host = settings.listen[0]
@@ -267,15 +282,12 @@ def run(settings: LmaSettings) -> None:
             where = f"{host} port {settings.metrics_port}"
             raise StartupError(f"cannot serve metrics on {where}: {exc.strerror}") from None
     transport = open_transport(settings)
-    config = settings.engine_config()
 
     def on_event(event: Event) -> None:
         metrics.on_event(event)
         log_event(event)
 
-    loop = EngineLoop(
-        LmaEngine(config, time.time()), transport, on_event=on_event, on_tick=metrics.observe
-    )
+    loop = EngineLoop(engine, transport, on_event=on_event, on_tick=metrics.observe)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop())
     freeze_heap()

@@ -623,6 +623,7 @@ def _target(config: RunConfig, log_dir: Path) -> Iterator[Target]:
             log_dir,
             capture=config.pcap is not None,
             metrics_port=config.lma_metrics_port,
+            reserve=config.mns,
         )
     try:
         yield target

@@ -168,3 +168,30 @@ def test_a_growing_table_maps_its_pages_a_few_per_insert() -> None:
     # Both spares together take 128 pages per 1 000 inserts (8 + 24 octets a slot, 16 slots'
     # worth an insert); a table mapped by its moves' random writes took 630 within 1 000.
     assert worst <= 400
+
+
+def test_a_reserved_index_takes_its_rows_without_a_page_mapped_or_a_table_grown() -> None:
+    resource = pytest.importorskip("resource")
+    count = 60_000
+    mns = [b"mn-%07d" % i for i in range(count)]
+    keys = [(i.to_bytes(16, "big") + b"\x40",) for i in range(count)]
+    index = CacheIndex(mns)
+    index.reserve(count)
+    assert index.rows == index.free_count == count
+    mag = bytes(16)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(count):
+        row = index.take()
+        index.insert(row, mns[row], keys[row], mag)
+    # Unreserved, the same inserts map about 2 200 pages (see the test above).
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults <= 50
+    assert index.mn_rows(mns[count - 1]) == [count - 1]
+    assert index.prefix_row(keys[0][0]) == 0
+
+
+def test_reserve_is_refused_once_rows_are_indexed() -> None:
+    index = CacheIndex([b"mn"])
+    index.grow(1)
+    index.insert(index.take(), b"mn", (bytes(17),), bytes(16))
+    with pytest.raises(ValueError, match="reserve before"):
+        index.reserve(10)

@@ -72,14 +72,15 @@ def test_every_trial_is_listed_and_the_rate_found_was_confirmed(found) -> None:
     assert found["target_reset_between_trials"] is False
 
 
-def test_a_reset_target_is_started_afresh_before_every_trial_but_the_first() -> None:
+def test_a_reset_target_is_started_afresh_with_room_for_each_trial_but_the_first() -> None:
     sim = Simulator(default_link=LinkProfile(delay=0.001))
     config = CapacityConfig(
         mags=4, sync="async", start_rate=200, trial_duration=1, confirm_duration=2, max_trials=5
     )
     resets: list[int] = []
-    results = search(config, sim, reset=lambda: resets.append(len(resets)))
+    results = search(config, sim, reset=lambda sessions: resets.append(sessions))
     assert results["trials"] and len(resets) == len(results["trials"]) - 1
+    assert resets == [t["sessions"] for t in results["trials"][1:]]
     assert results["target_reset_between_trials"] is True
 
 

@@ -238,6 +238,7 @@ def run_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess
         ("--plain", "--role", "standby"),
         ("--plain", "--sync", "before-ack"),
         ("--plain", "--heartbeat-interval", "5"),
+        ("--reserve", "-5"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args) -> None:

@@ -178,6 +178,15 @@ def refuse_with_plain(ctx: click.Context, role: str, mode: str) -> None:
     "PBUs ordered by sequence number (Timestamp ignored, never sent), 135 with the last "
     "accepted one; the binding cache lives in memory, so a restart starts empty.",
 )
+@click.option(
+    "--reserve",
+    type=click.IntRange(0, 2**31 - 2),
+    default=0,
+    show_default=True,
+    help="Sessions to make room for at start: the binding cache's memory for them is written "
+    "before the LMA serves, so that registrations up to then never wait for the system to map "
+    "a page (costly on a virtual machine whose host takes back free memory).",
+)
 @metrics_port_option
 @click.option(
     "--pcap",
@@ -216,6 +225,7 @@ def lma(
     restart_counter: int,
     preference: int,
     plain: bool,
+    reserve: int,
     metrics_port: int | None,
     pcap: Path | None,
     policy_path: Path | None,
@@ -273,6 +283,7 @@ def lma(
         restart_counter=restart_counter,
         preference=preference,
         plain=plain,
+        reserve=reserve,
         policy=policy,
         metrics_port=metrics_port,
         pcap=pcap,

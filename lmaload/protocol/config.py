@@ -103,6 +103,9 @@ class LmaConfig:
     max_held_pbus: int = 100_000
     wire: WireConfig = DEFAULT_CONFIG
     plain: bool = False
+    # Binding cache entries made room for at start, their memory written then
+    # (BindingCache.reserve): a configured capacity, as a carrier LMA has.
+    reserve: int = 0
 
     def __post_init__(self) -> None:
         if self.lmaa is None:

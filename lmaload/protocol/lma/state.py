@@ -32,6 +32,8 @@ class LmaState:
         self.address = config.address
         self.lmaa: IPv6Address = config.lmaa  # type: ignore[assignment]
         self.cache = BindingCache()
+        if config.reserve:
+            self.cache.reserve(config.reserve)
         self.counters = Counters()
         self.pool = PrefixPool(config.prefix_pool, config.prefix_length, self.cache.index)
         self.tunnels: dict[bytes, int] = {}  # packed MAG address → tunnel interface id
