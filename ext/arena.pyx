@@ -5,9 +5,9 @@ Python takes the memory of its small objects (pymalloc) in arenas of a fixed siz
 empty. The first write of each page of a new arena maps it. On a virtual machine whose host takes
 back the guest's free memory (virtio-balloon free page reporting) that write costs 5-10 µs per
 4 KiB page, against 0.6 µs for a page freed a moment before. An LMA building a binding cache
-writes about 170 octets of small objects per session (its MN identifier, its prefix keys and
-their tuple); at 100 000 sessions a second that is 4 000 new pages a second, up to a tenth of the
-LMA's CPU, landing as stalls of milliseconds where many pages come at once.
+takes about 230 octets of arenas per session (its MN identifier, its prefix keys and their
+tuple, and what is in flight); at 100 000 sessions a second that is 5 000 new pages a second, up
+to a tenth of the LMA's CPU, landing as stalls of milliseconds where many pages come at once.
 
 ``reserve(octets)`` maps a pool of that many octets, writes every page of it at once, and puts in
 an arena allocator (``PyObject_SetArenaAllocator``) that hands out arenas from the pool and takes
@@ -40,14 +40,16 @@ cdef PyObjectArenaAllocator pooled
 cdef char* base = NULL
 cdef size_t size = 0  # octets of the pool
 cdef size_t used = 0  # octets from its start handed out at least once
-cdef size_t arena = 0  # the arenas' size, learnt from the first request
+cdef size_t arena = 0  # the arenas' size, learnt from the first request of an arena's size
 cdef char** returned = NULL  # arenas given back to the pool, to hand out again
 cdef size_t returned_count = 0
 
 
 cdef void* _alloc(void* ctx, size_t n) noexcept nogil:
     global used, arena, returned_count
-    if arena == 0:
+    # The allocator also serves the interpreter's frame stack in chunks of 16 KiB: those are
+    # not arenas, and go to the previous allocator.
+    if arena == 0 and n >= SMALLEST_ARENA:
         arena = n
     if n == arena:
         if returned_count:

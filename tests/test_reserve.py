@@ -77,7 +77,11 @@ ARENA_SCRIPT = textwrap.dedent(
     def objects(n):  # about what a binding holds: an MN identifier, a prefix key in a tuple
         return [(b"mn-%09d@example.net" % i, (i.to_bytes(16, "big") + b"@",)) for i in range(n)]
 
+    def deep(n):  # frames past the interpreter's first stack chunk: 16 KiB asked of the pool
+        return n and deep(n - 1)
+
     arena.reserve(64 << 20)
+    deep(900)
     before = faults()
     held = objects(200_000)
     first, pooled = faults() - before, arena.pooled_octets()
@@ -96,7 +100,9 @@ ARENA_SCRIPT = textwrap.dedent(
 
 
 def test_the_arena_pool_serves_small_objects_from_pages_written_before() -> None:
-    """In a process of its own: the pool stays for the process, and replaces the allocator."""
+    """In a process of its own: the pool stays for the process, and replaces the allocator.
+    The interpreter's frame stack takes its chunks from the same allocator; they are not
+    arenas, and do not take the pool's place."""
     out = subprocess.run(
         [sys.executable, "-c", ARENA_SCRIPT], capture_output=True, text=True, check=True
     ).stdout.split()
