@@ -31,7 +31,8 @@ cdef extern from "Python.h":
     void PyObject_SetArenaAllocator(PyObjectArenaAllocator* allocator)
 
 
-cdef size_t PAGE = 4096
+include "pages.pxi"
+
 cdef size_t SMALLEST_ARENA = 256 << 10  # pymalloc's arenas are 256 KiB or 1 MiB
 cdef size_t ALIGN = 1 << 20  # pools within an arena are aligned: an aligned arena loses none
 
@@ -87,11 +88,8 @@ def reserve(size_t octets):
     returned = <char**>malloc((octets // SMALLEST_ARENA + 1) * sizeof(char*))
     if returned == NULL:
         raise MemoryError()
-    cdef size_t at = 0
     with nogil:
-        while at < octets:
-            p[at] = 0
-            at += PAGE
+        write_pages(p, octets)
     base, size = p, octets
     PyObject_GetArenaAllocator(&previous)
     pooled.ctx = NULL

@@ -44,6 +44,7 @@ from posix.mman cimport (
 )
 
 include "hashing.pxi"
+include "pages.pxi"
 
 cdef Py_ssize_t FIRST_SLOTS = 1024
 cdef Py_ssize_t FIRST_MAG_SLOTS = 64
@@ -54,7 +55,6 @@ cdef Py_ssize_t MOVE_STEP = 32
 # Slots' worth of a spare table's pages written per insert from half full on: the spare (twice
 # the slots) needs 12 per insert to be mapped by two thirds full.
 cdef size_t PREFAULT_STEP = 16
-cdef size_t PAGE = 4096
 
 
 cdef void* _zeroed(Py_ssize_t n, size_t size) except NULL:
@@ -102,15 +102,6 @@ cdef void* _spare_or_zeroed(spare_t* spare, Py_ssize_t n, size_t size) except NU
     if p == NULL:
         return _zeroed(n, size)
     spare.p = NULL
-    return p
-
-
-cdef void* _written(void* p, size_t size) noexcept nogil:
-    """``p``, each page of its ``size`` octets written (zeroed memory stays zero)."""
-    cdef size_t at = 0
-    while at < size:
-        (<char*>p)[at] = 0
-        at += PAGE
     return p
 
 
@@ -202,16 +193,14 @@ cdef class CacheIndex:
             slots *= 2
         if slots > self.mn_mask + 1:
             _unmap(self.mn_slots, self.mn_mask + 1, sizeof(mn_slot_t))
-            self.mn_slots = <mn_slot_t*>_written(
-                _zeroed(slots, sizeof(mn_slot_t)), slots * sizeof(mn_slot_t)
-            )
+            self.mn_slots = <mn_slot_t*>_zeroed(slots, sizeof(mn_slot_t))
             self.mn_mask = slots - 1
+            write_pages(<char*>self.mn_slots, slots * sizeof(mn_slot_t))
         if slots > self.prefix_mask + 1:
             _unmap(self.prefix_slots, self.prefix_mask + 1, sizeof(prefix_slot_t))
-            self.prefix_slots = <prefix_slot_t*>_written(
-                _zeroed(slots, sizeof(prefix_slot_t)), slots * sizeof(prefix_slot_t)
-            )
+            self.prefix_slots = <prefix_slot_t*>_zeroed(slots, sizeof(prefix_slot_t))
             self.prefix_mask = slots - 1
+            write_pages(<char*>self.prefix_slots, slots * sizeof(prefix_slot_t))
         memset(self.mn_next, 0, self.rows * sizeof(int32_t))
         memset(self.mag_next, 0, self.rows * sizeof(int32_t))
         memset(self.mag_prev, 0, self.rows * sizeof(int32_t))

@@ -189,7 +189,7 @@ class BindingCache:
         """Make room for ``rows`` entries before the first is inserted, writing every page of
         that room now (rows, lists and indexes), so that no insert up to then grows anything
         or writes a page for the first time: what a carrier LMA's configured binding capacity
-        does. Not the per-entry objects (MN identifier, prefix keys): see ``lmaload.arena``."""
+        does. Not the per-entry objects (MN identifier, prefix keys): see ``lmaload._ext.arena``."""
         self.index.reserve(rows)  # first: it refuses a cache holding entries
         if len(self.rows) < rows:
             self._resize(rows)
