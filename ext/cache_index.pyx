@@ -79,9 +79,9 @@ cdef int _prepare(spare_t* spare, size_t size, size_t step) except -1:
         spare.p = <char*>_zeroed(size, 1)
         spare.size, spare.due, spare.touched = size, 0, 0
     spare.due = min(spare.due + step, spare.size)
-    while spare.touched < spare.due:
-        spare.p[spare.touched] = 0
-        spare.touched += PAGE
+    if spare.touched < spare.due:
+        write_pages(spare.p + spare.touched, spare.due - spare.touched)
+        spare.touched += (spare.due - spare.touched + PAGE - 1) // PAGE * PAGE
     return 0
 
 
@@ -102,6 +102,19 @@ cdef void* _spare_or_zeroed(spare_t* spare, Py_ssize_t n, size_t size) except NU
     if p == NULL:
         return _zeroed(n, size)
     spare.p = NULL
+    return p
+
+
+cdef void* _reserved(
+    void* table, Py_ssize_t n, spare_t* spare, Py_ssize_t slots, size_t size
+) except NULL:
+    """A table of ``slots`` empty slots of ``size`` octets, every page written, in place of
+    ``table`` (``n`` slots) and of the spare prepared for its growth."""
+    _unmap(table, n, size)
+    _unmap(spare.p, spare.size, 1)
+    spare.p = NULL
+    cdef void* p = _zeroed(slots, size)
+    write_pages(<char*>p, slots * size)
     return p
 
 
@@ -192,15 +205,16 @@ cdef class CacheIndex:
         while slots < 2 * rows:  # at most half full: no spare is prepared
             slots *= 2
         if slots > self.mn_mask + 1:
-            _unmap(self.mn_slots, self.mn_mask + 1, sizeof(mn_slot_t))
-            self.mn_slots = <mn_slot_t*>_zeroed(slots, sizeof(mn_slot_t))
+            self.mn_slots = <mn_slot_t*>_reserved(
+                self.mn_slots, self.mn_mask + 1, &self.mn_spare, slots, sizeof(mn_slot_t)
+            )
             self.mn_mask = slots - 1
-            write_pages(<char*>self.mn_slots, slots * sizeof(mn_slot_t))
         if slots > self.prefix_mask + 1:
-            _unmap(self.prefix_slots, self.prefix_mask + 1, sizeof(prefix_slot_t))
-            self.prefix_slots = <prefix_slot_t*>_zeroed(slots, sizeof(prefix_slot_t))
+            self.prefix_slots = <prefix_slot_t*>_reserved(
+                self.prefix_slots, self.prefix_mask + 1, &self.prefix_spare, slots,
+                sizeof(prefix_slot_t),
+            )
             self.prefix_mask = slots - 1
-            write_pages(<char*>self.prefix_slots, slots * sizeof(prefix_slot_t))
         memset(self.mn_next, 0, self.rows * sizeof(int32_t))
         memset(self.mag_next, 0, self.rows * sizeof(int32_t))
         memset(self.mag_prev, 0, self.rows * sizeof(int32_t))

@@ -195,3 +195,25 @@ def test_reserve_is_refused_once_rows_are_indexed() -> None:
     index.insert(index.take(), b"mn", (bytes(17),), bytes(16))
     with pytest.raises(ValueError, match="reserve before"):
         index.reserve(10)
+
+
+def test_reserve_after_a_spare_was_prepared_grows_into_tables_of_the_right_size() -> None:
+    """A table once half full has a spare prepared for its growth; reserve replaces the table,
+    and the spare, sized for the old one, must not be taken by the next growth."""
+    count = 20_000
+    mns = [b"mn-%07d" % i for i in range(count)]
+    keys = [(i.to_bytes(16, "big") + b"\x40",) for i in range(count)]
+    mag = bytes(16)
+    index = CacheIndex(mns)
+    index.grow(count)
+    for row in range(600):  # past half of the first 1 024 slots
+        index.insert(index.take(), mns[row], keys[row], mag)
+    for row in range(600):
+        index.remove(row, mns[row], keys[row], mag)
+        index.release(row)
+    index.reserve(1000)
+    for _ in range(count):
+        row = index.take()
+        index.insert(row, mns[row], keys[row], mag)
+    assert all(index.mn_rows(mns[r]) == [r] for r in range(count))
+    assert all(index.prefix_row(keys[r][0]) == r for r in range(count))
