@@ -2,11 +2,10 @@
 
 Fixed-size fields live in one numpy structured array, one row per binding cache entry, grown by
 half (by ``GROW_LIMIT`` rows at most), or made room for at once before the first entry
-(``reserve``); freed rows are reused. The array is a view of a larger
-zeroed block reserved up front (``RESERVED_ROWS``): the kernel maps its pages only when they are
-first written, so it costs no memory until used, and growing within it exposes more rows without
-a copy (a copy of 300 000 rows stalls the LMA for about 40 ms, in the middle of the latencies a
-run measures).
+(``reserve``); freed rows are reused. The array is a view of a larger zeroed block reserved up
+front (``RESERVED_ROWS``): the kernel maps its pages only when they are first written, so it
+costs no memory until used, and growing within it exposes more rows without a copy (a copy of
+300 000 rows stalls the LMA for about 40 ms, in the middle of the latencies a run measures).
 
 The variable-size fields — MN identifier, the set of home network prefixes, MN link-layer
 identifier — are Python lists indexed by row. A compiled index (``lmaload._ext.cache_index``)
